@@ -1,0 +1,23 @@
+"""Errors a user can act on. Each maps to one gRPC status code in the service layer."""
+
+from __future__ import annotations
+
+
+class ShotpassError(Exception):
+    """Base class: the message is shown to the user as it is."""
+
+
+class InvalidInput(ShotpassError):
+    """Bad request or bad file (gRPC INVALID_ARGUMENT). Name the file and frame in the message."""
+
+
+class NotFound(ShotpassError):
+    """Unknown render, blob, model or pass (gRPC NOT_FOUND)."""
+
+
+class RenderCancelled(ShotpassError):
+    """Raised inside a running pass when its render was cancelled (gRPC CANCELLED)."""
+
+
+class ModelUnavailable(ShotpassError):
+    """A model's files or runtime are missing (gRPC FAILED_PRECONDITION)."""

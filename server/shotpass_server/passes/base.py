@@ -1,0 +1,132 @@
+"""What every pass model implements, and the option schema it publishes.
+
+A model sees colour as float32 RGB in its own working space (``working_space``; None means the plate's
+own values, untouched). The frame pipeline decodes the EXR, converts colour, calls ``process`` and
+writes the result back in the plate's space, precision and windows, so models never touch files.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import InvalidInput
+
+# The working space of image models: sRGB-encoded Rec.709 primaries, display-referred [0, 1].
+SRGB_ENCODED = "sRGB Encoded Rec.709 (sRGB)"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a model, published to clients as an OptionSpec."""
+
+    name: str
+    type: str  # "string" | "int" | "float" | "bool" | "choice"
+    default: Any
+    description: str
+    choices: Sequence[str] = ()
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+
+    def parse(self, text: str) -> Any:
+        """Turn the text a client sent into a typed value, or raise InvalidInput saying what is allowed."""
+        try:
+            if self.type == "int":
+                value: Any = int(text)
+            elif self.type == "float":
+                value = float(text)
+            elif self.type == "bool":
+                low = text.strip().lower()
+                if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(text)
+                value = low in ("1", "true", "yes", "on")
+            else:
+                value = text
+        except ValueError:
+            raise InvalidInput(f"option {self.name}={text!r}: expected {self.type}") from None
+        if self.type == "choice" and value not in self.choices:
+            raise InvalidInput(f"option {self.name}={text!r}: choose one of {', '.join(self.choices)}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not np.isfinite(value):
+                raise InvalidInput(f"option {self.name}={text!r}: must be a finite number")
+            if self.minimum is not None and value < self.minimum:
+                raise InvalidInput(f"option {self.name}={text!r}: must be at least {self.minimum:g}")
+            if self.maximum is not None and value > self.maximum:
+                raise InvalidInput(f"option {self.name}={text!r}: must be at most {self.maximum:g}")
+        return value
+
+
+def parse_options(options: Sequence[Option], given: Dict[str, str], model: str) -> Dict[str, Any]:
+    """Validate a client's options against a model's schema; unknown keys are an error."""
+    known = {o.name: o for o in options}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        raise InvalidInput(f"model {model} has no option {', '.join(unknown)} (its options: {allowed})")
+    values = {o.name: o.default for o in options}
+    for key, text in given.items():
+        values[key] = known[key].parse(text)
+    return values
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class FrameJob:
+    """One frame handed to a model. Arrays are C-contiguous float32."""
+
+    frame: int
+    rgb: np.ndarray  # H x W x 3, in the model's working space
+    alpha: Optional[np.ndarray]  # H x W, or None
+    mask: Optional[np.ndarray] = None  # H x W in [0, 1]; 1 = to be filled (inpaint)
+
+
+@dataclass
+class PassContext:
+    """Render-wide settings and hooks for a model call."""
+
+    options: Dict[str, Any]
+    seed: int  # already combined with the frame number: fixes this frame's noise
+    prompt: str = ""
+    negative_prompt: str = ""
+    reference_rgb: Optional[np.ndarray] = None  # H x W x 3 in the model's working space
+    device: str = "cpu"
+    # Called after each step; raises RenderCancelled when the render was cancelled.
+    progress: ProgressFn = field(default=lambda step, total: None)
+
+
+@dataclass
+class FrameResult:
+    rgb: np.ndarray  # (H*scale) x (W*scale) x 3 float32, in the model's working space
+    alpha: Optional[np.ndarray] = None  # same size, or None to let the pipeline resize the input alpha
+
+
+class Model(ABC):
+    """A loaded-on-demand model behind one pass. Subclasses fill the class attributes."""
+
+    name: ClassVar[str]
+    pass_name: ClassVar[str]
+    family: ClassVar[str]  # "starter" | "classical" | "utility" | "descriptive" | "instruction"
+    description: ClassVar[str]
+    licence: ClassVar[str] = ""
+    scale: ClassVar[int] = 1
+    needs_mask: ClassVar[bool] = False
+    uses_reference: ClassVar[bool] = False
+    uses_prompt: ClassVar[bool] = False
+    working_space: ClassVar[Optional[str]] = SRGB_ENCODED
+    # Pixels where the mask is 0 are copied back from the plate bit for bit (inpaint).
+    keeps_unmasked: ClassVar[bool] = False
+    options: ClassVar[List[Option]] = []
+
+    @property
+    def frame_contract(self) -> str:
+        size = "same size" if self.scale == 1 else f"{self.scale}x size (both windows x{self.scale})"
+        return f"one output frame per input frame number, {size}"
+
+    @abstractmethod
+    def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+        """Run the model on one frame; call ctx.progress(step, total) between steps."""
