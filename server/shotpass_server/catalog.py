@@ -1,0 +1,369 @@
+"""The sqlite catalog (WAL): projects, shots, renders, their frames and events.
+
+One connection guarded by a lock: the server's writes are small and frequent, and sqlite serialises
+writers anyway. Every state change is committed before it is announced, so a SIGKILL loses nothing
+that a client was told about.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+from .errors import NotFound
+
+# Render states (names match the wire contract's RenderState).
+QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = "QUEUED", "RUNNING", "FINISHED", "FAILED", "CANCELLED"
+FINAL_STATES = (FINISHED, FAILED, CANCELLED)
+# Frame states.
+F_PENDING, F_RUNNING, F_DONE, F_FAILED, F_CANCELLED = (
+    "FRAME_PENDING",
+    "FRAME_RUNNING",
+    "FRAME_DONE",
+    "FRAME_FAILED",
+    "FRAME_CANCELLED",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+  id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS shots (
+  id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id), name TEXT NOT NULL,
+  created_at REAL NOT NULL, UNIQUE(project_id, name));
+CREATE TABLE IF NOT EXISTS renders (
+  id TEXT PRIMARY KEY, shot_id INTEGER NOT NULL REFERENCES shots(id), version INTEGER NOT NULL,
+  lane TEXT NOT NULL, state TEXT NOT NULL, settings TEXT NOT NULL, parent TEXT, label TEXT NOT NULL DEFAULT '',
+  reference_digest TEXT NOT NULL DEFAULT '', scale INTEGER NOT NULL DEFAULT 1,
+  created_at REAL NOT NULL, started_at REAL NOT NULL DEFAULT 0, finished_at REAL NOT NULL DEFAULT 0,
+  compute_seconds REAL NOT NULL DEFAULT 0, device TEXT NOT NULL DEFAULT '',
+  rating INTEGER NOT NULL DEFAULT 0, pinned INTEGER NOT NULL DEFAULT 0, note TEXT NOT NULL DEFAULT '',
+  approved INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', warnings TEXT NOT NULL DEFAULT '[]',
+  UNIQUE(shot_id, version));
+CREATE TABLE IF NOT EXISTS frames (
+  render_id TEXT NOT NULL REFERENCES renders(id), frame INTEGER NOT NULL,
+  input_digest TEXT NOT NULL, input_name TEXT NOT NULL DEFAULT '', mask_digest TEXT NOT NULL DEFAULT '',
+  output_digest TEXT NOT NULL DEFAULT '', output_size INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', compute_seconds REAL NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0, finished_at REAL NOT NULL DEFAULT 0,
+  PRIMARY KEY (render_id, frame));
+CREATE TABLE IF NOT EXISTS events (
+  render_id TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL, kind TEXT NOT NULL,
+  body TEXT NOT NULL, PRIMARY KEY (render_id, seq));
+CREATE INDEX IF NOT EXISTS renders_by_state ON renders(state);
+CREATE INDEX IF NOT EXISTS renders_by_parent ON renders(parent);
+"""
+
+
+@dataclass
+class FrameRow:
+    frame: int
+    input_digest: str
+    input_name: str = ""
+    mask_digest: str = ""
+    output_digest: str = ""
+    output_size: int = 0
+    state: str = F_PENDING
+    error: str = ""
+    compute_seconds: float = 0.0
+    attempts: int = 0
+    finished_at: float = 0.0
+
+
+@dataclass
+class RenderRow:
+    id: str
+    project: str
+    shot: str
+    version: int
+    lane: str
+    state: str
+    settings: Dict[str, Any]
+    parent: Optional[str]
+    label: str
+    reference_digest: str
+    scale: int
+    created_at: float
+    started_at: float
+    finished_at: float
+    compute_seconds: float
+    device: str
+    rating: int
+    pinned: bool
+    note: str
+    approved: bool
+    error: str
+    warnings: List[str]
+    frames: List[FrameRow] = field(default_factory=list)
+    children: List[str] = field(default_factory=list)
+
+    @property
+    def frames_done(self) -> int:
+        return sum(1 for f in self.frames if f.state == F_DONE)
+
+
+@dataclass
+class EventRow:
+    render_id: str
+    seq: int
+    time: float
+    kind: str
+    body: Dict[str, Any]
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ writes
+
+    def create_render(
+        self,
+        project: str,
+        shot: str,
+        lane: str,
+        settings: Dict[str, Any],
+        frames: Iterable[FrameRow],
+        parent: Optional[str],
+        label: str,
+        reference_digest: str,
+        scale: int,
+        warnings: List[str],
+    ) -> str:
+        now = time.time()
+        render_id = "r-" + uuid.uuid4().hex[:12]
+        with self._lock, self._transaction():
+            shot_id = self._shot_id(project, shot, now)
+            row = self._db.execute(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM renders WHERE shot_id = ?", (shot_id,)
+            ).fetchone()
+            self._db.execute(
+                "INSERT INTO renders (id, shot_id, version, lane, state, settings, parent, label,"
+                " reference_digest, scale, created_at, warnings) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    render_id, shot_id, row[0], lane, QUEUED, json.dumps(settings), parent, label,
+                    reference_digest, scale, now, json.dumps(warnings),
+                ),
+            )
+            self._db.executemany(
+                "INSERT INTO frames (render_id, frame, input_digest, input_name, mask_digest, state)"
+                " VALUES (?,?,?,?,?,?)",
+                [(render_id, f.frame, f.input_digest, f.input_name, f.mask_digest, F_PENDING) for f in frames],
+            )
+        return render_id
+
+    def set_render_state(self, render_id: str, state: str, error: str = "", device: str = "") -> None:
+        now = time.time()
+        with self._lock, self._transaction():
+            if state == RUNNING:
+                self._db.execute(
+                    "UPDATE renders SET state = ?, device = ?,"
+                    " started_at = CASE WHEN started_at = 0 THEN ? ELSE started_at END WHERE id = ?",
+                    (state, device, now, render_id),
+                )
+            elif state in FINAL_STATES:
+                self._db.execute(
+                    "UPDATE renders SET state = ?, error = ?, finished_at = ? WHERE id = ?",
+                    (state, error, now, render_id),
+                )
+                # Frames that never ran are marked, so no one mistakes them for pending work.
+                self._db.execute(
+                    "UPDATE frames SET state = ? WHERE render_id = ? AND state IN (?, ?)",
+                    (F_CANCELLED if state == CANCELLED else F_FAILED if state == FAILED else F_PENDING,
+                     render_id, F_PENDING, F_RUNNING),
+                )
+            else:
+                self._db.execute("UPDATE renders SET state = ? WHERE id = ?", (state, render_id))
+
+    def frame_started(self, render_id: str, frame: int) -> None:
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE frames SET state = ?, attempts = attempts + 1 WHERE render_id = ? AND frame = ?",
+                (F_RUNNING, render_id, frame),
+            )
+
+    def frame_done(self, render_id: str, frame: int, digest: str, size: int, seconds: float) -> None:
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE frames SET state = ?, output_digest = ?, output_size = ?, compute_seconds = ?,"
+                " error = '', finished_at = ? WHERE render_id = ? AND frame = ?",
+                (F_DONE, digest, size, seconds, time.time(), render_id, frame),
+            )
+            self._db.execute(
+                "UPDATE renders SET compute_seconds = compute_seconds + ? WHERE id = ?", (seconds, render_id)
+            )
+
+    def frame_failed(self, render_id: str, frame: int, error: str, seconds: float, state: str = F_FAILED) -> None:
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE frames SET state = ?, error = ?, compute_seconds = compute_seconds + ?"
+                " WHERE render_id = ? AND frame = ?",
+                (state, error, seconds, render_id, frame),
+            )
+            self._db.execute(
+                "UPDATE renders SET compute_seconds = compute_seconds + ? WHERE id = ?", (seconds, render_id)
+            )
+
+    def reset_frame(self, render_id: str, frame: int) -> None:
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE frames SET state = ? WHERE render_id = ? AND frame = ?", (F_PENDING, render_id, frame)
+            )
+
+    def review(self, render_id: str, **changes: Any) -> None:
+        allowed = {"rating", "pinned", "note", "approved"}
+        sets = {k: v for k, v in changes.items() if k in allowed and v is not None}
+        if not sets:
+            return
+        with self._lock, self._transaction():
+            self._require(render_id)
+            cols = ", ".join(f"{k} = ?" for k in sets)
+            self._db.execute(f"UPDATE renders SET {cols} WHERE id = ?", (*sets.values(), render_id))
+
+    def add_event(self, render_id: str, kind: str, body: Dict[str, Any]) -> EventRow:
+        now = time.time()
+        with self._lock, self._transaction():
+            seq = self._db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE render_id = ?", (render_id,)
+            ).fetchone()[0]
+            self._db.execute(
+                "INSERT INTO events (render_id, seq, time, kind, body) VALUES (?,?,?,?,?)",
+                (render_id, seq, now, kind, json.dumps(body)),
+            )
+        return EventRow(render_id, seq, now, kind, body)
+
+    def resume_interrupted(self) -> List[str]:
+        """After a restart: frames caught mid-run go back to pending; unfinished renders are returned."""
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE frames SET state = ? WHERE state = ?", (F_PENDING, F_RUNNING))
+            rows = self._db.execute(
+                "SELECT id FROM renders WHERE state IN (?, ?) ORDER BY created_at", (QUEUED, RUNNING)
+            ).fetchall()
+            self._db.execute("UPDATE renders SET state = ? WHERE state = ?", (QUEUED, RUNNING))
+        return [r[0] for r in rows]
+
+    # ------------------------------------------------------------------ reads
+
+    def get_render(self, render_id: str, with_frames: bool = True) -> RenderRow:
+        with self._lock:
+            row = self._require(render_id)
+            render = self._render_from_row(row)
+            if with_frames:
+                render.frames = self.frames(render_id)
+            render.children = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT id FROM renders WHERE parent = ? ORDER BY created_at", (render_id,)
+                )
+            ]
+        return render
+
+    def frames(self, render_id: str) -> List[FrameRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT frame, input_digest, input_name, mask_digest, output_digest, output_size, state, error,"
+                " compute_seconds, attempts, finished_at FROM frames WHERE render_id = ? ORDER BY frame",
+                (render_id,),
+            ).fetchall()
+        return [FrameRow(**dict(r)) for r in rows]
+
+    def list_renders(self, project: str = "", shot: str = "", limit: int = 200) -> List[RenderRow]:
+        sql = _RENDER_SELECT + " WHERE 1=1"
+        args: List[Any] = []
+        if project:
+            sql += " AND p.name = ?"
+            args.append(project)
+        if shot:
+            sql += " AND s.name = ?"
+            args.append(shot)
+        sql += " ORDER BY r.created_at DESC LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+            renders = [self._render_from_row(r) for r in rows]
+            for render in renders:
+                render.frames = self.frames(render.id)
+        return renders
+
+    def events_after(self, render_id: str, after: int) -> List[EventRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT render_id, seq, time, kind, body FROM events WHERE render_id = ? AND seq > ? ORDER BY seq",
+                (render_id, after),
+            ).fetchall()
+        return [EventRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def render_ids_in_state(self, *states: str) -> List[str]:
+        marks = ",".join("?" * len(states))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id FROM renders WHERE state IN ({marks}) ORDER BY created_at", states
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _transaction(self) -> _Txn:
+        return _Txn(self._db)
+
+    def _shot_id(self, project: str, shot: str, now: float) -> int:
+        self._db.execute("INSERT OR IGNORE INTO projects (name, created_at) VALUES (?, ?)", (project, now))
+        project_id = self._db.execute("SELECT id FROM projects WHERE name = ?", (project,)).fetchone()[0]
+        self._db.execute(
+            "INSERT OR IGNORE INTO shots (project_id, name, created_at) VALUES (?, ?, ?)", (project_id, shot, now)
+        )
+        return self._db.execute(
+            "SELECT id FROM shots WHERE project_id = ? AND name = ?", (project_id, shot)
+        ).fetchone()[0]
+
+    def _require(self, render_id: str) -> sqlite3.Row:
+        row = self._db.execute(_RENDER_SELECT + " WHERE r.id = ?", (render_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no render {render_id!r} on this server (list them with: shotpass renders)")
+        return row
+
+    @staticmethod
+    def _render_from_row(row: sqlite3.Row) -> RenderRow:
+        d = dict(row)
+        d["settings"] = json.loads(d["settings"])
+        d["warnings"] = json.loads(d["warnings"])
+        d["pinned"] = bool(d["pinned"])
+        d["approved"] = bool(d["approved"])
+        return RenderRow(**d)
+
+
+_RENDER_SELECT = (
+    "SELECT r.id, p.name AS project, s.name AS shot, r.version, r.lane, r.state, r.settings, r.parent, r.label,"
+    " r.reference_digest, r.scale, r.created_at, r.started_at, r.finished_at, r.compute_seconds, r.device,"
+    " r.rating, r.pinned, r.note, r.approved, r.error, r.warnings"
+    " FROM renders r JOIN shots s ON s.id = r.shot_id JOIN projects p ON p.id = s.project_id"
+)
+
+
+class _Txn:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error (autocommit connection)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

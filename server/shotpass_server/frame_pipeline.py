@@ -1,0 +1,155 @@
+"""One frame through one model: decode, colour in, process, colour out, encode.
+
+Everything that keeps a frame frame-perfect lives here, not in the models: windows and metadata come
+from the source part, colour goes back to the plate's space and precision, pixels a model must not
+touch (outside an inpaint mask) are copied back bit for bit, and no NaN/Inf reaches a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .errors import InvalidInput
+from .frames.colour import ColourSpaces
+from .frames.exr import ColourPlane, add_provenance, decode_exr, encode_exr, finite, replace_colour, select_colour
+from .passes.base import FrameJob, Model, PassContext, ProgressFn
+
+
+@dataclass
+class FrameRequest:
+    render_id: str
+    frame: int
+    data: bytes
+    source_name: str
+    source_digest: str
+    seed: int
+    options: Dict[str, object]
+    colour_space: str
+    view: str = ""
+    prompt: str = ""
+    negative_prompt: str = ""
+    mask: Optional[bytes] = None
+    mask_name: str = ""
+    mask_from_alpha: bool = False
+    reference_rgb: Optional[np.ndarray] = None  # already in the model's working space
+    device: str = "cpu"
+
+
+def frame_seed(render_seed: int, frame: int) -> int:
+    """A frame's noise seed: fixed by (render seed, frame number), independent of chunking or order."""
+    digest = hashlib.sha256(f"{render_seed}:{frame}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def to_working(rgb: np.ndarray, model: Model, plate_space: str, colours: ColourSpaces) -> np.ndarray:
+    rgb = finite(rgb)
+    if model.working_space is None or model.working_space == plate_space:
+        return np.ascontiguousarray(rgb, dtype=np.float32)
+    return colours.convert(rgb, plate_space, model.working_space)
+
+
+def reference_in_working_space(
+    data: bytes, name: str, view: str, model: Model, plate_space: str, colours: ColourSpaces
+) -> np.ndarray:
+    plane = select_colour(decode_exr(data, name), view or None)
+    return to_working(plane.rgb, model, plate_space, colours)
+
+
+def run_frame(
+    req: FrameRequest, model: Model, colours: ColourSpaces, progress: ProgressFn
+) -> bytes:
+    """Returns the output EXR's bytes for one frame."""
+    image = decode_exr(req.data, req.source_name)
+    provenance = {
+        "renderId": req.render_id,
+        "pass": model.pass_name,
+        "model": model.name,
+        "seed": str(req.seed),
+        "sourceFrame": str(req.frame),
+        "sourceDigest": req.source_digest,
+        "sourceFile": req.source_name,
+        "colourSpace": req.colour_space,
+        "serverVersion": __version__,
+    }
+    if model.pass_name == "passthrough":
+        # A no-op keeps the whole file: every part, layer and attribute, pixels untouched.
+        progress(1, 1)
+        return encode_exr(add_provenance(image, provenance))
+
+    plane = select_colour(image, req.view or None)
+    mask = _mask_for(req, plane) if model.needs_mask else None
+    job = FrameJob(
+        frame=req.frame,
+        rgb=to_working(plane.rgb, model, req.colour_space, colours),
+        alpha=None if plane.alpha is None else np.ascontiguousarray(plane.alpha, dtype=np.float32),
+        mask=mask,
+    )
+    ctx = PassContext(
+        options=dict(req.options),
+        seed=req.seed,
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
+        reference_rgb=req.reference_rgb,
+        device=req.device,
+        progress=progress,
+    )
+    result = model.process(job, ctx)
+    h, w = plane.rgb.shape[:2]
+    k = model.scale
+    if result.rgb.shape[:2] != (h * k, w * k):
+        raise RuntimeError(
+            f"model {model.name} returned {result.rgb.shape[1]}x{result.rgb.shape[0]} for a "
+            f"{w}x{h} frame at scale {k}"
+        )
+    rgb = result.rgb
+    if model.working_space is not None and model.working_space != req.colour_space:
+        rgb = colours.convert(np.ascontiguousarray(rgb, dtype=np.float32), model.working_space, req.colour_space)
+    rgb = finite(rgb)
+    alpha = result.alpha
+    if alpha is None and plane.alpha is not None:
+        alpha = plane.alpha if k == 1 else cv2.resize(plane.alpha, (w * k, h * k), interpolation=cv2.INTER_LINEAR)
+    out = replace_colour(image, plane, rgb, alpha, scale=k, provenance=provenance)
+    if model.keeps_unmasked and mask is not None:
+        _restore_unmasked(out, image, plane, mask)
+    return encode_exr(out)
+
+
+def _mask_for(req: FrameRequest, plane: ColourPlane) -> np.ndarray:
+    """The fill mask (1 = fill) on the plate's data window: from a mask plate, else the plate's alpha."""
+    if req.mask is not None:
+        mplane = select_colour(decode_exr(req.mask, req.mask_name), None)
+        values = mplane.alpha if mplane.alpha is not None else mplane.rgb.mean(axis=2)
+        return _align(finite(values), mplane.data_window, plane.data_window)
+    if plane.alpha is None:
+        raise InvalidInput(
+            f"{req.source_name} (frame {req.frame}): inpaint needs a mask; give a mask plate (--mask) "
+            "or a plate with an alpha channel"
+        )
+    return np.ascontiguousarray(finite(plane.alpha), dtype=np.float32)
+
+
+def _align(values: np.ndarray, src_window: tuple, dst_window: tuple) -> np.ndarray:
+    """Place a mask given on one data window onto another (outside its window the mask is 0)."""
+    sx0, sy0, sx1, sy1 = src_window
+    dx0, dy0, dx1, dy1 = dst_window
+    out = np.zeros((dy1 - dy0 + 1, dx1 - dx0 + 1), dtype=np.float32)
+    x0, y0, x1, y1 = max(sx0, dx0), max(sy0, dy0), min(sx1, dx1), min(sy1, dy1)
+    if x0 <= x1 and y0 <= y1:
+        out[y0 - dy0: y1 - dy0 + 1, x0 - dx0: x1 - dx0 + 1] = values[y0 - sy0: y1 - sy0 + 1, x0 - sx0: x1 - sx0 + 1]
+    return np.clip(out, 0.0, 1.0)
+
+
+def _restore_unmasked(out, source, plane: ColourPlane, mask: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """Where the mask is 0, the stored values of the source part are copied back bit for bit."""
+    keep = mask <= 0.0
+    src = source.parts[plane.part_index].channels
+    dst = out.parts[0].channels
+    for name in plane.channel_names:
+        if name in dst and name in src and dst[name].shape == src[name].shape:
+            dst[name][keep] = src[name][keep]

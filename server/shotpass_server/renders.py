@@ -1,0 +1,373 @@
+"""Render lifecycle: validate a submission, resolve chained inputs and references, run chunks, notify watchers."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+from shotpass_client.patterns import format_frame_list
+
+from . import catalog as cat
+from .blobs import BlobStore, check_digest
+from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError
+from .frame_pipeline import FrameRequest, frame_seed, reference_in_working_space, run_frame
+from .frames.colour import ColourSpaces
+from .frames.exr import decode_exr, select_colour
+from .passes.base import Model, parse_options
+from .passes.registry import ModelRegistry
+from .prompts import instruction_warning, unused_prompt_warning
+from .scheduler import Scheduler
+
+log = logging.getLogger("shotpass.renders")
+
+MAX_FRAMES_PER_RENDER = 100_000
+MAX_NAME = 200
+MAX_PROMPT = 4000
+
+
+@dataclass
+class FrameSpec:
+    frame: int
+    digest: str = ""
+    path: str = ""
+    name: str = ""
+
+
+@dataclass
+class Submission:
+    project: str
+    shot: str
+    lane: str
+    settings: Dict[str, Any]  # pass_name, model, prompt, negative_prompt, options, seed, colour_space, view, priority
+    frames: List[FrameSpec]
+    mask_frames: List[FrameSpec]
+    parent: str = ""
+    parent_frames: Sequence[int] = ()
+    seed_set: bool = False
+    reference_digest: str = ""
+    reference_render: Optional[Tuple[str, int]] = None
+    label: str = ""
+
+
+class RenderManager:
+    def __init__(
+        self,
+        catalog: cat.Catalog,
+        blobs: BlobStore,
+        registry: ModelRegistry,
+        colours: ColourSpaces,
+        devices: List[str],
+        chunk_frames: int = 4,
+        path_roots: Sequence[Path] = (),
+    ) -> None:
+        self.catalog = catalog
+        self.blobs = blobs
+        self.registry = registry
+        self.colours = colours
+        self.path_roots = [Path(p).resolve() for p in path_roots]
+        self._cv = threading.Condition()
+        self._generation = 0
+        self._references: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.scheduler = Scheduler(catalog, self._run_chunk, devices, chunk_frames, on_event=self._notify)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+
+    # ------------------------------------------------------------ submit
+
+    def submit(self, sub: Submission) -> Tuple[str, List[str]]:
+        model, _ = self._model_and_options(sub.settings)  # options validated here, parsed again per chunk
+        settings = dict(sub.settings)
+        settings["model"] = model.name
+        settings["pass_name"] = model.pass_name
+        settings["colour_space"] = self.colours.check(settings.get("colour_space") or self.colours.scene_linear)
+        if not sub.seed_set:
+            settings["seed"] = random.randrange(1, 2**31)
+        _check_name("project", sub.project)
+        _check_name("shot", sub.shot)
+        if len(settings.get("prompt", "")) > MAX_PROMPT or len(settings.get("negative_prompt", "")) > MAX_PROMPT:
+            raise InvalidInput(f"prompts are limited to {MAX_PROMPT} characters")
+
+        frames = self._input_frames(sub)
+        masks = self._mask_frames(sub, frames, model)
+        for row in frames.values():
+            self._validate_input(row, settings.get("view", ""), model)
+        reference = self._reference_digest(sub, model)
+
+        warnings = [
+            w
+            for w in (
+                instruction_warning(settings.get("prompt", ""), model.family, model.name),
+                unused_prompt_warning(settings.get("prompt", ""), model.uses_prompt, model.name),
+            )
+            if w
+        ]
+        if model.uses_reference and not reference:
+            raise InvalidInput(
+                f"model {model.name} needs a reference frame: pass one (--reference FILE), or approve a preview "
+                f"of shot {sub.shot} (shotpass review RENDER --approve) to use it as the shot's reference"
+            )
+        rows = []
+        for f in sorted(frames):
+            row = frames[f]
+            if f in masks:
+                row.mask_digest = masks[f]
+            rows.append(row)
+        render_id = self.catalog.create_render(
+            sub.project, sub.shot, sub.lane, settings, rows, sub.parent or None, sub.label[:MAX_NAME],
+            reference, model.scale, warnings,
+        )
+        for w in warnings:
+            self.catalog.add_event(render_id, "WARNING", {"message": w})
+        self.scheduler.enqueue(render_id)
+        return render_id, warnings
+
+    def _model_and_options(self, settings: Dict[str, Any]) -> Tuple[Model, Dict[str, Any]]:
+        pass_name = settings.get("pass_name", "")
+        name = settings.get("model", "")
+        model = self.registry.get(name) if name else self.registry.default_for(pass_name)
+        if pass_name and model.pass_name != pass_name:
+            raise InvalidInput(f"model {model.name} runs the {model.pass_name} pass, not {pass_name}")
+        return model, parse_options(model.options, dict(settings.get("options", {})), model.name)
+
+    def _input_frames(self, sub: Submission) -> Dict[int, cat.FrameRow]:
+        if sub.frames and sub.parent:
+            raise InvalidInput("give either input frames or a parent render, not both")
+        if sub.parent:
+            parent = self.catalog.get_render(sub.parent)
+            done = {f.frame: f for f in parent.frames if f.state == cat.F_DONE}
+            wanted = list(sub.parent_frames) or sorted(f.frame for f in parent.frames)
+            missing = [f for f in wanted if f not in done]
+            if missing:
+                raise InvalidInput(
+                    f"parent render {parent.id} has no finished output for frame(s) {_frames(missing)} "
+                    f"(it is {parent.state}); wait for it or chain onto finished frames only"
+                )
+            return {
+                f: cat.FrameRow(frame=f, input_digest=done[f].output_digest, input_name=done[f].input_name)
+                for f in wanted
+            }
+        if not sub.frames:
+            raise InvalidInput("a render needs input frames or a parent render")
+        if len(sub.frames) > MAX_FRAMES_PER_RENDER:
+            raise InvalidInput(f"at most {MAX_FRAMES_PER_RENDER} frames per render")
+        out: Dict[int, cat.FrameRow] = {}
+        for spec in sub.frames:
+            if spec.frame in out:
+                raise InvalidInput(f"frame {spec.frame} is listed twice ({out[spec.frame].input_name} and {spec.name})")
+            out[spec.frame] = cat.FrameRow(frame=spec.frame, input_digest=self._stored(spec), input_name=spec.name)
+        return out
+
+    def _mask_frames(self, sub: Submission, frames: Dict[int, cat.FrameRow], model: Model) -> Dict[int, str]:
+        masks: Dict[int, str] = {}
+        for spec in sub.mask_frames:
+            if spec.frame not in frames:
+                raise InvalidInput(f"mask frame {spec.frame} ({spec.name}) has no plate frame {spec.frame}")
+            masks[spec.frame] = self._stored(spec)
+        if masks:
+            missing = [f for f in frames if f not in masks]
+            if missing:
+                raise InvalidInput(f"the mask plate lacks frame(s) {_frames(missing)} of the plate")
+        return masks
+
+    def _stored(self, spec: FrameSpec) -> str:
+        label = spec.name or f"frame {spec.frame}"
+        if spec.path:
+            return self.blobs.put(self._read_path(spec.path, spec.frame))
+        try:
+            check_digest(spec.digest)
+        except InvalidInput as err:
+            raise InvalidInput(f"{label} (frame {spec.frame}): {err}") from None
+        if not self.blobs.has(spec.digest):
+            raise NotFound(f"{label} (frame {spec.frame}) was not uploaded (digest {spec.digest[:12]}); upload it first")
+        return spec.digest
+
+    def _read_path(self, path: str, frame: int) -> bytes:
+        if not self.path_roots:
+            raise InvalidInput(
+                f"{path} (frame {frame}): this server reads no paths; upload the file, or configure [paths] roots"
+            )
+        real = Path(path).resolve()
+        if not any(real == root or root in real.parents for root in self.path_roots):
+            raise InvalidInput(f"{path} (frame {frame}): outside the server's readable roots")
+        try:
+            return real.read_bytes()
+        except OSError as err:
+            raise InvalidInput(f"{path} (frame {frame}): cannot read it on the server ({err.strerror})") from None
+
+    def _validate_input(self, row: cat.FrameRow, view: str, model: Model) -> None:
+        """Refuse unusable frames at submit time, naming the file and frame, before anything is queued."""
+        name = row.input_name or f"frame {row.frame}"
+        try:
+            image = decode_exr(self.blobs.get(row.input_digest), name)
+            if model.pass_name != "passthrough":
+                select_colour(image, view or None)
+        except ShotpassError as err:
+            raise InvalidInput(f"frame {row.frame}: {err}") from None
+
+    def _reference_digest(self, sub: Submission, model: Model) -> str:
+        if sub.reference_digest:
+            if not self.blobs.has(sub.reference_digest):
+                raise NotFound(f"reference {sub.reference_digest[:12]} was not uploaded; upload it first")
+            return sub.reference_digest
+        if sub.reference_render:
+            render_id, frame = sub.reference_render
+            return self._render_output(render_id, frame)
+        if model.uses_reference:
+            approved = [r for r in self.catalog.list_renders(sub.project, sub.shot) if r.approved and r.frames_done]
+            if approved:
+                return next(f.output_digest for f in approved[0].frames if f.output_digest)
+        return ""
+
+    def _render_output(self, render_id: str, frame: int) -> str:
+        render = self.catalog.get_render(render_id)
+        done = [f for f in render.frames if f.output_digest]
+        if frame == 0 and len(render.frames) == 1 and done:
+            return done[0].output_digest
+        for f in done:
+            if f.frame == frame:
+                return f.output_digest
+        raise InvalidInput(f"render {render_id} has no finished output for frame {frame}")
+
+    # ------------------------------------------------------------ preview
+
+    def wait_final(self, render_id: str, timeout: float) -> cat.RenderRow:
+        deadline = time.monotonic() + timeout
+        while True:
+            render = self.catalog.get_render(render_id)
+            if render.state in cat.FINAL_STATES or time.monotonic() >= deadline:
+                return render
+            with self._cv:
+                self._cv.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    # ------------------------------------------------------------ events
+
+    def _notify(self, render_id: str) -> None:
+        with self._cv:
+            self._generation += 1
+            self._cv.notify_all()
+
+    def add_event(self, render_id: str, kind: str, body: Dict[str, Any]) -> None:
+        self.catalog.add_event(render_id, kind, body)
+        self._notify(render_id)
+
+    def events(self, render_id: str, after: int, active: Any = lambda: True) -> Iterator[cat.EventRow]:
+        self.catalog.get_render(render_id, with_frames=False)  # NOT_FOUND early
+        last = after
+        while active():
+            with self._cv:
+                generation = self._generation
+            batch = self.catalog.events_after(render_id, last)
+            for event in batch:
+                last = event.seq
+                yield event
+                if event.kind == "FINISHED":
+                    return
+            if not batch:
+                with self._cv:
+                    if self._generation == generation:
+                        self._cv.wait(1.0)
+
+    # ------------------------------------------------------------ work
+
+    def _run_chunk(self, render_id: str, chunk: List[int], device: str, scheduler: Scheduler) -> None:
+        render = self.catalog.get_render(render_id)
+        settings = render.settings
+        model = self.registry.get(settings["model"])
+        options = parse_options(model.options, dict(settings.get("options", {})), model.name)
+        rows = {f.frame: f for f in render.frames}
+        reference = self._reference_rgb(render, model) if render.reference_digest and model.uses_reference else None
+        for frame in chunk:
+            if scheduler.is_cancelled(render_id):
+                return
+            row = rows[frame]
+            if row.state != cat.F_PENDING:
+                continue  # finished before a restart: never recomputed
+            self.catalog.frame_started(render_id, frame)
+            started = time.perf_counter()
+            last_step = [0.0]
+
+            def progress(step: int, total: int, frame: int = frame) -> None:
+                scheduler.check_cancel(render_id)
+                now = time.perf_counter()
+                if step >= total or now - last_step[0] > 0.2:
+                    last_step[0] = now
+                    self.add_event(render_id, "STEP", {"frame": frame, "step": step, "total_steps": total})
+
+            request = FrameRequest(
+                render_id=render_id,
+                frame=frame,
+                data=self.blobs.get(row.input_digest),
+                source_name=row.input_name or f"frame {frame}",
+                source_digest=row.input_digest,
+                seed=frame_seed(int(settings.get("seed", 0)), frame),
+                options=options,
+                colour_space=settings["colour_space"],
+                view=settings.get("view", ""),
+                prompt=settings.get("prompt", ""),
+                negative_prompt=settings.get("negative_prompt", ""),
+                mask=self.blobs.get(row.mask_digest) if row.mask_digest else None,
+                mask_name=f"mask of frame {frame}",
+                reference_rgb=reference,
+                device=device,
+            )
+            try:
+                out = run_frame(request, model, self.colours, progress)
+            except RenderCancelled:
+                self.catalog.reset_frame(render_id, frame)
+                return
+            except ShotpassError as err:
+                self._frame_failed(render_id, frame, str(err), started)
+                continue
+            except Exception as err:  # a model bug must not take the server down
+                log.error("render %s frame %s:\n%s", render_id, frame, traceback.format_exc())
+                self._frame_failed(render_id, frame, f"internal error in {model.name}: {err}", started)
+                continue
+            digest = self.blobs.put(out)
+            seconds = time.perf_counter() - started
+            self.catalog.frame_done(render_id, frame, digest, len(out), seconds)
+            done = sum(1 for f in self.catalog.frames(render_id) if f.state == cat.F_DONE)
+            self.add_event(
+                render_id,
+                "FRAME_DONE",
+                {"frame": frame, "digest": digest, "frames_done": done, "frames_total": len(rows)},
+            )
+
+    def _frame_failed(self, render_id: str, frame: int, message: str, started: float) -> None:
+        self.catalog.frame_failed(render_id, frame, message, time.perf_counter() - started)
+        self.add_event(render_id, "FRAME_FAILED", {"frame": frame, "message": message})
+
+    def _reference_rgb(self, render: cat.RenderRow, model: Model) -> np.ndarray:
+        key = f"{render.reference_digest}:{model.name}:{render.settings['colour_space']}"
+        if key not in self._references:
+            self._references[key] = reference_in_working_space(
+                self.blobs.get(render.reference_digest),
+                "reference frame",
+                render.settings.get("view", ""),
+                model,
+                render.settings["colour_space"],
+                self.colours,
+            )
+            while len(self._references) > 8:
+                self._references.popitem(last=False)
+        return self._references[key]
+
+
+def _check_name(kind: str, value: str) -> None:
+    if not value or len(value) > MAX_NAME or any(c in value for c in "\x00\n\r/\\"):
+        raise InvalidInput(f"{kind} name {value!r}: 1-{MAX_NAME} characters, no slashes or line breaks")
+
+
+def _frames(frames: Sequence[int]) -> str:
+    return format_frame_list(frames)

@@ -1,0 +1,391 @@
+"""The gRPC servicer: wire messages <-> domain calls, errors -> status codes. No logic of its own."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable, Dict, Iterator, Optional
+
+import grpc
+from shotpass_client.proto import shotpass_pb2 as pb
+from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
+
+from . import __version__
+from . import catalog as cat
+from .blobs import BlobWriter, check_digest
+from .errors import InvalidInput, ModelUnavailable, NotFound, RenderCancelled, ShotpassError
+from .passes.base import Model, Option
+from .renders import FrameSpec, RenderManager, Submission
+
+log = logging.getLogger("shotpass.service")
+
+CHUNK_BYTES = 1 << 20
+MAX_CHUNK_BYTES = 4 << 20
+MAX_BLOB_BYTES = 8 << 30
+PREVIEW_TIMEOUT = 600.0
+
+_CODES = {
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    RenderCancelled: grpc.StatusCode.CANCELLED,
+    ModelUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
+}
+_OPTION_TYPES = {
+    "string": pb.OptionSpec.STRING,
+    "int": pb.OptionSpec.INT,
+    "float": pb.OptionSpec.FLOAT,
+    "bool": pb.OptionSpec.BOOL,
+    "choice": pb.OptionSpec.CHOICE,
+}
+
+
+def _status(exc: ShotpassError) -> grpc.StatusCode:
+    for kind, code in _CODES.items():
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def rpc(method: Callable) -> Callable:
+    """Turn domain errors into gRPC statuses with the user-facing message; never let a bug kill the server."""
+
+    @functools.wraps(method)
+    def wrapper(self: "ShotPassService", request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except ShotpassError as exc:
+            context.abort(_status(exc), str(exc))
+        except Exception as exc:
+            log.exception("%s failed", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}: {exc}")
+
+    return wrapper
+
+
+def rpc_stream(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def wrapper(self: "ShotPassService", request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from method(self, request, context)
+        except ShotpassError as exc:
+            context.abort(_status(exc), str(exc))
+
+    return wrapper
+
+
+class ShotPassService(pb_grpc.ShotPassServicer):
+    def __init__(self, manager: RenderManager, devices: list) -> None:
+        self.m = manager
+        self.devices = devices
+
+    # ------------------------------------------------------------ info
+
+    @rpc
+    def GetServerInfo(self, request: pb.GetServerInfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
+        reg = self.m.registry
+        passes = []
+        for pass_name in reg.passes():
+            models = reg.for_pass(pass_name)
+            passes.append(
+                pb.PassInfo(
+                    name=pass_name,
+                    description=models[0].description if models else "",
+                    models=[m.name for m in models],
+                    default_model=reg.default_for(pass_name).name,
+                )
+            )
+        return pb.ServerInfo(
+            version=__version__,
+            devices=self.devices,
+            passes=passes,
+            models=[model_info(m) for m in reg.all()],
+            limits=pb.Limits(
+                max_chunk_bytes=MAX_CHUNK_BYTES,
+                max_message_bytes=MAX_CHUNK_BYTES + (1 << 20),
+                max_frames_per_render=100_000,
+                max_blob_bytes=MAX_BLOB_BYTES,
+            ),
+            colour_config=self.m.colours.config_name,
+            default_colour_space=self.m.colours.scene_linear,
+            colour_spaces=self.m.colours.names(),
+        )
+
+    @rpc
+    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
+        reg = self.m.registry
+        models = reg.for_pass(request.pass_name) if request.pass_name else reg.all()
+        if request.pass_name and not models:
+            raise NotFound(f"no pass {request.pass_name!r}; passes: {', '.join(reg.passes())}")
+        return pb.ListModelsResponse(models=[model_info(m) for m in models])
+
+    # ------------------------------------------------------------ blobs
+
+    @rpc
+    def FindBlobs(self, request: pb.FindBlobsRequest, context: grpc.ServicerContext) -> pb.FindBlobsResponse:
+        present, missing = [], []
+        for digest in request.digests:
+            check_digest(digest)
+            (present if self.m.blobs.has(digest) else missing).append(digest)
+        return pb.FindBlobsResponse(present=present, missing=missing)
+
+    @rpc
+    def UploadBlobs(
+        self, request_iterator: Iterator[pb.UploadChunk], context: grpc.ServicerContext
+    ) -> pb.UploadBlobsResponse:
+        receipts: Dict[str, pb.BlobReceipt] = {}
+        writer: Optional[BlobWriter] = None
+        received = 0
+        try:
+            for chunk in request_iterator:
+                if len(chunk.data) > MAX_CHUNK_BYTES:
+                    raise InvalidInput(f"chunks are limited to {MAX_CHUNK_BYTES} bytes")
+                if writer is None:
+                    if not 0 <= chunk.total_size <= MAX_BLOB_BYTES:
+                        raise InvalidInput(f"blob size {chunk.total_size} is outside 0..{MAX_BLOB_BYTES}")
+                    present = self.m.blobs.has(chunk.digest)
+                    writer = self.m.blobs.writer(chunk.digest, chunk.total_size)
+                elif chunk.digest != writer.digest:
+                    raise InvalidInput(_cut(writer))
+                writer.write(chunk.offset, chunk.data)
+                received += len(chunk.data)
+                if writer.complete:
+                    writer.commit()  # verifies the digest; only then is the blob visible
+                    receipts[writer.digest] = pb.BlobReceipt(
+                        digest=writer.digest, size=writer.total_size, already_present=present
+                    )
+                    writer = None
+            if writer is not None:
+                raise InvalidInput(_cut(writer))
+        finally:
+            if writer is not None:
+                writer.abort()
+        return pb.UploadBlobsResponse(blobs=list(receipts.values()), bytes_received=received)
+
+    @rpc_stream
+    def DownloadBlob(self, request: pb.DownloadBlobRequest, context: grpc.ServicerContext) -> Iterator[pb.BlobChunk]:
+        size = self.m.blobs.size(request.digest)
+        for offset, data in self.m.blobs.iter_chunks(request.digest, CHUNK_BYTES):
+            yield pb.BlobChunk(digest=request.digest, total_size=size, offset=offset, data=data)
+        if size == 0:
+            yield pb.BlobChunk(digest=request.digest, total_size=0, offset=0, data=b"")
+
+    # ------------------------------------------------------------ renders
+
+    @rpc
+    def SubmitRender(self, request: pb.SubmitRenderRequest, context: grpc.ServicerContext) -> pb.SubmitRenderResponse:
+        render_id, warnings = self.m.submit(submission(request, "render"))
+        return pb.SubmitRenderResponse(
+            render_id=render_id, warnings=warnings, render=render_message(self.m.catalog.get_render(render_id))
+        )
+
+    @rpc
+    def PreviewFrame(self, request: pb.PreviewFrameRequest, context: grpc.ServicerContext) -> pb.PreviewFrameResponse:
+        sub = submission(request.render, "preview")
+        count = len(sub.frames) or len(sub.parent_frames)
+        if count != 1:
+            raise InvalidInput(f"a preview renders exactly one frame; {count or 'none'} given")
+        render_id, warnings = self.m.submit(sub)
+        render = self.m.wait_final(render_id, request.timeout_seconds or PREVIEW_TIMEOUT)
+        if render.state != cat.FINISHED:
+            if render.state not in cat.FINAL_STATES:
+                self.m.scheduler.cancel(render_id)
+                raise ShotpassError(f"preview {render_id} did not finish in time")
+            raise InvalidInput(f"preview {render_id} {render.state.lower()}: {render.error}")
+        frame = render.frames[0]
+        return pb.PreviewFrameResponse(
+            render_id=render_id,
+            frame=frame.frame,
+            output_digest=frame.output_digest,
+            warnings=warnings,
+            render=render_message(render),
+        )
+
+    @rpc_stream
+    def WatchRender(self, request: pb.WatchRenderRequest, context: grpc.ServicerContext) -> Iterator[pb.RenderEvent]:
+        for event in self.m.events(request.render_id, request.after_sequence, context.is_active):
+            yield event_message(event)
+
+    @rpc
+    def GetRender(self, request: pb.GetRenderRequest, context: grpc.ServicerContext) -> pb.Render:
+        return render_message(self.m.catalog.get_render(request.render_id))
+
+    @rpc
+    def ListRenders(self, request: pb.ListRendersRequest, context: grpc.ServicerContext) -> pb.ListRendersResponse:
+        limit = request.limit if 0 < request.limit <= 1000 else 200
+        rows = self.m.catalog.list_renders(request.project, request.shot, limit)
+        return pb.ListRendersResponse(renders=[render_message(r) for r in rows])
+
+    @rpc
+    def CancelRender(self, request: pb.CancelRenderRequest, context: grpc.ServicerContext) -> pb.Render:
+        self.m.scheduler.cancel(request.render_id)
+        return render_message(self.m.catalog.get_render(request.render_id))
+
+    @rpc
+    def ReviewRender(self, request: pb.ReviewRenderRequest, context: grpc.ServicerContext) -> pb.Render:
+        if request.HasField("rating") and not 0 <= request.rating <= 5:
+            raise InvalidInput(f"rating {request.rating}: use 0 (unrated) to 5")
+        self.m.catalog.review(
+            request.render_id,
+            rating=request.rating if request.HasField("rating") else None,
+            pinned=int(request.pinned) if request.HasField("pinned") else None,
+            note=request.note[:4000] if request.HasField("note") else None,
+            approved=int(request.approved) if request.HasField("approved") else None,
+        )
+        return render_message(self.m.catalog.get_render(request.render_id))
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def _cut(writer: BlobWriter) -> str:
+    return (
+        f"blob {writer.digest[:12]} ended after {writer.received} of {writer.total_size} bytes; "
+        "the upload was cut, send it again"
+    )
+
+
+def submission(request: pb.SubmitRenderRequest, lane: str) -> Submission:
+    s = request.settings
+    ref = s.reference
+    which = ref.WhichOneof("source")
+    return Submission(
+        project=request.project or "default",
+        shot=request.shot or "shot",
+        lane=lane,
+        settings={
+            "pass_name": s.pass_name,
+            "model": s.model,
+            "prompt": s.prompt,
+            "negative_prompt": s.negative_prompt,
+            "options": dict(s.options),
+            "seed": s.seed,
+            "colour_space": s.colour_space,
+            "view": s.view,
+            "priority": s.priority,
+        },
+        frames=[_frame_spec(f) for f in request.frames],
+        mask_frames=[_frame_spec(f) for f in request.mask_frames],
+        parent=request.parent_render,
+        parent_frames=list(request.parent_frames),
+        seed_set=request.seed_set,
+        reference_digest=ref.digest if which == "digest" else "",
+        reference_render=(ref.render_frame.render_id, ref.render_frame.frame) if which == "render_frame" else None,
+        label=request.label,
+    )
+
+
+def _frame_spec(f: pb.FrameInput) -> FrameSpec:
+    which = f.WhichOneof("source")
+    return FrameSpec(
+        frame=f.frame,
+        digest=f.digest if which == "digest" else "",
+        path=f.path if which == "path" else "",
+        name=f.name,
+    )
+
+
+def model_info(m: Model) -> pb.ModelInfo:
+    return pb.ModelInfo(
+        name=m.name,
+        pass_name=m.pass_name,
+        family=m.family,
+        description=m.description,
+        scale=m.scale,
+        needs_mask=m.needs_mask,
+        uses_reference=m.uses_reference,
+        uses_prompt=m.uses_prompt,
+        working_space=m.working_space or "",
+        frame_contract=m.frame_contract,
+        licence=m.licence,
+        options=[option_spec(o) for o in m.options],
+    )
+
+
+def option_spec(o: Option) -> pb.OptionSpec:
+    spec = pb.OptionSpec(
+        name=o.name,
+        type=_OPTION_TYPES[o.type],
+        description=o.description,
+        default_value=str(o.default).lower() if isinstance(o.default, bool) else str(o.default),
+        choices=list(o.choices),
+    )
+    if o.minimum is not None:
+        spec.minimum = o.minimum
+    if o.maximum is not None:
+        spec.maximum = o.maximum
+    return spec
+
+
+def render_message(r: cat.RenderRow) -> pb.Render:
+    s = r.settings
+    settings = pb.RenderSettings(
+        pass_name=s.get("pass_name", ""),
+        model=s.get("model", ""),
+        prompt=s.get("prompt", ""),
+        negative_prompt=s.get("negative_prompt", ""),
+        options=s.get("options", {}),
+        seed=int(s.get("seed", 0)),
+        colour_space=s.get("colour_space", ""),
+        view=s.get("view", ""),
+        priority=int(s.get("priority", 0)),
+    )
+    if r.reference_digest:
+        settings.reference.digest = r.reference_digest
+    return pb.Render(
+        id=r.id,
+        project=r.project,
+        shot=r.shot,
+        version=r.version,
+        lane=r.lane,
+        state=pb.RenderState.Value(r.state),
+        settings=settings,
+        parent_render=r.parent or "",
+        frames=[
+            pb.FrameRecord(
+                frame=f.frame,
+                input_digest=f.input_digest,
+                input_name=f.input_name,
+                mask_digest=f.mask_digest,
+                output_digest=f.output_digest,
+                state=pb.FrameState.Value(f.state),
+                error=f.error,
+                compute_seconds=f.compute_seconds,
+                attempts=f.attempts,
+                output_size=f.output_size,
+            )
+            for f in r.frames
+        ],
+        created_at=r.created_at,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        compute_seconds=r.compute_seconds,
+        device=r.device,
+        review=pb.Review(rating=r.rating, pinned=r.pinned, note=r.note, approved=r.approved),
+        error=r.error,
+        warnings=r.warnings,
+        frames_done=r.frames_done,
+        frames_total=len(r.frames),
+        label=r.label,
+        reference_digest=r.reference_digest,
+        scale=r.scale,
+        children=r.children,
+    )
+
+
+def event_message(e: cat.EventRow) -> pb.RenderEvent:
+    b = e.body
+    return pb.RenderEvent(
+        render_id=e.render_id,
+        sequence=e.seq,
+        time=e.time,
+        kind=pb.RenderEvent.Kind.Value(e.kind),
+        frame=int(b.get("frame", 0)),
+        digest=b.get("digest", ""),
+        step=int(b.get("step", 0)),
+        total_steps=int(b.get("total_steps", 0)),
+        position=int(b.get("position", 0)),
+        message=b.get("message", ""),
+        state=pb.RenderState.Value(b["state"]) if "state" in b else pb.RENDER_STATE_UNSPECIFIED,
+        frames_done=int(b.get("frames_done", 0)),
+        frames_total=int(b.get("frames_total", 0)),
+    )

@@ -1,0 +1,259 @@
+"""A thin, typed wrapper over the shotpass gRPC contract: blobs in chunks, renders, events."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import grpc
+
+from .proto import shotpass_pb2 as pb
+from .proto import shotpass_pb2_grpc as pb_grpc
+
+CHUNK_BYTES = 1 << 20  # 1 MiB: well under gRPC's 4 MiB default message limit
+MAX_MESSAGE_BYTES = 8 << 20
+DEFAULT_ADDRESS = os.environ.get("SHOTPASS_SERVER", "localhost:50051")
+FINAL_STATES = (pb.FINISHED, pb.FAILED, pb.CANCELLED)
+
+
+class ClientError(Exception):
+    """A server answer or a connection problem, with a message a user can act on."""
+
+    def __init__(self, message: str, code: str = "UNKNOWN") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK_BYTES), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def state_name(state: int) -> str:
+    return pb.RenderState.Name(state)
+
+
+class Client:
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        token: Optional[str] = None,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.address = address
+        self._metadata: Tuple[Tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self._stub = pb_grpc.ShotPassStub(self._channel)
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
+        except grpc.FutureTimeoutError:
+            self._channel.close()
+            raise ClientError(
+                f"cannot reach a shotpass server at {address}: is it running? "
+                "(start one with: shotpass serve --listen HOST:PORT --data-dir DIR)",
+                "UNAVAILABLE",
+            ) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- info
+
+    def server_info(self) -> pb.ServerInfo:
+        return self._call(self._stub.GetServerInfo, pb.GetServerInfoRequest())
+
+    def list_models(self, pass_name: str = "") -> List[pb.ModelInfo]:
+        return list(self._call(self._stub.ListModels, pb.ListModelsRequest(pass_name=pass_name)).models)
+
+    # ----------------------------------------------------------------- blobs
+
+    def find_blobs(self, digests: Iterable[str]) -> set:
+        answer = self._call(self._stub.FindBlobs, pb.FindBlobsRequest(digests=sorted(set(digests))))
+        return set(answer.present)
+
+    def upload_files(
+        self, paths: Iterable[str], on_bytes: Optional[Callable[[int], None]] = None
+    ) -> Tuple[Dict[str, str], int]:
+        """Upload what the server lacks. Returns ({path: digest}, bytes sent)."""
+        digests = {path: file_digest(path) for path in paths}
+        present = self.find_blobs(digests.values())
+        todo: Dict[str, str] = {}
+        for path, digest in digests.items():
+            if digest not in present:
+                todo.setdefault(digest, path)
+        if not todo:
+            return digests, 0
+
+        def chunks() -> Iterator[pb.UploadChunk]:
+            for digest, path in todo.items():
+                size = os.path.getsize(path)
+                offset = 0
+                with open(path, "rb") as fh:
+                    while True:
+                        data = fh.read(CHUNK_BYTES)
+                        if not data and offset > 0:
+                            break
+                        yield pb.UploadChunk(digest=digest, total_size=size, offset=offset, data=data)
+                        offset += len(data)
+                        if on_bytes:
+                            on_bytes(len(data))
+                        if not data:
+                            break
+
+        answer = self._call(self._stub.UploadBlobs, chunks())
+        return digests, answer.bytes_received
+
+    def upload_bytes(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in self.find_blobs([digest]):
+            return digest
+
+        def chunks() -> Iterator[pb.UploadChunk]:
+            for offset in range(0, max(len(data), 1), CHUNK_BYTES):
+                yield pb.UploadChunk(
+                    digest=digest, total_size=len(data), offset=offset, data=data[offset: offset + CHUNK_BYTES]
+                )
+
+        self._call(self._stub.UploadBlobs, chunks())
+        return digest
+
+    def download(self, digest: str, dest: str) -> int:
+        """Write a blob to dest atomically (a partial file is never left under dest's name)."""
+        directory = os.path.dirname(os.path.abspath(dest))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".shotpass-", suffix=".part")
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in self._stream(self._stub.DownloadBlob, pb.DownloadBlobRequest(digest=digest)):
+                    fh.write(chunk.data)
+                    h.update(chunk.data)
+                    size += len(chunk.data)
+            if h.hexdigest() != digest:
+                raise ClientError(f"download of {digest[:12]} was corrupted; fetch it again", "DATA_LOSS")
+            os.replace(tmp, dest)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return size
+
+    def download_bytes(self, digest: str) -> bytes:
+        return b"".join(c.data for c in self._stream(self._stub.DownloadBlob, pb.DownloadBlobRequest(digest=digest)))
+
+    # ----------------------------------------------------------------- renders
+
+    def submit(self, request: pb.SubmitRenderRequest) -> pb.SubmitRenderResponse:
+        return self._call(self._stub.SubmitRender, request)
+
+    def preview(self, request: pb.SubmitRenderRequest, timeout_seconds: float = 0) -> pb.PreviewFrameResponse:
+        return self._call(
+            self._stub.PreviewFrame, pb.PreviewFrameRequest(render=request, timeout_seconds=timeout_seconds)
+        )
+
+    def get_render(self, render_id: str) -> pb.Render:
+        return self._call(self._stub.GetRender, pb.GetRenderRequest(render_id=render_id))
+
+    def list_renders(self, project: str = "", shot: str = "", limit: int = 0) -> List[pb.Render]:
+        req = pb.ListRendersRequest(project=project, shot=shot, limit=limit)
+        return list(self._call(self._stub.ListRenders, req).renders)
+
+    def cancel(self, render_id: str) -> pb.Render:
+        return self._call(self._stub.CancelRender, pb.CancelRenderRequest(render_id=render_id))
+
+    def review(
+        self,
+        render_id: str,
+        rating: Optional[int] = None,
+        pinned: Optional[bool] = None,
+        note: Optional[str] = None,
+        approved: Optional[bool] = None,
+    ) -> pb.Render:
+        req = pb.ReviewRenderRequest(render_id=render_id)
+        for name, value in (("rating", rating), ("pinned", pinned), ("note", note), ("approved", approved)):
+            if value is not None:
+                setattr(req, name, value)
+        return self._call(self._stub.ReviewRender, req)
+
+    def watch(self, render_id: str, after_sequence: int = 0) -> Iterator[pb.RenderEvent]:
+        """Events until the render ends; reconnects from the last sequence if the stream drops."""
+        last = after_sequence
+        retries = 0
+        while True:
+            try:
+                for event in self._stub.WatchRender(
+                    pb.WatchRenderRequest(render_id=render_id, after_sequence=last), metadata=self._metadata
+                ):
+                    last = event.sequence
+                    retries = 0
+                    yield event
+                    if event.kind == pb.RenderEvent.FINISHED:
+                        return
+                return
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.UNAVAILABLE and retries < 30:
+                    retries += 1
+                    time.sleep(min(2.0, 0.1 * retries))
+                    continue
+                raise _client_error(err) from None
+
+    def wait(self, render_id: str, on_event: Optional[Callable[[pb.RenderEvent], None]] = None) -> pb.Render:
+        for event in self.watch(render_id):
+            if on_event:
+                on_event(event)
+        return self.get_render(render_id)
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _call(self, method, request):  # type: ignore[no-untyped-def]
+        try:
+            return method(request, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise _client_error(err) from None
+
+    def _stream(self, method, request):  # type: ignore[no-untyped-def]
+        try:
+            yield from method(request, metadata=self._metadata)
+        except grpc.RpcError as err:
+            raise _client_error(err) from None
+
+
+def _client_error(err: grpc.RpcError) -> ClientError:
+    code = err.code() if hasattr(err, "code") else None
+    details = err.details() if hasattr(err, "details") else str(err)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        details = f"the shotpass server is unreachable ({details}); is it running?"
+    return ClientError(details or str(code), code.name if code else "UNKNOWN")
+
+
+def frame_inputs(digests: Mapping[int, str], names: Optional[Mapping[int, str]] = None) -> List[pb.FrameInput]:
+    names = names or {}
+    return [pb.FrameInput(frame=f, digest=d, name=names.get(f, "")) for f, d in sorted(digests.items())]
+
+
+def outputs_by_frame(render: pb.Render) -> Dict[int, str]:
+    return {f.frame: f.output_digest for f in render.frames if f.output_digest}
+
+
+def missing_frames(wanted: Sequence[int], available: Iterable[int]) -> List[int]:
+    have = set(available)
+    return [f for f in wanted if f not in have]
