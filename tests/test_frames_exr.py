@@ -164,6 +164,7 @@ def test_header_values_the_binding_rejects_are_converted_not_dropped() -> None:
         "int_list": [1, 2, 3],
         "nothing": None,
         "int_matrix": np.eye(3, dtype=np.int64),
+        "np_chromaticities": tuple(np.float32(v) for v in (0.64, 0.33, 0.3, 0.6, 0.15, 0.06, 0.3127, 0.329)),
     }
     source.parts[0].header.update(extra)
     header = round_trip(source).parts[0].header
@@ -178,6 +179,7 @@ def test_header_values_the_binding_rejects_are_converted_not_dropped() -> None:
     assert header["int_list"] == "[1, 2, 3]"
     assert header["nothing"] == "null"
     assert header["int_matrix"] == "[[1, 0, 0], [0, 1, 0], [0, 0, 1]]"
+    assert header["np_chromaticities"] == pytest.approx((0.64, 0.33, 0.3, 0.6, 0.15, 0.06, 0.3127, 0.329))
 
 
 def test_read_header_summary() -> None:
@@ -423,3 +425,19 @@ def test_alpha_added_to_rgb_file_uses_colour_dtype() -> None:
     back = round_trip(replace_colour(image, plane, plane.rgb, alpha))
     assert back.parts[0].channels["A"].dtype == np.float32
     assert select_colour(back).layout == "rgba"
+
+
+def test_luminance_with_alpha_is_ya() -> None:
+    image = load("openexr-images/TestImages/GrayRampsHorizontal.exr")
+    part = image.parts[0]
+    part.channels["A"] = np.full_like(part.channels["Y"], 0.5)
+    image = round_trip(image)
+    plane = select_colour(image)
+    assert plane.layout == "ya" and plane.channel_names == ("Y", "A")
+    assert plane.alpha is not None and float(plane.alpha.max()) == 0.5
+    grey = plane.rgb.copy()
+    grey[..., 1] = 0.0  # a pass that tinted the grey: Y is written as the mean of R, G, B
+    back = round_trip(replace_colour(image, plane, grey, plane.alpha))
+    expected = ((plane.rgb[..., 0].astype(np.float64) * 2) / 3).astype(np.float16)
+    assert bits(back.parts[0].channels["Y"]) == bits(expected)
+    assert bits(back.parts[0].channels["A"]) == bits(part.channels["A"])

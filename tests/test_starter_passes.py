@@ -6,7 +6,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
-
 from shotpass_server.errors import InvalidInput, NotFound, RenderCancelled
 from shotpass_server.passes.base import FrameJob, FrameResult, Model, PassContext, parse_options
 from shotpass_server.passes.registry import ModelRegistry, starter_models
@@ -222,7 +221,9 @@ def test_reference_stylize_small_frame_and_missing_reference():
 # -- upscale ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, scale", [("realesrgan-animevideov3-x2", 2), ("realesrgan-animevideov3-x4", 4)])
+@pytest.mark.parametrize(
+    "name, scale", [("realesrgan-animevideov3-x2", 2), ("realesrgan-animevideov3-x4", 4)]
+)
 def test_upscale_size_highlights_and_tiling(name: str, scale: int):
     rgb = _plate(37, 50)
     rgb[20, 30] = 8.0
@@ -232,7 +233,8 @@ def test_upscale_size_highlights_and_tiling(name: str, scale: int):
     assert out.rgb.shape == (37 * scale, 50 * scale, 3) and out.rgb.dtype == np.float32
     assert np.isfinite(out.rgb).all()
     region = out.rgb[20 * scale : 21 * scale, 30 * scale : 31 * scale]
-    assert region.max() > 1.0
+    # The net alone tops out near 1.0; the resized residual brings the highlight back (8 -> > 4).
+    assert region.max() > 4.0
     # The net only saw [0, 1]; away from the highlight the output stays in a sane range.
     assert out.rgb[: 10 * scale].max() < 1.2
     assert out.alpha is not None and out.alpha.shape == out.rgb.shape[:2]
@@ -245,7 +247,7 @@ def test_upscale_size_highlights_and_tiling(name: str, scale: int):
     assert np.abs(np.clip(out.rgb, 0, 1) - plain).mean() < 0.06
     tiled = _run(name, rgb, {"tile_size": "24"}).rgb
     assert tiled.shape == out.rgb.shape and np.isfinite(tiled).all()
-    assert np.abs(tiled - out.rgb).mean() < 0.01
+    assert np.abs(tiled - out.rgb).mean() < 0.003  # measured 0.0017; unfeathered tiles give 0.004
 
 
 def test_upscale_x3_and_nan_inf_input():

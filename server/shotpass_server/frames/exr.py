@@ -101,7 +101,7 @@ def decode_exr(data: bytes, source_name: str) -> ExrImage:
     except Exception as exc:  # the binding raises RuntimeError, ValueError, UnicodeDecodeError...
         raise _damaged(source_name, exc) from exc
     # Damaged pixel data makes the binding skip parts with a warning instead of raising.
-    if not parts:
+    if len(parts) != len(expected.parts):
         raise FrameError(
             source_name,
             f"damaged EXR: the header lists {len(expected.parts)} part(s) but only {len(parts)} could "
@@ -376,7 +376,7 @@ def attribute_value(value: Any) -> Any:
     if isinstance(value, list):
         return value if value and all(isinstance(v, str) for v in value) else _json(value)
     if isinstance(value, tuple):
-        return value if _binding_tuple(value) else _json(value)
+        return _tuple_value(value)
     if isinstance(value, dict) or value is None:
         return _json(value)
     if type(value).__module__ == "OpenEXR":  # enums, TileDescription, IDManifest, OpaqueAttribute...
@@ -404,11 +404,13 @@ def _array_value(array: np.ndarray) -> Any:
     return _json(array.tolist())
 
 
-def _binding_tuple(value: tuple) -> bool:
-    """Windows (two int arrays), chromaticities (8 floats) and V2f pairs are stored natively."""
+def _tuple_value(value: tuple) -> Any:
+    """Windows (two int arrays), chromaticities (8 floats), V2f/V3f are stored natively."""
     if len(value) == 2 and all(isinstance(v, np.ndarray) and v.shape == (2,) for v in value):
-        return True
-    return len(value) in (2, 3, 8) and all(isinstance(v, (float, np.floating)) for v in value)
+        return value
+    if len(value) in (2, 3, 8) and all(isinstance(v, (float, np.floating)) for v in value):
+        return tuple(float(v) for v in value)  # the binding rejects numpy scalars here
+    return _json(value)
 
 
 def _json(value: Any) -> str:

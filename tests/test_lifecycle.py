@@ -1,0 +1,153 @@
+"""Render lifecycle: restart after SIGKILL, cancel, preview -> approve -> reference, resumable events."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import header, run_cli
+
+from conftest import BEACHBALL
+
+
+def _start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shotpass_server.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=log.open("ab"),
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    line = proc.stdout.readline()
+    assert "serving on" in line, f"server did not start: {line!r} (log: {log.read_text()[-2000:]})"
+    return proc, line.split("serving on ")[1].split()[0]
+
+
+def test_sigkill_mid_render_then_restart_finishes_without_recomputing(tmp_path, beachball):
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec, plate_frames, submit_render
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    data_dir, log = tmp_path / "data", tmp_path / "server.log"
+    proc, address = _start_server(data_dir, log)
+    try:
+        with Client(address) as client:
+            sub = submit_render(client, RenderSpec(pass_name="stylize", seed=7), plate_frames(beachball))
+            done_before = set()
+            for event in client.watch(sub.render_id):
+                if event.kind == pb.RenderEvent.FRAME_DONE:
+                    done_before.add(event.frame)
+                    if len(done_before) == 2:
+                        break
+            before = {f.frame: f for f in client.get_render(sub.render_id).frames}
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finished_before = {n for n, f in before.items() if f.state == pb.FRAME_DONE}
+    assert done_before <= finished_before and len(finished_before) < 8
+
+    proc, address = _start_server(data_dir, log)
+    try:
+        with Client(address) as client:
+            events = list(client.watch(sub.render_id))
+            render = client.get_render(sub.render_id)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert render.state == pb.FINISHED, render.error
+    assert [f.frame for f in render.frames] == list(range(1, 9))
+    assert any(e.kind == pb.RenderEvent.RESUMED for e in events)
+    for f in render.frames:
+        if f.frame in finished_before:
+            assert f.attempts == 1, f"frame {f.frame} was recomputed after the restart"
+            assert f.output_digest == before[f.frame].output_digest
+        assert f.output_digest
+    resumed_at = next(e.sequence for e in events if e.kind == pb.RenderEvent.RESUMED)
+    redone = {e.frame for e in events if e.kind == pb.RenderEvent.FRAME_DONE and e.sequence > resumed_at}
+    assert redone == set(range(1, 9)) - finished_before
+
+
+def test_cancel_stops_the_render_and_keeps_finished_frames(client, beachball):
+    from shotpass_client.jobs import RenderSpec, plate_frames, submit_render
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    sub = submit_render(client, RenderSpec(pass_name="stylize"), plate_frames(beachball))
+    for event in client.watch(sub.render_id):
+        if event.kind == pb.RenderEvent.FRAME_DONE:
+            client.cancel(sub.render_id)
+            break
+    final = client.wait(sub.render_id)
+    assert final.state == pb.CANCELLED
+    done = [f for f in final.frames if f.state == pb.FRAME_DONE]
+    assert 1 <= len(done) < 8
+    assert all(f.output_digest for f in done)
+    assert all(f.state == pb.FRAME_CANCELLED and not f.output_digest for f in final.frames if f not in done)
+    # Fetching refuses to present it as complete unless asked for the partial result.
+    from shotpass_client import ClientError
+    from shotpass_client.jobs import require_finished
+
+    with pytest.raises(ClientError, match="CANCELLED"):
+        require_finished(final)
+
+
+def test_preview_then_approve_makes_it_the_shots_reference(capsys, server, client, beachball, tmp_path):
+    code, preview, err = run_cli(capsys, ["preview", beachball, "--frame", "4", "--pass", "stylize", "--option",
+                                          "style=11", "--shot", "sh020", "--server", server.address, "--out",
+                                          str(tmp_path / "pv"), "--json"])
+    assert code == 0, err
+    assert preview["frames"] == [4]
+    assert Path(preview["outputs"]["4"]).name == "singlepart.0004.exr"
+    rendered = client.get_render(preview["render"])
+    assert rendered.lane == "preview"
+
+    code, _, err = run_cli(capsys, ["render", beachball, "--frames", "1-2", "--model", "styletransfer-reference",
+                                    "--shot", "sh021", "--server", server.address, "--out", str(tmp_path / "x"),
+                                    "--json"])
+    assert code != 0 and "reference" in err
+
+    code, _, err = run_cli(capsys, ["review", preview["render"], "--approve", "--server", server.address, "--json"])
+    assert code == 0, err
+    code, out, err = run_cli(capsys, ["render", beachball, "--frames", "3-4", "--model", "styletransfer-reference",
+                                      "--shot", "sh020", "--server", server.address, "--out", str(tmp_path / "v"),
+                                      "--json"])
+    assert code == 0, err
+    render = client.get_render(out["render"])
+    assert render.reference_digest == rendered.frames[0].output_digest
+    assert header(out["outputs"]["3"])["shotpass/model"] == "styletransfer-reference"
+
+
+def test_preview_jumps_ahead_of_queued_render_work(client, beachball):
+    from shotpass_client.jobs import RenderSpec, plate_frames, submit_render
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    plate = plate_frames(beachball)
+    long = submit_render(client, RenderSpec(pass_name="stylize"), plate)
+    queued = submit_render(client, RenderSpec(pass_name="stylize", shot="other"), plate)
+    started = time.monotonic()
+    preview = submit_render(client, RenderSpec(pass_name="stylize"), {5: plate[5]}, preview=True)
+    assert preview.render.state == pb.FINISHED
+    waited = time.monotonic() - started
+    assert client.get_render(queued.render_id).frames_done == 0, "the preview waited behind a whole queued render"
+    client.cancel(long.render_id)
+    client.cancel(queued.render_id)
+    assert waited > 0
+
+
+def test_watch_resumes_from_a_sequence_number(client, beachball):
+    from shotpass_client.jobs import RenderSpec, plate_frames, submit_render
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    sub = submit_render(client, RenderSpec(pass_name="passthrough"), plate_frames(beachball, [1, 2, 3]))
+    events = list(client.watch(sub.render_id))
+    assert events[-1].kind == pb.RenderEvent.FINISHED and events[-1].state == pb.FINISHED
+    seqs = [e.sequence for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert [e.frame for e in events if e.kind == pb.RenderEvent.FRAME_DONE] == [1, 2, 3]
+    cut = events[2].sequence
+    replay = list(client.watch(sub.render_id, after_sequence=cut))
+    assert [e.sequence for e in replay] == [s for s in seqs if s > cut]
