@@ -131,7 +131,8 @@ class Scheduler:
                 while self._queue:
                     entry = self._queue.pop(0)
                     self._queued.discard(entry.render_id)
-                    frames = self._pending(entry.render_id)
+                    cancelled = entry.render_id in self._cancelled
+                    frames = [] if cancelled else self._pending(entry.render_id)
                     if not frames:
                         if self._in_flight.get(entry.render_id, 0) == 0:
                             return (entry.render_id, [])  # nothing left: finalise it
