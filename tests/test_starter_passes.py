@@ -287,14 +287,21 @@ def test_inpaint_fills_the_hole_and_keeps_the_rest(name: str):
     np.testing.assert_array_equal(out.alpha[~hole], alpha[~hole])
 
 
-def test_inpaint_grow_ignores_the_fringe_but_keeps_it():
+def test_inpaint_grow_replaces_the_fringe_too():
     truth, holed, mask = _gradient()
     hole = mask > 0
     fringe = holed.copy()
-    fringe[22:38, 18:36][~hole[22:38, 18:36]] = 50.0  # a contaminated 2 px ring around the hole
-    plain = _run("opencv-telea", fringe, mask=mask).rgb
-    grown = _run("opencv-telea", fringe, {"grow": "3"}, mask=mask).rgb
-    np.testing.assert_array_equal(grown[~hole], fringe[~hole])
+    ring = np.zeros_like(hole)
+    ring[22:38, 18:36] = True
+    ring &= ~hole
+    fringe[ring] = 50.0  # a contaminated 2 px ring around the hole
+    plain = _run("opencv-telea", fringe, mask=mask)
+    grown = _run("opencv-telea", fringe, {"grow": "3"}, mask=mask)
+    filled = grown.filled > 0
+    assert filled[ring].all() and filled[hole].all()
+    np.testing.assert_array_equal(grown.rgb[~filled], fringe[~filled])
+    assert np.abs(grown.rgb - truth)[ring].mean() < 0.1 * np.abs(plain.rgb - truth)[ring].mean()
+    grown, plain = grown.rgb, plain.rgb
     assert np.abs(grown - truth)[hole].mean() < 0.2 * np.abs(plain - truth)[hole].mean()
 
 

@@ -112,11 +112,13 @@ def run_frame(
         rgb = colours.convert(np.ascontiguousarray(rgb, dtype=np.float32), model.working_space, req.colour_space)
     rgb = finite(rgb)
     alpha = result.alpha
+    if model.needs_mask and req.mask is None:
+        alpha = plane.alpha  # the alpha was the mask: it comes back as it was
     if alpha is None and plane.alpha is not None:
         alpha = plane.alpha if k == 1 else cv2.resize(plane.alpha, (w * k, h * k), interpolation=cv2.INTER_LINEAR)
     out = replace_colour(image, plane, rgb, alpha, scale=k, provenance=provenance)
     if model.keeps_unmasked and mask is not None:
-        _restore_unmasked(out, image, plane, mask)
+        _restore_unmasked(out, image, plane, mask if result.filled is None else result.filled)
     return encode_exr(out)
 
 

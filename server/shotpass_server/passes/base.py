@@ -103,6 +103,9 @@ class PassContext:
 class FrameResult:
     rgb: np.ndarray  # (H*scale) x (W*scale) x 3 float32, in the model's working space
     alpha: Optional[np.ndarray] = None  # same size, or None to let the pipeline resize the input alpha
+    # Models that keep unmasked pixels: the region they actually filled (1 = filled) when it is not the
+    # job's mask (a grown mask); everything outside it is copied back from the plate bit for bit.
+    filled: Optional[np.ndarray] = None
 
 
 class Model(ABC):

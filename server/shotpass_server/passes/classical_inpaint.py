@@ -68,33 +68,29 @@ class OpenCvInpaint(Model):
     method: ClassVar[int] = cv2.INPAINT_TELEA
     options = [
         Option("radius", "int", 5, "Neighbourhood in pixels each filled pixel looks at.", (), 1, 50),
-        Option(
-            "grow", "int", 0,
-            "Also ignore this many pixels around the mask as fill sources (a tight mask's fringe); "
-            "pixels outside the mask itself are still kept as they are.",
-            (), 0, 64,
-        ),
+        Option("grow", "int", 0, "Grow the mask by this many pixels before filling (covers a tight mask's fringe).",
+               (), 0, 64),
     ]
 
     def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         opts = ctx.options
         mask = binary_mask(job.mask, job.rgb.shape[:2])
         fill = grow_mask(mask, int(opts.get("grow", 0)))
-        keep = mask == 0  # the pipeline copies these back from the plate too (keeps_unmasked)
+        keep = fill == 0  # the pipeline copies these back from the plate too (keeps_unmasked)
         radius = int(opts.get("radius", 5))
         planes = [job.rgb[..., c] for c in range(3)] + ([job.alpha] if job.alpha is not None else [])
         total = len(planes)
         ctx.progress(0, total)
         if not mask.any():
             ctx.progress(total, total)
-            return FrameResult(rgb=job.rgb.copy(), alpha=None if job.alpha is None else job.alpha.copy())
+            return FrameResult(rgb=job.rgb.copy(), alpha=None if job.alpha is None else job.alpha.copy(), filled=fill)
         filled = []
         for i, plane in enumerate(planes):
             filled.append(inpaint_plane(plane, fill, keep, radius, self.method))
             ctx.progress(i + 1, total)
         rgb = np.ascontiguousarray(np.stack(filled[:3], axis=-1), dtype=np.float32)
         alpha = filled[3] if job.alpha is not None else None
-        return FrameResult(rgb=rgb, alpha=alpha)
+        return FrameResult(rgb=rgb, alpha=alpha, filled=fill)
 
 
 class OpenCvTelea(OpenCvInpaint):
