@@ -42,7 +42,7 @@ def beachball(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator["object"]:
+def server(tmp_path: Path) -> Iterator[object]:
     from shotpass_server.app import ShotpassServer
     from shotpass_server.config import ServerConfig
 
@@ -55,7 +55,7 @@ def server(tmp_path: Path) -> Iterator["object"]:
 
 
 @pytest.fixture
-def client(server: "object") -> Iterator["object"]:
+def client(server: object) -> Iterator[object]:
     from shotpass_client import Client
 
     c = Client(server.address)  # type: ignore[attr-defined]

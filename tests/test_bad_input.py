@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from conftest import EXR
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers import run_cli
-
-from conftest import EXR
 
 DEEP = EXR / "openexr-images" / "v2" / "LowResLeftView" / "Trunks.exr"
 GOOD = EXR / "openexr-images" / "ScanLines" / "Carrots.exr"

@@ -8,9 +8,8 @@ import numpy as np
 import OpenEXR
 import pytest
 from helpers import run_cli
-from test_frames_exr import EXR_DIR, PROVENANCE_TEXT, ROUND_TRIP_FILES, _assert_headers_kept, bits
-
 from shotpass_server.frames.exr import box, decode_exr
+from test_frames_exr import EXR_DIR, PROVENANCE_TEXT, ROUND_TRIP_FILES, _assert_headers_kept, bits
 
 
 def _plate(tmp_path: Path, source: Path, name: str = "img.0001.exr") -> str:

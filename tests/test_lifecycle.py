@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from helpers import header, run_cli
 
-from conftest import BEACHBALL
-
 
 def _start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import channels, header, run_cli, scaled, windows
-
 from conftest import BEACHBALL
+from helpers import channels, header, run_cli, scaled, windows
 
 FRAMES = list(range(1, 9))
 

@@ -79,7 +79,7 @@ class ShotpassServer:
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._grpc = server
-        log.info("shotpass serving on %s (devices: %s, data: %s)", self.address, ", ".join(self.devices), self.cfg.data_dir)
+        log.info("serving on %s (devices: %s, data: %s)", self.address, ", ".join(self.devices), self.cfg.data_dir)
         return self.port
 
     @property

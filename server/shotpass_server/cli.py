@@ -50,7 +50,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="shotpass", description="Frame-perfect stylize, inpaint and upscale passes over EXR shots.")
+    p = argparse.ArgumentParser(
+        prog="shotpass", description="Frame-perfect stylize, inpaint and upscale passes over EXR shots."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the server")
@@ -61,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     def client_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--server", default=DEFAULT_ADDRESS, help=f"HOST:PORT (default {DEFAULT_ADDRESS}, or $SHOTPASS_SERVER)")
+        sp.add_argument(
+            "--server", default=DEFAULT_ADDRESS, help=f"HOST:PORT (default {DEFAULT_ADDRESS}, or $SHOTPASS_SERVER)"
+        )
         sp.add_argument("--token", default=os.environ.get("SHOTPASS_TOKEN"), help="access token (or $SHOTPASS_TOKEN)")
         sp.add_argument("--json", action="store_true", help="no progress; print one JSON object as the last line")
 
@@ -344,7 +348,8 @@ def cmd_renders(args: argparse.Namespace) -> int:
         print(json.dumps({"renders": [render_summary(r) for r in renders]}))
         return 0
     for r in renders:
-        review = ("*" * r.review.rating) + (" pinned" if r.review.pinned else "") + (" approved" if r.review.approved else "")
+        review = "*" * r.review.rating
+        review += (" pinned" if r.review.pinned else "") + (" approved" if r.review.approved else "")
         parent = f" <- {r.parent_render}" if r.parent_render else ""
         print(f"{r.id}  {r.project}/{r.shot} v{r.version:<3} {r.lane:<7} {state_name(r.state):<9} "
               f"{r.settings.pass_name}/{r.settings.model} {r.frames_done}/{r.frames_total}{parent} {review}".rstrip())
@@ -372,7 +377,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(render_summary(render)))
     else:
-        print(f"render {render.id}: {state_name(render.state)} ({render.frames_done}/{render.frames_total} frames kept)")
+        kept = f"{render.frames_done}/{render.frames_total}"
+        print(f"render {render.id}: {state_name(render.state)} ({kept} frames kept)")
     return 0
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
+
+import tomllib
 
 from .errors import InvalidInput
 

@@ -190,7 +190,9 @@ class RenderManager:
         except InvalidInput as err:
             raise InvalidInput(f"{label} (frame {spec.frame}): {err}") from None
         if not self.blobs.has(spec.digest):
-            raise NotFound(f"{label} (frame {spec.frame}) was not uploaded (digest {spec.digest[:12]}); upload it first")
+            raise NotFound(
+                f"{label} (frame {spec.frame}) was not uploaded (digest {spec.digest[:12]}); upload it first"
+            )
         return spec.digest
 
     def _read_path(self, path: str, frame: int) -> bytes:
@@ -296,14 +298,7 @@ class RenderManager:
                 continue  # finished before a restart: never recomputed
             self.catalog.frame_started(render_id, frame)
             started = time.perf_counter()
-            last_step = [0.0]
-
-            def progress(step: int, total: int, frame: int = frame) -> None:
-                scheduler.check_cancel(render_id)
-                now = time.perf_counter()
-                if step >= total or now - last_step[0] > 0.2:
-                    last_step[0] = now
-                    self.add_event(render_id, "STEP", {"frame": frame, "step": step, "total_steps": total})
+            progress = self._progress(render_id, frame, scheduler)
 
             request = FrameRequest(
                 render_id=render_id,
@@ -343,6 +338,19 @@ class RenderManager:
                 "FRAME_DONE",
                 {"frame": frame, "digest": digest, "frames_done": done, "frames_total": len(rows)},
             )
+
+    def _progress(self, render_id: str, frame: int, scheduler: Scheduler) -> Any:
+        """A model's step callback: sees cancellation, and reports steps at most 5 times a second."""
+        last = [0.0]
+
+        def progress(step: int, total: int) -> None:
+            scheduler.check_cancel(render_id)
+            now = time.perf_counter()
+            if step >= total or now - last[0] > 0.2:
+                last[0] = now
+                self.add_event(render_id, "STEP", {"frame": frame, "step": step, "total_steps": total})
+
+        return progress
 
     def _frame_failed(self, render_id: str, frame: int, message: str, started: float) -> None:
         self.catalog.frame_failed(render_id, frame, message, time.perf_counter() - started)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Set
 
 from . import catalog as cat
-from .errors import RenderCancelled, ShotpassError
+from .errors import RenderCancelled
 
 log = logging.getLogger("shotpass.scheduler")
 
@@ -37,7 +37,7 @@ class Scheduler:
     def __init__(
         self,
         catalog: cat.Catalog,
-        run_chunk: Callable[[str, List[int], str, "Scheduler"], None],
+        run_chunk: Callable[[str, List[int], str, Scheduler], None],
         devices: List[str],
         chunk_frames: int = 4,
         on_event: Optional[Callable[[str], None]] = None,
@@ -224,7 +224,9 @@ class Scheduler:
 
     def _announce_positions(self) -> None:
         with self._cv:
-            waiting = [(i + 1, e.render_id) for i, e in enumerate(self._queue) if self._in_flight.get(e.render_id, 0) == 0]
+            waiting = [
+                (i + 1, e.render_id) for i, e in enumerate(self._queue) if self._in_flight.get(e.render_id, 0) == 0
+            ]
         for pos, render_id in waiting:
             last = self._last_position.get(render_id)
             if last != pos:

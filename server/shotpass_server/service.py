@@ -50,7 +50,7 @@ def rpc(method: Callable) -> Callable:
     """Turn domain errors into gRPC statuses with the user-facing message; never let a bug kill the server."""
 
     @functools.wraps(method)
-    def wrapper(self: "ShotPassService", request: Any, context: grpc.ServicerContext) -> Any:
+    def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
         except ShotpassError as exc:
@@ -64,7 +64,7 @@ def rpc(method: Callable) -> Callable:
 
 def rpc_stream(method: Callable) -> Callable:
     @functools.wraps(method)
-    def wrapper(self: "ShotPassService", request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from method(self, request, context)
         except ShotpassError as exc:

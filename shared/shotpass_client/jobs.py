@@ -102,8 +102,8 @@ def submit_render(
         project=spec.project,
         shot=spec.shot,
         settings=spec.settings(),
-        frames=frame_inputs({f: digests[p] for f, p in plate.items()}, {f: os.path.basename(p) for f, p in plate.items()}),
-        mask_frames=frame_inputs({f: digests[p] for f, p in mask.items()}, {f: os.path.basename(p) for f, p in mask.items()}),
+        frames=_inputs(plate, digests),
+        mask_frames=_inputs(mask, digests),
         parent_render=parent_render,
         parent_frames=list(parent_frames),
         seed_set=spec.seed is not None,
@@ -119,6 +119,10 @@ def submit_render(
         return Submitted(answer.render_id, sent, list(answer.warnings), answer.render)
     submitted = client.submit(request)
     return Submitted(submitted.render_id, sent, list(submitted.warnings), submitted.render)
+
+
+def _inputs(paths: Mapping[int, str], digests: Mapping[str, str]) -> List[pb.FrameInput]:
+    return frame_inputs({f: digests[p] for f, p in paths.items()}, {f: os.path.basename(p) for f, p in paths.items()})
 
 
 def output_name(render: pb.Render, frame: pb.FrameRecord, padding: int = 4) -> str:
