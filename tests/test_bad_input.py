@@ -111,3 +111,30 @@ def test_wrong_frame_lists_are_refused(client, tmp_path):
         client.submit(mask_without_plate)
     with pytest.raises(ClientError, match="a preview renders exactly one frame"):
         client.preview(pb.SubmitRenderRequest(settings=pb.RenderSettings(pass_name="passthrough")))
+
+
+def test_frames_of_different_sizes_are_refused_where_the_model_needs_one_size(tmp_path, beachball):
+    """Beachball's data window changes size every frame: a clip-wide model must refuse it by frame."""
+    from shotpass_client import Client, ClientError
+    from shotpass_client.jobs import RenderSpec, plate_frames, submit_render
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+    from shotpass_server.passes.registry import ModelRegistry, starter_models
+    from shotpass_server.passes.starter_stylize import StyleTransferPreset
+
+    class ClipStylize(StyleTransferPreset):
+        name = "clip-stylize"
+        needs_uniform_size = True
+
+    registry = ModelRegistry([*starter_models(), ClipStylize()])
+    srv = ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d"), registry=registry)
+    srv.start()
+    try:
+        with Client(srv.address) as client:
+            plate = plate_frames(beachball, [1, 2])
+            with pytest.raises(ClientError, match=r"singlepart.0002.exr \(frame 2\) is 912x888 but frame 1 is 911x876"):
+                submit_render(client, RenderSpec(model="clip-stylize"), plate)
+            # The same plate is fine for the per-frame model.
+            assert submit_render(client, RenderSpec(model="styletransfer-preset"), plate).render_id
+    finally:
+        srv.stop(0.5)

@@ -101,8 +101,9 @@ class RenderManager:
 
         frames = self._input_frames(sub)
         masks = self._mask_frames(sub, frames, model)
-        for row in frames.values():
-            self._validate_input(row, settings.get("view", ""), model)
+        sizes = {f: self._validate_input(row, settings.get("view", ""), model) for f, row in frames.items()}
+        if model.needs_uniform_size:
+            _check_uniform(sizes, frames, model)
         reference = self._reference_digest(sub, model)
 
         warnings = [
@@ -136,6 +137,8 @@ class RenderManager:
     def _model_and_options(self, settings: Dict[str, Any]) -> Tuple[Model, Dict[str, Any]]:
         pass_name = settings.get("pass_name", "")
         name = settings.get("model", "")
+        if not pass_name and not name:
+            raise InvalidInput(f"choose a pass ({', '.join(self.registry.passes())}) or a model (see: shotpass models)")
         model = self.registry.get(name) if name else self.registry.default_for(pass_name)
         if pass_name and model.pass_name != pass_name:
             raise InvalidInput(f"model {model.name} runs the {model.pass_name} pass, not {pass_name}")
@@ -208,15 +211,20 @@ class RenderManager:
         except OSError as err:
             raise InvalidInput(f"{path} (frame {frame}): cannot read it on the server ({err.strerror})") from None
 
-    def _validate_input(self, row: cat.FrameRow, view: str, model: Model) -> None:
-        """Refuse unusable frames at submit time, naming the file and frame, before anything is queued."""
+    def _validate_input(self, row: cat.FrameRow, view: str, model: Model) -> Tuple[int, int]:
+        """Refuse unusable frames at submit time, naming the file and frame, before anything is queued.
+
+        Returns the size (width, height) of the pixels the pass would see.
+        """
         name = row.input_name or f"frame {row.frame}"
         try:
             image = decode_exr(self.blobs.get(row.input_digest), name)
-            if model.pass_name != "passthrough":
-                select_colour(image, view or None)
+            if model.pass_name == "passthrough":
+                return (0, 0)
+            plane = select_colour(image, view or None)
         except ShotpassError as err:
             raise InvalidInput(f"frame {row.frame}: {err}") from None
+        return plane.rgb.shape[1], plane.rgb.shape[0]
 
     def _reference_digest(self, sub: Submission, model: Model) -> str:
         if sub.reference_digest:
@@ -370,6 +378,18 @@ class RenderManager:
             while len(self._references) > 8:
                 self._references.popitem(last=False)
         return self._references[key]
+
+
+def _check_uniform(sizes: Dict[int, Tuple[int, int]], frames: Dict[int, cat.FrameRow], model: Model) -> None:
+    """Models that see the plate as one clip (video models) need one frame size throughout."""
+    first = min(sizes)
+    for frame in sorted(sizes):
+        if sizes[frame] != sizes[first]:
+            (w, h), (w0, h0) = sizes[frame], sizes[first]
+            raise InvalidInput(
+                f"{frames[frame].input_name or 'frame'} (frame {frame}) is {w}x{h} but frame {first} is {w0}x{h0}; "
+                f"model {model.name} needs one size for the whole plate: reformat the plate (or its data window)"
+            )
 
 
 def _check_name(kind: str, value: str) -> None:

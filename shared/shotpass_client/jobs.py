@@ -25,7 +25,7 @@ class RenderSpec:
 
     project: str = "default"
     shot: str = "shot"
-    pass_name: str = "passthrough"
+    pass_name: str = ""  # empty: the model's pass
     model: str = ""
     prompt: str = ""
     negative_prompt: str = ""

@@ -123,6 +123,8 @@ class Model(ABC):
     working_space: ClassVar[Optional[str]] = SRGB_ENCODED
     # Pixels where the mask is 0 are copied back from the plate bit for bit (inpaint).
     keeps_unmasked: ClassVar[bool] = False
+    # Sees the plate as one clip (e.g. video diffusion): every frame must have the same size.
+    needs_uniform_size: ClassVar[bool] = False
     options: ClassVar[List[Option]] = []
 
     @property
