@@ -1,0 +1,155 @@
+"""Run a render off the host's UI thread and hand its progress back through a queue.
+
+Hosts (Nuke, Blender) must not block their main thread, and most of their APIs may only be called from
+it. A `BackgroundRender` uploads, submits, watches and fetches in a worker thread and puts `JobUpdate`s
+into a `queue.Queue`; the host drains that queue on its main thread (Nuke: executeInMainThread, Blender:
+a bpy.app.timers callback, or the caller directly when headless) with `drain_updates`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .client import Client, ClientError
+from .jobs import PlateError, RenderSpec, fetch_outputs, submit_render
+from .patterns import FramePattern
+from .proto import shotpass_pb2 as pb
+
+# Update kinds, in the order a job normally produces them.
+UPLOADING, SUBMITTED, PROGRESS = "uploading", "submitted", "progress"
+WARNING, DONE, FAILED = "warning", "done", "failed"
+
+
+@dataclass
+class JobUpdate:
+    kind: str
+    message: str = ""
+    render_id: str = ""
+    frames_done: int = 0
+    frames_total: int = 0
+    bytes_uploaded: int = 0
+    # DONE: frame number -> written file; the render as the server reported it last.
+    outputs: Dict[int, str] = field(default_factory=dict)
+    render: Optional[pb.Render] = None
+
+    @property
+    def fraction(self) -> float:
+        return self.frames_done / self.frames_total if self.frames_total else 0.0
+
+
+@dataclass
+class JobRequest:
+    """Everything a background render needs; filled by the host from its UI."""
+
+    server: str
+    spec: RenderSpec
+    out_dir: str
+    plate: Mapping[int, str] = field(default_factory=dict)
+    mask: Mapping[int, str] = field(default_factory=dict)
+    reference_file: Optional[str] = None
+    reference_render: Optional[Tuple[str, int]] = None
+    parent_render: str = ""
+    parent_frames: Sequence[int] = ()
+    preview: bool = False
+    token: Optional[str] = None
+    output_pattern: Optional[str] = None  # e.g. "/out/sh010_v003.####.exr"; default: the input names
+
+
+class BackgroundRender:
+    """One render in a worker thread. `cancel()` may be called from any thread."""
+
+    def __init__(self, request: JobRequest, updates: Optional[queue.Queue[JobUpdate]] = None) -> None:
+        self.request = request
+        self.updates: queue.Queue[JobUpdate] = updates if updates is not None else queue.Queue()
+        self.render_id = ""
+        self._cancel = threading.Event()
+        self._client: Optional[Client] = None
+        self._thread = threading.Thread(target=self._run, name="shotpass-render", daemon=True)
+
+    def start(self) -> BackgroundRender:
+        self._thread.start()
+        return self
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def cancel(self) -> None:
+        """Ask the server to stop the render (finished frames are kept there); the job then reports FAILED."""
+        self._cancel.set()
+        client, render_id = self._client, self.render_id
+        if client is not None and render_id:
+            try:
+                client.cancel(render_id)
+            except ClientError:
+                pass  # the watch loop reports the final state either way
+
+    def _put(self, update: JobUpdate) -> None:
+        self.updates.put(update)
+
+    def _run(self) -> None:
+        req = self.request
+        try:
+            with Client(req.server, req.token) as client:
+                self._client = client
+                self._put(JobUpdate(UPLOADING, "uploading frames the server does not have"))
+                submitted = submit_render(
+                    client, req.spec, req.plate, req.mask, req.reference_file, req.reference_render,
+                    req.parent_render, req.parent_frames, preview=req.preview,
+                )
+                self.render_id = submitted.render_id
+                total = submitted.render.frames_total
+                self._put(JobUpdate(SUBMITTED, f"render {submitted.render_id} submitted",
+                                    submitted.render_id, 0, total, submitted.bytes_uploaded))
+                for w in submitted.warnings:
+                    self._put(JobUpdate(WARNING, w, submitted.render_id))
+                if self._cancel.is_set():
+                    client.cancel(submitted.render_id)
+                render = submitted.render if req.preview else self._watch(client, submitted.render_id, total)
+                if render.state != pb.FINISHED:
+                    failed = [f"frame {f.frame}: {f.error}" for f in render.frames if f.error]
+                    reason = "; ".join(failed[:3]) or render.error or pb.RenderState.Name(render.state).lower()
+                    self._put(JobUpdate(FAILED, f"render {render.id} {pb.RenderState.Name(render.state).lower()}: "
+                                        f"{reason}", render.id, render.frames_done, render.frames_total,
+                                        submitted.bytes_uploaded, render=render))
+                    return
+                pattern = FramePattern.parse(req.output_pattern) if req.output_pattern else None
+                outputs = fetch_outputs(client, render, req.out_dir, pattern)
+                self._put(JobUpdate(DONE, f"render {render.id} finished: {len(outputs)} frames", render.id,
+                                    render.frames_done, render.frames_total, submitted.bytes_uploaded,
+                                    outputs, render))
+        except (ClientError, PlateError, OSError) as err:
+            self._put(JobUpdate(FAILED, str(err), self.render_id))
+        except Exception as err:  # never let a worker thread die silently inside a host
+            self._put(JobUpdate(FAILED, f"unexpected error: {type(err).__name__}: {err}", self.render_id))
+        finally:
+            self._client = None
+
+    def _watch(self, client: Client, render_id: str, total: int) -> pb.Render:
+        for event in client.watch(render_id):
+            if event.kind == pb.RenderEvent.FRAME_DONE:
+                self._put(JobUpdate(PROGRESS, f"frame {event.frame} done", render_id, event.frames_done, total))
+            elif event.kind == pb.RenderEvent.STEP:
+                self._put(JobUpdate(PROGRESS, f"frame {event.frame} step {event.step}/{event.total_steps}",
+                                    render_id, -1, total))
+            elif event.kind in (pb.RenderEvent.WARNING, pb.RenderEvent.FRAME_FAILED):
+                self._put(JobUpdate(WARNING, event.message, render_id))
+        return client.get_render(render_id)
+
+
+def drain_updates(updates: queue.Queue[JobUpdate], handle: Callable[[JobUpdate], None]) -> List[JobUpdate]:
+    """Call `handle` for every update waiting in the queue, on the calling (main) thread; never blocks."""
+    drained: List[JobUpdate] = []
+    while True:
+        try:
+            update = updates.get_nowait()
+        except queue.Empty:
+            return drained
+        handle(update)
+        drained.append(update)
