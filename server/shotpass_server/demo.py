@@ -277,6 +277,10 @@ def _run(out: Path, frames: int) -> None:
     from .app import ShotpassServer
     from .config import ServerConfig
 
+    for folder in ("plate", "stylized", "upscaled"):
+        # A rerun with fewer frames must not leave stale frames beside the new ones.
+        for stale in (out / folder).glob("demo_plate.*.exr"):
+            stale.unlink()
     plate = write_plate(out / "plate", frames)
     first, last = min(plate), max(plate)
     print(f"plate: {len(plate)} frames {first}-{last}, {WIDTH}x{HEIGHT} half RGBA {PLATE_SPACE} "

@@ -1,0 +1,279 @@
+"""How fast frames move through shotpass's gRPC blob path, against raw TCP on loopback, in one run.
+
+    .venv/bin/python bench/transport.py [--frames 8] [--size 2048x1080] [--compression none|zip] [--reps 3]
+
+Both servers run in their own process (`shotpass serve` for gRPC, a sendall/recv_into sink written
+below for raw TCP); the client side runs here. Each repetition writes fresh random frames first, so
+the content-addressed upload never skips a blob the server already holds. Medians of the
+repetitions are printed; the headline is the gRPC/raw ratio (1.0 = as fast as a bare socket).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+
+MB = 1e6
+HEADER = struct.Struct("!cQ")  # command byte, length or blob index
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def write_frames(folder: Path, count: int, size: Tuple[int, int], compression: str, seed: int) -> List[str]:
+    """2K-ish half RGBA frames: a gradient plus grain, distinct per seed (hence per digest)."""
+    import OpenEXR
+
+    width, height = size
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :, None]
+    kind = OpenEXR.ZIP_COMPRESSION if compression == "zip" else OpenEXR.NO_COMPRESSION
+    paths = []
+    for i in range(count):
+        grain = rng.standard_normal((height, width, 4), dtype=np.float32) * 0.05
+        rgba = (ramp * np.array([1.0, 0.8, 0.6, 0.0], np.float32) + grain).astype(np.float16)
+        rgba[..., 3] = 1.0
+        path = folder / f"noise.{1001 + i:04d}.exr"
+        OpenEXR.File({"compression": kind, "type": OpenEXR.scanlineimage}, {"RGBA": rgba}).write(str(path))
+        paths.append(str(path))
+    return paths
+
+
+# --------------------------------------------------------------------------- raw TCP sink/echo
+
+
+def raw_server() -> None:
+    """U<len>: receive a blob into the next kept buffer; D<index>: send a kept blob back; R: rewind.
+
+    Buffers are allocated once and reused across repetitions, as a tuned receiver would.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    print(f"raw serving on 127.0.0.1:{listener.getsockname()[1]}", flush=True)
+    conn, _ = listener.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    kept: List[bytearray] = []
+    count = 0
+    while True:
+        head = _recv_exact(conn, HEADER.size)
+        if head is None:
+            return
+        command, value = HEADER.unpack(head)
+        if command == b"U":
+            if count == len(kept):
+                kept.append(bytearray(value))
+            elif len(kept[count]) != value:
+                kept[count] = bytearray(value)
+            _recv_into(conn, memoryview(kept[count]))
+            count += 1
+            conn.sendall(b"k")
+        elif command == b"D":
+            conn.sendall(struct.pack("!Q", len(kept[value])))
+            conn.sendall(kept[value])
+        elif command == b"R":
+            count = 0
+            conn.sendall(b"k")
+
+
+def _recv_into(conn: socket.socket, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = conn.recv_into(view[got:])
+        if n == 0:
+            raise ConnectionError("peer closed mid-blob")
+        got += n
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
+    buf = bytearray(n)
+    try:
+        _recv_into(conn, memoryview(buf))
+    except ConnectionError:
+        return None
+    return bytes(buf)
+
+
+class RawClient:
+    def __init__(self, address: str) -> None:
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def upload(self, blobs: List[bytes]) -> None:
+        """Send each blob from memory; the sink acknowledges each one once it holds all of it."""
+        ack = memoryview(bytearray(1))
+        for data in blobs:
+            self.sock.sendall(HEADER.pack(b"U", len(data)))
+            self.sock.sendall(data)
+            _recv_into(self.sock, ack)
+
+    def download(self, buffers: List[bytearray]) -> None:
+        """Receive each kept blob into a preallocated buffer of its size."""
+        size = memoryview(bytearray(8))
+        for index, buf in enumerate(buffers):
+            self.sock.sendall(HEADER.pack(b"D", index))
+            _recv_into(self.sock, size)
+            if struct.unpack("!Q", size)[0] != len(buf):
+                raise SystemExit("raw download: size mismatch")
+            _recv_into(self.sock, memoryview(buf))
+
+    def reset(self) -> None:
+        self.sock.sendall(HEADER.pack(b"R", 0))
+        _recv_into(self.sock, memoryview(bytearray(1)))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def start(argv: List[str], marker: str, log: Path) -> Tuple[subprocess.Popen, str]:
+    """Start a server process and read its address from the line that starts with `marker`."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log.open("ab"), text=True, env=env)
+    line = proc.stdout.readline() if proc.stdout else ""
+    if marker not in line:
+        proc.kill()
+        raise SystemExit(f"server did not start ({line.strip()!r}); see {log}")
+    return proc, line.split(marker, 1)[1].split()[0]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def grpc_round(client, paths: List[str], out_dir: Path) -> Tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """(upload s, download-to-file s, download-in-memory s) through the real Client."""
+    digests: Dict[str, str] = {}
+
+    def upload() -> None:
+        found, sent = client.upload_files(paths)
+        if sent != sum(os.path.getsize(p) for p in paths):
+            raise SystemExit(f"only {sent} bytes were uploaded: the server already had some blobs")
+        digests.update(found)
+
+    up = timed(upload)
+    down = timed(lambda: [client.download(digests[p], str(out_dir / Path(p).name)) for p in paths])
+    memory = timed(lambda: [client.download_bytes(digests[p]) for p in paths])
+    return up, down, memory
+
+
+def raw_round(raw: RawClient, paths: List[str]) -> Tuple[float, float]:
+    """(upload s, download s) of the same bytes, memory to memory: the floor for any transport."""
+    blobs = [Path(p).read_bytes() for p in paths]
+    buffers = [bytearray(len(b)) for b in blobs]
+    raw.reset()
+    up, down = timed(lambda: raw.upload(blobs)), timed(lambda: raw.download(buffers))
+    if any(buf != blob for buf, blob in zip(buffers, blobs)):
+        raise SystemExit("raw download returned different bytes")
+    return up, down
+
+
+def hash_seconds(paths: List[str]) -> float:
+    """sha256 of the same files: the content addressing every gRPC upload and download pays."""
+    return timed(lambda: [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths])
+
+
+def report(name: str, total: int, seconds: List[float], raw: List[float] | None = None) -> float:
+    rate = total / MB / statistics.median(seconds)
+    ratio = f"   {rate / (total / MB / statistics.median(raw)):.2f} of raw" if raw else ""
+    print(f"  {name:<48} {rate:8.0f} MB/s  (median of {len(seconds)}: {statistics.median(seconds):.3f} s){ratio}")
+    return rate
+
+
+def run(frames: int, size: Tuple[int, int], compression: str, reps: int) -> None:
+    from shotpass_client import Client
+
+    with tempfile.TemporaryDirectory(prefix="shotpass-bench-") as tmp:
+        root = Path(tmp)
+        plate, out = root / "plate", root / "out"
+        plate.mkdir()
+        out.mkdir()
+        log = root / "servers.log"
+        grpc_proc, grpc_addr = start([sys.executable, "-m", "shotpass_server.cli", "serve", "--listen",
+                                      "127.0.0.1:0", "--data-dir", str(root / "data")], "serving on ", log)
+        raw_proc, raw_addr = start([sys.executable, __file__, "--raw-server"], "raw serving on ", log)
+        results: Dict[str, List[float]] = {k: [] for k in ("up", "down", "mem", "raw_up", "raw_down", "hash")}
+        try:
+            with Client(grpc_addr) as client:
+                raw = RawClient(raw_addr)
+                for rep in range(reps):
+                    paths = write_frames(plate, frames, size, compression, seed=rep)
+                    for key, value in zip(("up", "down", "mem"), grpc_round(client, paths, out)):
+                        results[key].append(value)
+                    for key, value in zip(("raw_up", "raw_down"), raw_round(raw, paths)):
+                        results[key].append(value)
+                    results["hash"].append(hash_seconds(paths))
+                raw.close()
+        finally:
+            stop(grpc_proc)
+            stop(raw_proc)
+        total = sum(os.path.getsize(p) for p in paths)
+        print_results(frames, size, compression, total, results, reps)
+
+
+def print_results(
+    frames: int, size: Tuple[int, int], compression: str, total: int, r: Dict[str, List[float]], reps: int
+) -> None:
+    print(f"{frames} frames {size[0]}x{size[1]} half RGBA, {compression.upper()} compression, "
+          f"{total / frames / MB:.1f} MB each ({total / MB:.0f} MB per direction); {reps} repetitions, "
+          f"fresh random frames each; {os.cpu_count()} CPUs")
+    report("raw TCP upload (sendall from memory)", total, r["raw_up"])
+    report("raw TCP download (recv_into preallocated)", total, r["raw_down"])
+    report("gRPC upload (Client.upload_files, sha256)", total, r["up"], r["raw_up"])
+    report("gRPC download (Client.download to file, sha256)", total, r["down"], r["raw_down"])
+    report("gRPC download in memory (download_bytes)", total, r["mem"], r["raw_down"])
+    report("sha256 alone (read + hash, for context)", total, r["hash"])
+    grpc_s = statistics.median(r["up"]) + statistics.median(r["down"])
+    raw_s = statistics.median(r["raw_up"]) + statistics.median(r["raw_down"])
+    print(f"gRPC {2 * total / MB / grpc_s:.0f} MB/s vs raw TCP {2 * total / MB / raw_s:.0f} MB/s "
+          f"(upload + download): ratio gRPC/raw = {raw_s / grpc_s:.2f}")
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    return int(width), int(height)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=parse_size, default=(2048, 1080), help="WIDTHxHEIGHT (default 2048x1080)")
+    parser.add_argument("--compression", choices=("none", "zip"), default="none",
+                        help="none: ~17.7 MB frames (the wire-speed case); zip: real-size files of grain")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--raw-server", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.raw_server:
+        raw_server()
+        return
+    run(args.frames, args.size, args.compression, args.reps)
+
+
+if __name__ == "__main__":
+    main()
