@@ -112,3 +112,17 @@ def test_missing_frames_and_bad_options_fail_with_one_clear_line(capsys, server,
     code, _, err = _render(capsys, server, beachball, tmp_path / "o", "--pass", "nope", "--frames", "1")
     assert code != 0 and "nope" in err
     assert not (tmp_path / "o").exists() or not any(Path(tmp_path / "o").iterdir())
+
+
+def test_plate_colour_space_is_a_render_option(capsys, server, beachball, tmp_path):
+    runs = {}
+    for space in ("ACEScg", "Linear Rec.709 (sRGB)"):
+        code, out, err = _render(capsys, server, beachball, tmp_path / space.split()[0], "--pass", "stylize",
+                                 "--frames", "1", "--colour-space", space, "--seed", "1")
+        assert code == 0, err
+        assert header(out["outputs"]["1"])["shotpass/colourSpace"] == space
+        runs[space] = channels(out["outputs"]["1"])["R"].astype(np.float32)
+    assert np.abs(runs["ACEScg"] - runs["Linear Rec.709 (sRGB)"]).mean() > 1e-3
+    code, _, err = _render(capsys, server, beachball, tmp_path / "bad", "--pass", "stylize", "--frames", "1",
+                           "--colour-space", "Kodak 5219")
+    assert code != 0 and "unknown colour space 'Kodak 5219'" in err and "ACEScg" in err
