@@ -7,6 +7,7 @@ writes the result back in the plate's space, precision and windows, so models ne
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence
@@ -83,6 +84,7 @@ class FrameJob:
     rgb: np.ndarray  # H x W x 3, in the model's working space
     alpha: Optional[np.ndarray]  # H x W, or None
     mask: Optional[np.ndarray] = None  # H x W in [0, 1]; 1 = to be filled (inpaint)
+    depth: Optional[np.ndarray] = None  # H x W: the plate's own Z channel, for models with uses_depth
 
 
 @dataclass
@@ -118,7 +120,9 @@ class Model(ABC):
     licence: ClassVar[str] = ""
     scale: ClassVar[int] = 1
     needs_mask: ClassVar[bool] = False
-    uses_reference: ClassVar[bool] = False
+    uses_reference: ClassVar[bool] = False  # needs a reference frame (submit fails without one)
+    accepts_reference: ClassVar[bool] = False  # uses the shot's reference when there is one
+    uses_depth: ClassVar[bool] = False  # wants the plate's Z channel in FrameJob.depth when it has one
     uses_prompt: ClassVar[bool] = False
     working_space: ClassVar[Optional[str]] = SRGB_ENCODED
     # Pixels where the mask is 0 are copied back from the plate bit for bit (inpaint).
@@ -135,3 +139,28 @@ class Model(ABC):
     @abstractmethod
     def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         """Run the model on one frame; call ctx.progress(step, total) between steps."""
+
+
+class ClipModel(Model):
+    """A model that sees several consecutive frames together (video diffusion with temporal layers).
+
+    The render hands it each chunk of contiguous pending frames at once (the server's ``chunk_frames``);
+    it still returns exactly one result per job, in order, so N frames in = N frames out by number.
+    Each context carries that frame's own seed; ``ctxs[0].progress`` reports the clip's steps.
+    """
+
+    @abstractmethod
+    def process_clip(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
+        """Run the model on consecutive frames; one FrameResult per job, in order."""
+
+    def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+        return self.process_clip([job], [ctx])[0]
+
+
+def configured_threads() -> int:
+    """CPU threads per model runtime from SHOTPASS_THREADS (0: the runtime's own default)."""
+    text = os.environ.get("SHOTPASS_THREADS", "").strip()
+    try:
+        return max(0, int(text)) if text else 0
+    except ValueError:
+        return 0

