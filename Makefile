@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Blender-as-a-module for the extension's tests: its own venv (bpy pins numpy<2, the server needs numpy 2).
+BPY_VENV := plugins/blender/.venv-bpy
 
-.PHONY: demo test lint stubs clean
+.PHONY: demo test lint stubs bpy-env clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/shotpass demo --out demo-out
 
-test: $(STAMP)
+bpy-env:
+	plugins/blender/dev/make_bpy_env.sh $(BPY_VENV)
+	PYTHON=$(PY) plugins/blender/build_wheels.sh
+
+test: $(STAMP) bpy-env
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
@@ -26,4 +32,4 @@ stubs: $(STAMP)
 	$(PY) proto/generate.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) $(BPY_VENV) demo-out .pytest_cache plugins/blender/wheels plugins/blender/dist

@@ -1,0 +1,398 @@
+"""Operators, scriptable as ``bpy.ops.shotpass.*``. Known failures are reported, never raised as tracebacks."""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional, Set
+
+import bpy
+
+from ..core import (
+    Job,
+    JobRequest,
+    PassSettings,
+    online_access_problem,
+    parse_options,
+    path_map_problem,
+    sequence_pattern,
+    version_line,
+)
+from . import prefs, runner
+from . import scene as blender_scene
+
+Result = Set[str]
+
+
+class ShotpassProblem(Exception):
+    """Anything the user can fix; its message is reported as is."""
+
+
+def _client_errors() -> tuple:
+    from shotpass_client import ClientError
+    from shotpass_client.jobs import PlateError
+
+    return (ClientError, PlateError, blender_scene.PlateProblem, ShotpassProblem, ValueError, OSError)
+
+
+def _server() -> tuple:
+    p = prefs.get()
+    address = p.server_address.strip()
+    problem = online_access_problem(address, bpy.app.online_access) or path_map_problem(p.path_map)
+    if problem:
+        raise ShotpassProblem(problem)
+    return address, (p.token or None)
+
+
+def _client():  # type: ignore[no-untyped-def]
+    from shotpass_client import Client
+
+    address, token = _server()
+    return Client(address, token, connect_timeout=3.0)
+
+
+def _settings(scene: bpy.types.Scene) -> PassSettings:
+    s = scene.shotpass
+    return PassSettings(project=s.project, shot=s.shot, pass_name=s.pass_name, model=s.model, prompt=s.prompt,
+                        strength=s.strength, seed=s.seed, use_seed=s.use_seed, options=parse_options(s.options))
+
+
+def _plate_dir(scene: bpy.types.Scene, lane: str) -> str:
+    s = scene.shotpass
+    return os.path.join(prefs.cache_root(), s.project, s.shot, lane)
+
+
+def scene_plate(scene: bpy.types.Scene) -> Dict[int, str]:
+    """The plate the settings point at: the last rendered plate (rendered now if none), an image or a strip."""
+    s = scene.shotpass
+    if s.plate_kind == "IMAGE":
+        image = bpy.data.images.get(s.plate_image)
+        if image is None:
+            raise ShotpassProblem(f"no image named {s.plate_image!r} to use as the plate")
+        return blender_scene.image_plate(image, scene)
+    if s.plate_kind == "STRIP":
+        return blender_scene.strip_plate(blender_scene.find_strip(scene, s.plate_strip))
+    if s.plate_pattern:
+        return {f: p for f, p in sequence_pattern(s.plate_pattern).existing().items()
+                if scene.frame_start <= f <= scene.frame_end}
+    plate = blender_scene.render_frames(scene, _plate_dir(scene, "plate"), s.shot)
+    s.plate_pattern = os.path.join(_plate_dir(scene, "plate"), f"{s.shot}.####.exr")
+    return plate
+
+
+def _mask(scene: bpy.types.Scene, plate: Dict[int, str]) -> Dict[int, str]:
+    s = scene.shotpass
+    if s.mask_from_alpha:
+        return dict(plate)  # the server reads a mask frame's alpha when it has one
+    if not s.mask:
+        return {}
+    found = sequence_pattern(bpy.path.abspath(s.mask)).existing()
+    missing = sorted(set(plate) - set(found))
+    if missing:
+        raise ShotpassProblem(f"mask {s.mask}: no file for plate frame(s) {missing[:10]}")
+    return {f: found[f] for f in plate}
+
+
+def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") -> Job:
+    scene = context.scene
+    s = scene.shotpass
+    address, token = _server()
+    spec = _settings(scene).spec()
+    plate: Dict[int, str] = {}
+    if kind == "preview":
+        frame = scene.frame_current
+        if s.plate_kind == "RENDER":
+            plate = blender_scene.render_frames(scene, _plate_dir(scene, "preview"), s.shot, frame=frame)
+        else:
+            source = scene_plate(scene)
+            if frame not in source:
+                raise ShotpassProblem(f"the plate has no frame {frame} to preview")
+            plate = {frame: source[frame]}
+    elif not parent_render:
+        plate = scene_plate(scene)
+    out_dir = runner.job_out_dir(prefs.cache_root(), s.project, s.shot)
+    request = JobRequest(
+        server=address, token=token, spec=spec, out_dir=out_dir, plate=plate,
+        mask=_mask(scene, plate) if plate else {},
+        reference_file=bpy.path.abspath(s.reference) if s.reference else None,
+        parent_render=parent_render, preview=kind == "preview",
+        output_pattern=os.path.join(out_dir, f"{s.shot}.####.exr"),
+    )
+    s.status = f"sending {len(plate) or 'the parent render'} frame(s) to {address}"
+    plate_kind = s.plate_kind if not parent_render else "RENDER"
+    return runner.start(request, kind, scene, plate_kind, s.plate_strip if plate_kind == "STRIP" else "")
+
+
+class _Base(bpy.types.Operator):
+    bl_options = {"REGISTER"}
+
+    def fail(self, err: BaseException) -> Result:
+        self.report({"ERROR"}, str(err))  # Blender prints it when headless; bpy.ops raises it to scripts
+        return {"CANCELLED"}
+
+
+class SHOTPASS_OT_render_plate(_Base):
+    """Render the scene's frame range to EXR (RGBA half, one layer, real frame numbers) as the plate"""
+
+    bl_idname = "shotpass.render_plate"
+    bl_label = "Render Plate to EXR"
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        scene = context.scene
+        s = scene.shotpass
+        try:
+            plate = blender_scene.render_frames(scene, _plate_dir(scene, "plate"), s.shot)
+        except _client_errors() as err:
+            return self.fail(err)
+        s.plate_kind = "RENDER"
+        s.plate_pattern = os.path.join(_plate_dir(scene, "plate"), f"{s.shot}.####.exr")
+        self.report({"INFO"}, f"plate: {len(plate)} frames in {s.plate_pattern}")
+        return {"FINISHED"}
+
+
+class SHOTPASS_OT_use_plate(_Base):
+    """Use an image (sequence) or a sequencer strip as the plate instead of a scene render"""
+
+    bl_idname = "shotpass.use_plate"
+    bl_label = "Use as Plate"
+
+    kind: bpy.props.EnumProperty(items=[("IMAGE", "Image", ""), ("STRIP", "Strip", "")])  # type: ignore[valid-type]
+    name: bpy.props.StringProperty(description="Image or strip name (empty strip: the active strip)")  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        scene = context.scene
+        s = scene.shotpass
+        try:
+            if self.kind == "IMAGE":
+                image = bpy.data.images.get(self.name)
+                if image is None:
+                    raise ShotpassProblem(f"no image named {self.name!r}")
+                plate = blender_scene.image_plate(image, scene)
+                s.plate_image = image.name
+            else:
+                strip = blender_scene.find_strip(scene, self.name)
+                plate = blender_scene.strip_plate(strip)
+                s.plate_strip = strip.name
+        except _client_errors() as err:
+            return self.fail(err)
+        s.plate_kind = self.kind
+        self.report({"INFO"}, f"plate: {len(plate)} frames ({min(plate)}-{max(plate)})")
+        return {"FINISHED"}
+
+
+class _SubmitBase(_Base):
+    """Shared by submit, preview and edit_render (a registered operator class must not be subclassed)."""
+
+    parent_render: bpy.props.StringProperty(  # type: ignore[valid-type]
+        description="Chain: use this render's outputs as the input (nothing is uploaded again)")
+    kind = "render"
+    _job: Optional[Job] = None
+    _timer = None
+
+    def parent(self, context: bpy.types.Context) -> str:
+        return self.parent_render
+
+    def begin(self, context: bpy.types.Context) -> Optional[Job]:
+        try:
+            return start_job(context, self.kind, self.parent(context))
+        except _client_errors() as err:
+            self.fail(err)
+            return None
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        job = self.begin(context)
+        if job is None:
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"shotpass: {self.kind} started (drain with bpy.ops.shotpass.wait() when headless)")
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> Result:
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        self._job = self.begin(context)
+        if self._job is None:
+            return {"CANCELLED"}
+        wm = context.window_manager
+        wm.progress_begin(0, 100)
+        self._timer = wm.event_timer_add(runner.TIMER_INTERVAL, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> Result:
+        job = self._job
+        assert job is not None
+        if event.type == "ESC" and event.value == "PRESS":
+            job.worker.cancel()
+            context.workspace.status_text_set("shotpass: cancelling...")
+            return {"RUNNING_MODAL"}
+        if event.type == "TIMER":
+            runner.drain()
+            context.window_manager.progress_update(int(job.fraction * 100))
+            context.workspace.status_text_set(f"shotpass {job.state}: {job.message} (Esc cancels)")
+            if job.finished:
+                self._end(context)
+                if job.failed:
+                    self.report({"ERROR"}, job.message)
+                    return {"CANCELLED"}
+                self.report({"INFO"}, context.scene.shotpass.status)
+                return {"FINISHED"}
+        return {"PASS_THROUGH"}
+
+    def _end(self, context: bpy.types.Context) -> None:
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        context.workspace.status_text_set(None)
+
+
+class SHOTPASS_OT_submit(_SubmitBase):
+    """Send the plate to the server and run the pass; the results come back into the compositor and sequencer"""
+
+    bl_idname = "shotpass.submit"
+    bl_label = "Submit Render"
+
+
+class SHOTPASS_OT_preview(_SubmitBase):
+    """Render the current frame on the server's preview lane and show it in an Image editor"""
+
+    bl_idname = "shotpass.preview"
+    bl_label = "Preview Frame"
+    kind = "preview"
+
+
+class SHOTPASS_OT_edit_render(_SubmitBase):
+    """Edit this Render: run the current settings on a finished render's outputs (by reference)"""
+
+    bl_idname = "shotpass.edit_render"
+    bl_label = "Edit this Render"
+
+    def parent(self, context: bpy.types.Context) -> str:
+        parent = self.parent_render or context.scene.shotpass.last_render_id
+        if not parent:
+            raise ShotpassProblem("no finished render to edit yet")
+        return parent
+
+
+class SHOTPASS_OT_wait(_Base):
+    """Headless: apply job updates until every job has ended (timers never fire in background mode)"""
+
+    bl_idname = "shotpass.wait"
+    bl_label = "Wait for Renders"
+
+    timeout: bpy.props.FloatProperty(default=3600.0, min=0.0)  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        if not runner.wait(self.timeout):
+            return self.fail(ShotpassProblem(f"renders still running after {self.timeout:g} s"))
+        failures = runner.take_failures()
+        if failures:
+            self.report({"ERROR"}, "; ".join(failures))
+            return {"CANCELLED"}
+        self.report({"INFO"}, context.scene.shotpass.status)
+        return {"FINISHED"}
+
+
+class SHOTPASS_OT_cancel(_Base):
+    """Cancel the running renders (frames already finished stay on the server)"""
+
+    bl_idname = "shotpass.cancel"
+    bl_label = "Cancel Renders"
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        n = runner.BOARD.cancel_all()
+        self.report({"INFO"}, f"cancelling {n} render(s)")
+        return {"FINISHED"}
+
+
+class SHOTPASS_OT_list_versions(_Base):
+    """List the shot's renders with state, rating and pin"""
+
+    bl_idname = "shotpass.list_versions"
+    bl_label = "List Versions"
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        s = context.scene.shotpass
+        try:
+            with _client() as client:
+                renders = client.list_renders(s.project, s.shot)
+        except _client_errors() as err:
+            return self.fail(err)
+        s.versions.clear()
+        for r in sorted(renders, key=lambda r: r.version):
+            item = s.versions.add()
+            item.render_id, item.line = r.id, version_line(r)
+        self.report({"INFO"}, "\n".join(v.line for v in s.versions) or f"no renders for {s.project}/{s.shot}")
+        return {"FINISHED"}
+
+
+class SHOTPASS_OT_reuse_settings(_Base):
+    """Copy a render's settings (pass, model, prompt, options, seed) into this scene"""
+
+    bl_idname = "shotpass.reuse_settings"
+    bl_label = "Reuse Settings"
+
+    render_id: bpy.props.StringProperty(description="Empty: the last render")  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        s = context.scene.shotpass
+        try:
+            with _client() as client:
+                got = PassSettings.from_render(client.get_render(self.render_id or s.last_render_id))
+        except _client_errors() as err:
+            return self.fail(err)
+        s.pass_name, s.model, s.prompt, s.strength = got.pass_name, got.model, got.prompt, got.strength
+        s.seed, s.use_seed = got.seed, got.use_seed
+        s.options = ", ".join(f"{k}={v}" for k, v in sorted(got.options.items()))
+        self.report({"INFO"}, f"settings of {self.render_id or s.last_render_id} copied")
+        return {"FINISHED"}
+
+
+class SHOTPASS_OT_review(_Base):
+    """Rate or pin a render"""
+
+    bl_idname = "shotpass.review"
+    bl_label = "Review Render"
+
+    render_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+    rating: bpy.props.IntProperty(min=-1, max=5, default=-1, description="-1: unchanged")  # type: ignore[valid-type]
+    pinned: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        items=[("KEEP", "Unchanged", ""), ("PIN", "Pin", ""), ("UNPIN", "Unpin", "")], default="KEEP")
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        render_id = self.render_id or context.scene.shotpass.last_render_id
+        try:
+            with _client() as client:
+                client.review(render_id, rating=self.rating if self.rating >= 0 else None,
+                              pinned=None if self.pinned == "KEEP" else self.pinned == "PIN")
+        except _client_errors() as err:
+            return self.fail(err)
+        return {"FINISHED"}
+
+
+class SHOTPASS_OT_load_options(_Base):
+    """Fill the options with the model's defaults from the server's schema"""
+
+    bl_idname = "shotpass.load_options"
+    bl_label = "Load Model Options"
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        s = context.scene.shotpass
+        try:
+            with _client() as client:
+                info = client.server_info()
+        except _client_errors() as err:
+            return self.fail(err)
+        model_name = s.model or next((p.default_model for p in info.passes if p.name == s.pass_name), "")
+        model = next((m for m in info.models if m.name == model_name), None)
+        if model is None:
+            return self.fail(ShotpassProblem(f"the server has no model {model_name!r} for pass {s.pass_name!r}"))
+        s.model = model.name
+        s.options = ", ".join(f"{o.name}={o.default_value}" for o in model.options if o.name != "strength")
+        self.report({"INFO"}, "; ".join(f"{o.name}: {o.description}" for o in model.options) or "no options")
+        return {"FINISHED"}
+
+
+CLASSES = (
+    SHOTPASS_OT_render_plate, SHOTPASS_OT_use_plate, SHOTPASS_OT_submit, SHOTPASS_OT_preview,
+    SHOTPASS_OT_edit_render, SHOTPASS_OT_wait, SHOTPASS_OT_cancel, SHOTPASS_OT_list_versions,
+    SHOTPASS_OT_reuse_settings, SHOTPASS_OT_review, SHOTPASS_OT_load_options,
+)

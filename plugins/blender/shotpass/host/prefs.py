@@ -1,0 +1,54 @@
+"""Add-on preferences: where the server is and where results are cached."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from ..core import is_local_address
+
+# bl_idname of the preferences must be the extension's package ("bl_ext.<repo>.shotpass" when installed).
+ADDON_PACKAGE = __package__.rsplit(".", 1)[0]
+
+
+class ShotpassPreferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_PACKAGE
+
+    server_address: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Server", description="host:port of the shotpass server",
+        default=os.environ.get("SHOTPASS_SERVER", "localhost:50051"),
+    )
+    token: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Token", description="Access token of a shared server (empty: none)", subtype="PASSWORD",
+    )
+    cache_dir: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Cache Folder", subtype="DIR_PATH",
+        description="Where plates are rendered and results fetched (empty: a 'shotpass' folder beside the "
+                    ".blend file, or the temporary folder for an unsaved file)",
+    )
+    path_map: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Path Map", description="LOCAL=SERVER prefixes separated by ';' (like a render farm's path map)",
+    )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.prop(self, "server_address")
+        if not is_local_address(self.server_address) and not bpy.app.online_access:
+            layout.label(text="Online access is off: only a server on this machine can be reached", icon="ERROR")
+        layout.prop(self, "token")
+        layout.prop(self, "cache_dir")
+        layout.prop(self, "path_map")
+
+
+def get() -> ShotpassPreferences:
+    return bpy.context.preferences.addons[ADDON_PACKAGE].preferences
+
+
+def cache_root() -> str:
+    prefs = get()
+    if prefs.cache_dir:
+        return bpy.path.abspath(prefs.cache_dir)
+    if bpy.data.filepath:
+        return os.path.join(os.path.dirname(bpy.data.filepath), "shotpass")
+    return os.path.join(bpy.app.tempdir or os.environ.get("TMPDIR", "/tmp"), "shotpass")

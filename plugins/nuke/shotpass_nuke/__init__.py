@@ -1,0 +1,1 @@
+"""shotpass Nuke plugin. Only `host` imports nuke; `controller`, `panel` and `bootstrap` are plain Python."""

@@ -1,0 +1,294 @@
+"""The Nuke plugin against the real server in-process, with a small faithful fake `nuke` (tests/fake_nuke)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import channels
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "plugins" / "nuke"
+FAKE = Path(__file__).resolve().parent / "fake_nuke"
+for p in (str(FAKE), str(PLUGIN)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import nuke  # noqa: E402  (the fake)
+from shotpass_nuke import host  # noqa: E402
+
+
+@pytest.fixture
+def nk(tmp_path, monkeypatch, server):
+    nuke.reset()
+    script = tmp_path / "proj" / "sh010_comp_v002.nk"
+    script.parent.mkdir()
+    nuke.root()["name"].setValue(str(script))
+    nuke.root()["workingSpaceLUT"].setValue("ACES - ACEScg")
+    monkeypatch.setenv("SHOTPASS_SERVER", server.address)
+    monkeypatch.setenv("SHOTPASS_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.delenv("SHOTPASS_PROJECT", raising=False)
+    yield nuke
+    for job in list(host.CONTROLLER.jobs.values()):
+        job.cancel()
+        job.join(10)
+    nuke.reset()
+
+
+def pump_until(cond, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        nuke.pump()
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")
+
+
+def status(node):
+    return node["status"].value()
+
+
+def state(node):
+    return json.loads(node["shotpass_state"].value())
+
+
+def plate_read(beachball, first=1, last=8):
+    read = nuke.nodes.Read(file=beachball, first=first, last=last, origfirst=first, origlast=last)
+    read.setSelected(True)
+    return read
+
+
+def connected_node():
+    node = host.create_node()
+    pump_until(lambda: status(node).startswith(("connected", "server:")))
+    assert status(node).startswith("connected"), status(node)
+    return node
+
+
+def run(node, button):
+    """Press a button and let the render finish (the monitor thread posts its last update before it leaves)."""
+    node[button].execute()
+    pump_until(lambda: not host.CONTROLLER.jobs)
+    nuke.pump()
+
+
+def test_render_frames_1_to_8_points_the_read_at_aligned_outputs(nk, beachball):
+    read = plate_read(beachball)
+    node = connected_node()
+    assert node.input(0) is read
+    assert (node["project"].value(), node["shot"].value(), node["colour_space"].value()) == (
+        "proj", "sh010_comp", "ACEScg")
+    assert {"passthrough", "stylize", "upscale", "inpaint"} <= set(node["pass"].values())
+    node.ui_set("pass", "passthrough")
+    assert node["model"].value() == "passthrough"
+
+    run(node, "render")
+    assert "8 frame(s) written" in status(node), status(node)
+    inner = node.node("shotpass_read")
+    pattern = inner["file"].value()
+    assert pattern.endswith("sh010_comp.####.exr")
+    assert [inner[k].value() for k in ("first", "last", "origfirst", "origlast")] == [1, 8, 1, 8]
+    assert node.node("shotpass_switch")["which"].value() == 1
+    src = [channels(beachball.replace("####", f"{f:04d}"))["R"] for f in range(1, 9)]
+    for f in range(1, 9):
+        out = channels(pattern.replace("####", f"{f:04d}"))["R"]
+        assert np.array_equal(out, src[f - 1]), f"frame {f} is not the plate's frame {f}"
+        assert not np.array_equal(out, src[f % 8]), "frames are not distinct: alignment is untested"
+    entry = state(node)["versions"][0]
+    assert entry["state"] == "finished" and entry["version"] == 1 and (entry["first"], entry["last"]) == (1, 8)
+    assert node["version"].value().startswith("v001 render finished")
+    assert not nuke.allNodes("Write"), "the temporary Write was not removed"
+    assert nuke.executed == [("Write1", 1, 8)]
+    task = nuke.ProgressTask.instances[-1]
+    assert task.history[-1] == 100 and any(0 < p < 100 for p in task.history)
+    assert not (Path(os.environ["SHOTPASS_OUTPUT"]) / ".work").exists() or not any(
+        (Path(os.environ["SHOTPASS_OUTPUT"]) / ".work").iterdir())
+
+
+def test_preview_frame_renders_the_current_frame_on_the_preview_lane(nk, beachball, client):
+    plate_read(beachball)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    nuke.frame(5)
+    run(node, "preview")
+    assert "1 frame(s) written" in status(node), status(node)
+    inner = node.node("shotpass_read")
+    assert [inner[k].value() for k in ("first", "last")] == [5, 5]
+    out = channels(inner["file"].value().replace("####", "0005"))["R"]
+    assert np.array_equal(out, channels(beachball.replace("####", "0005"))["R"])
+    entry = state(node)["versions"][0]
+    assert entry["lane"] == "preview"
+    assert client.get_render(entry["render_id"]).lane == "preview"
+    assert nuke.executed == [("Write1", 5, 5)]
+
+
+def test_edit_this_render_chains_by_reference_and_uploads_nothing(nk, beachball, client):
+    plate_read(beachball)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    node["range_mode"].setValue("custom")
+    node["frames"].setValue("2-4")
+    run(node, "render")
+    parent_id = state(node)["versions"][0]["render_id"]
+    executed_before = list(nuke.executed)
+
+    node["edit_render"].execute()
+    child = next(n for n in nuke.allNodes("Group") if n is not node)
+    assert child.input(0) is node and "by reference" in status(child)
+    pump_until(lambda: status(child).startswith("connected"))
+    child.ui_set("pass", "passthrough")
+    run(child, "render")
+    assert "3 frame(s) written" in status(child), status(child)
+    assert state(node)["versions"][0]["bytes_uploaded"] > 0
+    assert state(child)["versions"][0]["bytes_uploaded"] == 0
+    assert nuke.executed == executed_before, "Edit this Render rendered its input again"
+    inner = child.node("shotpass_read")
+    assert [inner[k].value() for k in ("first", "last")] == [2, 4]
+    child_id = state(child)["versions"][0]["render_id"]
+    render = client.get_render(child_id)
+    assert render.parent_render == parent_id and sorted(f.frame for f in render.frames) == [2, 3, 4]
+
+
+def test_reuse_settings_copies_to_selected_shotpass_nodes(nk, beachball):
+    plate_read(beachball)
+    a = connected_node()
+    a.ui_set("pass", "stylize")
+    a.ui_set("model", "styletransfer-preset")
+    a["opt_style"].setValue("7")
+    a["opt_preserve_colour"].setValue(True)
+    a["prompt"].setValue("a watercolour beach ball")
+    a["seed"].setValue(42)
+    a["strength"].setValue(0.25)
+    b = connected_node()
+    b.ui_set("pass", "upscale")
+    assert b.knob("opt_style") is None
+    for n in nuke.allNodes():
+        n.setSelected(n is b or n is a)
+    a["reuse_settings"].execute()
+    assert "copied to" in status(a)
+    for knob in ("pass", "model", "opt_style", "opt_preserve_colour", "prompt", "seed", "strength"):
+        assert b[knob].value() == a[knob].value(), knob
+    spec = host.CONTROLLER.spec(b)
+    assert spec.options["style"] == "7" and spec.options["preserve_colour"] == "true"
+    assert spec.options["strength"] == "0.25" and spec.seed == 42
+
+
+def test_cancel_from_the_progress_task_cancels_the_render(nk, beachball, client):
+    plate_read(beachball)
+    node = connected_node()
+    node.ui_set("pass", "stylize")
+    node["render"].execute()
+    pump_until(lambda: nuke.ProgressTask.instances and nuke.ProgressTask.instances[-1].progress > 0)
+    nuke.ProgressTask.instances[-1].cancel()
+    pump_until(lambda: not host.CONTROLLER.jobs)
+    nuke.pump()
+    assert status(node).startswith("failed") and "cancelled" in status(node), status(node)
+    entry = state(node)["versions"][0]
+    assert entry["state"] == "cancelled"
+    assert 1 <= client.get_render(entry["render_id"]).frames_done < 8
+    assert node.node("shotpass_switch")["which"].value() == 0, "a cancelled render must not become the output"
+
+
+def test_server_down_gives_one_clear_message_on_the_node(nk, beachball, server, monkeypatch):
+    plate_read(beachball)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    server.stop(grace=0)
+    for _ in range(2):  # an impatient user: each press gives one message, never a dialog or a traceback storm
+        run(node, "render")
+        assert status(node).startswith("failed: cannot reach a shotpass server at"), status(node)
+    assert nuke.messages == []
+    monkeypatch.setenv("SHOTPASS_SERVER", "127.0.0.1:9")
+    fresh = host.create_node()
+    pump_until(lambda: status(fresh).startswith("server:"))
+    assert "cannot reach a shotpass server at 127.0.0.1:9" in status(fresh)
+    run(fresh, "render")
+    assert status(fresh).startswith("cannot render: choose a pass"), status(fresh)
+
+
+def test_queue_panel_lists_renders_and_opens_them_in_the_dag(nk, beachball, tmp_path, monkeypatch):
+    monkeypatch.setenv("QT_API", "pyside6")
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    from qtpy import QtWidgets
+    from shotpass_nuke import panel
+
+    plate_read(beachball, 1, 2)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    run(node, "render")
+    nuke.frame(2)
+    run(node, "preview")
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    host.install_menu()
+    assert nuke.menu("Nodes").findItem("shotpass").findItem("ShotPass")
+    widget = panel.QueuePanel(server=node["server"].value(), project="proj")
+    widget.refresh_now()
+    assert widget.table.rowCount() == 2
+    states = {widget.table.item(r, 3).text() for r in range(2)}
+    assert states == {"finished"}
+    assert {widget.table.item(r, 2).text() for r in range(2)} == {"render", "preview"}
+    widget.resize(1000, 260)
+    widget.show()
+    app.processEvents()
+    shot = tmp_path / "shotpass-queue.png"
+    assert widget.grab().save(str(shot)) and shot.stat().st_size > 5000
+    if os.environ.get("SHOTPASS_SCREENSHOT"):
+        widget.grab().save(os.environ["SHOTPASS_SCREENSHOT"])
+
+    row = next(r for r in range(2) if widget.table.item(r, 2).text() == "render")
+    widget.table.selectRow(row)
+    assert widget.open_selected() is node and nuke.shown == [node]
+    assert node["version"].value().startswith("v001 render")
+    assert node.node("shotpass_read")["last"].value() == 2
+    widget.hide()
+    widget.deleteLater()
+
+
+def test_only_the_adapter_imports_nuke():
+    importers = []
+    for path in PLUGIN.rglob("*.py"):
+        for stmt in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in stmt.names] if isinstance(stmt, ast.Import) else (
+                [stmt.module or ""] if isinstance(stmt, ast.ImportFrom) else [])
+            if any(n.split(".")[0] in ("nuke", "nukescripts") for n in names):
+                importers.append(path.relative_to(PLUGIN).as_posix())
+    assert sorted(set(importers)) == ["shotpass_nuke/host.py"]
+
+
+def test_init_and_menu_never_stop_nuke_from_starting(tmp_path):
+    """Without nuke (or with a broken install) init.py/menu.py print a traceback and return."""
+    code = ("import runpy, sys; runpy.run_path(sys.argv[1]); runpy.run_path(sys.argv[2]); "
+            "import shotpass_client, shotpass_nuke.bootstrap as b; print('ok', b.vendor_tag())")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code, str(PLUGIN / "init.py"), str(PLUGIN / "menu.py")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "shotpass: menu setup failed" in done.stdout and "No module named 'nuke'" in done.stderr
+    from shotpass_nuke import bootstrap
+
+    assert done.stdout.strip().endswith(f"ok {bootstrap.vendor_tag()}")
+
+
+def test_bootstrap_picks_the_vendor_folder_of_the_running_python(tmp_path):
+    from shotpass_nuke import bootstrap
+
+    for tag in ("cp39-linux_x86_64", "cp311-linux_x86_64", "cp311-win_amd64"):
+        (tmp_path / "nuke" / "vendor" / tag).mkdir(parents=True)
+    assert bootstrap.vendor_tag((3, 9), bootstrap.platform_name("Linux", "x86_64")) == "cp39-linux_x86_64"
+    assert bootstrap.platform_name("Darwin", "arm64") == "macosx_arm64"
+    assert bootstrap.platform_name("Windows", "AMD64") == "win_amd64"
+    paths = bootstrap.candidate_paths(str(tmp_path / "nuke"), "cp311-win_amd64")
+    assert paths == [str(tmp_path / "nuke" / "vendor" / "cp311-win_amd64")]
+    import vendor_wheels
+    cmd = vendor_wheels.pip_command("3.10", "linux_x86_64", "/tmp/x")
+    assert cmd[cmd.index("--python-version") + 1] == "3.10" and "--only-binary=:all:" in cmd
+    assert "manylinux2014_x86_64" in cmd and "protobuf>=5.29,<7" in cmd
