@@ -292,3 +292,34 @@ def test_bootstrap_picks_the_vendor_folder_of_the_running_python(tmp_path):
     cmd = vendor_wheels.pip_command("3.10", "linux_x86_64", "/tmp/x")
     assert cmd[cmd.index("--python-version") + 1] == "3.10" and "--only-binary=:all:" in cmd
     assert "manylinux2014_x86_64" in cmd and "protobuf>=5.29,<7" in cmd
+
+
+def test_path_mode_sends_a_mapped_read_as_paths_without_rendering_or_uploading(nk, beachball, tmp_path, monkeypatch):
+    from conftest import BEACHBALL
+    from shotpass_client import Client
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+
+    srv = ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", path_roots=[BEACHBALL]))
+    srv.start()
+    try:
+        monkeypatch.setenv("SHOTPASS_SERVER", srv.address)
+        # The artist's mount of the plate folder maps to the server's own path for it.
+        monkeypatch.setenv("SHOTPASS_PATH_MAP", f"{Path(beachball).parent}={BEACHBALL}")
+        plate_read(beachball, 3, 5)
+        node = connected_node()
+        node.ui_set("pass", "passthrough")
+        run(node, "render")
+        assert "3 frame(s) written" in status(node), status(node)
+        assert nuke.executed == [], "path mode must not render the plate through a temporary Write"
+        entry = state(node)["versions"][0]
+        with Client(srv.address) as client:
+            render = client.get_render(entry["render_id"])
+        assert [f.frame for f in render.frames] == [3, 4, 5]
+        assert [f.input_name for f in render.frames] == [f"singlepart.{f:04d}.exr" for f in (3, 4, 5)]
+        pattern = node.node("shotpass_read")["file"].value()
+        for f in (3, 4, 5):
+            out = channels(pattern.replace("####", f"{f:04d}"))["R"]
+            assert np.array_equal(out, channels(beachball.replace("####", f"{f:04d}"))["R"])
+    finally:
+        srv.stop(0.5)

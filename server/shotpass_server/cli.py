@@ -24,8 +24,10 @@ from shotpass_client.jobs import (
     fetch_outputs,
     plate_frames,
     require_finished,
+    server_paths,
     submit_render,
 )
+from shotpass_client.pathmap import PathMap, PathMapError
 from shotpass_client.patterns import FramePattern, PatternError, parse_frame_range
 from shotpass_client.proto import shotpass_pb2 as pb
 
@@ -41,7 +43,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ClientError, PlateError, PatternError, ShotpassError) as err:
+    except (ClientError, PlateError, PatternError, PathMapError, ShotpassError) as err:
         print(f"shotpass {args.command}: error: {err}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -87,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--label", default="")
         sp.add_argument("--priority", type=int, default=0)
         sp.add_argument("--out", required=True, help="folder for the output frames")
+        sp.add_argument(
+            "--path-map",
+            default=os.environ.get("SHOTPASS_PATH_MAP", ""),
+            metavar="LOCAL=SERVER[;...]",
+            help="path mode: a plate under a mapped folder is read by the server from shared storage, "
+            "nothing is uploaded ($SHOTPASS_PATH_MAP; the server must list the folder in [paths] roots)",
+        )
 
     r = sub.add_parser("render", help="render a shot's frames through a pass")
     r.add_argument("plate", nargs="?", help="frame pattern: name.####.exr, name.%%04d.exr or name.$F4.exr")
@@ -225,6 +234,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         submitted = submit_render(
             client, spec, plate, mask, args.reference, _reference_render(args.reference_render),
             parent_render=args.from_render, parent_frames=frames or (), on_bytes=bar.update if bar else None,
+            plate_paths=server_paths(plate, PathMap.parse(args.path_map)),
         )
         if bar:
             bar.close()
@@ -249,6 +259,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         submitted = submit_render(
             client, _spec(args, args.plate), plate, mask, args.reference, _reference_render(args.reference_render),
             parent_render=args.from_render, parent_frames=[args.frame] if args.from_render else (), preview=True,
+            plate_paths=server_paths(plate, PathMap.parse(args.path_map)),
         )
         for w in submitted.warnings:
             print(f"shotpass preview: warning: {w}", file=sys.stderr)

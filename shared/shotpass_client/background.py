@@ -56,6 +56,7 @@ class JobRequest:
     preview: bool = False
     token: Optional[str] = None
     output_pattern: Optional[str] = None  # e.g. "/out/sh010_v003.####.exr"; default: the input names
+    plate_paths: Optional[Mapping[int, str]] = None  # path mode: {frame: path as the server sees it}
 
 
 class BackgroundRender:
@@ -101,7 +102,7 @@ class BackgroundRender:
                 self._put(JobUpdate(UPLOADING, "uploading frames the server does not have"))
                 submitted = submit_render(
                     client, req.spec, req.plate, req.mask, req.reference_file, req.reference_render,
-                    req.parent_render, req.parent_frames, preview=req.preview,
+                    req.parent_render, req.parent_frames, preview=req.preview, plate_paths=req.plate_paths,
                 )
                 self.render_id = submitted.render_id
                 total = submitted.render.frames_total

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .client import Client, ClientError, frame_inputs
+from .pathmap import PathMap
 from .patterns import FramePattern, PatternError, format_frame_list
 from .proto import shotpass_pb2 as pb
 
@@ -77,6 +78,16 @@ def plate_frames(pattern: str, frames: Optional[Sequence[int]] = None) -> Dict[i
     return {f: found[f] for f in frames}
 
 
+def server_paths(plate: Mapping[int, str], path_map: PathMap) -> Optional[Dict[int, str]]:
+    """Path mode: {frame: path on the server} when every frame lies under a mapped folder, else None."""
+    if not path_map or not plate:
+        return None
+    local = {f: os.path.abspath(p) for f, p in plate.items()}
+    if not all(path_map.maps(p) for p in local.values()):
+        return None
+    return {f: path_map.to_server(p) for f, p in local.items()}
+
+
 def submit_render(
     client: Client,
     spec: RenderSpec,
@@ -88,21 +99,28 @@ def submit_render(
     parent_frames: Sequence[int] = (),
     preview: bool = False,
     on_bytes: Optional[Callable[[int], None]] = None,
+    plate_paths: Optional[Mapping[int, str]] = None,
 ) -> Submitted:
-    """Upload what the server lacks (by digest) and submit; a preview waits for its one frame."""
-    plate = dict(plate or {})
+    """Upload what the server lacks (by digest) and submit; a preview waits for its one frame.
+
+    With `plate_paths` ({frame: path as the server sees it}) the plate is not uploaded at all: the server
+    reads those files from its shared storage (path mode).
+    """
+    frames = set(plate_paths or plate or {})
+    plate = {} if plate_paths else dict(plate or {})  # path mode: nothing of the plate travels
     mask = dict(mask or {})
-    if mask:
-        extra = sorted(set(mask) - set(plate)) if plate else []
-        if extra:
-            raise PlateError(f"mask frame(s) {format_frame_list(extra)} have no plate frame")
+    extra = sorted(set(mask) - frames) if frames else []
+    if extra:
+        raise PlateError(f"mask frame(s) {format_frame_list(extra)} have no plate frame")
     paths = list(plate.values()) + list(mask.values()) + ([reference_file] if reference_file else [])
     digests, sent = client.upload_files(paths, on_bytes=on_bytes) if paths else ({}, 0)
     request = pb.SubmitRenderRequest(
         project=spec.project,
         shot=spec.shot,
         settings=spec.settings(),
-        frames=_inputs(plate, digests),
+        frames=_inputs(plate, digests) if not plate_paths else [
+            pb.FrameInput(frame=f, path=p, name=os.path.basename(p)) for f, p in sorted(plate_paths.items())
+        ],
         mask_frames=_inputs(mask, digests),
         parent_render=parent_render,
         parent_frames=list(parent_frames),

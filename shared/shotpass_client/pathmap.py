@@ -6,6 +6,7 @@ The first matching local prefix wins; Windows separators are normalised so ``P:\
 
 from __future__ import annotations
 
+import os
 from typing import List, Tuple
 
 
@@ -29,6 +30,16 @@ class PathMap:
 
     def to_server(self, path: str) -> str:
         return _swap(_norm(path), self.pairs)
+
+    def maps(self, path: str) -> bool:
+        """True when the path lies under one of the map's local folders (the server can see it)."""
+        norm = _norm(path)
+        return any(norm == a.rstrip("/") or norm.startswith(a.rstrip("/") + "/") for a, _ in self.pairs)
+
+    @classmethod
+    def from_env(cls) -> PathMap:
+        """The map every host shares: $SHOTPASS_PATH_MAP (empty: no path mode)."""
+        return cls.parse(os.environ.get("SHOTPASS_PATH_MAP", ""))
 
     def to_local(self, path: str) -> str:
         return _swap(_norm(path), [(b, a) for a, b in self.pairs])

@@ -31,7 +31,8 @@ from shotpass_client.background import (
     drain_updates,
 )
 from shotpass_client.client import DEFAULT_ADDRESS
-from shotpass_client.jobs import RenderSpec
+from shotpass_client.jobs import RenderSpec, server_paths
+from shotpass_client.pathmap import PathMap
 from shotpass_client.patterns import FramePattern, PatternError, parse_frame_range
 from shotpass_client.ui_model import (
     default_output_dir,
@@ -331,7 +332,9 @@ class Controller:
             request.parent_render = parent["render_id"]
             request.parent_frames = frames
         else:
-            request.plate = self.host.render_to_files(src, frames, os.path.join(work_dir, "plate.####.exr"))
+            request.plate_paths = self._plate_paths(src, frames)
+            if not request.plate_paths:
+                request.plate = self.host.render_to_files(src, frames, os.path.join(work_dir, "plate.####.exr"))
         mask = self.host.input_node(node, 1)
         if mask is not None:
             request.mask = self.host.render_to_files(mask, frames, os.path.join(work_dir, "mask.####.exr"))
@@ -346,6 +349,17 @@ class Controller:
                 path = os.path.join(work_dir, "reference.####.exr")
                 request.reference_file = self.host.render_to_files(ref, [frame], path)[frame]
         return request, work_dir
+
+    def _plate_paths(self, src: Any, frames: List[int]) -> Optional[Dict[int, str]]:
+        """Path mode: a Read whose files lie under $SHOTPASS_PATH_MAP is read by the server; nothing travels."""
+        pattern = self.host.read_file(src)
+        path_map = PathMap.from_env()
+        if not pattern or not path_map:
+            return None
+        files = {f: FramePattern.parse(pattern).path(f) for f in frames}
+        if not all(os.path.isfile(p) for p in files.values()):
+            return None
+        return server_paths(files, path_map)
 
     def _frames(self, node: Any, src: Any, parent: Optional[Dict[str, Any]], preview: bool) -> List[int]:
         if parent is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import traceback
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import nuke
 import nukescripts
@@ -114,6 +114,10 @@ class NukeHost:
 
     def input_range(self, node: Any) -> Tuple[int, int]:
         return int(node.firstFrame()), int(node.lastFrame())
+
+    def read_file(self, node: Any) -> Optional[str]:
+        """The file pattern of a Read node (path mode candidates), else None."""
+        return node["file"].value() if node.Class() == "Read" else None
 
     def selected_shotpass_nodes(self) -> List[Any]:
         return [n for n in nuke.selectedNodes() if self.is_shotpass(n)]
