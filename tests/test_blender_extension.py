@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
 import numpy as np
+import OpenEXR
 import pytest
 from conftest import BEACHBALL, ROOT, require_data
 from helpers import channels
@@ -23,6 +24,7 @@ from helpers import channels
 BLENDER_DIR = ROOT / "plugins" / "blender"
 BPY_VENV = Path(os.environ.get("SHOTPASS_BPY_VENV", BLENDER_DIR / ".venv-bpy"))
 SCRIPT = ROOT / "tests" / "blender_scripts" / "shotpass_scene.py"
+BIKES = Path(__file__).resolve().parents[1].parent / "shared/data/footage/bikes.mp4"  # 640x272, 25 fps
 
 
 def bpy_python() -> Path:
@@ -167,6 +169,164 @@ def test_beachball_strip_plate_round_trip(tmp_path: Path, ext_zip: Tuple[Path, s
     for i, out_file in enumerate(got["files"]):
         assert Path(out_file).name == f"beachball.{101 + i:04d}.exr"
         np.testing.assert_allclose(rgba(out_file), rgba(files[i]), atol=1e-3, err_msg=out_file)
+
+
+def write_exr(path: Path, pixels: Dict[str, np.ndarray]) -> str:
+    """A scanline EXR of half channels (the plates and masks of the tests below)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with OpenEXR.File(header, {k: v.astype(np.float16) for k, v in pixels.items()}) as f:
+        f.write(str(path))
+    return str(path)
+
+
+def noise_plate(folder: Path, frames: range, w: int = 64, h: int = 48) -> Dict[int, str]:
+    """RGBA noise frames (every pixel differs, so any change by a pass shows) named by their frame numbers."""
+    rng = np.random.default_rng(7)
+    out = {}
+    for f in frames:
+        rgb = rng.uniform(0.05, 0.95, (h, w, 3))
+        out[f] = write_exr(folder / f"plate.{f:04d}.exr", {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2],
+                                                           "A": np.ones((h, w))})
+    return out
+
+
+def srgb(linear: np.ndarray) -> np.ndarray:
+    x = np.clip(linear, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+def test_movie_strip_plate_lands_on_its_frames(tmp_path: Path, ext_zip: Tuple[Path, str],
+                                               server_address: str) -> None:
+    assert BIKES.is_file(), f"test clip missing: {BIKES}"
+    start, first, count, size = 10, 20, 3, (64, 28)
+    res, log = run_blender("movie", tmp_path, ext_zip[0], server_address, movie=str(BIKES), strip_start=start,
+                           first=first, count=count, size=size)
+    assert res["use_plate"] == res["submit"] == res["wait"] == "", log
+    frames = list(range(first, first + count))
+    # Rendered through the sequencer into the cache: RGBA half, one layer, named by the strip's scene frames.
+    plate = {int(f): p for f, p in res["plate"].items()}
+    assert sorted(plate) == frames
+    assert all(Path(p).name == f"bikes.{f:04d}.exr" and str(tmp_path / "cache") in p for f, p in plate.items())
+    for p in plate.values():
+        ch = channels(p)
+        assert sorted(ch) == ["A", "B", "G", "R"] and ch["R"].dtype == np.float16 and ch["R"].shape == (28, 64)
+    assert res["scenes"] == ["Scene"] and res["source_muted"] is False
+    # Plate frame N is clip frame N - start (the strip's offset), checked against an independent decoder.
+    import cv2
+
+    cap = cv2.VideoCapture(str(BIKES))
+    clip = []
+    for _ in range(first - start + count + 2):
+        ok, bgr = cap.read()
+        assert ok
+        clip.append(cv2.resize(bgr[..., ::-1], size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255)
+    for f, p in plate.items():
+        shown = srgb(rgba(p)[3:-3, 4:-4, :3])  # away from the edges, where the two scalers differ most
+        errors = [np.abs(shown - c[3:-3, 4:-4]).mean() for c in clip]
+        assert int(np.argmin(errors)) == f - start, (f, errors)
+    # N in = N out by frame number, and the result strip sits on the plate's frames above the source strip.
+    outputs = {int(f): p for f, p in res["outputs"].items()}
+    assert sorted(outputs) == frames and all(Path(p).name == f"bikes.{f:04d}.exr" for f, p in outputs.items())
+    got, src = res["state"]["strip"], res["source_strip"]
+    assert (got["start"], got["end"]) == (src["start"], src["end"]) == (first, first + count)
+    assert got["channel"] > src["channel"]
+    assert [Path(f).name for f in got["files"]] == [Path(outputs[f]).name for f in frames]
+    # Frame N of the sequencer (the source strip muted) shows output N, and only N.
+    seq = {int(f): rgba(p) for f, p in res["seq"].items()}
+    for f in frames:
+        out = rgba(outputs[f])
+        np.testing.assert_allclose(out, rgba(plate[f]), atol=1e-3)  # passthrough
+        np.testing.assert_allclose(seq[f], out, atol=2e-3, err_msg=f"sequencer frame {f} != output {f}")
+        for g in frames:
+            if g != f:
+                assert np.abs(seq[f] - rgba(outputs[g])).max() > 0.05, (f, g)
+    assert seq[first - 1][..., 3].max() == seq[first + count][..., 3].max() == 0  # nothing outside the range
+
+
+def test_preview_renders_the_current_frame_into_an_image(tmp_path: Path, ext_zip: Tuple[Path, str],
+                                                         server_address: str) -> None:
+    from shotpass_client import Client
+
+    res, log = run_blender("preview", tmp_path, ext_zip[0], server_address)
+    assert res["preview"] == res["wait"] == "", log
+    # Only the current frame (12 of 11-13) was rendered and sent, on the preview lane.
+    assert res["cache"] == {"preview": ["pv.0012.exr"]}
+    with Client(server_address) as client:
+        render = client.get_render(res["render_id"])
+    assert render.lane == "preview" and [fr.frame for fr in render.frames] == [12]
+    assert render.frames_total == 1
+    outputs = {int(f): p for f, p in res["outputs"].items()}
+    assert list(outputs) == [12] and Path(outputs[12]).name == "pv.0012.exr"
+    # Loaded as an Image datablock holding that output; no window headless, and nothing wired as a version.
+    image = res["image"]
+    assert image is not None and image["file"] == outputs[12] and image["source"] == "FILE"
+    assert image["size"] == [64, 48]
+    pixels = np.array(image["pixels"], dtype=np.float32).reshape(48, 64, 4)[::-1]  # Blender stores bottom-up
+    np.testing.assert_allclose(pixels, rgba(outputs[12]), atol=1e-3)
+    assert res["background"] and "shown in an Image editor" not in res["status"]  # no UI: no editor
+    assert res["render_id"] in res["status"] and "frame 12" in res["status"]
+    assert res["last_render_id"] == "" and res["strips"] == 0 and res["comp_node"] is False
+
+
+def test_inpaint_with_a_mask_sequence_keeps_the_rest_bit_exact(tmp_path: Path, ext_zip: Tuple[Path, str],
+                                                               server_address: str) -> None:
+    frames = range(5, 8)
+    plate = noise_plate(tmp_path / "plate", frames)
+    masks = {}
+    for f in frames:  # a box that moves with the frame number, so a frame slip between plate and mask shows
+        m = np.zeros((48, 64))
+        m[10:30, 8 + 6 * (f - 5): 28 + 6 * (f - 5)] = 1.0
+        masks[f] = m
+        write_exr(tmp_path / "mask" / f"mask.{f:04d}.exr", {"R": m, "G": m, "B": m})
+    res, log = run_blender("inpaint", tmp_path, ext_zip[0], server_address, plate=plate[5],
+                           mask=str(tmp_path / "mask" / "mask.0005.exr"))
+    assert res["use_plate"] == res["submit"] == res["wait"] == "", log
+    assert {int(f): Path(p).name for f, p in res["sent_mask"].items()} == {f: f"mask.{f:04d}.exr" for f in frames}
+    outputs = {int(f): p for f, p in res["outputs"].items()}
+    assert sorted(outputs) == list(frames)
+    for f in frames:
+        src, out, keep = channels(plate[f]), channels(outputs[f]), masks[f] == 0
+        for c in "RGBA":
+            assert out[c].dtype == src[c].dtype
+            assert np.array_equal(out[c][keep].view(np.uint16), src[c][keep].view(np.uint16)), (f, c)
+        assert np.abs(out["R"][~keep].astype(np.float32) - src["R"][~keep]).mean() > 0.05  # the box was filled
+
+
+def test_reference_image_is_used(tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
+    from shotpass_client import Client
+    from shotpass_client.client import file_digest
+
+    plate = noise_plate(tmp_path / "plate", range(1, 3))
+    h, w = 48, 64
+    yy, xx = np.mgrid[0:h, 0:w] / 16.0
+    ref = write_exr(tmp_path / "ref" / "style.exr", {"R": (np.sin(xx * 3) > 0) * 0.9, "G": np.zeros((h, w)),
+                                                     "B": (np.cos(yy * 3) > 0) * 0.7, "A": np.ones((h, w))})
+    res, log = run_blender("reference", tmp_path, ext_zip[0], server_address, plate=plate[1], reference=ref)
+    assert res["use_plate"] == res["submit"] == res["wait"] == "", log
+    with Client(server_address) as client:
+        render = client.get_render(res["render_id"])
+    assert render.settings.model == "styletransfer-reference"
+    assert render.reference_digest == file_digest(ref)
+    outputs = {int(f): p for f, p in res["outputs"].items()}
+    assert sorted(outputs) == [1, 2]
+    for f, p in outputs.items():
+        assert np.abs(rgba(p)[..., :3] - rgba(plate[f])[..., :3]).mean() > 0.02  # stylized
+
+
+def test_review_reaches_the_server(tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
+    from shotpass_client import Client
+
+    plate = noise_plate(tmp_path / "plate", range(1, 2), 16, 8)
+    res, log = run_blender("review", tmp_path, ext_zip[0], server_address, plate=plate[1])
+    assert res["use_plate"] == res["submit"] == res["wait"] == "", log
+    assert res["review1"] == res["review2"] == res["versions_call"] == "", log
+    with Client(server_address) as client:
+        review = client.get_render(res["render_id"]).review
+    # The second call changed only the rating: pin and note from the first are kept.
+    assert (review.rating, review.pinned, review.note) == (2, True, "too blue, keep the grain")
+    assert len(res["versions"]) == 1 and "** pinned" in res["versions"][0], res["versions"]
+    assert "no-such-render" in res["no_render"]
 
 
 def test_cancel_reports_and_wires_nothing(tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:

@@ -1,7 +1,8 @@
 """Runs inside Blender's Python (the bpy test venv): install the built extension and drive it headless.
 
 Usage: python shotpass_scene.py MODE ARGS_JSON RESULT_JSON
-Modes: scene (render -> submit -> comp/sequencer, chain), plate (Beachball strip round trip), cancel, down.
+Modes: scene (render -> submit -> comp/sequencer, chain), plate (Beachball strip round trip), movie (a movie
+strip as the plate), preview, inpaint (mask sequence), reference, review, cancel, down.
 Writes what it observed to RESULT_JSON; the pytest side makes the assertions.
 """
 
@@ -135,6 +136,128 @@ def mode_plate(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["state"] = comp_state(scene)
     res["source_strip"] = {"start": int(strip.frame_final_start), "end": int(strip.frame_final_end),
                            "channel": strip.channel}
+    return res
+
+
+def render_sequencer(scene: bpy.types.Scene, out_dir: str, frames: list) -> Dict[int, str]:
+    """Render the sequencer alone (no compositor) to float EXR for the given frames."""
+    r = scene.render
+    r.image_settings.media_type = "IMAGE"
+    r.image_settings.file_format = "OPEN_EXR"
+    r.image_settings.color_mode = "RGBA"
+    r.image_settings.color_depth = "32"
+    r.use_compositing, r.use_sequencer = False, True
+    written = {}
+    for f in frames:
+        scene.frame_set(f)
+        r.filepath = os.path.join(out_dir, f"seq.{f:04d}.exr")
+        bpy.ops.render.render(write_still=True)
+        written[f] = r.filepath
+    return written
+
+
+def last_job(ext: Any) -> Any:
+    return ext.host.runner.BOARD.jobs[-1]
+
+
+def mode_movie(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """A movie strip placed with an offset and trimmed to a few frames: rendered to EXR, sent, wired back."""
+    scene = bpy.context.scene
+    r = scene.render
+    r.resolution_x, r.resolution_y, r.resolution_percentage = args["size"][0], args["size"][1], 100
+    r.fps, r.fps_base = 25, 1.0
+    se = scene.sequence_editor_create()
+    strip = se.strips.new_movie(name="bikes", filepath=args["movie"], channel=2, frame_start=args["strip_start"],
+                                fit_method="FIT")
+    strip.frame_final_start = args["first"]  # trim the head: scene frame `first` shows clip frame first-start
+    strip.frame_final_duration = args["count"]
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model = "bikes", "", "passthrough"
+    res: Dict[str, Any] = {"use_plate": call(bpy.ops.shotpass.use_plate, kind="STRIP", name=strip.name)}
+    res["submit"] = call(bpy.ops.shotpass.submit)
+    res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    job = last_job(ext)
+    res["plate"] = dict(job.worker.request.plate)
+    res["outputs"] = job.outputs
+    res["scenes"] = [sc.name for sc in bpy.data.scenes]  # the temporary render scene is gone
+    res["source_muted"] = strip.mute  # and the artist's strip was not touched
+    res["source_strip"] = {"start": int(strip.frame_final_start), "end": int(strip.frame_final_end),
+                           "channel": strip.channel}
+    res["state"] = comp_state(scene)
+    strip.mute = True  # what the sequencer shows on frame N must now come from the result strip alone
+    res["seq"] = render_sequencer(scene, os.path.join(tmp, "seq"), list(range(args["first"] - 1,
+                                                                              args["first"] + args["count"] + 1)))
+    return res
+
+
+def mode_preview(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    scene = tiny_scene()
+    scene.frame_set(12)
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model = "pv", "", "passthrough"
+    res: Dict[str, Any] = {"preview": call(bpy.ops.shotpass.preview)}
+    res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    job = last_job(ext)
+    res["render_id"], res["outputs"], res["status"] = job.render_id, job.outputs, s.status
+    shot_dir = os.path.join(args["cache"], s.project, s.shot)
+    res["cache"] = {d: sorted(os.listdir(os.path.join(shot_dir, d))) for d in ("preview", "plate")
+                    if os.path.isdir(os.path.join(shot_dir, d))}
+    image = bpy.data.images.get("shotpass preview pv")
+    res["image"] = None if image is None else {
+        "file": bpy.path.abspath(image.filepath), "source": image.source, "size": list(image.size),
+        "pixels": list(image.pixels),
+    }
+    res["background"] = bpy.app.background
+    res["last_render_id"] = s.last_render_id  # a preview is not a version of the shot
+    res["strips"] = 0 if scene.sequence_editor is None else len(scene.sequence_editor.strips)
+    tree = scene.compositing_node_group
+    res["comp_node"] = tree is not None and "shotpass result" in tree.nodes
+    return res
+
+
+def image_sequence_plate(scene: bpy.types.Scene, first_file: str) -> str:
+    image = bpy.data.images.load(first_file, check_existing=False)
+    image.source = "SEQUENCE"
+    return image.name
+
+
+def mode_inpaint(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    scene = bpy.context.scene
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model, s.mask = "inp", "inpaint", "opencv-telea", args["mask"]
+    res = {"use_plate": call(bpy.ops.shotpass.use_plate, kind="IMAGE", name=image_sequence_plate(scene, args["plate"]))}
+    res["submit"] = call(bpy.ops.shotpass.submit)
+    res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    job = last_job(ext)
+    res["render_id"], res["outputs"] = job.render_id, job.outputs
+    res["sent_mask"] = dict(job.worker.request.mask)
+    return res
+
+
+def mode_reference(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    scene = bpy.context.scene
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model, s.reference = "ref", "stylize", "styletransfer-reference", args["reference"]
+    res = {"use_plate": call(bpy.ops.shotpass.use_plate, kind="IMAGE", name=image_sequence_plate(scene, args["plate"]))}
+    res["submit"] = call(bpy.ops.shotpass.submit)
+    res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    res["render_id"], res["outputs"] = last_job(ext).render_id, last_job(ext).outputs
+    return res
+
+
+def mode_review(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    scene = bpy.context.scene
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model = "rev", "", "passthrough"
+    res = {"use_plate": call(bpy.ops.shotpass.use_plate, kind="IMAGE", name=image_sequence_plate(scene, args["plate"]))}
+    res["submit"] = call(bpy.ops.shotpass.submit)
+    res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    res["render_id"] = s.last_render_id
+    res["review1"] = call(bpy.ops.shotpass.review, rating=4, pinned="PIN", note="too blue, keep the grain")
+    res["review2"] = call(bpy.ops.shotpass.review, rating=2)  # only the rating changes
+    res["versions_call"] = call(bpy.ops.shotpass.list_versions)
+    res["versions"] = [v.line for v in s.versions]
+    res["no_render"] = call(bpy.ops.shotpass.review, render_id="no-such-render", rating=1)
     return res
 
 

@@ -70,13 +70,22 @@ def scene_plate(scene: bpy.types.Scene) -> Dict[int, str]:
             raise ShotpassProblem(f"no image named {s.plate_image!r} to use as the plate")
         return blender_scene.image_plate(image, scene)
     if s.plate_kind == "STRIP":
-        return blender_scene.strip_plate(blender_scene.find_strip(scene, s.plate_strip))
+        return strip_plate(scene, blender_scene.find_strip(scene, s.plate_strip))
     if s.plate_pattern:
         return {f: p for f, p in sequence_pattern(s.plate_pattern).existing().items()
                 if scene.frame_start <= f <= scene.frame_end}
     plate = blender_scene.render_frames(scene, _plate_dir(scene, "plate"), s.shot)
     s.plate_pattern = os.path.join(_plate_dir(scene, "plate"), f"{s.shot}.####.exr")
     return plate
+
+
+def strip_plate(scene: bpy.types.Scene, strip: bpy.types.Strip, frame: Optional[int] = None) -> Dict[int, str]:
+    """An image strip's own files; a movie strip rendered through the sequencer into the cache first."""
+    if blender_scene.strip_is_rendered(strip):
+        out_dir = os.path.join(_plate_dir(scene, "strip"), bpy.path.clean_name(strip.name))
+        return blender_scene.render_strip(scene, strip, out_dir, scene.shotpass.shot, frame=frame)
+    plate = blender_scene.strip_plate(strip)
+    return plate if frame is None else {f: p for f, p in plate.items() if f == frame}
 
 
 def _mask(scene: bpy.types.Scene, plate: Dict[int, str]) -> Dict[int, str]:
@@ -102,6 +111,10 @@ def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") ->
         frame = scene.frame_current
         if s.plate_kind == "RENDER":
             plate = blender_scene.render_frames(scene, _plate_dir(scene, "preview"), s.shot, frame=frame)
+        elif s.plate_kind == "STRIP":  # only the current frame, even of a movie strip
+            plate = strip_plate(scene, blender_scene.find_strip(scene, s.plate_strip), frame=frame)
+            if not plate:
+                raise ShotpassProblem(f"the plate has no frame {frame} to preview")
         else:
             source = scene_plate(scene)
             if frame not in source:
@@ -170,7 +183,11 @@ class SHOTPASS_OT_use_plate(_Base):
                 s.plate_image = image.name
             else:
                 strip = blender_scene.find_strip(scene, self.name)
-                plate = blender_scene.strip_plate(strip)
+                if blender_scene.strip_is_rendered(strip):  # rendered to EXR when it is sent, not now
+                    frames = list(blender_scene.strip_frames(strip))
+                    plate = dict.fromkeys(frames, "")
+                else:
+                    plate = blender_scene.strip_plate(strip)
                 s.plate_strip = strip.name
         except _client_errors() as err:
             return self.fail(err)
@@ -347,7 +364,7 @@ class SHOTPASS_OT_reuse_settings(_Base):
 
 
 class SHOTPASS_OT_review(_Base):
-    """Rate or pin a render"""
+    """Rate, pin or annotate a render (only what is given changes)"""
 
     bl_idname = "shotpass.review"
     bl_label = "Review Render"
@@ -356,15 +373,21 @@ class SHOTPASS_OT_review(_Base):
     rating: bpy.props.IntProperty(min=-1, max=5, default=-1, description="-1: unchanged")  # type: ignore[valid-type]
     pinned: bpy.props.EnumProperty(  # type: ignore[valid-type]
         items=[("KEEP", "Unchanged", ""), ("PIN", "Pin", ""), ("UNPIN", "Unpin", "")], default="KEEP")
+    note: bpy.props.StringProperty(description="Review note (not given: unchanged; empty: cleared)")  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> Result:
         render_id = self.render_id or context.scene.shotpass.last_render_id
+        if not render_id:
+            return self.fail(ShotpassProblem("no render to review yet"))
         try:
             with _client() as client:
-                client.review(render_id, rating=self.rating if self.rating >= 0 else None,
-                              pinned=None if self.pinned == "KEEP" else self.pinned == "PIN")
+                r = client.review(render_id, rating=self.rating if self.rating >= 0 else None,
+                                  pinned=None if self.pinned == "KEEP" else self.pinned == "PIN",
+                                  note=self.note if self.properties.is_property_set("note") else None)
         except _client_errors() as err:
             return self.fail(err)
+        self.report({"INFO"}, f"render {render_id}: rating {r.review.rating}, "
+                              f"{'pinned' if r.review.pinned else 'not pinned'}, note {r.review.note!r}")
         return {"FINISHED"}
 
 

@@ -7,7 +7,7 @@ import bpy
 PLATE_KINDS = [
     ("RENDER", "Scene Render", "Render the scene's frame range to EXR and send it"),
     ("IMAGE", "Image", "An image or image sequence datablock"),
-    ("STRIP", "Sequencer Strip", "An image-sequence strip in the sequencer"),
+    ("STRIP", "Sequencer Strip", "An image-sequence strip, or a movie strip rendered to EXR through the sequencer"),
 ]
 
 

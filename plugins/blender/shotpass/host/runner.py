@@ -47,8 +47,9 @@ def _wire(job: Job, update: JobUpdate) -> None:
     settings = scene.shotpass
     if job.kind == "preview":
         image = blender_scene.result_image(f"shotpass preview {settings.shot}", update.outputs)
-        blender_scene.show_in_image_editor(image)
-        settings.status = f"preview {update.render_id}: frame {min(update.outputs)} is in image {image.name!r}"
+        shown = blender_scene.show_in_image_editor(image)
+        settings.status = (f"preview {update.render_id}: frame {min(update.outputs)} is in image {image.name!r}"
+                           + (", shown in an Image editor" if shown else ""))
     else:
         name = f"shotpass {settings.shot}"
         image = blender_scene.result_image(name, update.outputs)

@@ -82,15 +82,69 @@ def image_plate(image: bpy.types.Image, scene: bpy.types.Scene) -> Dict[int, str
     raise PlateProblem(f"image {image.name!r} is not an image file or sequence on disk (source {image.source})")
 
 
+# Strips whose frames are not files on disk: rendered through the sequencer to EXR first.
+RENDERED_STRIP_TYPES = {"MOVIE"}
+
+
+def strip_frames(strip: bpy.types.Strip) -> range:
+    """The timeline frames a strip covers (its own scene frame numbers, after trims and offsets)."""
+    return range(int(strip.frame_final_start), int(strip.frame_final_end))
+
+
+def strip_is_rendered(strip: bpy.types.Strip) -> bool:
+    """True for a strip taken by rendering it through the sequencer, False for an image strip read as files."""
+    if strip.type == "IMAGE":
+        return False
+    if strip.type in RENDERED_STRIP_TYPES:
+        return True
+    raise PlateProblem(f"strip {strip.name!r} is a {strip.type.lower()} strip; use an image-sequence or movie strip")
+
+
 def strip_plate(strip: bpy.types.Strip) -> Dict[int, str]:
     """An image strip by the timeline frames it covers, so the results land back on those frames."""
-    if strip.type != "IMAGE":
-        raise PlateProblem(f"strip {strip.name!r} is a {strip.type.lower()} strip; use an image-sequence strip "
-                           "(movie strips: render them to EXR first)")
+    if strip_is_rendered(strip):
+        raise PlateProblem(f"strip {strip.name!r} is a {strip.type.lower()} strip: render it with render_strip")
     directory = bpy.path.abspath(strip.directory)
     plate: Dict[int, str] = {}
-    for f in range(int(strip.frame_final_start), int(strip.frame_final_end)):
+    for f in strip_frames(strip):
         plate[f] = os.path.join(directory, strip.strip_elem_from_frame(f).filename)
+    return plate
+
+
+def render_strip(scene: bpy.types.Scene, strip: bpy.types.Strip, out_dir: str, name: str,
+                 frame: Optional[int] = None) -> Dict[int, str]:
+    """Render a (movie) strip alone through the sequencer to RGBA half EXRs named by its scene frame numbers.
+
+    The render runs on a temporary copy of the scene, so the strip keeps everything the artist set on it
+    (trims, offsets, fit, transform, colour space, modifiers) and the scene's resolution and frame rate,
+    while every other strip is muted, the compositor is off, and the artist's scene is left untouched.
+    """
+    frames = strip_frames(strip)
+    if frame is not None:
+        if frame not in frames:
+            raise PlateProblem(f"strip {strip.name!r} has no frame {frame} "
+                               f"(it covers {frames.start}-{frames.stop - 1})")
+        frames = range(frame, frame + 1)
+    os.makedirs(out_dir, exist_ok=True)
+    temp = scene.copy()  # copies the sequencer's strips, links (does not copy) the objects
+    try:
+        temp.name = f"{scene.name} shotpass strip"
+        for s in _strips(temp):
+            s.mute = s.name != strip.name
+        temp.frame_start, temp.frame_end, temp.frame_step = frames.start, frames.stop - 1, 1
+        r = temp.render
+        r.filepath = os.path.join(out_dir, name + ".####")
+        r.use_file_extension = True
+        r.use_compositing = False
+        r.use_sequencer = True
+        _set_exr_output(r.image_settings, "16")
+        bpy.ops.render.render(animation=True, scene=temp.name)
+    finally:
+        bpy.data.scenes.remove(temp, do_unlink=True)
+    plate = {f: os.path.join(out_dir, f"{name}.{f:04d}.exr") for f in frames}
+    missing = [f for f, p in plate.items() if not os.path.isfile(p)]
+    if missing:
+        raise PlateProblem(f"rendering strip {strip.name!r} wrote no file for frame(s) {missing}")
     return plate
 
 
@@ -116,23 +170,36 @@ def result_image(name: str, outputs: Mapping[int, str]) -> bpy.types.Image:
     return image
 
 
-def _comp_tree(scene: bpy.types.Scene) -> tuple:
-    """(node tree, output node, output socket) of the scene's compositor, created when missing."""
-    if "compositing_node_group" in scene.bl_rna.properties:  # 5.x: a node group with a Group Output
-        tree = scene.compositing_node_group
-        if tree is None:
-            tree = bpy.data.node_groups.new(f"{scene.name} compositor", "CompositorNodeTree")
-            scene.compositing_node_group = tree
-        if not any(i.in_out == "OUTPUT" for i in tree.interface.items_tree if i.item_type == "SOCKET"):
-            tree.interface.new_socket(name="Image", in_out="OUTPUT", socket_type="NodeSocketColor")
-        out = next((n for n in tree.nodes if n.bl_idname == "NodeGroupOutput"), None)
-        out = out or tree.nodes.new("NodeGroupOutput")
-        return tree, out, out.inputs[0]
-    scene.use_nodes = True  # 4.2-4.5
+def _comp_tree_5x(scene: bpy.types.Scene) -> tuple:
+    """Blender 5.x: the compositor is a node group (scene.compositing_node_group) ending in a Group Output."""
+    tree = scene.compositing_node_group
+    if tree is None:
+        tree = bpy.data.node_groups.new(f"{scene.name} compositor", "CompositorNodeTree")
+        scene.compositing_node_group = tree
+    if not any(i.in_out == "OUTPUT" for i in tree.interface.items_tree if i.item_type == "SOCKET"):
+        tree.interface.new_socket(name="Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+    out = next((n for n in tree.nodes if n.bl_idname == "NodeGroupOutput"), None)
+    out = out or tree.nodes.new("NodeGroupOutput")
+    return tree, out, out.inputs[0]
+
+
+def _comp_tree_4x(scene: bpy.types.Scene) -> tuple:
+    """Blender 4.2-4.5: the scene's own node tree (scene.use_nodes, scene.node_tree) ending in a Composite node.
+
+    Not exercised by the tests (they run bpy 5.0.1, which has no scene.node_tree); see the README's limits.
+    """
+    scene.use_nodes = True
     tree = scene.node_tree
     out = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite"), None)
     out = out or tree.nodes.new("CompositorNodeComposite")
     return tree, out, out.inputs["Image"]
+
+
+def _comp_tree(scene: bpy.types.Scene) -> tuple:
+    """(node tree, output node, output socket) of the scene's compositor, created when missing."""
+    if "compositing_node_group" in scene.bl_rna.properties:
+        return _comp_tree_5x(scene)
+    return _comp_tree_4x(scene)
 
 
 def wire_compositor(scene: bpy.types.Scene, image: bpy.types.Image, frames: Mapping[int, str]) -> bool:
