@@ -372,3 +372,32 @@ def test_core_helpers_without_blender() -> None:
     assert pm.to_local("/x/a.exr") == "/Volumes/x/a.exr"
     assert core.path_map_problem("nonsense") and core.path_map_problem("a=b") is None
     assert core.parse_options('{"style": 3}') == {"style": "3"} == core.parse_options("style=3")
+
+
+def test_path_map_sends_a_mapped_plate_as_server_paths(tmp_path: Path, ext_zip: Tuple[Path, str],
+                                                       server_address: str) -> None:
+    files = beachball_files()[:2]
+    mapping = f"{BEACHBALL}={BEACHBALL}"
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    # A server that reads no paths refuses the submission: proof that paths, not bytes, were sent.
+    res, log = run_blender("plate", tmp_path / "a", ext_zip[0], server_address, files=files, strip_start=1,
+                           path_map=mapping)
+    assert "reads no paths" in res["wait"] + res["submit"], log
+    config = tmp_path / "paths.toml"
+    config.write_text(f'[paths]\nroots = ["{BEACHBALL}"]\n')
+    data = tmp_path / "rooted"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shotpass_server.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data),
+         "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        address = proc.stdout.readline().split("serving on ")[1].split()[0]
+        res, log = run_blender("plate", tmp_path / "b", ext_zip[0], address, files=files, strip_start=1,
+                               path_map=mapping)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert res["submit"] == res["wait"] == "", log
+    for i, out_file in enumerate(res["state"]["strip"]["files"]):
+        np.testing.assert_allclose(rgba(out_file), rgba(files[i]), atol=1e-3, err_msg=out_file)

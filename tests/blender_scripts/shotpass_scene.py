@@ -56,6 +56,8 @@ def call(op: Any, **kw: Any) -> str:
 
 def comp_state(scene: bpy.types.Scene) -> Dict[str, Any]:
     tree = scene.compositing_node_group
+    if tree is None:
+        return {}  # nothing was wired (a failed or refused render)
     node = tree.nodes["shotpass result"]
     out = next(n for n in tree.nodes if n.bl_idname == "NodeGroupOutput")
     strips = scene.sequence_editor.strips
@@ -301,6 +303,7 @@ def main() -> None:
         args = json.load(fh)
     ext = install(args["zip"])
     configure(ext, args["server"], args["cache"])
+    bpy.context.preferences.addons["bl_ext.user_default.shotpass"].preferences.path_map = args.get("path_map", "")
     result = {"mode": mode, "extension_file": ext.__file__, "client_file": sys.modules["shotpass_client"].__file__}
     result.update(globals()[f"mode_{mode}"](ext, args, args["tmp"]))
     with open(result_path, "w") as fh:

@@ -101,6 +101,15 @@ def _mask(scene: bpy.types.Scene, plate: Dict[int, str]) -> Dict[int, str]:
     return {f: found[f] for f in plate}
 
 
+def _plate_paths(plate: Dict[int, str]) -> Optional[Dict[int, str]]:
+    """Path mode: plate files under the path map (preference, else $SHOTPASS_PATH_MAP) go as server paths."""
+    from shotpass_client.jobs import server_paths
+    from shotpass_client.pathmap import PathMap
+
+    text = prefs.get().path_map.strip() or os.environ.get("SHOTPASS_PATH_MAP", "")
+    return server_paths(plate, PathMap.parse(text)) if plate else None
+
+
 def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") -> Job:
     scene = context.scene
     s = scene.shotpass
@@ -130,6 +139,7 @@ def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") ->
         parent_render=parent_render, preview=kind == "preview",
         output_pattern=os.path.join(out_dir, f"{s.shot}.####.exr"),
     )
+    request.plate_paths = _plate_paths(plate)
     s.status = f"sending {len(plate) or 'the parent render'} frame(s) to {address}"
     plate_kind = s.plate_kind if not parent_render else "RENDER"
     return runner.start(request, kind, scene, plate_kind, s.plate_strip if plate_kind == "STRIP" else "")
