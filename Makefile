@@ -11,7 +11,8 @@ BPY_VENV := plugins/blender/.venv-bpy
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[server,dev]"
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[server,diffusion,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -38,6 +38,14 @@ def devices(workers: int) -> List[str]:
     return ["cpu"] if workers <= 1 else [f"cpu:{i}" for i in range(workers)]
 
 
+def _registry(cfg: ServerConfig) -> ModelRegistry:
+    if not cfg.models:
+        return ModelRegistry()
+    from .model_config import registry_for
+
+    return registry_for(cfg.models)
+
+
 class ShotpassServer:
     def __init__(self, cfg: ServerConfig, registry: Optional[ModelRegistry] = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing leaves the box
@@ -50,7 +58,7 @@ class ShotpassServer:
         self.manager = RenderManager(
             self.catalog,
             self.blobs,
-            registry or ModelRegistry(),
+            registry or _registry(cfg),
             ColourSpaces(cfg.colour_config),
             self.devices,
             cfg.chunk_frames,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import tomllib
 
@@ -21,6 +21,7 @@ class ServerConfig:
     colour_config: str = "ocio://cg-config-latest"
     path_roots: List[Path] = field(default_factory=list)
     threads: Optional[int] = None  # per-model CPU threads (None: the runtime's default)
+    models: List[Any] = field(default_factory=list)  # model_config.ModelSpec, from [models.NAME] tables
 
 
 def load_config(path: Optional[Path]) -> ServerConfig:
@@ -42,4 +43,8 @@ def load_config(path: Optional[Path]) -> ServerConfig:
     cfg.threads = server.get("threads", cfg.threads)
     cfg.colour_config = str(data.get("colour", {}).get("config", cfg.colour_config))
     cfg.path_roots = [Path(os.path.expanduser(p)) for p in data.get("paths", {}).get("roots", [])]
+    if "models" in data:
+        from .model_config import parse_models
+
+        cfg.models = parse_models(data["models"], Path(path).parent, str(path))
     return cfg

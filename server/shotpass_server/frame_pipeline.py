@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -17,8 +17,17 @@ import numpy as np
 from . import __version__
 from .errors import InvalidInput
 from .frames.colour import ColourSpaces
-from .frames.exr import ColourPlane, add_provenance, decode_exr, encode_exr, finite, replace_colour, select_colour
-from .passes.base import FrameJob, Model, PassContext, ProgressFn
+from .frames.exr import (
+    ColourPlane,
+    ExrImage,
+    add_provenance,
+    decode_exr,
+    encode_exr,
+    finite,
+    replace_colour,
+    select_colour,
+)
+from .passes.base import ClipModel, FrameJob, FrameResult, Model, PassContext, ProgressFn
 
 
 @dataclass
@@ -66,7 +75,39 @@ def run_frame(
 ) -> bytes:
     """Returns the output EXR's bytes for one frame."""
     image = decode_exr(req.data, req.source_name)
-    provenance = {
+    if model.pass_name == "passthrough":
+        # A no-op keeps the whole file: every part, layer and attribute, pixels untouched.
+        progress(1, 1)
+        return encode_exr(add_provenance(image, _provenance(req, model)))
+    prepared = _prepare(req, image, model, colours, progress)
+    return _finish(prepared, model.process(prepared.job, prepared.ctx), model, colours)
+
+
+def run_clip(
+    reqs: Sequence[FrameRequest], model: ClipModel, colours: ColourSpaces, progress: ProgressFn
+) -> List[bytes]:
+    """Consecutive frames through a clip model at once; returns one EXR per request, in order."""
+    prepared = [_prepare(r, decode_exr(r.data, r.source_name), model, colours, progress) for r in reqs]
+    results = model.process_clip([p.job for p in prepared], [p.ctx for p in prepared])
+    if len(results) != len(prepared):
+        raise RuntimeError(f"model {model.name} returned {len(results)} frames for {len(prepared)}")
+    return [_finish(p, r, model, colours) for p, r in zip(prepared, results)]
+
+
+@dataclass
+class _Prepared:
+    req: FrameRequest
+    image: ExrImage
+    plane: ColourPlane
+    mask: Optional[np.ndarray]
+    job: FrameJob
+    ctx: PassContext
+
+
+def _provenance(req: FrameRequest, model: Model) -> Dict[str, str]:
+    prompts = {"prompt": req.prompt, "negativePrompt": req.negative_prompt} if model.uses_prompt else {}
+    return {
+        **{k: v for k, v in prompts.items() if v},
         "renderId": req.render_id,
         "pass": model.pass_name,
         "model": model.name,
@@ -77,11 +118,11 @@ def run_frame(
         "colourSpace": req.colour_space,
         "serverVersion": __version__,
     }
-    if model.pass_name == "passthrough":
-        # A no-op keeps the whole file: every part, layer and attribute, pixels untouched.
-        progress(1, 1)
-        return encode_exr(add_provenance(image, provenance))
 
+
+def _prepare(
+    req: FrameRequest, image: ExrImage, model: Model, colours: ColourSpaces, progress: ProgressFn
+) -> _Prepared:
     plane = select_colour(image, req.view or None)
     mask = _mask_for(req, plane) if model.needs_mask else None
     job = FrameJob(
@@ -89,6 +130,7 @@ def run_frame(
         rgb=to_working(plane.rgb, model, req.colour_space, colours),
         alpha=None if plane.alpha is None else np.ascontiguousarray(plane.alpha, dtype=np.float32),
         mask=mask,
+        depth=_depth_for(image, plane) if model.uses_depth else None,
     )
     ctx = PassContext(
         options=dict(req.options),
@@ -99,7 +141,11 @@ def run_frame(
         device=req.device,
         progress=progress,
     )
-    result = model.process(job, ctx)
+    return _Prepared(req, image, plane, mask, job, ctx)
+
+
+def _finish(p: _Prepared, result: FrameResult, model: Model, colours: ColourSpaces) -> bytes:
+    req, image, plane, mask = p.req, p.image, p.plane, p.mask
     h, w = plane.rgb.shape[:2]
     k = model.scale
     if result.rgb.shape[:2] != (h * k, w * k):
@@ -116,10 +162,22 @@ def run_frame(
         alpha = plane.alpha  # the alpha was the mask: it comes back as it was
     if alpha is None and plane.alpha is not None:
         alpha = plane.alpha if k == 1 else cv2.resize(plane.alpha, (w * k, h * k), interpolation=cv2.INTER_LINEAR)
-    out = replace_colour(image, plane, rgb, alpha, scale=k, provenance=provenance)
+    out = replace_colour(image, plane, rgb, alpha, scale=k, provenance=_provenance(req, model))
     if model.keeps_unmasked and mask is not None:
         _restore_unmasked(out, image, plane, mask if result.filled is None else result.filled)
     return encode_exr(out)
+
+
+def _depth_for(image: ExrImage, plane: ColourPlane) -> Optional[np.ndarray]:
+    """The plate's Z channel beside the colour plane (`Z`, `depth.Z`, `ViewLayer.Depth.Z`...), or None."""
+    channels = image.parts[plane.part_index].channels
+    names = [n for n in channels if n == "Z" or n.endswith(".Z")]
+    names.sort(key=lambda n: (n != plane.prefix + "Z", "depth" not in n.lower()))
+    for name in names:
+        values = np.asarray(channels[name], dtype=np.float32)
+        if values.shape == plane.rgb.shape[:2]:
+            return np.ascontiguousarray(values)
+    return None
 
 
 def _mask_for(req: FrameRequest, plane: ColourPlane) -> np.ndarray:

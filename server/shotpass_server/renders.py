@@ -18,10 +18,10 @@ from shotpass_client.patterns import format_frame_list
 from . import catalog as cat
 from .blobs import BlobStore, check_digest
 from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError
-from .frame_pipeline import FrameRequest, frame_seed, reference_in_working_space, run_frame
+from .frame_pipeline import FrameRequest, frame_seed, reference_in_working_space, run_clip, run_frame
 from .frames.colour import ColourSpaces
 from .frames.exr import decode_exr, select_colour
-from .passes.base import Model, parse_options
+from .passes.base import ClipModel, Model, parse_options
 from .passes.registry import ModelRegistry
 from .prompts import instruction_warning, unused_prompt_warning
 from .scheduler import Scheduler
@@ -87,7 +87,7 @@ class RenderManager:
     # ------------------------------------------------------------ submit
 
     def submit(self, sub: Submission) -> Tuple[str, List[str]]:
-        model, _ = self._model_and_options(sub.settings)  # options validated here, parsed again per chunk
+        model, options = self._model_and_options(sub.settings)  # validated here, parsed again per chunk
         settings = dict(sub.settings)
         settings["model"] = model.name
         settings["pass_name"] = model.pass_name
@@ -101,7 +101,7 @@ class RenderManager:
 
         frames = self._input_frames(sub)
         masks = self._mask_frames(sub, frames, model)
-        sizes = {f: self._validate_input(row, settings.get("view", ""), model) for f, row in frames.items()}
+        sizes = {f: self._validate_input(row, settings.get("view", ""), model, options) for f, row in frames.items()}
         if model.needs_uniform_size:
             _check_uniform(sizes, frames, model)
         reference = self._reference_digest(sub, model)
@@ -211,7 +211,9 @@ class RenderManager:
         except OSError as err:
             raise InvalidInput(f"{path} (frame {frame}): cannot read it on the server ({err.strerror})") from None
 
-    def _validate_input(self, row: cat.FrameRow, view: str, model: Model) -> Tuple[int, int]:
+    def _validate_input(
+        self, row: cat.FrameRow, view: str, model: Model, options: Optional[Dict[str, Any]] = None
+    ) -> Tuple[int, int]:
         """Refuse unusable frames at submit time, naming the file and frame, before anything is queued.
 
         Returns the size (width, height) of the pixels the pass would see.
@@ -224,6 +226,7 @@ class RenderManager:
             plane = select_colour(image, view or None)
         except ShotpassError as err:
             raise InvalidInput(f"frame {row.frame}: {err}") from None
+        model.validate_plate(image, plane, options or {}, name, row.frame)
         return plane.rgb.shape[1], plane.rgb.shape[0]
 
     def _reference_digest(self, sub: Submission, model: Model) -> str:
@@ -234,7 +237,7 @@ class RenderManager:
         if sub.reference_render:
             render_id, frame = sub.reference_render
             return self._render_output(render_id, frame)
-        if model.uses_reference:
+        if model.uses_reference or model.accepts_reference:
             approved = [r for r in self.catalog.list_renders(sub.project, sub.shot) if r.approved and r.frames_done]
             if approved:
                 return next(f.output_digest for f in approved[0].frames if f.output_digest)
@@ -297,7 +300,11 @@ class RenderManager:
         model = self.registry.get(settings["model"])
         options = parse_options(model.options, dict(settings.get("options", {})), model.name)
         rows = {f.frame: f for f in render.frames}
-        reference = self._reference_rgb(render, model) if render.reference_digest and model.uses_reference else None
+        wants_reference = model.uses_reference or model.accepts_reference
+        reference = self._reference_rgb(render, model) if render.reference_digest and wants_reference else None
+        if isinstance(model, ClipModel):
+            self._run_clip(render, chunk, model, options, reference, device, scheduler)
+            return
         for frame in chunk:
             if scheduler.is_cancelled(render_id):
                 return
@@ -308,23 +315,7 @@ class RenderManager:
             started = time.perf_counter()
             progress = self._progress(render_id, frame, scheduler)
 
-            request = FrameRequest(
-                render_id=render_id,
-                frame=frame,
-                data=self.blobs.get(row.input_digest),
-                source_name=row.input_name or f"frame {frame}",
-                source_digest=row.input_digest,
-                seed=frame_seed(int(settings.get("seed", 0)), frame),
-                options=options,
-                colour_space=settings["colour_space"],
-                view=settings.get("view", ""),
-                prompt=settings.get("prompt", ""),
-                negative_prompt=settings.get("negative_prompt", ""),
-                mask=self.blobs.get(row.mask_digest) if row.mask_digest else None,
-                mask_name=f"mask of frame {frame}",
-                reference_rgb=reference,
-                device=device,
-            )
+            request = self._request(render, rows[frame], options, reference, device)
             try:
                 out = run_frame(request, model, self.colours, progress)
             except RenderCancelled:
@@ -337,15 +328,74 @@ class RenderManager:
                 log.error("render %s frame %s:\n%s", render_id, frame, traceback.format_exc())
                 self._frame_failed(render_id, frame, f"internal error in {model.name}: {err}", started)
                 continue
-            digest = self.blobs.put(out)
-            seconds = time.perf_counter() - started
-            self.catalog.frame_done(render_id, frame, digest, len(out), seconds)
-            done = sum(1 for f in self.catalog.frames(render_id) if f.state == cat.F_DONE)
-            self.add_event(
-                render_id,
-                "FRAME_DONE",
-                {"frame": frame, "digest": digest, "frames_done": done, "frames_total": len(rows)},
-            )
+            self._frame_finished(render_id, frame, out, time.perf_counter() - started, len(rows))
+
+    def _request(
+        self, render: cat.RenderRow, row: cat.FrameRow, options: Dict[str, Any], reference: Any, device: str
+    ) -> FrameRequest:
+        settings = render.settings
+        return FrameRequest(
+            render_id=render.id,
+            frame=row.frame,
+            data=self.blobs.get(row.input_digest),
+            source_name=row.input_name or f"frame {row.frame}",
+            source_digest=row.input_digest,
+            seed=frame_seed(int(settings.get("seed", 0)), row.frame),
+            options=options,
+            colour_space=settings["colour_space"],
+            view=settings.get("view", ""),
+            prompt=settings.get("prompt", ""),
+            negative_prompt=settings.get("negative_prompt", ""),
+            mask=self.blobs.get(row.mask_digest) if row.mask_digest else None,
+            mask_name=f"mask of frame {row.frame}",
+            reference_rgb=reference,
+            device=device,
+        )
+
+    def _run_clip(
+        self,
+        render: cat.RenderRow,
+        chunk: List[int],
+        model: ClipModel,
+        options: Dict[str, Any],
+        reference: Any,
+        device: str,
+        scheduler: Scheduler,
+    ) -> None:
+        """A clip model gets the chunk's pending frames together; each frame still finishes (or fails) by number."""
+        rows = {f.frame: f for f in render.frames}
+        frames = [f for f in chunk if rows[f].state == cat.F_PENDING]
+        if not frames or scheduler.is_cancelled(render.id):
+            return
+        for frame in frames:
+            self.catalog.frame_started(render.id, frame)
+        started = time.perf_counter()
+        requests = [self._request(render, rows[f], options, reference, device) for f in frames]
+        try:
+            outs = run_clip(requests, model, self.colours, self._progress(render.id, frames[0], scheduler))
+        except RenderCancelled:
+            for frame in frames:
+                self.catalog.reset_frame(render.id, frame)
+            return
+        except Exception as err:  # a model bug must not take the server down
+            if not isinstance(err, ShotpassError):
+                log.error("render %s frames %s:\n%s", render.id, frames, traceback.format_exc())
+            message = str(err) if isinstance(err, ShotpassError) else f"internal error in {model.name}: {err}"
+            for frame in frames:
+                self._frame_failed(render.id, frame, message, started)
+            return
+        seconds = (time.perf_counter() - started) / len(frames)
+        for frame, out in zip(frames, outs):
+            self._frame_finished(render.id, frame, out, seconds, len(rows))
+
+    def _frame_finished(self, render_id: str, frame: int, out: bytes, seconds: float, total: int) -> None:
+        """Store the output, then record and announce it: a frame is done only once its blob is stored."""
+        digest = self.blobs.put(out)
+        self.catalog.frame_done(render_id, frame, digest, len(out), seconds)
+        done = sum(1 for f in self.catalog.frames(render_id) if f.state == cat.F_DONE)
+        self.add_event(
+            render_id, "FRAME_DONE", {"frame": frame, "digest": digest, "frames_done": done, "frames_total": total}
+        )
 
     def _progress(self, render_id: str, frame: int, scheduler: Scheduler) -> Any:
         """A model's step callback: sees cancellation, and reports steps at most 5 times a second."""

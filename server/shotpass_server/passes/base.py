@@ -136,6 +136,11 @@ class Model(ABC):
         size = "same size" if self.scale == 1 else f"{self.scale}x size (both windows x{self.scale})"
         return f"one output frame per input frame number, {size}"
 
+    def validate_plate(self, image: Any, plane: Any, options: Dict[str, Any], name: str, frame: int) -> None:
+        """Refuse at submit a frame this model cannot render with these options (raise InvalidInput naming
+        ``name`` and ``frame``). ``image`` is the decoded ExrImage, ``plane`` the colour plane the pass sees."""
+        return None  # most models take any frame that decodes
+
     @abstractmethod
     def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         """Run the model on one frame; call ctx.progress(step, total) between steps."""

@@ -1,0 +1,241 @@
+"""The diffusion model registry from the server's TOML config: ``[models.NAME]`` tables.
+
+Example::
+
+    [models.sd15-stylize]
+    kind = "sd15-img2img"            # sd15-img2img | sdxl-img2img | sd-inpaint | sd-x4-upscaler | animatediff-v2v
+    pass = "stylize"                 # optional: the kind's pass
+    path = "/models/sd15"            # a diffusers folder (save_pretrained layout) or a single-file checkpoint
+    config = "/models/sd15-config"   # single-file checkpoints only: a diffusers folder with the configs
+    family = "descriptive"
+    default = true                   # this pass's default model
+    steps = 30
+    strength = 0.45
+    guidance = 7.0
+    controlnets = { canny = "/models/cn-canny", depth = "/models/cn-depth" }
+
+Every folder is checked when the config is read, so a missing or broken folder is an exact message that
+names the path and the missing file, never a traceback at render time. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .errors import InvalidInput, ModelUnavailable
+
+# kind -> (pass, diffusers pipeline class)
+KINDS: Dict[str, Tuple[str, str]] = {
+    "sd15-img2img": ("stylize", "StableDiffusionImg2ImgPipeline"),
+    "sdxl-img2img": ("stylize", "StableDiffusionXLImg2ImgPipeline"),
+    "sd-inpaint": ("inpaint", "StableDiffusionInpaintPipeline"),
+    "sd-x4-upscaler": ("upscale", "StableDiffusionUpscalePipeline"),
+    "animatediff-v2v": ("stylize", "AnimateDiffVideoToVideoPipeline"),
+}
+CONTROLNET_KINDS = ("canny", "depth")
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+WEIGHT_FILES = (
+    "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.bin",
+    "diffusion_pytorch_model.safetensors.index.json", "model.safetensors", "model.fp16.safetensors",
+    "pytorch_model.bin", "model.safetensors.index.json",
+)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+
+_KEYS = {
+    "kind", "pass", "path", "config", "family", "description", "licence", "default", "steps", "strength", "guidance",
+    "controlnets", "controlnet", "reference_strength", "scale", "noise_level", "tile", "tile_overlap",
+    "context_size", "context_overlap", "dtype",
+}
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    kind: str
+    pass_name: str
+    path: Path
+    family: str = "descriptive"
+    description: str = ""
+    licence: str = "as licensed by the weights' authors"
+    default: bool = False
+    config: Optional[Path] = None  # diffusers folder with the configs of a single-file checkpoint
+    steps: int = 30
+    strength: float = 0.5
+    guidance: float = 7.0
+    controlnets: Dict[str, Path] = field(default_factory=dict)
+    controlnet: str = "none"  # default structure condition
+    reference_strength: float = 0.5
+    scale: int = 4  # upscaler: 4, or 2 (x4 then downsampled)
+    noise_level: int = 20
+    tile: int = 128  # upscaler tile, in input pixels
+    tile_overlap: int = 32
+    context_size: int = 16  # AnimateDiff context window, frames
+    context_overlap: int = 4
+    dtype: str = "auto"  # auto: fp16 on CUDA, fp32 on CPU
+
+    @property
+    def pipeline_class(self) -> str:
+        return KINDS[self.kind][1]
+
+    @property
+    def single_file(self) -> bool:
+        return self.path.is_file()
+
+
+def parse_models(tables: Any, base: Path, source: str) -> List[ModelSpec]:
+    """``[models.NAME]`` tables -> specs, every folder checked; InvalidInput/ModelUnavailable name the problem."""
+    if not isinstance(tables, dict):
+        raise InvalidInput(f"{source}: [models] must be a table of [models.NAME] tables")
+    specs = [_parse_one(name, table, base, source) for name, table in tables.items()]
+    defaults: Dict[str, str] = {}
+    for spec in specs:
+        if spec.default:
+            if spec.pass_name in defaults:
+                raise InvalidInput(
+                    f"{source}: models {defaults[spec.pass_name]} and {spec.name} are both the {spec.pass_name} default"
+                )
+            defaults[spec.pass_name] = spec.name
+    for spec in specs:
+        check_model_files(spec)
+    return specs
+
+
+def _parse_one(name: str, table: Any, base: Path, source: str) -> ModelSpec:
+    where = f"{source}: [models.{name}]"
+    if not isinstance(table, dict):
+        raise InvalidInput(f"{where} must be a table")
+    unknown = sorted(set(table) - _KEYS)
+    if unknown:
+        raise InvalidInput(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_KEYS))})")
+    kind = table.get("kind")
+    if kind not in KINDS:
+        raise InvalidInput(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    pass_name = table.get("pass", KINDS[kind][0])
+    if pass_name != KINDS[kind][0]:
+        raise InvalidInput(f"{where}: kind {kind} runs the {KINDS[kind][0]} pass, not {pass_name!r}")
+    if not isinstance(table.get("path"), str) or not table["path"]:
+        raise InvalidInput(f"{where}: path is required (a local diffusers folder or a single-file checkpoint)")
+
+    def resolve(text: str) -> Path:
+        return (base / Path(text).expanduser()).resolve()
+
+    spec = ModelSpec(name=name, kind=kind, pass_name=pass_name, path=resolve(table["path"]))
+    try:
+        spec.family = str(table.get("family", spec.family))
+        spec.description = str(table.get("description", f"{kind} from {spec.path.name}"))
+        spec.licence = str(table.get("licence", spec.licence))
+        spec.default = bool(table.get("default", False))
+        spec.config = resolve(table["config"]) if "config" in table else None
+        spec.steps = _number(table, "steps", spec.steps, int, 1, 500)
+        spec.strength = _number(table, "strength", spec.strength, float, 0.0, 1.0)
+        spec.guidance = _number(table, "guidance", spec.guidance, float, 0.0, 50.0)
+        spec.reference_strength = _number(table, "reference_strength", spec.reference_strength, float, 0.0, 1.0)
+        spec.scale = _number(table, "scale", spec.scale, int, 2, 4)
+        spec.noise_level = _number(table, "noise_level", spec.noise_level, int, 0, 350)
+        spec.tile = _number(table, "tile", spec.tile, int, 32, 4096)
+        spec.tile_overlap = _number(table, "tile_overlap", spec.tile_overlap, int, 0, spec.tile - 1)
+        spec.context_size = _number(table, "context_size", spec.context_size, int, 2, 64)
+        spec.context_overlap = _number(table, "context_overlap", spec.context_overlap, int, 0, spec.context_size - 1)
+    except (TypeError, ValueError) as err:
+        raise InvalidInput(f"{where}: {err}") from None
+    if spec.scale not in (2, 4):
+        raise InvalidInput(f"{where}: scale must be 4 or 2 (x4, then downsampled)")
+    spec.dtype = str(table.get("dtype", "auto"))
+    if spec.dtype not in ("auto", "fp16", "fp32"):
+        raise InvalidInput(f"{where}: dtype must be auto, fp16 or fp32")
+    nets = table.get("controlnets", {})
+    if not isinstance(nets, dict) or set(nets) - set(CONTROLNET_KINDS):
+        raise InvalidInput(f"{where}: controlnets is a table with keys from {', '.join(CONTROLNET_KINDS)}")
+    if nets and kind not in ("sd15-img2img", "sdxl-img2img"):
+        raise InvalidInput(f"{where}: controlnets work with the img2img kinds only")
+    spec.controlnets = {k: resolve(str(v)) for k, v in nets.items()}
+    spec.controlnet = str(table.get("controlnet", "none"))
+    if spec.controlnet not in ("none", "auto", *spec.controlnets):
+        raise InvalidInput(f"{where}: controlnet {spec.controlnet!r} must be none, auto or one of its controlnets")
+    return spec
+
+
+def _number(table: Dict[str, Any], key: str, default: Any, kind: type, low: float, high: float) -> Any:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise ValueError(f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{key} = {value} is out of range {low:g}..{high:g}")
+    return kind(value)
+
+
+def check_model_files(spec: ModelSpec) -> None:
+    """Raise ModelUnavailable naming the exact path and missing file when a model cannot load."""
+    who = f"model {spec.name}"
+    if not spec.path.exists():
+        raise ModelUnavailable(f"{who}: {spec.path} does not exist (kind {spec.kind} needs a local diffusers folder)")
+    if spec.path.is_file():
+        if spec.path.suffix not in CHECKPOINT_SUFFIXES:
+            raise ModelUnavailable(f"{who}: {spec.path} is not a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})")
+        if spec.config is None:
+            raise ModelUnavailable(
+                f"{who}: single-file checkpoint {spec.path} needs `config`, a local diffusers folder of the same "
+                "architecture for its configs (nothing is downloaded)"
+            )
+        check_pipeline_folder(spec.config, who, weights=False)
+    else:
+        check_pipeline_folder(spec.path, who, weights=True)
+    for cn_kind, folder in spec.controlnets.items():
+        check_component(folder, f"{who}: {cn_kind} controlnet", "diffusers", weights=True)
+
+
+def check_pipeline_folder(folder: Path, who: str, weights: bool) -> None:
+    index = folder / "model_index.json"
+    if not folder.is_dir():
+        raise ModelUnavailable(f"{who}: {folder} does not exist")
+    if not index.is_file():
+        raise ModelUnavailable(f"{who}: {index} is missing ({folder} is not a diffusers pipeline folder)")
+    try:
+        components = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelUnavailable(f"{who}: {index} is not valid JSON ({err})") from None
+    if not isinstance(components, dict):
+        raise ModelUnavailable(f"{who}: {index} is not a diffusers model index")
+    for sub, entry in components.items():
+        if sub.startswith("_") or not isinstance(entry, list) or len(entry) != 2 or entry[0] is None:
+            continue
+        check_component(folder / sub, f"{who}: {sub}", entry[1] or "", weights)
+
+
+def check_component(folder: Path, who: str, class_name: str, weights: bool) -> None:
+    if not folder.is_dir():
+        raise ModelUnavailable(f"{who}: folder {folder} is missing")
+    if "Tokenizer" in class_name:
+        if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+            raise ModelUnavailable(f"{who}: {folder / TOKENIZER_FILES[0]} is missing (or {TOKENIZER_FILES[1]})")
+        return
+    if "Scheduler" in class_name:
+        if not (folder / "scheduler_config.json").is_file():
+            raise ModelUnavailable(f"{who}: {folder / 'scheduler_config.json'} is missing")
+        return
+    config = folder / "config.json"
+    if not config.is_file():
+        if "ImageProcessor" in class_name or "FeatureExtractor" in class_name:
+            if (folder / "preprocessor_config.json").is_file():
+                return
+            raise ModelUnavailable(f"{who}: {folder / 'preprocessor_config.json'} is missing")
+        raise ModelUnavailable(f"{who}: {config} is missing")
+    try:
+        json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelUnavailable(f"{who}: {config} is not valid JSON ({err})") from None
+    if weights and not any((folder / f).is_file() for f in WEIGHT_FILES):
+        raise ModelUnavailable(f"{who}: {folder / WEIGHT_FILES[0]} is missing (no weights in {folder})")
+
+
+def registry_for(specs: List[ModelSpec]) -> Any:
+    """The starter models plus one diffusion model per spec; a spec marked default leads its pass."""
+    from .passes.diffusion import diffusion_model
+    from .passes.registry import DEFAULTS, ModelRegistry, starter_models
+
+    defaults = dict(DEFAULTS)
+    defaults.update({s.pass_name: s.name for s in specs if s.default})
+    return ModelRegistry([*starter_models(), *(diffusion_model(s) for s in specs)], defaults=defaults)

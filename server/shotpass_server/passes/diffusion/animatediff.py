@@ -1,0 +1,80 @@
+"""Video stylize: AnimateDiff video-to-video over the chunk's frames, with context windows.
+
+The render hands the model each chunk of consecutive frames (ClipModel; size it with the server's
+``chunk_frames``). Within a chunk longer than ``context_size`` the motion layers attend inside windows
+of ``context_size`` frames that overlap by ``context_overlap`` and are blended (diffusers' FreeNoise
+windowing), so any clip length runs in bounded memory with no hard cut between windows.
+
+Per-frame noise stays fixed by (render seed, frame number): each frame's starting latents are encoded
+and noised here with that frame's own generator, so a frame renders the same whichever chunk it is in.
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import numpy as np
+
+from ...frames.tiling import crop_to, pad_to_multiple
+from ..base import ClipModel, FrameJob, FrameResult, Option, PassContext
+from .common import DiffusionModel, generator, latent_multiple, prompt_args, set_vae_tiling, step_progress
+from .img2img import encode
+
+
+class AnimateDiffModel(DiffusionModel, ClipModel):
+    needs_uniform_size = True
+
+    def build_options(self) -> List[Option]:
+        s = self.spec
+        return [
+            *super().build_options(),
+            Option("strength", "float", s.strength, "how far from the plate (0 = plate, 1 = new video)", minimum=0.01,
+                   maximum=1),
+            Option("context_size", "int", s.context_size, "frames the motion layers see together", minimum=2,
+                   maximum=64),
+            Option("context_overlap", "int", s.context_overlap, "frames shared by neighbouring context windows",
+                   minimum=0, maximum=63),
+        ]
+
+    def process_clip(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
+        import torch
+        from diffusers.pipelines.animatediff.pipeline_animatediff_video2video import retrieve_timesteps
+
+        ctx = ctxs[0]
+        o = ctx.options
+        size = min(o["context_size"], self._max_frames(ctx.device))
+        overlap = min(o["context_overlap"], size - 1)
+        pipe = self.pipeline(ctx.device)
+        if len(jobs) > size:
+            pipe.enable_free_noise(context_length=size, context_stride=size - overlap)
+        elif pipe.free_noise_enabled:
+            pipe.disable_free_noise()
+
+        padded = [pad_to_multiple(np.clip(j.rgb, 0, 1), latent_multiple(pipe)) for j in jobs]
+        frame_size = padded[0][1]
+        h, w = padded[0][0].shape[:2]
+        set_vae_tiling(pipe, h, w, ctx)
+        timesteps, n = retrieve_timesteps(pipe.scheduler, o["steps"], pipe.device)
+        timesteps, n = pipe.get_timesteps(n, timesteps, o["strength"], pipe.device)
+        noisy = []
+        for (image, _), c in zip(padded, ctxs):
+            init = encode(pipe, image)
+            noise = torch.randn(init.shape, generator=generator(c.seed), dtype=torch.float32).to(init)
+            noisy.append(pipe.scheduler.add_noise(init, noise, timesteps[:1]))
+        latents = torch.cat(noisy, dim=0).permute(1, 0, 2, 3)[None]  # 1 x C x F x h x w, as the pipeline wants
+        frames = pipe(
+            **prompt_args(ctx),
+            latents=latents,
+            height=h,
+            width=w,
+            strength=o["strength"],
+            num_inference_steps=o["steps"],
+            guidance_scale=o["guidance"],
+            generator=generator(ctx.seed),
+            output_type="np",
+            callback_on_step_end=step_progress(ctx),
+        ).frames[0]
+        return [FrameResult(rgb=crop_to(np.asarray(f, dtype=np.float32), frame_size)) for f in frames]
+
+    def _max_frames(self, device: str) -> int:
+        return int(self.pipeline(device).motion_adapter.config.motion_max_seq_length)

@@ -1,0 +1,232 @@
+"""What every diffusers-backed model shares: offline loading, a per-device pipeline LRU, tensors, steps.
+
+Frames arrive as float32 sRGB-encoded RGB in [0, 1] (values above 1 are clipped: these networks are
+display-referred). They are reflect-padded to what the pipeline needs and cropped back, so any size in
+is the same size out. Noise comes from a CPU generator seeded with the frame's own seed, so it is the
+same on any device and independent of chunking.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ...errors import ModelUnavailable
+from ...model_config import ModelSpec, check_model_files
+from ..base import SRGB_ENCODED, Model, Option, PassContext, configured_threads
+
+# Pipelines kept per process, evicted least recently used past this many bytes of weights.
+CACHE_BYTES = int(float(os.environ.get("SHOTPASS_PIPELINE_CACHE_GB", "24")) * 2**30)
+# VAE tiling: an image whose longer side (in the pixels the VAE encodes or decodes) exceeds this runs the VAE
+# in overlapping tiles (diffusers' enable_tiling), so a 4K plate's encode/decode fits in GPU memory; below
+# it the VAE runs whole (tiling is slower and blends tile borders). The `vae_tiling_above` option overrides
+# it per render; 0 tiles every frame.
+VAE_TILING_ABOVE = 1536
+
+
+class PipelineCache:
+    """Loaded pipelines keyed by (model, variant, device), LRU within a byte budget of weights."""
+
+    def __init__(self, budget: int = CACHE_BYTES) -> None:
+        self.budget = budget
+        self._items: OrderedDict[Tuple[str, str, str], Tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: Dict[Tuple[str, str, str], threading.Lock] = {}
+
+    def get(self, key: Tuple[str, str, str], load: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:  # one load per key; other keys load in parallel
+            with self._lock:
+                if key in self._items:
+                    return self._items[key][0]
+            pipe = load()
+            size = pipeline_bytes(pipe)
+            with self._lock:
+                self._items[key] = (pipe, size)
+                self._evict(keep=key)
+            return pipe
+
+    def _evict(self, keep: Tuple[str, str, str]) -> None:
+        while sum(s for _, s in self._items.values()) > self.budget and len(self._items) > 1:
+            oldest = next(iter(self._items))
+            if oldest == keep:
+                break
+            self._items.popitem(last=False)
+        _empty_cuda_cache()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+PIPELINES = PipelineCache()
+
+
+def pipeline_bytes(pipe: Any) -> int:
+    total = 0
+    for part in getattr(pipe, "components", {}).values():
+        params = getattr(part, "parameters", None)
+        if callable(params):
+            total += sum(p.numel() * p.element_size() for p in params())
+    return total
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def torch_device(device: str) -> str:
+    """Worker names ("cpu:1") to torch devices ("cpu"); CUDA devices keep their index."""
+    return device if device.startswith("cuda") else "cpu"
+
+
+def configure_threads() -> None:
+    """Pin torch's CPU threads from SHOTPASS_THREADS: results differ by ~1e-5 between thread counts."""
+    import torch
+
+    threads = configured_threads()
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def dtype_for(spec: ModelSpec, device: str) -> Any:
+    import torch
+
+    if spec.dtype == "fp32" or (spec.dtype == "auto" and not device.startswith("cuda")):
+        return torch.float32
+    return torch.float16
+
+
+def load_pipeline(spec: ModelSpec, class_name: str, device: str, **components: Any) -> Any:
+    """Load a pipeline from the local folder (or single file) only; any failure is an exact message."""
+    os.environ["HF_HUB_OFFLINE"] = "1"  # belt and braces: local_files_only already forbids downloads
+    check_model_files(spec)
+    import diffusers
+
+    cls = getattr(diffusers, class_name)
+    dtype = dtype_for(spec, device)
+    try:
+        if spec.single_file:
+            pipe = cls.from_single_file(
+                str(spec.path), config=str(spec.config), local_files_only=True, dtype=dtype, **components
+            )
+        else:
+            pipe = cls.from_pretrained(str(spec.path), local_files_only=True, dtype=dtype, **components)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ModelUnavailable(f"model {spec.name}: cannot load {spec.path}: {err}") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(torch_device(device))
+
+
+def load_controlnet(spec: ModelSpec, which: str, device: str) -> Any:
+    from diffusers import ControlNetModel
+
+    folder = spec.controlnets[which]
+    try:
+        net = ControlNetModel.from_pretrained(str(folder), local_files_only=True, dtype=dtype_for(spec, device))
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ModelUnavailable(f"model {spec.name}: cannot load its {which} controlnet {folder}: {err}") from None
+    return net.to(torch_device(device))
+
+
+def generator(seed: int) -> Any:
+    import torch
+
+    return torch.Generator("cpu").manual_seed(int(seed) & 0xFFFFFFFF)
+
+
+def to_tensor(rgb: np.ndarray, pipe: Any) -> Any:
+    """H x W x 3 in [0, 1] -> 1 x 3 x H x W on the pipeline's device, in [0, 1] (the pipeline normalises)."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(np.clip(rgb, 0.0, 1.0).transpose(2, 0, 1)))[None]
+    return t.to(pipe.device, dtype=torch.float32)
+
+
+def latent_multiple(pipe: Any) -> int:
+    """Pixels per latent times the UNet's total downsampling: frame sides are padded to a multiple of it."""
+    vae = int(getattr(pipe, "vae_scale_factor", 8))
+    unet = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+    return vae * unet
+
+
+def step_progress(ctx: PassContext, offset: int = 0, total: Optional[int] = None) -> Callable[..., Dict[str, Any]]:
+    """A ``callback_on_step_end``: reports each finished step; ctx.progress raises to cancel the render."""
+
+    def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        ctx.progress(offset + step + 1, total or pipe.num_timesteps)
+        return kwargs
+
+    return on_step_end
+
+
+def is_oom(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def set_vae_tiling(pipe: Any, height: int, width: int, ctx: PassContext) -> bool:
+    """Tile the pipeline's VAE (encode and decode) for an image of height x width above the threshold.
+
+    Set on every call: the VAE is shared by a model's pipelines (ControlNet variants come from_pipe) and one
+    worker runs one frame at a time, so the setting always matches the frame in hand. Returns whether tiled.
+    """
+    tiled = max(height, width) > int(ctx.options.get("vae_tiling_above", VAE_TILING_ABOVE))
+    if tiled:
+        pipe.vae.enable_tiling()
+    else:
+        pipe.vae.disable_tiling()
+    return tiled
+
+
+def prompt_args(ctx: PassContext) -> Dict[str, Any]:
+    return {"prompt": ctx.prompt or "", "negative_prompt": ctx.negative_prompt or None}
+
+
+class DiffusionModel(Model):
+    """A model from one ``[models.NAME]`` table; the pipeline loads on first use, per device."""
+
+    family = "descriptive"
+    uses_prompt = True
+    working_space = SRGB_ENCODED
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.name = spec.name  # type: ignore[misc]
+        self.pass_name = spec.pass_name  # type: ignore[misc]
+        self.family = spec.family  # type: ignore[misc]
+        self.description = spec.description  # type: ignore[misc]
+        self.licence = spec.licence  # type: ignore[misc]
+        self.options = self.build_options()  # type: ignore[misc]
+
+    def build_options(self) -> List[Option]:
+        s = self.spec
+        return [
+            Option("steps", "int", s.steps, "denoising steps", minimum=1, maximum=500),
+            Option("guidance", "float", s.guidance, "classifier-free guidance scale (1 = off)", minimum=0, maximum=50),
+            Option("vae_tiling_above", "int", VAE_TILING_ABOVE,
+                   "run the VAE in tiles when the image's longer side exceeds this many pixels (0 = always)",
+                   minimum=0, maximum=1 << 20),
+        ]
+
+    def pipeline(self, device: str, variant: str = "main") -> Any:
+        configure_threads()
+        return PIPELINES.get((self.name, variant, device), lambda: self.load(device, variant))
+
+    def load(self, device: str, variant: str) -> Any:
+        pipe = load_pipeline(self.spec, self.spec.pipeline_class, device)
+        if device.startswith("cuda"):
+            pipe.vae.enable_slicing()
+        return pipe

@@ -1,0 +1,197 @@
+"""stylize: SD 1.5 / SDXL img2img, optionally structure-locked by a ControlNet, steered by the shot's reference.
+
+Structure: ``controlnet=canny`` conditions on the plate's own edges; ``controlnet=depth`` on the plate's
+own Z channel (inverse depth, near = bright, as depth ControlNets were trained); ``auto`` takes depth when
+the EXR has a Z channel, else edges.
+
+Reference (the approved preview, or ``--reference FILE``): *reference latents*. The reference is encoded
+by the same VAE and each frame's starting latents are moved towards the reference latents' per-channel
+mean and spread (AdaIN in latent space) by ``reference_strength`` before denoising. Every frame of the
+shot starts from the same palette and contrast as the frame the artist approved, while its own
+structure (the spatial layout of its latents) is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import cv2
+import numpy as np
+
+from ...errors import InvalidInput, ModelUnavailable
+from ...frames.tiling import crop_to, pad_to_multiple, run_tiled
+from ..base import FrameJob, FrameResult, Option, PassContext
+from .common import (
+    DiffusionModel,
+    generator,
+    is_oom,
+    latent_multiple,
+    load_controlnet,
+    prompt_args,
+    set_vae_tiling,
+    step_progress,
+    to_tensor,
+)
+
+CONTROLNET_PIPELINES = {
+    "StableDiffusionImg2ImgPipeline": "StableDiffusionControlNetImg2ImgPipeline",
+    "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
+}
+MIN_TILE = 256  # the out-of-memory fallback never tiles finer than this
+NO_DEPTH = "controlnet=depth needs a Z channel in the plate and it has none; use controlnet=canny or controlnet=auto"
+
+
+class Img2ImgModel(DiffusionModel):
+    accepts_reference = True
+    uses_depth = True
+
+    def build_options(self) -> List[Option]:
+        s = self.spec
+        nets = ["none", *(["auto"] if s.controlnets else []), *s.controlnets]
+        return [
+            *super().build_options(),
+            Option("strength", "float", s.strength, "how far from the plate (0 = plate, 1 = new image)", minimum=0,
+                   maximum=1),
+            Option("reference_strength", "float", s.reference_strength,
+                   "how strongly the shot's reference sets palette and contrast (0 = ignore it)", minimum=0, maximum=1),
+            Option("controlnet", "choice", s.controlnet if s.controlnet in nets else "none",
+                   "structure from the plate: canny edges, depth from its Z channel, auto (depth if Z, else edges)",
+                   choices=nets),
+            Option("controlnet_scale", "float", 1.0, "ControlNet conditioning scale", minimum=0, maximum=2),
+        ]
+
+    def load(self, device: str, variant: str) -> Any:
+        if variant == "main":
+            return super().load(device, variant)
+        import diffusers
+
+        base = self.pipeline(device, "main")
+        cls = getattr(diffusers, CONTROLNET_PIPELINES[self.spec.pipeline_class])
+        pipe = cls.from_pipe(base, controlnet=load_controlnet(self.spec, variant, device))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def control_kind(self, choice: str, job: FrameJob) -> Optional[str]:
+        if choice == "auto":
+            if job.depth is not None and "depth" in self.spec.controlnets:
+                return "depth"
+            return "canny" if "canny" in self.spec.controlnets else None
+        if choice == "depth" and job.depth is None:
+            raise InvalidInput(f"frame {job.frame}: {NO_DEPTH}")  # submit refuses this first
+        return None if choice == "none" else choice
+
+    def validate_plate(self, image: Any, plane: Any, options: Dict[str, Any], name: str, frame: int) -> None:
+        """controlnet=depth on a plate without Z is refused at submit, naming the file and frame."""
+        from ...frame_pipeline import _depth_for as depth_for  # the very channel choice the render makes
+
+        if options.get("controlnet") == "depth" and depth_for(image, plane) is None:
+            raise InvalidInput(f"{name} (frame {frame}): {NO_DEPTH}")
+
+    def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+        o = ctx.options
+        if int(o["steps"] * o["strength"]) < 1:
+            ctx.progress(1, 1)  # no step would run: the plate is the result
+            return FrameResult(rgb=job.rgb.copy())
+        which = self.control_kind(o["controlnet"], job)
+        pipe = self.pipeline(ctx.device, which or "main")
+        h, w = job.rgb.shape[:2]
+        planes = [np.clip(job.rgb, 0.0, 1.0)]
+        if which is not None:
+            planes.append(control_image(which, job))
+        has_ref = ctx.reference_rgb is not None and o["reference_strength"] > 0
+        if has_ref:
+            planes.append(cv2.resize(np.clip(ctx.reference_rgb, 0, 1), (w, h), interpolation=cv2.INTER_AREA))
+        stack = np.ascontiguousarray(np.concatenate(planes, axis=2), dtype=np.float32)
+
+        def run(part: np.ndarray) -> np.ndarray:
+            out = self._run(pipe, part, which is not None, has_ref, ctx)
+            return np.concatenate([out, part[..., 3:]], axis=2)  # run_tiled wants all channels back
+
+        tile = max(h, w)
+        while True:
+            try:
+                out = run(stack) if tile >= max(h, w) else run_tiled(stack, run, tile, tile // 8)
+                return FrameResult(rgb=np.ascontiguousarray(out[..., :3]))
+            except RuntimeError as err:
+                # Out of GPU memory: retry the frame in smaller feathered tiles instead of failing the render.
+                if not is_oom(err) or tile // 2 < MIN_TILE:
+                    raise
+                import torch
+
+                torch.cuda.empty_cache()
+                tile //= 2
+
+    def _run(self, pipe: Any, stack: np.ndarray, control: bool, has_ref: bool, ctx: PassContext) -> np.ndarray:
+        o = ctx.options
+        padded, size = pad_to_multiple(stack, latent_multiple(pipe))
+        set_vae_tiling(pipe, padded.shape[0], padded.shape[1], ctx)
+        latents = encode(pipe, padded[..., :3])
+        if has_ref:
+            latents = match_statistics(latents, encode(pipe, padded[..., -3:]), o["reference_strength"])
+        kwargs: dict = {}
+        if control:
+            kwargs = {"control_image": to_tensor(padded[..., 3:6], pipe),
+                      "controlnet_conditioning_scale": o["controlnet_scale"]}
+            kwargs.update(height=padded.shape[0], width=padded.shape[1])
+        images = pipe(
+            **prompt_args(ctx),
+            image=latents,  # 4 channels: taken as the starting latents, not re-encoded
+            strength=o["strength"],
+            num_inference_steps=o["steps"],
+            guidance_scale=o["guidance"],
+            generator=generator(ctx.seed),
+            output_type="np",
+            callback_on_step_end=step_progress(ctx),
+            **kwargs,
+        ).images
+        return crop_to(np.asarray(images[0], dtype=np.float32), size)
+
+
+def encode(pipe: Any, rgb: np.ndarray) -> Any:
+    """Deterministic VAE latents (the distribution's mean), scaled as the pipeline expects."""
+    import torch
+
+    vae = pipe.vae
+    upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+    dtype = torch.float32 if upcast else vae.dtype
+    with torch.no_grad():
+        if upcast:
+            vae.to(torch.float32)  # the SDXL VAE overflows in fp16
+        x = (to_tensor(rgb, pipe) * 2.0 - 1.0).to(dtype)
+        latents = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+        if upcast:
+            vae.to(torch.float16)
+    return latents.to(pipe.unet.dtype)
+
+
+def match_statistics(latents: Any, reference: Any, amount: float) -> Any:
+    """Move each latent channel's mean and spread towards the reference's (AdaIN), by ``amount``."""
+    mu, sd = latents.mean(dim=(2, 3), keepdim=True), latents.std(dim=(2, 3), keepdim=True) + 1e-6
+    rmu, rsd = reference.mean(dim=(2, 3), keepdim=True), reference.std(dim=(2, 3), keepdim=True)
+    matched = (latents - mu) / sd * rsd + rmu
+    return latents + amount * (matched - latents)
+
+
+def control_image(which: str, job: FrameJob) -> np.ndarray:
+    """The ControlNet condition from the plate itself, H x W x 3 in [0, 1]."""
+    if which == "canny":
+        u8 = (np.clip(job.rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+        edges = cv2.Canny(cv2.cvtColor(u8, cv2.COLOR_RGB2GRAY), 100, 200)
+        plane = edges.astype(np.float32) / 255.0
+    elif which == "depth":
+        plane = depth_condition(job.depth)
+    else:
+        raise ModelUnavailable(f"no condition builder for controlnet {which!r}")
+    return np.repeat(plane[..., None], 3, axis=2)
+
+
+def depth_condition(z: Optional[np.ndarray]) -> np.ndarray:
+    """Z (distance, larger = farther; inf = background) -> normalised inverse depth, near = 1, far = 0."""
+    assert z is not None
+    valid = np.isfinite(z) & (z > 0)
+    inv = np.zeros(z.shape, dtype=np.float32)
+    inv[valid] = 1.0 / z[valid]
+    if valid.any():
+        lo, hi = float(inv[valid].min()), float(inv[valid].max())
+        inv[valid] = (inv[valid] - lo) / (hi - lo) if hi > lo else 1.0
+    return inv

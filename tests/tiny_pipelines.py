@@ -1,0 +1,201 @@
+"""Tiny random-weight diffusers pipelines built in code, saved with save_pretrained.
+
+They have the real architectures (VAE, UNet, CLIP text encoder, schedulers) at toy widths, so the server
+loads them through its production path (`from_pretrained(path, local_files_only=True)`) and runs every
+real code path in well under a second per frame on a CPU. Nothing is downloaded: the CLIP tokenizer is
+built from a byte-level vocab.json with empty merges.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import torch
+
+HIDDEN = 32  # text width == UNet cross-attention width
+
+
+def _bytes_to_unicode() -> Dict[int, str]:
+    """GPT-2/CLIP's reversible map from the 256 byte values to printable unicode symbols."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    mapping = {b: chr(b) for b in keep}
+    n = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + n)
+            n += 1
+    return dict(sorted(mapping.items()))
+
+
+def _byte_vocab() -> Tuple[Dict[str, int], int, int]:
+    """CLIP's byte-to-unicode alphabet, each symbol also with the end-of-word suffix, plus the specials.
+
+    With empty merges, CLIP's BPE splits every word into single symbols, the last one suffixed `</w>`;
+    so this vocabulary covers any text. Returns (vocab, bos id, eos id).
+    """
+    symbols = list(_bytes_to_unicode().values())
+    vocab: Dict[str, int] = {}
+    for s in symbols:
+        vocab[s] = len(vocab)
+    for s in symbols:
+        vocab[s + "</w>"] = len(vocab)
+    bos = vocab["<|startoftext|>"] = len(vocab)
+    eos = vocab["<|endoftext|>"] = len(vocab)
+    return vocab, bos, eos
+
+
+def tokenizer_and_text_encoder(folder: Path, projection: bool = False) -> Tuple[Any, Any]:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    vocab, bos, eos = _byte_vocab()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    # Empty merges: every word splits into byte symbols, which the vocabulary all has.
+    tokenizer = CLIPTokenizer(vocab=json.loads((folder / "vocab.json").read_text()), merges=[], model_max_length=16)
+    torch.manual_seed(0)
+    # The encoder's special ids must be the tokenizer's: CLIP pools the hidden state at the eos position.
+    config = CLIPTextConfig(
+        bos_token_id=bos, eos_token_id=eos, pad_token_id=eos, vocab_size=len(vocab), hidden_size=HIDDEN,
+        intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=16,
+        projection_dim=HIDDEN,
+    )
+    encoder = CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
+    return tokenizer, encoder.eval()
+
+
+def _vae(levels: int = 4) -> Any:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    # `levels` blocks give the real SD downsampling (8x for 4 levels, 4x for the x4 upscaler's 3).
+    return AutoencoderKL(
+        block_out_channels=[8] * levels, in_channels=3, out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * levels, up_block_types=["UpDecoderBlock2D"] * levels,
+        latent_channels=4, norm_num_groups=2, layers_per_block=1,
+    ).eval()
+
+
+def _unet(in_channels: int = 4, **extra: Any) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=in_channels, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=HIDDEN, norm_num_groups=4, attention_head_dim=4, **extra,
+    ).eval()
+
+
+def _scheduler() -> Any:
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
+def save_img2img(path: Path) -> Path:
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    tokenizer, encoder = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok")
+    pipe = StableDiffusionImg2ImgPipeline(
+        vae=_vae(), text_encoder=encoder, tokenizer=tokenizer, unet=_unet(), scheduler=_scheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+def save_inpaint(path: Path) -> Path:
+    from diffusers import StableDiffusionInpaintPipeline
+
+    tokenizer, encoder = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok")
+    # 9 input channels: noisy latents, the mask and the masked image's latents.
+    pipe = StableDiffusionInpaintPipeline(
+        vae=_vae(), text_encoder=encoder, tokenizer=tokenizer, unet=_unet(in_channels=9), scheduler=_scheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+def save_upscaler(path: Path) -> Path:
+    from diffusers import DDPMScheduler, StableDiffusionUpscalePipeline
+
+    tokenizer, encoder = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok")
+    # 7 input channels (latents + the low-res RGB); the noise level is a class embedding, as in the real one.
+    unet = _unet(in_channels=7, num_class_embeds=400)
+    vae = _vae(levels=3)
+    vae.register_to_config(scaling_factor=0.08333)
+    # Random weights decode to near-white noise, in which no tile seam could show. A box-filter output layer
+    # makes the result spatially coherent like a real upscaler's, so a hard cut between tiles is measurable.
+    with torch.no_grad():
+        w = vae.decoder.conv_out.weight
+        w.copy_(w.mean(dim=(2, 3), keepdim=True).expand_as(w) * 3.0)
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae, text_encoder=encoder, tokenizer=tokenizer, unet=unet,
+        low_res_scheduler=DDPMScheduler(beta_schedule="scaled_linear"),
+        scheduler=_scheduler(), max_noise_level=350,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+def save_controlnet(path: Path) -> Path:
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(1)
+    # Four conditioning-embedding widths: the condition image is downsampled 8x, like the VAE's latents.
+    net = ControlNetModel(
+        block_out_channels=(8, 16), layers_per_block=1, in_channels=4, down_block_types=("DownBlock2D",
+        "CrossAttnDownBlock2D"), cross_attention_dim=HIDDEN, conditioning_embedding_out_channels=(4, 4, 8, 8),
+        norm_num_groups=4, attention_head_dim=4,
+    ).eval()
+    # A fresh ControlNet's zero convolutions make it a no-op; give them weights so the condition matters.
+    zero_init = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if name.startswith(zero_init):
+                param.normal_(0.0, 0.2)
+    net.save_pretrained(path)
+    return path
+
+
+def save_sdxl_img2img(path: Path) -> Path:
+    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+
+    tok1, enc1 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok1")
+    tok2, enc2 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok2", projection=True)
+    torch.manual_seed(0)
+    # SDXL conditions on both encoders (2 x 32 wide) and on size/crop "time ids" (6 x 8 + the pooled 32).
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=2 * HIDDEN, norm_num_groups=4, attention_head_dim=4, addition_embed_type="text_time",
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + HIDDEN,
+        transformer_layers_per_block=(1, 1), use_linear_projection=True,
+    ).eval()
+    pipe = StableDiffusionXLImg2ImgPipeline(
+        vae=_vae(), text_encoder=enc1, text_encoder_2=enc2, tokenizer=tok1, tokenizer_2=tok2, unet=unet,
+        scheduler=_scheduler(), requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+def save_animatediff(path: Path) -> Path:
+    from diffusers import AnimateDiffVideoToVideoPipeline, MotionAdapter
+
+    tokenizer, encoder = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok")
+    torch.manual_seed(0)
+    adapter = MotionAdapter(
+        block_out_channels=(8, 16), motion_layers_per_block=1, motion_norm_num_groups=4,
+        motion_num_attention_heads=2, motion_max_seq_length=32,
+    )
+    pipe = AnimateDiffVideoToVideoPipeline(
+        vae=_vae(), text_encoder=encoder, tokenizer=tokenizer, unet=_unet(), motion_adapter=adapter,
+        scheduler=_scheduler(),
+    )
+    pipe.save_pretrained(path)
+    return path
