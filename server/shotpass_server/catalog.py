@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from .errors import NotFound
 
@@ -57,6 +57,11 @@ CREATE TABLE IF NOT EXISTS events (
   body TEXT NOT NULL, PRIMARY KEY (render_id, seq));
 CREATE INDEX IF NOT EXISTS renders_by_state ON renders(state);
 CREATE INDEX IF NOT EXISTS renders_by_parent ON renders(parent);
+-- Blob access checks (accounts.py) ask "which renders use this digest?".
+CREATE INDEX IF NOT EXISTS frames_by_input ON frames(input_digest);
+CREATE INDEX IF NOT EXISTS frames_by_output ON frames(output_digest);
+CREATE INDEX IF NOT EXISTS frames_by_mask ON frames(mask_digest);
+CREATE INDEX IF NOT EXISTS renders_by_reference ON renders(reference_digest);
 """
 
 
@@ -283,9 +288,15 @@ class Catalog:
             ).fetchall()
         return [FrameRow(**dict(r)) for r in rows]
 
-    def list_renders(self, project: str = "", shot: str = "", limit: int = 200) -> List[RenderRow]:
+    def list_renders(
+        self, project: str = "", shot: str = "", limit: int = 200, projects: Optional[Sequence[str]] = None
+    ) -> List[RenderRow]:
+        """Newest first; `projects` (when given) limits the answer to those projects (a caller's own)."""
         sql = _RENDER_SELECT + " WHERE 1=1"
         args: List[Any] = []
+        if projects is not None:
+            sql += f" AND p.name IN ({','.join('?' * len(projects))})"
+            args.extend(projects)
         if project:
             sql += " AND p.name = ?"
             args.append(project)

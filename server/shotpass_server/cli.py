@@ -1,4 +1,7 @@
-"""`shotpass serve | render | preview | renders | fetch | cancel | models | review | demo`.
+"""`shotpass serve | render | preview | renders | fetch | cancel | models | review | demo | users | projects`.
+
+`users` and `projects` act on a data dir directly (like `serve`), never over the network: whoever can
+write the data dir administers the server.
 
 Every client command accepts --json: progress then goes nowhere and the last stdout line is one JSON
 object. Errors are one line on stderr naming the file and frame, with a non-zero exit code.
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from shotpass_client import Client, ClientError
-from shotpass_client.client import DEFAULT_ADDRESS, state_name
+from shotpass_client.client import DEFAULT_ADDRESS, state_name, tls_files
 from shotpass_client.jobs import (
     PlateError,
     RenderSpec,
@@ -62,7 +65,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", type=Path, help="where the catalog and blobs live (default ./shotpass-data)")
     s.add_argument("--config", type=Path, help="TOML config file")
     s.add_argument("--workers", type=int, help="CPU workers when no GPU is visible")
+    s.add_argument("--tls-cert", type=Path, help="server certificate (PEM): serve TLS only ([tls] cert)")
+    s.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM) ([tls] key)")
+    s.add_argument("--tls-client-ca", type=Path, help="CA of client certificates: demand mutual TLS ([tls] client_ca)")
     s.set_defaults(func=cmd_serve)
+
+    def data_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data-dir", type=Path, help="the server's data dir (default ./shotpass-data)")
+        sp.add_argument("--config", type=Path, help="the server's TOML config file (for its data_dir)")
+        sp.add_argument("--json", action="store_true", help="print one JSON object")
+
+    u = sub.add_parser("users", help="add, list or revoke users and their tokens (on the server's data dir)")
+    usub = u.add_subparsers(dest="action", required=True)
+    ua = usub.add_parser("add", help="add a user and print their token (shown once)")
+    ua.add_argument("name")
+    ua.add_argument("--admin", action="store_true", help="sees and manages every project")
+    ul = usub.add_parser("list", help="list users and their projects")
+    ur = usub.add_parser("revoke", help="revoke a user's token (they are refused until `users token`)")
+    ur.add_argument("name")
+    ut = usub.add_parser("token", help="give a user a new token (the old one stops working)")
+    ut.add_argument("name")
+    for sp in (ua, ul, ur, ut):
+        data_args(sp)
+        sp.set_defaults(func=cmd_users)
+
+    pj = sub.add_parser("projects", help="list projects and manage their members (on the server's data dir)")
+    psub = pj.add_subparsers(dest="action", required=True)
+    pl = psub.add_parser("list", help="list projects and their members")
+    pa = psub.add_parser("add-member", help="let a user see and render in a project")
+    pr = psub.add_parser("remove-member", help="take a user out of a project")
+    for sp in (pa, pr):
+        sp.add_argument("project")
+        sp.add_argument("user")
+    for sp in (pl, pa, pr):
+        data_args(sp)
+        sp.set_defaults(func=cmd_projects)
 
     def client_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
@@ -70,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--token", default=os.environ.get("SHOTPASS_TOKEN"), help="access token (or $SHOTPASS_TOKEN)")
         sp.add_argument("--json", action="store_true", help="no progress; print one JSON object as the last line")
+        env = os.environ.get
+        sp.add_argument("--tls-ca", default=env("SHOTPASS_TLS_CA"), help="connect with TLS, trusting this CA (PEM) "
+                        "($SHOTPASS_TLS_CA)")
+        sp.add_argument("--tls-cert", default=env("SHOTPASS_TLS_CERT"), help="client certificate (PEM) for mutual "
+                        "TLS ($SHOTPASS_TLS_CERT)")
+        sp.add_argument("--tls-key", default=env("SHOTPASS_TLS_KEY"), help="its private key ($SHOTPASS_TLS_KEY)")
 
     def render_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--pass", dest="pass_name", default="", help="stylize, inpaint, upscale or passthrough")
@@ -168,9 +211,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg.data_dir = args.data_dir
     if args.workers:
         cfg.workers = args.workers
+    for key in ("cert", "key", "client_ca"):
+        if getattr(args, f"tls_{key}"):
+            setattr(cfg, f"tls_{key}", getattr(args, f"tls_{key}"))
     server = ShotpassServer(cfg)
     server.start()
-    print(f"shotpass: serving on {server.address} (data in {cfg.data_dir})", flush=True)
+    print(f"shotpass: serving on {server.address} (data in {cfg.data_dir}, TLS {server.tls_mode})", flush=True)
     done = threading.Event()
 
     def stop(signum: int, frame: Any) -> None:
@@ -181,6 +227,73 @@ def cmd_serve(args: argparse.Namespace) -> int:
     done.wait()
     server.stop()
     return 0
+
+
+def _accounts(args: argparse.Namespace) -> Any:
+    from .accounts import Accounts
+    from .catalog import Catalog
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    data_dir = Path(args.data_dir or cfg.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # The catalog first: it creates the tables that membership and blob checks read.
+    Catalog(data_dir / "catalog.sqlite").close()
+    return Accounts(data_dir / "catalog.sqlite")
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    accounts = _accounts(args)
+    try:
+        if args.action in ("add", "token"):
+            token = accounts.add_user(args.name, args.admin) if args.action == "add" else accounts.new_token(args.name)
+            if args.json:
+                print(json.dumps({"user": args.name, "token": token}))
+            else:
+                print(f"token for {args.name} (shown only now; give it to them, they set SHOTPASS_TOKEN):\n{token}")
+        elif args.action == "revoke":
+            accounts.revoke(args.name)
+            print(json.dumps({"user": args.name, "revoked": True}) if args.json else f"{args.name}: token revoked")
+        else:
+            users = accounts.users()
+            if args.json:
+                print(json.dumps({"users": [{"name": u.name, "admin": u.admin, "revoked": u.revoked,
+                                             "projects": u.projects} for u in users]}))
+            elif not users:
+                print("no users: the server is single-user and needs no token (add one: shotpass users add NAME)")
+            for u in users if not args.json else ():
+                flags = (" admin" if u.admin else "") + (" REVOKED" if u.revoked else "")
+                print(f"{u.name}{flags}  projects: {', '.join(u.projects) or '-'}")
+    finally:
+        accounts.close()
+    return 0
+
+
+def cmd_projects(args: argparse.Namespace) -> int:
+    accounts = _accounts(args)
+    try:
+        if args.action == "add-member":
+            accounts.add_member(args.project, args.user)
+        elif args.action == "remove-member":
+            accounts.remove_member(args.project, args.user)
+        if args.action != "list":
+            done = "added to" if args.action == "add-member" else "removed from"
+            print(json.dumps({"project": args.project, "user": args.user, "action": args.action}) if args.json
+                  else f"{args.user} {done} project {args.project}")
+            return 0
+        projects = accounts.projects()
+        if args.json:
+            print(json.dumps({"projects": {name: members for name, members in projects}}))
+        for name, members in projects if not args.json else ():
+            print(f"{name}  members: {', '.join(members) or '- (admins only)'}")
+    finally:
+        accounts.close()
+    return 0
+
+
+def _client(args: argparse.Namespace) -> Client:
+    tls = tls_files(args.tls_ca, args.tls_cert, args.tls_key)
+    return Client(args.server, args.token, tls=any(tls.values()), **tls)  # type: ignore[arg-type]
 
 
 # -------------------------------------------------------------------- render / preview
@@ -229,7 +342,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     plate = plate_frames(args.plate, frames) if args.plate else {}
     mask = plate_frames(args.mask, sorted(plate)) if args.mask else {}
     spec = _spec(args, args.plate)
-    with Client(args.server, args.token) as client:
+    with _client(args) as client:
         bar = _bytes_bar(args, plate, mask)
         submitted = submit_render(
             client, spec, plate, mask, args.reference, _reference_render(args.reference_render),
@@ -255,7 +368,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         raise PlateError("give a PLATE pattern, or --from-render RENDER")
     plate = plate_frames(args.plate, [args.frame]) if args.plate else {}
     mask = plate_frames(args.mask, [args.frame]) if args.mask else {}
-    with Client(args.server, args.token) as client:
+    with _client(args) as client:
         submitted = submit_render(
             client, _spec(args, args.plate), plate, mask, args.reference, _reference_render(args.reference_render),
             parent_render=args.from_render, parent_frames=[args.frame] if args.from_render else (), preview=True,
@@ -353,7 +466,7 @@ def render_summary(render: pb.Render) -> Dict[str, Any]:
 
 
 def cmd_renders(args: argparse.Namespace) -> int:
-    with Client(args.server, args.token) as client:
+    with _client(args) as client:
         renders = client.list_renders(args.project, args.shot, args.limit)
     if args.json:
         print(json.dumps({"renders": [render_summary(r) for r in renders]}))
@@ -368,7 +481,7 @@ def cmd_renders(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    with Client(args.server, args.token) as client:
+    with _client(args) as client:
         render = client.get_render(args.render)
         if render.state != pb.FINISHED and not args.partial:
             require_finished(render)
@@ -383,7 +496,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    with Client(args.server, args.token) as client:
+    with _client(args) as client:
         render = client.cancel(args.render)
     if args.json:
         print(json.dumps(render_summary(render)))
@@ -394,7 +507,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    with Client(args.server, args.token) as client:
+    with _client(args) as client:
         models = client.list_models(args.pass_name)
     if args.json:
         print(json.dumps({"models": [_model_dict(m) for m in models]}))
@@ -417,7 +530,7 @@ def _model_dict(m: pb.ModelInfo) -> Dict[str, Any]:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    with Client(args.server, args.token) as client:
+    with _client(args) as client:
         render = client.review(args.render, args.rating, args.pinned, args.note, args.approved)
     if args.json:
         summary = render_summary(render)

@@ -22,6 +22,16 @@ class ServerConfig:
     path_roots: List[Path] = field(default_factory=list)
     threads: Optional[int] = None  # per-model CPU threads (None: the runtime's default)
     models: List[Any] = field(default_factory=list)  # model_config.ModelSpec, from [models.NAME] tables
+    # [tls]: a server certificate and key turn TLS on; a client CA also demands client certificates (mutual TLS).
+    tls_cert: Optional[Path] = None
+    tls_key: Optional[Path] = None
+    tls_client_ca: Optional[Path] = None
+
+    def check_tls(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidInput("TLS needs both a certificate and its key ([tls] cert and key, or --tls-cert/--tls-key)")
+        if self.tls_client_ca and not self.tls_cert:
+            raise InvalidInput("mutual TLS (client_ca) needs the server's own certificate and key too")
 
 
 def load_config(path: Optional[Path]) -> ServerConfig:
@@ -43,6 +53,11 @@ def load_config(path: Optional[Path]) -> ServerConfig:
     cfg.threads = server.get("threads", cfg.threads)
     cfg.colour_config = str(data.get("colour", {}).get("config", cfg.colour_config))
     cfg.path_roots = [Path(os.path.expanduser(p)) for p in data.get("paths", {}).get("roots", [])]
+    tls = data.get("tls", {})
+    for key in ("cert", "key", "client_ca"):
+        if tls.get(key):
+            # Relative to the config file, like data_dir, so a config travels with its certificates.
+            setattr(cfg, f"tls_{key}", (Path(path).parent / os.path.expanduser(str(tls[key]))).resolve())
     if "models" in data:
         from .model_config import parse_models
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import grpc
 from shotpass_client.proto import shotpass_pb2 as pb
@@ -12,12 +12,14 @@ from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
 
 from . import __version__
 from . import catalog as cat
+from .accounts import LOCAL, Accounts, Caller, PermissionDenied, Unauthenticated
 from .blobs import BlobWriter, check_digest
 from .errors import InvalidInput, ModelUnavailable, NotFound, RenderCancelled, ShotpassError
 from .passes.base import Model, Option
 from .renders import FrameSpec, RenderManager, Submission
 
 log = logging.getLogger("shotpass.service")
+Ctx = grpc.ServicerContext
 
 CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 4 << 20
@@ -29,6 +31,8 @@ _CODES = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     RenderCancelled: grpc.StatusCode.CANCELLED,
     ModelUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 _OPTION_TYPES = {
     "string": pb.OptionSpec.STRING,
@@ -47,12 +51,14 @@ def _status(exc: ShotpassError) -> grpc.StatusCode:
 
 
 def rpc(method: Callable) -> Callable:
-    """Turn domain errors into gRPC statuses with the user-facing message; never let a bug kill the server."""
+    """Authenticate the caller and pass them on; turn domain errors into gRPC statuses with the user-facing
+    message; never let a bug kill the server. Every ShotPass RPC goes through here (or rpc_stream), so no
+    method can forget the token check; health and reflection are other services and stay open."""
 
     @functools.wraps(method)
     def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return method(self, request, context)
+            return method(self, request, context, self.caller(context))
         except ShotpassError as exc:
             context.abort(_status(exc), str(exc))
         except Exception as exc:
@@ -66,7 +72,7 @@ def rpc_stream(method: Callable) -> Callable:
     @functools.wraps(method)
     def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
-            yield from method(self, request, context)
+            yield from method(self, request, context, self.caller(context))
         except ShotpassError as exc:
             context.abort(_status(exc), str(exc))
 
@@ -74,14 +80,47 @@ def rpc_stream(method: Callable) -> Callable:
 
 
 class ShotPassService(pb_grpc.ShotPassServicer):
-    def __init__(self, manager: RenderManager, devices: list) -> None:
+    def __init__(self, manager: RenderManager, devices: list, accounts: Optional[Accounts] = None) -> None:
         self.m = manager
         self.devices = devices
+        self.accounts = accounts
+
+    def caller(self, context: grpc.ServicerContext) -> Caller:
+        return self.accounts.caller(context.invocation_metadata()) if self.accounts else LOCAL
+
+    def _check_render(self, caller: Caller, render_id: str) -> None:
+        if self.accounts:
+            self.accounts.check_render(caller, render_id)
+
+    def _may_reach(self, caller: Caller, digest: str) -> bool:
+        return self.accounts.may_reach(caller, digest) if self.accounts else True
+
+    def _submit(self, caller: Caller, sub: Submission) -> Tuple[str, List[str]]:
+        """Check that everything the submission names is the caller's, then submit (claiming a new project)."""
+        acc = self.accounts
+        if acc is None or caller.user_id is None:
+            return self.m.submit(sub)
+        if sub.parent:
+            acc.check_render(caller, sub.parent)
+        if sub.reference_render:
+            acc.check_render(caller, sub.reference_render[0])
+        for spec in [*sub.frames, *sub.mask_frames]:
+            if spec.digest:
+                acc.check_blob(caller, spec.digest, spec.name or f"frame {spec.frame}")
+        if sub.reference_digest:
+            acc.check_blob(caller, sub.reference_digest, "reference")
+        claimed = acc.claim_project(caller, sub.project)
+        try:
+            return self.m.submit(sub)
+        except BaseException:
+            if claimed:
+                acc.release(caller, sub.project)
+            raise
 
     # ------------------------------------------------------------ info
 
     @rpc
-    def GetServerInfo(self, request: pb.GetServerInfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:
+    def GetServerInfo(self, request: pb.GetServerInfoRequest, context: Ctx, caller: Caller) -> pb.ServerInfo:
         reg = self.m.registry
         passes = []
         for pass_name in reg.passes():
@@ -111,7 +150,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         )
 
     @rpc
-    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
+    def ListModels(self, request: pb.ListModelsRequest, context: Ctx, caller: Caller) -> pb.ListModelsResponse:
         reg = self.m.registry
         models = reg.for_pass(request.pass_name) if request.pass_name else reg.all()
         if request.pass_name and not models:
@@ -121,16 +160,19 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     # ------------------------------------------------------------ blobs
 
     @rpc
-    def FindBlobs(self, request: pb.FindBlobsRequest, context: grpc.ServicerContext) -> pb.FindBlobsResponse:
+    def FindBlobs(self, request: pb.FindBlobsRequest, context: Ctx, caller: Caller) -> pb.FindBlobsResponse:
         present, missing = [], []
         for digest in request.digests:
             check_digest(digest)
-            (present if self.m.blobs.has(digest) else missing).append(digest)
+            # Only blobs the caller may reach are "present": the store dedupes on disk, but never tells one
+            # user about another's plates; a caller who lacks one uploads it, proving they hold the bytes.
+            stored = self.m.blobs.has(digest) and self._may_reach(caller, digest)
+            (present if stored else missing).append(digest)
         return pb.FindBlobsResponse(present=present, missing=missing)
 
     @rpc
     def UploadBlobs(
-        self, request_iterator: Iterator[pb.UploadChunk], context: grpc.ServicerContext
+        self, request_iterator: Iterator[pb.UploadChunk], context: Ctx, caller: Caller
     ) -> pb.UploadBlobsResponse:
         receipts: Dict[str, pb.BlobReceipt] = {}
         writer: Optional[BlobWriter] = None
@@ -142,7 +184,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
                 if writer is None:
                     if not 0 <= chunk.total_size <= MAX_BLOB_BYTES:
                         raise InvalidInput(f"blob size {chunk.total_size} is outside 0..{MAX_BLOB_BYTES}")
-                    present = self.m.blobs.has(chunk.digest)
+                    present = self.m.blobs.has(chunk.digest) and self._may_reach(caller, chunk.digest)
                     writer = self.m.blobs.writer(chunk.digest, chunk.total_size)
                 elif chunk.digest != writer.digest:
                     raise InvalidInput(_cut(writer))
@@ -150,6 +192,8 @@ class ShotPassService(pb_grpc.ShotPassServicer):
                 received += len(chunk.data)
                 if writer.complete:
                     writer.commit()  # verifies the digest; only then is the blob visible
+                    if self.accounts:
+                        self.accounts.record_upload(caller, writer.digest)
                     receipts[writer.digest] = pb.BlobReceipt(
                         digest=writer.digest, size=writer.total_size, already_present=present
                     )
@@ -162,7 +206,10 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         return pb.UploadBlobsResponse(blobs=list(receipts.values()), bytes_received=received)
 
     @rpc_stream
-    def DownloadBlob(self, request: pb.DownloadBlobRequest, context: grpc.ServicerContext) -> Iterator[pb.BlobChunk]:
+    def DownloadBlob(self, request: pb.DownloadBlobRequest, context: Ctx, caller: Caller) -> Iterator[pb.BlobChunk]:
+        check_digest(request.digest)
+        if self.accounts:
+            self.accounts.check_blob(caller, request.digest)
         size = self.m.blobs.size(request.digest)
         for offset, data in self.m.blobs.iter_chunks(request.digest, CHUNK_BYTES):
             yield pb.BlobChunk(digest=request.digest, total_size=size, offset=offset, data=data)
@@ -172,19 +219,19 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     # ------------------------------------------------------------ renders
 
     @rpc
-    def SubmitRender(self, request: pb.SubmitRenderRequest, context: grpc.ServicerContext) -> pb.SubmitRenderResponse:
-        render_id, warnings = self.m.submit(submission(request, "render"))
+    def SubmitRender(self, request: pb.SubmitRenderRequest, context: Ctx, caller: Caller) -> pb.SubmitRenderResponse:
+        render_id, warnings = self._submit(caller, submission(request, "render"))
         return pb.SubmitRenderResponse(
             render_id=render_id, warnings=warnings, render=render_message(self.m.catalog.get_render(render_id))
         )
 
     @rpc
-    def PreviewFrame(self, request: pb.PreviewFrameRequest, context: grpc.ServicerContext) -> pb.PreviewFrameResponse:
+    def PreviewFrame(self, request: pb.PreviewFrameRequest, context: Ctx, caller: Caller) -> pb.PreviewFrameResponse:
         sub = submission(request.render, "preview")
         count = len(sub.frames) or len(sub.parent_frames)
         if count != 1:
             raise InvalidInput(f"a preview renders exactly one frame; {count or 'none'} given")
-        render_id, warnings = self.m.submit(sub)
+        render_id, warnings = self._submit(caller, sub)
         render = self.m.wait_final(render_id, request.timeout_seconds or PREVIEW_TIMEOUT)
         if render.state != cat.FINISHED:
             if render.state not in cat.FINAL_STATES:
@@ -201,29 +248,36 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         )
 
     @rpc_stream
-    def WatchRender(self, request: pb.WatchRenderRequest, context: grpc.ServicerContext) -> Iterator[pb.RenderEvent]:
+    def WatchRender(self, request: pb.WatchRenderRequest, context: Ctx, caller: Caller) -> Iterator[pb.RenderEvent]:
+        self._check_render(caller, request.render_id)
         for event in self.m.events(request.render_id, request.after_sequence, context.is_active):
             yield event_message(event)
 
     @rpc
-    def GetRender(self, request: pb.GetRenderRequest, context: grpc.ServicerContext) -> pb.Render:
+    def GetRender(self, request: pb.GetRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
+        self._check_render(caller, request.render_id)
         return render_message(self.m.catalog.get_render(request.render_id))
 
     @rpc
-    def ListRenders(self, request: pb.ListRendersRequest, context: grpc.ServicerContext) -> pb.ListRendersResponse:
+    def ListRenders(self, request: pb.ListRendersRequest, context: Ctx, caller: Caller) -> pb.ListRendersResponse:
         limit = request.limit if 0 < request.limit <= 1000 else 200
-        rows = self.m.catalog.list_renders(request.project, request.shot, limit)
+        projects = self.accounts.visible_projects(caller) if self.accounts else None
+        if projects is not None and request.project:
+            self.accounts.check_project(caller, request.project)  # type: ignore[union-attr]
+        rows = self.m.catalog.list_renders(request.project, request.shot, limit, projects)
         return pb.ListRendersResponse(renders=[render_message(r) for r in rows])
 
     @rpc
-    def CancelRender(self, request: pb.CancelRenderRequest, context: grpc.ServicerContext) -> pb.Render:
+    def CancelRender(self, request: pb.CancelRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
+        self._check_render(caller, request.render_id)
         self.m.scheduler.cancel(request.render_id)
         return render_message(self.m.catalog.get_render(request.render_id))
 
     @rpc
-    def ReviewRender(self, request: pb.ReviewRenderRequest, context: grpc.ServicerContext) -> pb.Render:
+    def ReviewRender(self, request: pb.ReviewRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
         if request.HasField("rating") and not 0 <= request.rating <= 5:
             raise InvalidInput(f"rating {request.rating}: use 0 (unrated) to 5")
+        self._check_render(caller, request.render_id)
         self.m.catalog.review(
             request.render_id,
             rating=request.rating if request.HasField("rating") else None,

@@ -27,6 +27,29 @@ class ClientError(Exception):
         self.code = code
 
 
+def tls_files(
+    ca: Optional[str] = None, cert: Optional[str] = None, key: Optional[str] = None
+) -> Dict[str, Optional[bytes]]:
+    """Client keyword arguments for TLS from PEM file paths (None stays None), e.g. Client(addr, **tls_files(ca))."""
+
+    def read(path: Optional[str], what: str) -> Optional[bytes]:
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as fh:
+                return fh.read()
+        except OSError as err:
+            raise ClientError(f"cannot read the TLS {what} {path}: {err.strerror}", "INVALID_ARGUMENT") from None
+
+    if bool(cert) != bool(key):
+        raise ClientError("a client certificate needs its key, and the key its certificate", "INVALID_ARGUMENT")
+    return {
+        "root_certificates": read(ca, "CA certificate"),
+        "certificate_chain": read(cert, "client certificate"),
+        "private_key": read(key, "client key"),
+    }
+
+
 def file_digest(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -45,16 +68,26 @@ class Client:
         address: str = DEFAULT_ADDRESS,
         token: Optional[str] = None,
         connect_timeout: float = 5.0,
+        tls: bool = False,
+        root_certificates: Optional[bytes] = None,
+        certificate_chain: Optional[bytes] = None,
+        private_key: Optional[bytes] = None,
     ) -> None:
+        """tls=True (or any certificate given) connects with TLS: root_certificates (PEM) is the CA that
+        signed the server's certificate (None: the system's roots); certificate_chain/private_key (PEM) are
+        this client's own, for servers that demand mutual TLS."""
         self.address = address
         self._metadata: Tuple[Tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        self.tls = bool(tls or root_certificates or certificate_chain)
+        if self.tls:
+            credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
         self._stub = pb_grpc.ShotPassStub(self._channel)
         try:
             grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
@@ -62,7 +95,8 @@ class Client:
             self._channel.close()
             raise ClientError(
                 f"cannot reach a shotpass server at {address}: is it running? "
-                "(start one with: shotpass serve --listen HOST:PORT --data-dir DIR)",
+                "(start one with: shotpass serve --listen HOST:PORT --data-dir DIR)"
+                + ("" if self.tls else "; if it uses TLS, pass --tls-ca CA.pem or set SHOTPASS_TLS_CA"),
                 "UNAVAILABLE",
             ) from None
 
