@@ -8,7 +8,7 @@ touch (outside an inpaint mask) are copied back bit for bit, and no NaN/Inf reac
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence
 
 import cv2
@@ -18,6 +18,7 @@ from . import __version__
 from .errors import InvalidInput
 from .frames.colour import ColourSpaces
 from .frames.exr import (
+    Box,
     ColourPlane,
     ExrImage,
     add_provenance,
@@ -86,12 +87,76 @@ def run_frame(
 def run_clip(
     reqs: Sequence[FrameRequest], model: ClipModel, colours: ColourSpaces, progress: ProgressFn
 ) -> List[bytes]:
-    """Consecutive frames through a clip model at once; returns one EXR per request, in order."""
+    """Consecutive frames through a clip model at once; returns one EXR per request, in order.
+
+    The model sees every frame at one size: frames whose data windows differ are placed on the union of the
+    windows (``clip_canvas``) and each result is cropped back to its own frame's window before it is written.
+    """
     prepared = [_prepare(r, decode_exr(r.data, r.source_name), model, colours, progress) for r in reqs]
-    results = model.process_clip([p.job for p in prepared], [p.ctx for p in prepared])
+    boxes = [p.plane.data_window for p in prepared]
+    canvas = clip_canvas(boxes)
+    jobs = [p.job if box == canvas else _job_on_canvas(p.job, box, canvas) for p, box in zip(prepared, boxes)]
+    results = model.process_clip(jobs, [p.ctx for p in prepared])
     if len(results) != len(prepared):
         raise RuntimeError(f"model {model.name} returned {len(results)} frames for {len(prepared)}")
+    results = [r if box == canvas else _result_off_canvas(r, box, canvas, model.scale, model.name)
+               for r, box in zip(results, boxes)]
     return [_finish(p, r, model, colours) for p, r in zip(prepared, results)]
+
+
+def clip_canvas(boxes: Sequence[Box]) -> Box:
+    """The common canvas of a clip: the bounding box of its frames' data windows, in pixel coordinates."""
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def to_canvas(values: np.ndarray, box: Box, canvas: Box, fill: Optional[float] = None) -> np.ndarray:
+    """Place an array given on data window ``box`` at its pixel position on ``canvas`` (which contains it).
+
+    Outside ``box`` it is ``fill``, or with ``fill=None`` its own edge pixels repeated outward.
+    """
+    x0, y0, x1, y1 = canvas
+    pad = [(box[1] - y0, y1 - box[3]), (box[0] - x0, x1 - box[2])] + [(0, 0)] * (values.ndim - 2)
+    if fill is None:
+        return np.ascontiguousarray(np.pad(values, pad, mode="edge"))
+    return np.pad(values, pad, mode="constant", constant_values=fill)
+
+
+def from_canvas(values: np.ndarray, box: Box, canvas: Box, scale: int = 1) -> np.ndarray:
+    """Crop data window ``box`` back out of an array on ``canvas`` (at ``scale`` times its pixel size)."""
+    x, y = (box[0] - canvas[0]) * scale, (box[1] - canvas[1]) * scale
+    w, h = (box[2] - box[0] + 1) * scale, (box[3] - box[1] + 1) * scale
+    return np.ascontiguousarray(values[y: y + h, x: x + w])
+
+
+def _job_on_canvas(job: FrameJob, box: Box, canvas: Box) -> FrameJob:
+    # A clip model runs all its frames at one size, so frames whose data windows move or change size (a
+    # tracked element, an auto-bbox render) go onto the union of the windows at their own pixel positions.
+    # Colour and depth outside a frame's window are its edge pixels repeated: black (the EXR's implicit
+    # outside) would be a hard edge, moving from frame to frame, that the model's convolutions and motion
+    # layers smear back into the very pixels we keep; the padding is cropped off again afterwards anyway.
+    # Alpha and mask outside the window are 0, as a compositor reads them (transparent, nothing to fill).
+    return FrameJob(
+        frame=job.frame,
+        rgb=to_canvas(job.rgb, box, canvas),
+        alpha=None if job.alpha is None else to_canvas(job.alpha, box, canvas, 0.0),
+        mask=None if job.mask is None else to_canvas(job.mask, box, canvas, 0.0),
+        depth=None if job.depth is None else to_canvas(job.depth, box, canvas),
+    )
+
+
+def _result_off_canvas(result: FrameResult, box: Box, canvas: Box, scale: int, name: str) -> FrameResult:
+    expected = ((canvas[3] - canvas[1] + 1) * scale, (canvas[2] - canvas[0] + 1) * scale)
+    if result.rgb.shape[:2] != expected:
+        raise RuntimeError(
+            f"model {name} returned {result.rgb.shape[1]}x{result.rgb.shape[0]} for a "
+            f"{expected[1] // scale}x{expected[0] // scale} clip at scale {scale}"
+        )
+    return replace(
+        result,
+        rgb=from_canvas(result.rgb, box, canvas, scale),
+        alpha=None if result.alpha is None else from_canvas(result.alpha, box, canvas, scale),
+        filled=None if result.filled is None else from_canvas(result.filled, box, canvas),
+    )
 
 
 @dataclass

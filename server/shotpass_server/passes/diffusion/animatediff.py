@@ -6,7 +6,9 @@ of ``context_size`` frames that overlap by ``context_overlap`` and are blended (
 windowing), so any clip length runs in bounded memory with no hard cut between windows.
 
 Per-frame noise stays fixed by (render seed, frame number): each frame's starting latents are encoded
-and noised here with that frame's own generator, so a frame renders the same whichever chunk it is in.
+and noised here with that frame's own generator, so a frame renders the same whichever chunk it is in
+(given the same canvas: frames whose data windows differ reach the model already placed on the union of the
+chunk's windows by ``frame_pipeline.run_clip``, and are cropped back to their own windows after).
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from .img2img import encode
 
 
 class AnimateDiffModel(DiffusionModel, ClipModel):
-    needs_uniform_size = True
-
     def build_options(self) -> List[Option]:
         s = self.spec
         return [
