@@ -19,7 +19,7 @@ import numpy as np
 
 from ...frames.tiling import crop_to, pad_to_multiple
 from ..base import ClipModel, FrameJob, FrameResult, Option, PassContext
-from .common import DiffusionModel, generator, latent_multiple, prompt_args, set_vae_tiling, step_progress
+from .common import DiffusionModel, denoise_args, generator, latent_multiple, set_vae_tiling
 from .img2img import encode
 
 
@@ -63,16 +63,10 @@ class AnimateDiffModel(DiffusionModel, ClipModel):
             noisy.append(pipe.scheduler.add_noise(init, noise, timesteps[:1]))
         latents = torch.cat(noisy, dim=0).permute(1, 0, 2, 3)[None]  # 1 x C x F x h x w, as the pipeline wants
         frames = pipe(
-            **prompt_args(ctx),
             latents=latents,
             height=h,
             width=w,
-            strength=o["strength"],
-            num_inference_steps=o["steps"],
-            guidance_scale=o["guidance"],
-            generator=generator(ctx.seed),
-            output_type="np",
-            callback_on_step_end=step_progress(ctx),
+            **denoise_args(ctx, o),
         ).frames[0]
         return [FrameResult(rgb=crop_to(np.asarray(f, dtype=np.float32), frame_size)) for f in frames]
 

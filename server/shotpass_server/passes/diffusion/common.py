@@ -195,6 +195,19 @@ def prompt_args(ctx: PassContext) -> Dict[str, Any]:
     return {"prompt": ctx.prompt or "", "negative_prompt": ctx.negative_prompt or None}
 
 
+def denoise_args(ctx: PassContext, options: Dict[str, Any]) -> Dict[str, Any]:
+    """What every img2img-style call shares: prompts, strength, steps, guidance, the frame's noise, progress."""
+    return {
+        **prompt_args(ctx),
+        "strength": options["strength"],
+        "num_inference_steps": options["steps"],
+        "guidance_scale": options["guidance"],
+        "generator": generator(ctx.seed),
+        "output_type": "np",
+        "callback_on_step_end": step_progress(ctx),
+    }
+
+
 class DiffusionModel(Model):
     """A model from one ``[models.NAME]`` table; the pipeline loads on first use, per device."""
 

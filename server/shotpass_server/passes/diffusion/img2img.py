@@ -23,13 +23,11 @@ from ...frames.tiling import crop_to, pad_to_multiple, run_tiled
 from ..base import FrameJob, FrameResult, Option, PassContext
 from .common import (
     DiffusionModel,
-    generator,
+    denoise_args,
     is_oom,
     latent_multiple,
     load_controlnet,
-    prompt_args,
     set_vae_tiling,
-    step_progress,
     to_tensor,
 )
 
@@ -134,14 +132,8 @@ class Img2ImgModel(DiffusionModel):
                       "controlnet_conditioning_scale": o["controlnet_scale"]}
             kwargs.update(height=padded.shape[0], width=padded.shape[1])
         images = pipe(
-            **prompt_args(ctx),
             image=latents,  # 4 channels: taken as the starting latents, not re-encoded
-            strength=o["strength"],
-            num_inference_steps=o["steps"],
-            guidance_scale=o["guidance"],
-            generator=generator(ctx.seed),
-            output_type="np",
-            callback_on_step_end=step_progress(ctx),
+            **denoise_args(ctx, o),
             **kwargs,
         ).images
         return crop_to(np.asarray(images[0], dtype=np.float32), size)

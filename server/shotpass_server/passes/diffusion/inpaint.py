@@ -15,11 +15,9 @@ from ...frames.tiling import crop_to, pad_to_multiple
 from ..base import FrameJob, FrameResult, Option, PassContext
 from .common import (
     DiffusionModel,
-    generator,
+    denoise_args,
     latent_multiple,
-    prompt_args,
     set_vae_tiling,
-    step_progress,
     to_tensor,
 )
 
@@ -49,17 +47,11 @@ class InpaintModel(DiffusionModel):
         set_vae_tiling(pipe, padded.shape[0], padded.shape[1], ctx)
         hole, _ = pad_to_multiple((blend > 0).astype(np.float32)[..., None], latent_multiple(pipe), mode="constant")
         images = pipe(
-            **prompt_args(ctx),
             image=to_tensor(padded, pipe),
             mask_image=to_tensor(np.repeat(hole, 3, axis=2), pipe)[:, :1],
             height=padded.shape[0],
             width=padded.shape[1],
-            strength=o["strength"],
-            num_inference_steps=o["steps"],
-            guidance_scale=o["guidance"],
-            generator=generator(ctx.seed),
-            output_type="np",
-            callback_on_step_end=step_progress(ctx),
+            **denoise_args(ctx, o),
         ).images
         made = crop_to(np.asarray(images[0], dtype=np.float32), size)
         a = blend[..., None]
