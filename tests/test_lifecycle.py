@@ -149,3 +149,29 @@ def test_watch_resumes_from_a_sequence_number(client, beachball):
     cut = events[2].sequence
     replay = list(client.watch(sub.render_id, after_sequence=cut))
     assert [e.sequence for e in replay] == [s for s in seqs if s > cut]
+
+
+def test_a_full_queue_answers_resource_exhausted_and_previews_still_run(tmp_path, beachball):
+    from shotpass_client import Client, ClientError
+    from shotpass_client.jobs import RenderSpec, plate_frames, submit_render
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+
+    srv = ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", max_queued_renders=1))
+    srv.start()
+    try:
+        with Client(srv.address) as client:
+            plate = plate_frames(beachball)
+            first = submit_render(client, RenderSpec(pass_name="stylize"), plate)
+            with pytest.raises(ClientError, match="render queue is full .1 renders") as err:
+                submit_render(client, RenderSpec(pass_name="stylize"), plate)
+            assert err.value.code == "RESOURCE_EXHAUSTED"
+            preview = submit_render(client, RenderSpec(pass_name="passthrough"), {1: plate[1]}, preview=True)
+            assert preview.render.state == pb.FINISHED
+            client.cancel(first.render_id)
+            client.wait(first.render_id)
+            assert submit_render(client, RenderSpec(pass_name="passthrough"), {2: plate[2]}).render_id
+    finally:
+        srv.stop(0.5)

@@ -67,6 +67,7 @@ class ShotpassServer:
             self.devices,
             cfg.chunk_frames,
             cfg.path_roots,
+            cfg.max_queued_renders,
         )
         self.health = health.HealthServicer()
         self._grpc: Optional[grpc.Server] = None

@@ -18,6 +18,8 @@ class ServerConfig:
     data_dir: Path = Path("shotpass-data")
     workers: int = 1  # CPU workers; each GPU gets one worker of its own
     chunk_frames: int = 4
+    # Renders waiting or running at once (previews excepted); past it SubmitRender says RESOURCE_EXHAUSTED.
+    max_queued_renders: int = 1000
     colour_config: str = "ocio://cg-config-latest"
     path_roots: List[Path] = field(default_factory=list)
     threads: Optional[int] = None  # per-model CPU threads (None: the runtime's default)
@@ -50,6 +52,7 @@ def load_config(path: Optional[Path]) -> ServerConfig:
         cfg.data_dir = (Path(path).parent / os.path.expanduser(server["data_dir"])).resolve()
     cfg.workers = int(server.get("workers", cfg.workers))
     cfg.chunk_frames = int(server.get("chunk_frames", cfg.chunk_frames))
+    cfg.max_queued_renders = int(server.get("max_queued_renders", cfg.max_queued_renders))
     cfg.threads = server.get("threads", cfg.threads)
     cfg.colour_config = str(data.get("colour", {}).get("config", cfg.colour_config))
     cfg.path_roots = [Path(os.path.expanduser(p)) for p in data.get("paths", {}).get("roots", [])]

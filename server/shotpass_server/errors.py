@@ -19,5 +19,9 @@ class RenderCancelled(ShotpassError):
     """Raised inside a running pass when its render was cancelled (gRPC CANCELLED)."""
 
 
+class QueueFull(ShotpassError):
+    """The server's render queue is at its bound (gRPC RESOURCE_EXHAUSTED): try again later."""
+
+
 class ModelUnavailable(ShotpassError):
     """A model's files or runtime are missing (gRPC FAILED_PRECONDITION)."""

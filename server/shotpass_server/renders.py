@@ -17,7 +17,7 @@ from shotpass_client.patterns import format_frame_list
 
 from . import catalog as cat
 from .blobs import BlobStore, check_digest
-from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError
+from .errors import InvalidInput, NotFound, QueueFull, RenderCancelled, ShotpassError
 from .frame_pipeline import FrameRequest, frame_seed, reference_in_working_space, run_clip, run_frame
 from .frames.colour import ColourSpaces
 from .frames.exr import decode_exr, select_colour
@@ -67,8 +67,10 @@ class RenderManager:
         devices: List[str],
         chunk_frames: int = 4,
         path_roots: Sequence[Path] = (),
+        max_queued: int = 1000,
     ) -> None:
         self.catalog = catalog
+        self.max_queued = max_queued
         self.blobs = blobs
         self.registry = registry
         self.colours = colours
@@ -87,6 +89,14 @@ class RenderManager:
     # ------------------------------------------------------------ submit
 
     def submit(self, sub: Submission) -> Tuple[str, List[str]]:
+        if sub.lane != "preview":  # a one-frame preview never waits behind a full queue
+            waiting = self.catalog.render_ids_in_state(cat.QUEUED, cat.RUNNING)
+            if len(waiting) >= self.max_queued:
+                raise QueueFull(
+                    f"the render queue is full ({len(waiting)} renders waiting or running, the limit is "
+                    f"{self.max_queued}); submit again later, or ask the server's admin to raise "
+                    "[server] max_queued_renders"
+                )
         model, options = self._model_and_options(sub.settings)  # validated here, parsed again per chunk
         settings = dict(sub.settings)
         settings["model"] = model.name

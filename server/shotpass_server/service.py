@@ -14,7 +14,7 @@ from . import __version__
 from . import catalog as cat
 from .accounts import LOCAL, Accounts, Caller, PermissionDenied, Unauthenticated
 from .blobs import BlobWriter, check_digest
-from .errors import InvalidInput, ModelUnavailable, NotFound, RenderCancelled, ShotpassError
+from .errors import InvalidInput, ModelUnavailable, NotFound, QueueFull, RenderCancelled, ShotpassError
 from .passes.base import Model, Option
 from .renders import FrameSpec, RenderManager, Submission
 
@@ -31,6 +31,7 @@ _CODES = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     RenderCancelled: grpc.StatusCode.CANCELLED,
     ModelUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
+    QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
