@@ -101,6 +101,7 @@ def bare(folder: Path, kind: str, imgs: List[np.ndarray], steps: int, strength: 
 
 def through_server(folder: Path, kind: str, imgs: List[np.ndarray], steps: int, strength: float, work: Path) -> float:
     import OpenEXR
+
     from shotpass_server.app import ShotpassServer
     from shotpass_server.cli import main as cli
     from shotpass_server.config import load_config

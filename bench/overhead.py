@@ -47,6 +47,7 @@ def generated_frames(count: int) -> Dict[int, bytes]:
 
     import numpy as np
     import OpenEXR
+
     from shotpass_server.demo import render_scene
 
     frames = {}

@@ -357,6 +357,7 @@ def test_core_helpers_without_blender() -> None:
     sys.path.insert(0, str(BLENDER_DIR))
     try:
         from shotpass import core
+
         from shotpass_client.pathmap import PathMap
     finally:
         sys.path.remove(str(BLENDER_DIR))

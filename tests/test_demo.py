@@ -14,6 +14,7 @@ def _frames(folder: Path) -> dict:
 
 def test_demo_renders_stylizes_upscales_and_writes_a_contact_sheet(tmp_path, capsys):
     from PIL import Image
+
     from shotpass_server.demo import contact_sheet_size, run_demo
 
     assert run_demo(tmp_path, frames=3) == 0, capsys.readouterr().err

@@ -16,6 +16,7 @@ import tiny_pipelines
 import torch  # installed by `make test` (the diffusion extra): a missing install fails here, never skips
 from conftest import BEACHBALL
 from helpers import channels, header, run_cli, scaled, windows
+
 from shotpass_server.frame_pipeline import frame_seed
 
 FAST = ["--option", "steps=2", "--option", "strength=0.5"]  # one denoising step: enough to run every path

@@ -8,8 +8,9 @@ import numpy as np
 import OpenEXR
 import pytest
 from helpers import run_cli
-from shotpass_server.frames.exr import decode_exr
 from test_frames_exr import EXR_DIR, PROVENANCE_TEXT, ROUND_TRIP_FILES, assert_same_image, bits
+
+from shotpass_server.frames.exr import decode_exr
 
 
 def _plate(tmp_path: Path, source: Path, name: str = "img.0001.exr") -> str:

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from shotpass_server.errors import InvalidInput
 from shotpass_server.frames.colour import SRGB_ENCODED, ColourSpaces
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 import pytest
+
 from shotpass_server.errors import InvalidInput
 from shotpass_server.frames.exr import (
     SOURCE_COMPRESSION_ATTR,

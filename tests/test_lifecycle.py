@@ -155,7 +155,6 @@ def test_a_full_queue_answers_resource_exhausted_and_previews_still_run(tmp_path
     from shotpass_client import Client, ClientError
     from shotpass_client.jobs import RenderSpec, plate_frames, submit_render
     from shotpass_client.proto import shotpass_pb2 as pb
-
     from shotpass_server.app import ShotpassServer
     from shotpass_server.config import ServerConfig
 

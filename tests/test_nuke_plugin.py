@@ -22,6 +22,7 @@ for p in (str(FAKE), str(PLUGIN)):
         sys.path.insert(0, p)
 
 import nuke  # noqa: E402  (the fake)
+
 from shotpass_nuke import host  # noqa: E402
 
 
@@ -218,6 +219,7 @@ def test_queue_panel_lists_renders_and_opens_them_in_the_dag(nk, beachball, tmp_
     monkeypatch.setenv("QT_API", "pyside6")
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     from qtpy import QtWidgets
+
     from shotpass_nuke import panel
 
     plate_read(beachball, 1, 2)
@@ -296,6 +298,7 @@ def test_bootstrap_picks_the_vendor_folder_of_the_running_python(tmp_path):
 
 def test_path_mode_sends_a_mapped_read_as_paths_without_rendering_or_uploading(nk, beachball, tmp_path, monkeypatch):
     from conftest import BEACHBALL
+
     from shotpass_client import Client
     from shotpass_server.app import ShotpassServer
     from shotpass_server.config import ServerConfig

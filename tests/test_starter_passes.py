@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
+
 from shotpass_server.errors import InvalidInput, NotFound, RenderCancelled
 from shotpass_server.passes.base import FrameJob, FrameResult, Model, PassContext, parse_options
 from shotpass_server.passes.registry import ModelRegistry, starter_models

@@ -6,6 +6,7 @@ from typing import List, Tuple
 
 import numpy as np
 import pytest
+
 from shotpass_server.errors import RenderCancelled
 from shotpass_server.frames.tiling import crop_to, pad_to_multiple, pad_to_size, run_tiled, tile_starts
 

@@ -11,6 +11,7 @@ from typing import List, Optional
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+
 from shotpass_client.patterns import format_frame_list
 
 from . import catalog as cat

@@ -7,6 +7,7 @@ import logging
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import grpc
+
 from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
 

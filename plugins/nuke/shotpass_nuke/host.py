@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import nuke
 import nukescripts
+
 from shotpass_client.ui_model import BOOL, CHOICE, FLOAT, INT, OptionField, contiguous_runs
 
 from .controller import CUSTOM_RANGE, INPUT_RANGE, NO_VERSIONS, STATE_KNOB, Controller

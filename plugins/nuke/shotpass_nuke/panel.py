@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from qtpy import QtCore, QtWidgets
+
 from shotpass_client import Client, ClientError
 from shotpass_client.client import DEFAULT_ADDRESS
 from shotpass_client.ui_model import STATE_NAMES, stars
