@@ -65,7 +65,7 @@ def tokenizer_and_text_encoder(folder: Path, projection: bool = False) -> Tuple[
     return tokenizer, encoder.eval()
 
 
-def _vae(levels: int = 4) -> Any:
+def _vae(levels: int = 4, mid_attention: bool = True) -> Any:
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
@@ -73,7 +73,7 @@ def _vae(levels: int = 4) -> Any:
     return AutoencoderKL(
         block_out_channels=[8] * levels, in_channels=3, out_channels=3,
         down_block_types=["DownEncoderBlock2D"] * levels, up_block_types=["UpDecoderBlock2D"] * levels,
-        latent_channels=4, norm_num_groups=2, layers_per_block=1,
+        latent_channels=4, norm_num_groups=2, layers_per_block=1, mid_block_add_attention=mid_attention,
     ).eval()
 
 
@@ -81,11 +81,12 @@ def _unet(in_channels: int = 4, **extra: Any) -> Any:
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
-    return UNet2DConditionModel(
+    config: Dict[str, Any] = dict(
         block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=in_channels, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=HIDDEN, norm_num_groups=4, attention_head_dim=4, **extra,
-    ).eval()
+        cross_attention_dim=HIDDEN, norm_num_groups=4, attention_head_dim=4,
+    )
+    return UNet2DConditionModel(**{**config, **extra}).eval()
 
 
 def _scheduler() -> Any:
@@ -120,13 +121,18 @@ def save_inpaint(path: Path) -> Path:
     return path
 
 
-def save_upscaler(path: Path) -> Path:
+def save_upscaler(path: Path, attention: bool = True) -> Path:
     from diffusers import DDPMScheduler, StableDiffusionUpscalePipeline
 
     tokenizer, encoder = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok")
     # 7 input channels (latents + the low-res RGB); the noise level is a class embedding, as in the real one.
-    unet = _unet(in_channels=7, num_class_embeds=400)
-    vae = _vae(levels=3)
+    # Without attention for whole plates: the x4 upscaler's latents are at input resolution, so attention
+    # costs (tile pixels)^2 — minutes per Beachball frame on a CPU — while convolutions run the same tiling.
+    no_attention: Dict[str, Any] = dict(
+        mid_block_type=None, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2
+    )
+    unet = _unet(in_channels=7, num_class_embeds=400, **({} if attention else no_attention))
+    vae = _vae(levels=3, mid_attention=attention)
     vae.register_to_config(scaling_factor=0.08333)
     # Random weights decode to near-white noise, in which no tile seam could show. A box-filter output layer
     # makes the result spatially coherent like a real upscaler's, so a hard cut between tiles is measurable.
