@@ -41,3 +41,57 @@ def channels(path: str) -> Dict[str, np.ndarray]:
 def header(path: str, part: int = 0) -> Dict[str, Any]:
     with OpenEXR.File(path) as f:
         return dict(f.parts[part].header)
+
+
+def write_pki(folder: Any) -> Dict[str, Any]:
+    """A throwaway CA, a server certificate for localhost/127.0.0.1 and a client certificate, as PEM files.
+
+    Keys: ca_cert, ca_key, server_cert, server_key, client_cert, client_key (Paths under `folder`).
+    """
+    import datetime
+    import ipaddress
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def pair(subject: str, issuer: Any = None, ca: bool = False, server: bool = False) -> Tuple[Any, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        issuer_cert, issuer_key = issuer if issuer else (None, key)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        builder = (
+            x509.CertificateBuilder().subject_name(name)
+            .issuer_name(issuer_cert.subject if issuer_cert else name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if server:
+            sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False).add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        elif not ca:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256()), key
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = pair("shotpass test CA", ca=True)
+    files: Dict[str, Any] = {}
+    for label, (cert, key) in {"ca": ca, "server": pair("localhost", ca, server=True),
+                               "client": pair("artist", ca)}.items():
+        files[f"{label}_cert"] = folder / f"{label}.crt"
+        files[f"{label}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{label}_key"] = folder / f"{label}.key"
+        files[f"{label}_key"].write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return files
+
+
+def tls_serve_args(pki: Dict[str, Any], mutual: bool = True) -> List[str]:
+    """`shotpass serve` flags for a TLS server with `write_pki` files (mutual: client certificates required)."""
+    args = ["--tls-cert", str(pki["server_cert"]), "--tls-key", str(pki["server_key"])]
+    return args + (["--tls-client-ca", str(pki["ca_cert"])] if mutual else [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from conftest import EXR
@@ -138,3 +140,252 @@ def test_frames_of_different_sizes_are_refused_where_the_model_needs_one_size(tm
             assert submit_render(client, RenderSpec(model="styletransfer-preset"), plate).render_id
     finally:
         srv.stop(0.5)
+
+
+# ---------------------------------------------------------------- oversized frames, bombs and hostile requests
+
+SMALL = EXR / "openexr" / "test.exr"  # 10x20, three float channels, ZIP, 2.8 KB
+
+
+def _with_windows(data: bytes, window: tuple) -> bytes:
+    """The same file with both windows rewritten in the header bytes: it stays small, its header lies."""
+    import struct
+
+    out = bytearray(data)
+    for key in (b"dataWindow\0box2i\0", b"displayWindow\0box2i\0"):
+        at = out.index(key) + len(key) + 4  # after the attribute's size field
+        struct.pack_into("<4i", out, at, *window)
+    return bytes(out)
+
+
+@pytest.fixture
+def exr_opens(monkeypatch):
+    """Every OpenEXR.File the process opens (the server runs in-process), recorded and passed on."""
+    import OpenEXR
+
+    calls = []
+    real = OpenEXR.File
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(OpenEXR, "File", recording)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "window, expect",
+    [
+        ((0, 0, 99_999, 99_999), r"data window is 100000x100000 .*max_frame_pixels"),
+        # Under the pixel limit, but 2.9 GiB of pixels from 2.8 KB of ZIP: a decompression bomb.
+        ((0, 0, 15_999, 15_999), r"promises 2.9 GiB of pixels but the file holds only 2.8 KiB.*decompression bomb"),
+        ((10, 10, 0, 0), r"dataWindow is \(10, 10\)-\(0, 0\), empty"),
+        ((0, 0, 2**30, 9), r"dataWindow .* beyond"),
+    ],
+)
+def test_header_bombs_are_refused_before_openexr_sees_them(client, exr_opens, window, expect):
+    from shotpass_client import ClientError
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    digest = client.upload_bytes(_with_windows(SMALL.read_bytes(), window))
+    request = pb.SubmitRenderRequest(
+        settings=pb.RenderSettings(pass_name="stylize"),
+        frames=[pb.FrameInput(frame=7, digest=digest, name="bomb.0007.exr")],
+    )
+    started = time.monotonic()
+    with pytest.raises(ClientError, match=expect) as info:
+        client.submit(request)
+    assert time.monotonic() - started < 5
+    assert info.value.code == "INVALID_ARGUMENT"
+    assert "bomb.0007.exr" in str(info.value) and "frame 7" in str(info.value)
+    assert exr_opens == [], "OpenEXR was asked to read the file"
+    # The recorder does see reads: the honest file goes through OpenEXR.
+    request.frames[0].digest = client.upload_bytes(SMALL.read_bytes())
+    assert client.submit(request).render_id and exr_opens
+
+
+def test_max_frame_pixels_limits_inputs_and_upscale_outputs(tmp_path):
+    from shotpass_client import Client, ClientError
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import load_config
+    from shotpass_server.errors import InvalidInput
+    from shotpass_server.frames.exr import DEFAULT_MAX_FRAME_PIXELS, set_max_frame_pixels
+
+    config = tmp_path / "shotpass.toml"
+    config.write_text("[server]\nmax_frame_pixels = 0\n")
+    with pytest.raises(InvalidInput, match="max_frame_pixels must be a positive"):
+        load_config(config)
+    config.write_text('[server]\nlisten = "127.0.0.1:0"\ndata_dir = "d"\nmax_frame_pixels = 400\n')
+    srv = ShotpassServer(load_config(config))
+    srv.start()
+
+    def render(client, data: bytes, model: str, name: str):
+        frame = pb.FrameInput(frame=3, digest=client.upload_bytes(data), name=name)
+        return client.submit(pb.SubmitRenderRequest(settings=pb.RenderSettings(model=model), frames=[frame]))
+
+    try:
+        with Client(srv.address) as client:
+            assert render(client, SMALL.read_bytes(), "styletransfer-preset", "small.0003.exr").render_id  # 200 px
+            with pytest.raises(ClientError, match=r"small.0003.exr: the x2 output would be 20x40 \(800 pixels\)"):
+                render(client, SMALL.read_bytes(), "realesrgan-animevideov3-x2", "small.0003.exr")
+            with pytest.raises(ClientError, match=r"frame 3: carrots.0003.exr: the data window is 600x400 .*400"):
+                render(client, GOOD.read_bytes(), "styletransfer-preset", "carrots.0003.exr")
+    finally:
+        srv.stop(0.5)
+        set_max_frame_pixels(DEFAULT_MAX_FRAME_PIXELS)  # the limit is process-wide
+
+
+def test_too_many_channels_are_refused_by_header():
+    import io
+
+    import numpy as np
+    import OpenEXR
+
+    from shotpass_server.frames.exr import MAX_CHANNELS, FrameError, decode_exr
+
+    channels = {f"layer{i:04d}.R": np.zeros((1, 1), np.float16) for i in range(MAX_CHANNELS + 1)}
+    out = io.BytesIO()
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, channels).write(out)
+    with pytest.raises(FrameError, match=rf"wide.0001.exr: part 0 has more than {MAX_CHANNELS} channels"):
+        decode_exr(out.getvalue(), "wide.0001.exr")
+
+
+def _bad_requests(pb, digest: str, render_id: str):
+    """(rpc name, request, what the message must say) for one bad field each."""
+    ok_frame = pb.FrameInput(frame=1, digest=digest, name="a.0001.exr")
+    stylize = pb.RenderSettings(pass_name="stylize")
+
+    def submit(**fields):
+        fields.setdefault("settings", stylize)
+        fields.setdefault("frames", [ok_frame])
+        return pb.SubmitRenderRequest(**fields)
+
+    return [
+        ("SubmitRender", submit(project="p" * 300), "project is 300 characters long; at most 200"),
+        ("SubmitRender", submit(label="l\nx"), "label 'l\\\\nx' contains line breaks"),
+        ("SubmitRender", submit(settings=pb.RenderSettings(model="m" * 5000)), "settings.model is 5000 characters"),
+        ("SubmitRender", submit(settings=pb.RenderSettings(pass_name="stylize", prompt="p" * 4001)),
+         "settings.prompt is 4001 characters long; at most 4000"),
+        ("SubmitRender", submit(settings=pb.RenderSettings(pass_name="stylize", options={"style": "7" * 2000})),
+         r"settings.options\[style\] is 2000 characters"),
+        ("SubmitRender", submit(settings=pb.RenderSettings(pass_name="stylize", options={"k" * 100: "1"})),
+         "settings.options key is 100 characters"),
+        ("SubmitRender", submit(settings=pb.RenderSettings(pass_name="stylize", options={"strength": "nan"})),
+         "option strength='nan': must be a finite number"),
+        ("SubmitRender", submit(frames=[pb.FrameInput(frame=2**40, digest=digest)]),
+         r"frames\[0\].frame 1099511627776 is out of range"),
+        ("SubmitRender", submit(frames=[pb.FrameInput(frame=4, path="/plates/a\0b.exr")]),
+         r"frames\[0\] \(frame 4\).path .* contains line breaks or NUL"),
+        ("SubmitRender", submit(frames=[pb.FrameInput(frame=4, name="x.0004.exr")]),
+         r"frames\[0\] \(frame 4\) has neither a digest nor a path"),
+        ("SubmitRender", submit(frames=[pb.FrameInput(frame=4, digest="Z" * 10_000)]),
+         r"frames\[0\] \(frame 4\).digest 'ZZZ.*\.\.\. \(10000 characters\) is not a sha256 digest"),
+        ("SubmitRender", submit(mask_frames=[pb.FrameInput(frame=-2**33, digest=digest)]),
+         r"mask_frames\[0\].frame -8589934592 is out of range"),
+        ("SubmitRender", submit(frames=[], parent_render=render_id, parent_frames=[3, 3]),
+         "parent_frames lists frame 3 twice"),
+        ("SubmitRender", submit(parent_render="../../etc"), "parent_render '../../etc' is not a render id"),
+        ("SubmitRender", submit(settings=pb.RenderSettings(pass_name="stylize", reference=pb.Reference(digest="x"))),
+         "settings.reference.digest 'x' is not a sha256 digest"),
+        ("PreviewFrame", pb.PreviewFrameRequest(render=submit(), timeout_seconds=float("nan")),
+         "timeout_seconds nan: give 0"),
+        ("PreviewFrame", pb.PreviewFrameRequest(render=submit(shot="s" * 201)), "render.shot is 201 characters"),
+        ("FindBlobs", pb.FindBlobsRequest(digests=[digest, "x" * 5000]),
+         r"digests\[1\] 'xxx.*\(5000 characters\) is not a sha256 digest"),
+        ("DownloadBlob", pb.DownloadBlobRequest(digest=digest.upper()), "digest '[0-9A-F]{12}.* is not a sha256"),
+        ("WatchRender", pb.WatchRenderRequest(render_id=render_id, after_sequence=-1), "after_sequence -1"),
+        ("GetRender", pb.GetRenderRequest(), "render_id is empty"),
+        ("CancelRender", pb.CancelRenderRequest(render_id="r 1"), "render_id 'r 1' is not a render id"),
+        ("ListRenders", pb.ListRendersRequest(limit=5000), "limit 5000: give 0 .* up to 1000"),
+        ("ListRenders", pb.ListRendersRequest(project="p" * 201), "project is 201 characters"),
+        ("ReviewRender", pb.ReviewRenderRequest(render_id=render_id, rating=9), "rating 9: use 0"),
+        ("ReviewRender", pb.ReviewRenderRequest(render_id=render_id, note="n" * 4001), "note is 4001 characters"),
+        ("ListModels", pb.ListModelsRequest(pass_name="p" * 300), "pass_name is 300 characters"),
+    ]
+
+
+def test_every_bad_field_is_refused_by_name(server, client):
+    import re
+
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
+
+    digest = client.upload_bytes(SMALL.read_bytes())
+    render_id = client.submit(pb.SubmitRenderRequest(
+        settings=pb.RenderSettings(pass_name="passthrough"), frames=[pb.FrameInput(frame=3, digest=digest)]
+    )).render_id
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.ShotPassStub(channel)
+        for rpc_name, request, expect in _bad_requests(pb, digest, render_id):
+            method = getattr(stub, rpc_name)
+            with pytest.raises(grpc.RpcError) as info:
+                answer = method(request, timeout=30)
+                if rpc_name in ("WatchRender", "DownloadBlob"):
+                    list(answer)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (rpc_name, info.value.details())
+            assert re.search(expect, info.value.details()), (rpc_name, info.value.details())
+    assert _serving(server)
+
+
+def test_upload_chunks_must_agree_with_their_blob(server):
+    import hashlib
+
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
+
+    data = SMALL.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    size = len(data)
+    streams = {
+        "changed size": ([pb.UploadChunk(digest=digest, total_size=size, offset=0, data=data[:100]),
+                          pb.UploadChunk(digest=digest, total_size=size + 1, offset=100, data=data[100:])],
+                         "a chunk says the blob has 2831 bytes, its first chunk said 2830"),
+        "past the end": ([pb.UploadChunk(digest=digest, total_size=10, offset=0, data=data[:100])],
+                         "chunk at offset 0 with 100 bytes lies outside the blob's 10 bytes"),
+        "negative offset": ([pb.UploadChunk(digest=digest, total_size=size, offset=-5, data=data)],
+                            "chunk at offset -5"),
+        "bad digest": ([pb.UploadChunk(digest="sha256:" + digest, total_size=size, data=data)],
+                       "chunk digest 'sha256:"),
+        "out of order": ([pb.UploadChunk(digest=digest, total_size=size, offset=0, data=data[:100]),
+                          pb.UploadChunk(digest=digest, total_size=size, offset=200, data=data[200:300])],
+                         "offset 200, expected 100"),
+    }
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.ShotPassStub(channel)
+        for name, (chunks, expect) in streams.items():
+            with pytest.raises(grpc.RpcError) as info:
+                stub.UploadBlobs(iter(chunks), timeout=30)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (name, info.value.details())
+            assert expect in info.value.details(), (name, info.value.details())
+        # The same bytes, sent properly, are stored.
+        answer = stub.UploadBlobs(iter([pb.UploadChunk(digest=digest, total_size=size, data=data)]), timeout=30)
+        assert [b.digest for b in answer.blobs] == [digest]
+
+
+def test_watching_after_the_last_event_ends_and_a_slow_preview_times_out(server, client):
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
+
+    digest = client.upload_bytes(SMALL.read_bytes())
+    render_id = client.submit(pb.SubmitRenderRequest(
+        settings=pb.RenderSettings(pass_name="passthrough"), frames=[pb.FrameInput(frame=3, digest=digest)]
+    )).render_id
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.ShotPassStub(channel)
+        events = list(stub.WatchRender(pb.WatchRenderRequest(render_id=render_id), timeout=30))
+        assert events[-1].kind == pb.RenderEvent.FINISHED
+        for after in (events[-1].sequence, events[-1].sequence + 1000):
+            started = time.monotonic()
+            assert list(stub.WatchRender(pb.WatchRenderRequest(render_id=render_id, after_sequence=after),
+                                         timeout=30)) == []
+            assert time.monotonic() - started < 5
+        carrots = client.upload_bytes(GOOD.read_bytes())
+        preview = pb.SubmitRenderRequest(
+            settings=pb.RenderSettings(pass_name="stylize"), frames=[pb.FrameInput(frame=5, digest=carrots)]
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            stub.PreviewFrame(pb.PreviewFrameRequest(render=preview, timeout_seconds=0.001), timeout=30)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, info.value.details()
+        assert "did not finish in time" in info.value.details()

@@ -402,3 +402,37 @@ def test_path_map_sends_a_mapped_plate_as_server_paths(tmp_path: Path, ext_zip: 
     assert res["submit"] == res["wait"] == "", log
     for i, out_file in enumerate(res["state"]["strip"]["files"]):
         np.testing.assert_allclose(rgba(out_file), rgba(files[i]), atol=1e-3, err_msg=out_file)
+
+
+def test_tls_preferences_reach_a_mutual_tls_server(tmp_path: Path, ext_zip: Tuple[Path, str]) -> None:
+    from helpers import tls_serve_args, write_pki
+
+    from shotpass_client import Client
+    from shotpass_client.client import tls_files
+
+    pki = write_pki(tmp_path / "pki")
+    plate = noise_plate(tmp_path / "plate", range(1, 3), 16, 8)
+    data = tmp_path / "tls-data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shotpass_server.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data),
+         *tls_serve_args(pki, mutual=True)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "TLS mutual" in line, line
+        address = line.split("serving on ")[1].split()[0]
+        tls = {"tls_ca": str(pki["ca_cert"]), "tls_cert": str(pki["client_cert"]), "tls_key": str(pki["client_key"])}
+        res, log = run_blender("tls", tmp_path, ext_zip[0], address, plate=plate[1], tls=tls)
+        assert res["use_plate"] == res["submit"] == res["wait"] == res["versions_call"] == "", log
+        outputs = {int(f): p for f, p in res["outputs"].items()}
+        assert sorted(outputs) == [1, 2]
+        for f, p in outputs.items():
+            np.testing.assert_array_equal(rgba(p), rgba(plate[f]))  # passthrough, over TLS both ways
+        with Client(address, **tls_files(*tls.values())) as client:  # type: ignore[arg-type]
+            assert client.get_render(res["render_id"]).frames_done == 2
+        # Without the client certificate the mutual-TLS server refuses: one clear report, no traceback.
+        assert "cannot reach a shotpass server" in res["no_client_cert"] or "unreachable" in res["no_client_cert"]
+        assert "Traceback" not in log
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -326,3 +326,61 @@ def test_path_mode_sends_a_mapped_read_as_paths_without_rendering_or_uploading(n
             assert np.array_equal(out, channels(beachball.replace("####", f"{f:04d}"))["R"])
     finally:
         srv.stop(0.5)
+
+
+def test_tls_from_the_environment_reaches_a_mutual_tls_server(nk, beachball, tmp_path, monkeypatch):
+    from helpers import write_pki
+
+    from shotpass_client import Client
+    from shotpass_client.client import tls_files
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+
+    pki = write_pki(tmp_path / "pki")
+    srv = ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "tls-data", tls_cert=pki["server_cert"],
+                                      tls_key=pki["server_key"], tls_client_ca=pki["ca_cert"]))
+    srv.start()
+    try:
+        monkeypatch.setenv("SHOTPASS_SERVER", srv.address)
+        read = plate_read(beachball, 1, 2)
+        # Without certificates the node reports the failure on its status line.
+        plain = host.create_node()
+        pump_until(lambda: status(plain).startswith("server:"))
+        assert "cannot reach a shotpass server" in status(plain)
+        nuke.delete(plain)
+        read.setSelected(True)
+        for var, key in (("SHOTPASS_TLS_CA", "ca_cert"), ("SHOTPASS_TLS_CERT", "client_cert"),
+                         ("SHOTPASS_TLS_KEY", "client_key")):
+            monkeypatch.setenv(var, str(pki[key]))
+        node = connected_node()
+        assert f"connected to {srv.address} (mutual TLS)" in status(node), status(node)
+        node.ui_set("pass", "passthrough")
+        run(node, "render")  # the background job connects with the same TLS files
+        assert "2 frame(s) written" in status(node), status(node)
+        rid = state(node)["versions"][0]["render_id"]
+        with Client(srv.address, **tls_files(str(pki["ca_cert"]), str(pki["client_cert"]),
+                                             str(pki["client_key"]))) as client:  # type: ignore[arg-type]
+            assert client.get_render(rid).frames_done == 2
+        monkeypatch.setenv("SHOTPASS_TLS_KEY", str(tmp_path / "missing.key"))
+        node["connect"].execute()
+        pump_until(lambda: status(node).startswith("server:"))
+        assert "missing.key" in status(node), status(node)
+    finally:
+        srv.stop(0.5)
+
+
+def test_connection_settings_take_explicit_values_then_the_environment(tmp_path):
+    from shotpass_client import ClientError
+    from shotpass_client.connection import Connection
+
+    env = {"SHOTPASS_SERVER": "gpu01:50051", "SHOTPASS_TOKEN": "t-env", "SHOTPASS_TLS_CA": "/env/ca.pem"}
+    conn = Connection.resolve(" ", None, "", env=env)
+    assert (conn.address, conn.token, conn.tls_ca, conn.tls_cert, conn.tls) == (
+        "gpu01:50051", "t-env", "/env/ca.pem", None, True)
+    mine = Connection.resolve("gpu02:1", "t-mine", "/my/ca.pem", "/my/c.pem", "/my/c.key", env=env)
+    assert (mine.address, mine.token, mine.tls_ca, mine.tls_cert, mine.tls_key) == (
+        "gpu02:1", "t-mine", "/my/ca.pem", "/my/c.pem", "/my/c.key")
+    assert mine.describe() == "gpu02:1 (mutual TLS)" and "t-mine" not in mine.describe()
+    assert Connection.resolve(env={}).address == "localhost:50051" and not Connection.resolve(env={}).tls
+    with pytest.raises(ClientError, match="needs its key"):
+        Connection.resolve("127.0.0.1:9", tls_cert=str(tmp_path / "c.pem"), env={}).client(0.1)

@@ -68,3 +68,59 @@ def test_a_server_without_roots_reads_no_paths(capsys, server, tmp_path):
                                     "--pass", "passthrough", "--server", server.address, "--out", str(tmp_path),
                                     "--json", "--path-map", f"{BEACHBALL}={BEACHBALL}"])
     assert code != 0 and "reads no paths" in err
+
+
+@pytest.fixture
+def project_server(tmp_path):
+    """Global roots: none. Project p reads the Beachball folder, project q its own folder; r has roots, no members."""
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+
+    q_root = tmp_path / "q-storage"
+    q_root.mkdir()
+    srv = ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d",
+                                      project_roots={"p": [BEACHBALL], "q": [q_root], "r": [tmp_path / "r"]}))
+    tokens = {name: srv.accounts.add_user(name) for name in ("alice", "bob", "carol")}
+    srv.accounts.add_member("p", "alice")
+    srv.accounts.add_member("q", "bob")
+    srv.start()
+    yield srv, tokens, q_root
+    srv.stop(0.5)
+
+
+def _path_render(capsys, srv, token, project, folder, out, pattern="singlepart.####.exr"):
+    return run_cli(capsys, ["render", str(folder / pattern), "--frames", "1", "--pass", "passthrough",
+                            "--project", project, "--server", srv.address, "--token", token, "--out", str(out),
+                            "--json", "--path-map", f"{folder}={folder}"])
+
+
+def test_a_render_reads_its_own_projects_roots_only(capsys, project_server, tmp_path):
+    srv, tokens, q_root = project_server
+    code, out, err = _path_render(capsys, srv, tokens["alice"], "p", BEACHBALL, tmp_path / "o1")
+    assert code == 0, err
+    assert out["bytes_uploaded"] == 0
+    # Bob, in project q, names a plate under p's storage: refused, naming the file and frame.
+    code, _, err = _path_render(capsys, srv, tokens["bob"], "q", BEACHBALL, tmp_path / "o2")
+    assert code != 0
+    assert "outside the server's readable roots for project 'q'" in err and "singlepart.0001.exr (frame 1)" in err
+    # Nor can he submit into p, which he is not a member of.
+    code, _, err = _path_render(capsys, srv, tokens["bob"], "p", BEACHBALL, tmp_path / "o3")
+    assert code != 0 and "not a member of project 'p'" in err
+    # A symlink in q's storage that points into p's is resolved first: still p's plate, still refused.
+    (q_root / "link.0001.exr").symlink_to(BEACHBALL / "singlepart.0001.exr")
+    code, _, err = _path_render(capsys, srv, tokens["bob"], "q", q_root, tmp_path / "o4", "link.####.exr")
+    assert code != 0 and "outside the server's readable roots" in err and "link.0001.exr" in err
+    # So is '..' out of q's storage.
+    code, _, err = run_cli(capsys, [
+        "render", str(q_root / "link.####.exr"), "--frames", "1", "--pass", "passthrough", "--project", "q",
+        "--server", srv.address, "--token", tokens["bob"], "--out", str(tmp_path / "o5"), "--json",
+        "--path-map", f"{q_root}={q_root}/../../../../../../../{BEACHBALL.relative_to('/')}",
+    ])
+    assert code != 0 and "outside the server's readable roots" in err
+
+
+def test_a_project_with_its_own_storage_is_not_claimed_by_a_first_render(capsys, project_server, tmp_path):
+    srv, tokens, _ = project_server
+    code, _, err = _path_render(capsys, srv, tokens["carol"], "r", BEACHBALL, tmp_path / "o")
+    assert code != 0 and "not a member of project 'r', which has its own plate storage" in err
+    assert "shotpass projects add-member r carol" in err

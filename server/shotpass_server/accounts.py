@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS blob_uploads (
   PRIMARY KEY (digest, user_id));
 CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id);
 """
+# Added after the first release; older data dirs get it on open. The highest render priority a user may ask
+# for (admins are not capped); 0 by default, so raising one's own work above others' is the admin's call.
+MIGRATIONS = (("users", "max_priority", "INTEGER NOT NULL DEFAULT 0"),)
 
 TOKEN_HELP = "pass --token TOKEN or set SHOTPASS_TOKEN (the server's admin creates one with: shotpass users add NAME)"
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
@@ -57,6 +60,7 @@ class Caller:
     name: str
     admin: bool
     user_id: Optional[int] = None
+    max_priority: Optional[int] = None  # None: not capped (admins, the single-user default)
 
     @property
     def sees_all(self) -> bool:
@@ -73,6 +77,7 @@ class UserRow:
     revoked: bool
     created_at: float
     projects: List[str]
+    max_priority: int = 0
 
 
 def hash_token(token: str) -> str:
@@ -104,6 +109,9 @@ class Accounts:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            for table, column, declaration in MIGRATIONS:
+                if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def close(self) -> None:
         with self._lock:
@@ -111,15 +119,15 @@ class Accounts:
 
     # ------------------------------------------------------------------ users (the `shotpass users` commands)
 
-    def add_user(self, name: str, admin: bool = False) -> str:
+    def add_user(self, name: str, admin: bool = False, max_priority: int = 0) -> str:
         """Create a user; returns their token (the only time it is seen)."""
         _check_name("user", name)
         token = new_token()
         with self._lock:
             try:
                 self._db.execute(
-                    "INSERT INTO users (name, admin, token_hash, created_at) VALUES (?, ?, ?, ?)",
-                    (name, int(admin), hash_token(token), time.time()),
+                    "INSERT INTO users (name, admin, token_hash, created_at, max_priority) VALUES (?, ?, ?, ?, ?)",
+                    (name, int(admin), hash_token(token), time.time(), int(max_priority)),
                 )
             except sqlite3.IntegrityError:
                 raise InvalidInput(f"user {name!r} exists already (new token: shotpass users token {name})") from None
@@ -136,6 +144,12 @@ class Accounts:
             raise NotFound(f"no user {name!r} (list them with: shotpass users list)")
         return token
 
+    def set_max_priority(self, name: str, max_priority: int) -> None:
+        with self._lock:
+            cur = self._db.execute("UPDATE users SET max_priority = ? WHERE name = ?", (int(max_priority), name))
+        if cur.rowcount == 0:
+            raise NotFound(f"no user {name!r} (list them with: shotpass users list)")
+
     def revoke(self, name: str) -> None:
         with self._lock:
             cur = self._db.execute("UPDATE users SET token_hash = NULL, revoked = 1 WHERE name = ?", (name,))
@@ -144,9 +158,12 @@ class Accounts:
 
     def users(self) -> List[UserRow]:
         with self._lock:
-            rows = self._db.execute("SELECT id, name, admin, revoked, created_at FROM users ORDER BY name").fetchall()
+            rows = self._db.execute(
+                "SELECT id, name, admin, revoked, created_at, max_priority FROM users ORDER BY name"
+            ).fetchall()
             return [
-                UserRow(r["name"], bool(r["admin"]), bool(r["revoked"]), r["created_at"], self._projects_of(r["id"]))
+                UserRow(r["name"], bool(r["admin"]), bool(r["revoked"]), r["created_at"], self._projects_of(r["id"]),
+                        int(r["max_priority"]))
                 for r in rows
             ]
 
@@ -200,11 +217,14 @@ class Accounts:
             raise Unauthenticated(f"this server needs a token: {TOKEN_HELP}")
         with self._lock:
             row = self._db.execute(
-                "SELECT id, name, admin FROM users WHERE token_hash = ? AND revoked = 0", (hash_token(token),)
+                "SELECT id, name, admin, max_priority FROM users WHERE token_hash = ? AND revoked = 0",
+                (hash_token(token),),
             ).fetchone()
         if row is None:
             raise Unauthenticated("this token is not valid on this server (wrong or revoked); ask its admin for one")
-        return Caller(name=row["name"], admin=bool(row["admin"]), user_id=row["id"])
+        admin = bool(row["admin"])
+        return Caller(name=row["name"], admin=admin, user_id=row["id"],
+                      max_priority=None if admin else int(row["max_priority"]))
 
     def visible_projects(self, caller: Caller) -> Optional[List[str]]:
         """The projects a caller may see; None means all of them."""
@@ -220,11 +240,13 @@ class Accounts:
             if not self._is_member(project, caller.user_id):
                 raise PermissionDenied(f"{caller.name} is not a member of project {project!r}")
 
-    def claim_project(self, caller: Caller, project: str) -> bool:
+    def claim_project(self, caller: Caller, project: str, configured: bool = False) -> bool:
         """Before a render is created in `project`: its first user becomes its owner, anyone else must be a member.
 
         Returns True when this call made the caller the owner (so a failed submission can `release` it).
         One IMMEDIATE transaction, so two users creating the same new project cannot both become owners.
+        A `configured` project (one with its own plate roots in the server's config) is never claimed by a
+        first render: its members are whoever the admin adds, or its storage would go to whoever came first.
         """
         if caller.user_id is None:
             return False
@@ -236,6 +258,12 @@ class Accounts:
                     exists = self._db.execute("SELECT 1 FROM members WHERE project = ? LIMIT 1", (project,)).fetchone()
                     if not exists and self._has_table("projects"):
                         exists = self._db.execute("SELECT 1 FROM projects WHERE name = ?", (project,)).fetchone()
+                    if configured and not caller.admin:
+                        raise PermissionDenied(
+                            f"{caller.name} is not a member of project {project!r}, which has its own plate storage "
+                            f"on this server; the server's admin adds its members: shotpass projects add-member "
+                            f"{project} {caller.name}"
+                        )
                     if exists and not caller.admin:
                         raise PermissionDenied(
                             f"{caller.name} is not a member of project {project!r} "

@@ -6,7 +6,7 @@ import logging
 import os
 from concurrent import futures
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -16,12 +16,18 @@ from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
 
 from .accounts import Accounts
+from .blob_gc import periodic_gc
 from .blobs import BlobStore
-from .catalog import Catalog
+from .catalog import QUEUED, Catalog
 from .config import ServerConfig
 from .errors import InvalidInput
 from .frames.colour import ColourSpaces
+from .frames.exr import set_max_frame_pixels
+from .metrics import Metrics, RpcObserver
+from .model_config import check_model_files
 from .passes.registry import ModelRegistry
+from .quotas import Quotas
+from .ray_executor import RayExecutor, specs_factory
 from .renders import RenderManager
 from .service import MAX_CHUNK_BYTES, ShotPassService
 
@@ -49,17 +55,39 @@ def _registry(cfg: ServerConfig) -> ModelRegistry:
     return registry_for(cfg.models)
 
 
+def _ray_executor(cfg: ServerConfig, worker_registry: Optional[Callable[[], ModelRegistry]]) -> RayExecutor:
+    """Connect to the Ray cluster and start one actor per GPU there (or `ray_workers` CPU actors)."""
+    cfg.check_executor()
+    return RayExecutor(
+        cfg.ray_address,
+        cfg.ray_workers,
+        worker_registry or specs_factory(cfg.models),
+        cfg.colour_config,
+        cfg.max_frame_attempts,
+    )
+
+
 class ShotpassServer:
-    def __init__(self, cfg: ServerConfig, registry: Optional[ModelRegistry] = None) -> None:
+    def __init__(
+        self,
+        cfg: ServerConfig,
+        registry: Optional[ModelRegistry] = None,
+        worker_registry: Optional[Callable[[], ModelRegistry]] = None,
+    ) -> None:
+        """``worker_registry``: with the Ray executor, a picklable factory each actor calls to build its models
+        (default: the starter models plus ``cfg.models``); pass one together with a custom ``registry``."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing leaves the box
         self.cfg = cfg
         data_dir = Path(cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         cfg.check_tls()
+        set_max_frame_pixels(cfg.max_frame_pixels)  # process-wide: every decode_exr checks headers against it
         self.catalog = Catalog(data_dir / "catalog.sqlite")
         self.accounts = Accounts(data_dir / "catalog.sqlite")  # after the catalog: it reads the catalog's tables
-        self.blobs = BlobStore(data_dir / "blobs")
-        self.devices = devices(cfg.workers)
+        self.blobs = BlobStore(data_dir / "blobs", cfg.max_store_bytes, cfg.partial_upload_retention_hours * 3600)
+        self.blob_gc = periodic_gc(self.blobs, self.catalog, cfg)  # None unless [server] blob_gc_interval_hours
+        self.executor = _ray_executor(cfg, worker_registry) if cfg.executor == "ray" else None
+        self.devices = self.executor.slots if self.executor else devices(cfg.workers)
         self.manager = RenderManager(
             self.catalog,
             self.blobs,
@@ -68,9 +96,19 @@ class ShotpassServer:
             self.devices,
             cfg.chunk_frames,
             cfg.path_roots,
-            cfg.max_queued_renders,
+            quotas=Quotas(cfg.max_queued_renders, cfg.max_queued_per_user, cfg.max_frames_per_user),
+            project_roots=cfg.project_roots,
         )
+        self.manager.executor = self.executor
         self.health = health.HealthServicer()
+        self.ready = False  # health says SERVING only while this is set (see start and stop)
+        self.starting = True  # until start() passed its readiness checks: ShotPass calls get UNAVAILABLE
+        # Run by start() before SERVING; each raises with a message that says what to fix. Sites may add their own.
+        self.readiness_checks: List[Callable[[], None]] = [self._check_store, self._check_models]
+        self.metrics = Metrics(self._render_labels)
+        self.metrics.watch_live_state(self.manager.scheduler.queue_depth, lambda: self.ready)
+        self.manager.metrics = self.metrics
+        self.metrics_address = ""
         self._grpc: Optional[grpc.Server] = None
         self.port = 0
 
@@ -81,6 +119,7 @@ class ShotpassServer:
                 ("grpc.max_receive_message_length", MAX_CHUNK_BYTES + (1 << 20)),
                 ("grpc.max_send_message_length", MAX_CHUNK_BYTES + (1 << 20)),
             ],
+            interceptors=[RpcObserver(self.metrics, lambda: self.starting, SERVICE_NAME)],
         )
         pb_grpc.add_ShotPassServicer_to_server(ShotPassService(self.manager, self.devices, self.accounts), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -92,11 +131,26 @@ class ShotpassServer:
             self.port = server.add_secure_port(self.cfg.listen, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.cfg.listen} (address in use or not allowed)")
-        self.manager.start()
+        # Listening but NOT_SERVING (ShotPass calls get UNAVAILABLE) until every readiness check passed.
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         server.start()
+        self._grpc = server
+        try:
+            if self.cfg.metrics_listen:
+                self.metrics_address = self.metrics.serve(self.cfg.metrics_listen)
+            for check in self.readiness_checks:
+                check()
+        except BaseException:
+            server.stop(0)
+            self.metrics.close()
+            raise
+        self.manager.start()
+        if self.blob_gc is not None:
+            self.blob_gc.start()
+        self.ready, self.starting = True, False
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._grpc = server
         log.info("serving on %s (devices: %s, data: %s, tls: %s, users: %s)", self.address, ", ".join(self.devices),
                  self.cfg.data_dir, self.tls_mode, "yes" if self.accounts.has_users() else "none (single-user)")
         return self.port
@@ -128,10 +182,35 @@ class ShotpassServer:
         assert self._grpc is not None
         self._grpc.wait_for_termination()
 
-    def stop(self, grace: float = 2.0) -> None:
-        self.health.enter_graceful_shutdown()
+    def stop(self, grace: float = 2.0, work_grace: Optional[float] = None) -> None:
+        """Graceful: NOT_SERVING first; no new work; the running step gets `work_grace` seconds (default
+        [server] shutdown_grace_s) to finish, else it is cancelled and its frames resume at the next start.
+        gRPC keeps answering meanwhile (watchers see the last frames, submits are refused), then gets `grace`."""
+        self.ready = False
+        self.health.enter_graceful_shutdown()  # NOT_SERVING from here on, so balancers drain this server
+        self.manager.scheduler.stop(self.cfg.shutdown_grace_s if work_grace is None else work_grace)
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
-        self.manager.stop()
+        self.manager.stop()  # the scheduler is stopped already: this only lets the manager release the rest
+        if self.executor is not None:  # after the scheduler: its graceful stop may still cancel remote chunks
+            self.executor.stop()
+        if self.blob_gc is not None:  # before the catalog closes: a run in progress still reads it
+            self.blob_gc.stop()
         self.accounts.close()
         self.catalog.close()
+        self.metrics.close()
+
+    def _check_store(self) -> None:
+        """The catalog answers and the blob store takes files: renders can be recorded and stored."""
+        self.catalog.render_ids_in_state(QUEUED)
+        if not os.access(self.blobs.tmp_dir, os.W_OK):
+            raise InvalidInput(f"blob store {self.blobs.root} is not writable by this user: fix its permissions")
+
+    def _check_models(self) -> None:
+        """Every configured model folder is still complete (it was checked when the config was read)."""
+        for spec in self.cfg.models:
+            check_model_files(spec)
+
+    def _render_labels(self, render_id: str) -> Tuple[str, str]:
+        settings = self.catalog.get_render(render_id, with_frames=False).settings
+        return str(settings.get("pass_name", "")), str(settings.get("model", ""))

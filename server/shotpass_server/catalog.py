@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import NotFound
 
@@ -44,13 +44,14 @@ CREATE TABLE IF NOT EXISTS renders (
   compute_seconds REAL NOT NULL DEFAULT 0, device TEXT NOT NULL DEFAULT '',
   rating INTEGER NOT NULL DEFAULT 0, pinned INTEGER NOT NULL DEFAULT 0, note TEXT NOT NULL DEFAULT '',
   approved INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', warnings TEXT NOT NULL DEFAULT '[]',
+  owner TEXT NOT NULL DEFAULT '',
   UNIQUE(shot_id, version));
 CREATE TABLE IF NOT EXISTS frames (
   render_id TEXT NOT NULL REFERENCES renders(id), frame INTEGER NOT NULL,
   input_digest TEXT NOT NULL, input_name TEXT NOT NULL DEFAULT '', mask_digest TEXT NOT NULL DEFAULT '',
   output_digest TEXT NOT NULL DEFAULT '', output_size INTEGER NOT NULL DEFAULT 0,
   state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', compute_seconds REAL NOT NULL DEFAULT 0,
-  attempts INTEGER NOT NULL DEFAULT 0, finished_at REAL NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0, finished_at REAL NOT NULL DEFAULT 0, started_at REAL NOT NULL DEFAULT 0,
   PRIMARY KEY (render_id, frame));
 CREATE TABLE IF NOT EXISTS events (
   render_id TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL, kind TEXT NOT NULL,
@@ -63,6 +64,14 @@ CREATE INDEX IF NOT EXISTS frames_by_output ON frames(output_digest);
 CREATE INDEX IF NOT EXISTS frames_by_mask ON frames(mask_digest);
 CREATE INDEX IF NOT EXISTS renders_by_reference ON renders(reference_digest);
 """
+
+# Columns added after the first release: (table, column, declaration). Older catalogs get them on open.
+MIGRATIONS = (
+    ("renders", "owner", "TEXT NOT NULL DEFAULT ''"),
+    ("frames", "started_at", "REAL NOT NULL DEFAULT 0"),
+)
+# Indexes on migrated columns: created after the migration, or an old catalog would fail to open.
+LATE_INDEXES = "CREATE INDEX IF NOT EXISTS renders_by_owner ON renders(owner, state);"
 
 
 @dataclass
@@ -78,6 +87,7 @@ class FrameRow:
     compute_seconds: float = 0.0
     attempts: int = 0
     finished_at: float = 0.0
+    started_at: float = 0.0  # when the frame last went to a worker (unix seconds)
 
 
 @dataclass
@@ -104,6 +114,7 @@ class RenderRow:
     approved: bool
     error: str
     warnings: List[str]
+    owner: str = ""  # the submitting user's name; "" on a single-user server
     frames: List[FrameRow] = field(default_factory=list)
     children: List[str] = field(default_factory=list)
 
@@ -131,6 +142,14 @@ class Catalog:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        for table, column, declaration in MIGRATIONS:
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        self._db.executescript(LATE_INDEXES)
 
     def close(self) -> None:
         with self._lock:
@@ -150,6 +169,7 @@ class Catalog:
         reference_digest: str,
         scale: int,
         warnings: List[str],
+        owner: str = "",
     ) -> str:
         now = time.time()
         render_id = "r-" + uuid.uuid4().hex[:12]
@@ -160,10 +180,10 @@ class Catalog:
             ).fetchone()
             self._db.execute(
                 "INSERT INTO renders (id, shot_id, version, lane, state, settings, parent, label,"
-                " reference_digest, scale, created_at, warnings) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " reference_digest, scale, created_at, warnings, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     render_id, shot_id, row[0], lane, QUEUED, json.dumps(settings), parent, label,
-                    reference_digest, scale, now, json.dumps(warnings),
+                    reference_digest, scale, now, json.dumps(warnings), owner,
                 ),
             )
             self._db.executemany(
@@ -199,8 +219,9 @@ class Catalog:
     def frame_started(self, render_id: str, frame: int) -> None:
         with self._lock, self._transaction():
             self._db.execute(
-                "UPDATE frames SET state = ?, attempts = attempts + 1 WHERE render_id = ? AND frame = ?",
-                (F_RUNNING, render_id, frame),
+                "UPDATE frames SET state = ?, attempts = attempts + 1, started_at = ?"
+                " WHERE render_id = ? AND frame = ?",
+                (F_RUNNING, time.time(), render_id, frame),
             )
 
     def frame_done(self, render_id: str, frame: int, digest: str, size: int, seconds: float) -> None:
@@ -283,7 +304,7 @@ class Catalog:
         with self._lock:
             rows = self._db.execute(
                 "SELECT frame, input_digest, input_name, mask_digest, output_digest, output_size, state, error,"
-                " compute_seconds, attempts, finished_at FROM frames WHERE render_id = ? ORDER BY frame",
+                " compute_seconds, attempts, finished_at, started_at FROM frames WHERE render_id = ? ORDER BY frame",
                 (render_id,),
             ).fetchall()
         return [FrameRow(**dict(r)) for r in rows]
@@ -328,6 +349,32 @@ class Catalog:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def owner_load(self, owner: str) -> Tuple[int, int]:
+        """(renders waiting or running, frames not yet finished in them) of one user: the per-user quotas.
+
+        Previews are left out, as they are of the global queue bound: one frame each, and never kept waiting.
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(DISTINCT r.id), COUNT(f.frame) FROM renders r"
+                " LEFT JOIN frames f ON f.render_id = r.id AND f.state IN (?, ?)"
+                " WHERE r.owner = ? AND r.lane != 'preview' AND r.state IN (?, ?)",
+                (F_PENDING, F_RUNNING, owner, QUEUED, RUNNING),
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def reset_running_frames(self, render_ids: Iterable[str]) -> int:
+        """Frames of these renders caught mid-run go back to pending (a shutdown that could not wait for them)."""
+        ids = list(render_ids)
+        if not ids:
+            return 0
+        with self._lock, self._transaction():
+            cur = self._db.execute(
+                f"UPDATE frames SET state = ? WHERE state = ? AND render_id IN ({','.join('?' * len(ids))})",
+                (F_PENDING, F_RUNNING, *ids),
+            )
+        return cur.rowcount
+
     # ------------------------------------------------------------------ helpers
 
     def _transaction(self) -> _Txn:
@@ -358,11 +405,21 @@ class Catalog:
         d["approved"] = bool(d["approved"])
         return RenderRow(**d)
 
+    def referenced_digests(self) -> set[str]:
+        """Every blob some render uses or made (inputs, masks, outputs, references), whatever its state:
+        blob GC never deletes these."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT input_digest FROM frames UNION SELECT mask_digest FROM frames"
+                " UNION SELECT output_digest FROM frames UNION SELECT reference_digest FROM renders"
+            ).fetchall()
+        return {r[0] for r in rows if r[0]}
+
 
 _RENDER_SELECT = (
     "SELECT r.id, p.name AS project, s.name AS shot, r.version, r.lane, r.state, r.settings, r.parent, r.label,"
     " r.reference_digest, r.scale, r.created_at, r.started_at, r.finished_at, r.compute_seconds, r.device,"
-    " r.rating, r.pinned, r.note, r.approved, r.error, r.warnings"
+    " r.rating, r.pinned, r.note, r.approved, r.error, r.warnings, r.owner"
     " FROM renders r JOIN shots s ON s.id = r.shot_id JOIN projects p ON p.id = s.project_id"
 )
 

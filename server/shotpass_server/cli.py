@@ -1,6 +1,6 @@
-"""`shotpass serve | render | preview | renders | fetch | cancel | models | review | demo | users | projects`.
+"""`shotpass serve | render | preview | renders | fetch | cancel | models | review | demo | users | projects | gc`.
 
-`users` and `projects` act on a data dir directly (like `serve`), never over the network: whoever can
+`users`, `projects` and `gc` act on a data dir directly (like `serve`), never over the network: whoever can
 write the data dir administers the server.
 
 Every client command accepts --json: progress then goes nowhere and the last stdout line is one JSON
@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from shotpass_client import Client, ClientError
-from shotpass_client.client import DEFAULT_ADDRESS, state_name, tls_files
+from shotpass_client.client import DEFAULT_ADDRESS, state_name
+from shotpass_client.connection import Connection
 from shotpass_client.jobs import (
     PlateError,
     RenderSpec,
@@ -68,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-cert", type=Path, help="server certificate (PEM): serve TLS only ([tls] cert)")
     s.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM) ([tls] key)")
     s.add_argument("--tls-client-ca", type=Path, help="CA of client certificates: demand mutual TLS ([tls] client_ca)")
+    s.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics ([server] metrics_listen; default off)")
+    s.add_argument("--log-format", choices=("text", "json"), help="json: one JSON object per log line ([server] "
+                   "log_format)")
+    s.add_argument("--executor", choices=("local", "ray"),
+                   help="local: one worker per visible GPU (default); ray: one actor per GPU of a Ray cluster")
+    s.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster: auto, HOST:6379, or local to start one "
+                   "on this box ([server] ray_address)")
+    s.add_argument("--ray-workers", type=int, metavar="N",
+                   help="CPU actors when the Ray cluster has no GPUs (default 1) ([server] ray_workers)")
     s.set_defaults(func=cmd_serve)
 
     def data_args(sp: argparse.ArgumentParser) -> None:
@@ -80,12 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     ua = usub.add_parser("add", help="add a user and print their token (shown once)")
     ua.add_argument("name")
     ua.add_argument("--admin", action="store_true", help="sees and manages every project")
+    us = usub.add_parser("set", help="change a user's settings")
+    us.add_argument("name")
+    for sp in (ua, us):
+        sp.add_argument("--max-priority", type=int, default=None if sp is us else 0, required=sp is us, metavar="N",
+                        help="the highest render priority the user may ask for; above it is lowered to N "
+                        "(default 0; admins are not capped)")
     ul = usub.add_parser("list", help="list users and their projects")
     ur = usub.add_parser("revoke", help="revoke a user's token (they are refused until `users token`)")
     ur.add_argument("name")
     ut = usub.add_parser("token", help="give a user a new token (the old one stops working)")
     ut.add_argument("name")
-    for sp in (ua, ul, ur, ut):
+    for sp in (ua, us, ul, ur, ut):
         data_args(sp)
         sp.set_defaults(func=cmd_users)
 
@@ -100,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (pl, pa, pr):
         data_args(sp)
         sp.set_defaults(func=cmd_projects)
+
+    g = sub.add_parser("gc", help="delete stored blobs no render uses (on the server's data dir)")
+    g.add_argument("--older-than", type=float, metavar="DAYS",
+                   help="only blobs unused this many days (default: [server] blob_retention_days, 30)")
+    g.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    data_args(g)
+    g.set_defaults(func=cmd_gc)
 
     def client_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
@@ -203,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import ShotpassServer
     from .config import load_config
+    from .logs import configure as configure_logs
 
     cfg = load_config(args.config)
     if args.listen:
@@ -211,15 +236,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg.data_dir = args.data_dir
     if args.workers:
         cfg.workers = args.workers
+    cfg.executor = args.executor or cfg.executor
+    cfg.ray_address = args.ray_address if args.ray_address is not None else cfg.ray_address
+    cfg.ray_workers = args.ray_workers or cfg.ray_workers
     for key in ("cert", "key", "client_ca"):
         if getattr(args, f"tls_{key}"):
             setattr(cfg, f"tls_{key}", getattr(args, f"tls_{key}"))
+    cfg.metrics_listen = args.metrics_listen if args.metrics_listen is not None else cfg.metrics_listen
+    configure_logs(args.log_format or cfg.log_format)
     server = ShotpassServer(cfg)
     server.start()
     print(f"shotpass: serving on {server.address} (data in {cfg.data_dir}, TLS {server.tls_mode})", flush=True)
+    if server.metrics_address:
+        print(f"shotpass: metrics on http://{server.metrics_address}/metrics", flush=True)
     done = threading.Event()
 
     def stop(signum: int, frame: Any) -> None:
+        if done.is_set():  # a second signal: do not wait out the grace period
+            server.manager.scheduler.halt()
+            return
+        # Through logging, so --log-format json keeps stderr one JSON object per line.
+        logging.getLogger("shotpass").warning(
+            "shotpass: shutting down; the running step may finish (up to %g s, [server] shutdown_grace_s; signal "
+            "again to cancel it now)", cfg.shutdown_grace_s)
         done.set()
 
     signal.signal(signal.SIGTERM, stop)
@@ -251,6 +290,10 @@ def cmd_users(args: argparse.Namespace) -> int:
                 print(json.dumps({"user": args.name, "token": token}))
             else:
                 print(f"token for {args.name} (shown only now; give it to them, they set SHOTPASS_TOKEN):\n{token}")
+        elif args.action == "set":
+            accounts.set_max_priority(args.name, args.max_priority)
+            print(json.dumps({"user": args.name, "max_priority": args.max_priority}) if args.json
+                  else f"{args.name}: max priority {args.max_priority}")
         elif args.action == "revoke":
             accounts.revoke(args.name)
             print(json.dumps({"user": args.name, "revoked": True}) if args.json else f"{args.name}: token revoked")
@@ -258,7 +301,8 @@ def cmd_users(args: argparse.Namespace) -> int:
             users = accounts.users()
             if args.json:
                 print(json.dumps({"users": [{"name": u.name, "admin": u.admin, "revoked": u.revoked,
-                                             "projects": u.projects} for u in users]}))
+                                             "projects": u.projects, "max_priority": u.max_priority}
+                                            for u in users]}))
             elif not users:
                 print("no users: the server is single-user and needs no token (add one: shotpass users add NAME)")
             for u in users if not args.json else ():
@@ -291,9 +335,41 @@ def cmd_projects(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Blob garbage collection on a data dir; safe while the server runs (it re-checks every blob it deletes)."""
+    from .blob_gc import collect
+    from .blobs import BlobStore, human_bytes
+    from .catalog import Catalog
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    data_dir = Path(args.data_dir or cfg.data_dir)
+    if not (data_dir / "catalog.sqlite").is_file():
+        raise ShotpassError(f"{data_dir} holds no shotpass data: pass --data-dir (the folder `shotpass serve` uses)")
+    days = cfg.blob_retention_days if args.older_than is None else args.older_than
+    if days < 0:
+        raise ShotpassError(f"--older-than {days:g}: use a number of days of 0 or more")
+    catalog = Catalog(data_dir / "catalog.sqlite")
+    try:
+        # Beside a running server: leave its in-flight temp files alone.
+        store = BlobStore(data_dir / "blobs", clear_leftovers=False)
+        report = collect(store, catalog, days, args.dry_run, cfg.partial_upload_retention_hours)
+    finally:
+        catalog.close()
+    if args.json:
+        print(json.dumps(report.as_dict()))
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    for digest, size in report.deleted:
+        print(f"{verb} {digest}  {human_bytes(size)}")
+    for path, size in report.partials:
+        print(f"{verb} partial upload {path}  {human_bytes(size)}")
+    print(report.summary())
+    return 0
+
+
 def _client(args: argparse.Namespace) -> Client:
-    tls = tls_files(args.tls_ca, args.tls_cert, args.tls_key)
-    return Client(args.server, args.token, tls=any(tls.values()), **tls)  # type: ignore[arg-type]
+    return Connection.resolve(args.server, args.token, args.tls_ca, args.tls_cert, args.tls_key).client()
 
 
 # -------------------------------------------------------------------- render / preview

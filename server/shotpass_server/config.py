@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import tomllib
 
 from .errors import InvalidInput
+
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -20,14 +22,45 @@ class ServerConfig:
     chunk_frames: int = 4
     # Renders waiting or running at once (previews excepted); past it SubmitRender says RESOURCE_EXHAUSTED.
     max_queued_renders: int = 1000
+    # Largest data window (and upscale output) a frame may have, in pixels; checked on the header before decoding.
+    max_frame_pixels: int = 16384 * 16384
+    # Per-user quotas (0: none): renders waiting or running, and their frames not yet finished.
+    max_queued_per_user: int = 0
+    max_frames_per_user: int = 0
+    # On SIGTERM/SIGINT the running step gets this long to finish, then it is cancelled and resumed next start.
+    shutdown_grace_s: float = 30.0
     colour_config: str = "ocio://cg-config-latest"
     path_roots: List[Path] = field(default_factory=list)
+    # [paths.projects] NAME = [...]: roots only renders of that project may read (besides the global roots).
+    project_roots: Dict[str, List[Path]] = field(default_factory=dict)
     threads: Optional[int] = None  # per-model CPU threads (None: the runtime's default)
     models: List[Any] = field(default_factory=list)  # model_config.ModelSpec, from [models.NAME] tables
     # [tls]: a server certificate and key turn TLS on; a client CA also demands client certificates (mutual TLS).
     tls_cert: Optional[Path] = None
     tls_key: Optional[Path] = None
     tls_client_ca: Optional[Path] = None
+    metrics_listen: str = ""  # HOST:PORT of the Prometheus /metrics endpoint; empty: off
+    log_format: str = "text"  # text | json (one object per line)
+    # Executor: "local" (one worker per visible GPU, else `workers` CPU workers) or "ray" (one actor per GPU
+    # of the Ray cluster at ray_address, else `ray_workers` CPU actors). ray_address: "local" starts Ray here,
+    # "auto" or HOST:6379 joins a running cluster, empty uses Ray's own default.
+    executor: str = "local"
+    ray_address: str = ""
+    ray_workers: int = 1
+    max_frame_attempts: int = 3  # a frame whose worker died this many times fails, naming the reason
+    # Blob store: a size limit (0: none, the disk is the limit); blobs no render uses are deleted by
+    # `shotpass gc` once unused this long, and by the server itself every blob_gc_interval_hours (0: never);
+    # the bytes of a cut upload wait partial_upload_retention_hours for the client to resume it.
+    max_store_bytes: int = 0
+    blob_retention_days: float = 30.0
+    blob_gc_interval_hours: float = 0.0
+    partial_upload_retention_hours: float = 24.0
+
+    def check_executor(self, source: str = "the config") -> None:
+        if self.executor not in EXECUTORS:
+            raise InvalidInput(f"{source}: executor {self.executor!r} is not one of {', '.join(EXECUTORS)}")
+        if self.ray_workers < 1 or self.max_frame_attempts < 1:
+            raise InvalidInput(f"{source}: ray_workers and max_frame_attempts must be at least 1")
 
     def check_tls(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -53,9 +86,25 @@ def load_config(path: Optional[Path]) -> ServerConfig:
     cfg.workers = int(server.get("workers", cfg.workers))
     cfg.chunk_frames = int(server.get("chunk_frames", cfg.chunk_frames))
     cfg.max_queued_renders = int(server.get("max_queued_renders", cfg.max_queued_renders))
+    cfg.max_frame_pixels = int(server.get("max_frame_pixels", cfg.max_frame_pixels))
+    if cfg.max_frame_pixels < 1:
+        raise InvalidInput(f"{path}: [server] max_frame_pixels must be a positive number of pixels")
     cfg.threads = server.get("threads", cfg.threads)
+    cfg.metrics_listen = str(server.get("metrics_listen", cfg.metrics_listen))
+    cfg.log_format = str(server.get("log_format", cfg.log_format))
+    cfg.executor = str(server.get("executor", cfg.executor))
+    cfg.ray_address = str(server.get("ray_address", cfg.ray_address))
+    cfg.ray_workers = int(server.get("ray_workers", cfg.ray_workers))
+    cfg.max_frame_attempts = int(server.get("max_frame_attempts", cfg.max_frame_attempts))
+    cfg.check_executor(f"{path}: [server]")
     cfg.colour_config = str(data.get("colour", {}).get("config", cfg.colour_config))
-    cfg.path_roots = [Path(os.path.expanduser(p)) for p in data.get("paths", {}).get("roots", [])]
+    cfg.max_queued_per_user = int(server.get("max_queued_per_user", cfg.max_queued_per_user))
+    cfg.max_frames_per_user = int(server.get("max_frames_per_user", cfg.max_frames_per_user))
+    cfg.shutdown_grace_s = float(server.get("shutdown_grace_s", cfg.shutdown_grace_s))
+    _store_settings(cfg, server, f"{path}: [server]")
+    paths = data.get("paths", {})
+    cfg.path_roots = [Path(os.path.expanduser(p)) for p in paths.get("roots", [])]
+    cfg.project_roots = _project_roots(paths.get("projects", {}), str(path))
     tls = data.get("tls", {})
     for key in ("cert", "key", "client_ca"):
         if tls.get(key):
@@ -66,3 +115,30 @@ def load_config(path: Optional[Path]) -> ServerConfig:
 
         cfg.models = parse_models(data["models"], Path(path).parent, str(path))
     return cfg
+
+
+def _project_roots(table: Any, source: str) -> Dict[str, List[Path]]:
+    if not isinstance(table, dict):
+        raise InvalidInput(f"{source}: [paths.projects] must map project names to lists of folders")
+    out: Dict[str, List[Path]] = {}
+    for project, roots in table.items():
+        if isinstance(roots, str):
+            roots = [roots]
+        if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+            raise InvalidInput(
+                f'{source}: [paths.projects] {project} must be a list of folders, e.g. ["/mnt/shows/{project}"]'
+            )
+        out[str(project)] = [Path(os.path.expanduser(r)) for r in roots]
+    return out
+
+
+def _store_settings(cfg: ServerConfig, server: Dict[str, Any], source: str) -> None:
+    """The blob store's limit and retention settings: numbers of 0 or more."""
+    for name, kind in (("max_store_bytes", int), ("blob_retention_days", float), ("blob_gc_interval_hours", float),
+                       ("partial_upload_retention_hours", float)):
+        if name not in server:
+            continue
+        value = server[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise InvalidInput(f"{source} {name} = {value!r}: use a number of 0 or more")
+        setattr(cfg, name, kind(value))

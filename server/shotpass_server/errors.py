@@ -19,8 +19,16 @@ class RenderCancelled(ShotpassError):
     """Raised inside a running pass when its render was cancelled (gRPC CANCELLED)."""
 
 
-class QueueFull(ShotpassError):
-    """The server's render queue is at its bound (gRPC RESOURCE_EXHAUSTED): try again later."""
+class ResourceExhausted(ShotpassError):
+    """A limit of the server is reached: queue, quota, store (gRPC RESOURCE_EXHAUSTED). Say which and what to do."""
+
+
+class QueueFull(ResourceExhausted):
+    """The server's render queue, or a user's quota, is at its bound: try again later."""
+
+
+class ShuttingDown(ShotpassError):
+    """The server is stopping and takes no new work (gRPC UNAVAILABLE: clients retry against the next start)."""
 
 
 class ModelUnavailable(ShotpassError):

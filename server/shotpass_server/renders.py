@@ -10,21 +10,25 @@ import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from shotpass_client.patterns import format_frame_list
 
 from . import catalog as cat
-from .blobs import BlobStore, check_digest
-from .errors import InvalidInput, NotFound, QueueFull, RenderCancelled, ShotpassError
+from .blobs import BlobStore, StoreFull, check_digest
+from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError, ShuttingDown
 from .frame_pipeline import FrameRequest, frame_seed, reference_in_working_space, run_clip, run_frame
 from .frames.colour import ColourSpaces
-from .frames.exr import decode_exr, select_colour
+from .frames.exr import check_output_size, decode_exr, select_colour
+from .metrics import NO_METRICS, NoMetrics
 from .passes.base import ClipModel, Model, parse_options
 from .passes.registry import ModelRegistry
+from .path_access import PathAccess
 from .prompts import instruction_warning, unused_prompt_warning
+from .quotas import Quotas, cap_priority
+from .ray_executor import ChunkHooks, RayExecutor, is_slot
 from .scheduler import Scheduler
 
 log = logging.getLogger("shotpass.renders")
@@ -56,9 +60,14 @@ class Submission:
     reference_digest: str = ""
     reference_render: Optional[Tuple[str, int]] = None
     label: str = ""
+    owner: str = ""  # the caller's user name ("" on a single-user server): fair share and quotas
+    max_priority: Optional[int] = None  # the caller's priority cap (None: not capped)
 
 
 class RenderManager:
+    metrics: NoMetrics = NO_METRICS  # the server attaches its metrics.Metrics
+    executor: Optional[RayExecutor] = None  # the server attaches its Ray executor (--executor ray)
+
     def __init__(
         self,
         catalog: cat.Catalog,
@@ -69,13 +78,17 @@ class RenderManager:
         chunk_frames: int = 4,
         path_roots: Sequence[Path] = (),
         max_queued: int = 1000,
+        quotas: Optional[Quotas] = None,
+        project_roots: Optional[Mapping[str, Sequence[Path]]] = None,
     ) -> None:
         self.catalog = catalog
-        self.max_queued = max_queued
+        self.quotas = quotas or Quotas(max_queued=max_queued)
+        self._quota_lock = threading.Lock()  # quota check + create_render: concurrent submits cannot both fit
         self.blobs = blobs
         self.registry = registry
         self.colours = colours
-        self.path_roots = [Path(p).resolve() for p in path_roots]
+        self.paths = PathAccess(path_roots, project_roots)
+        self.path_roots = self.paths.roots
         self._cv = threading.Condition()
         self._generation = 0
         self._references: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -90,16 +103,13 @@ class RenderManager:
     # ------------------------------------------------------------ submit
 
     def submit(self, sub: Submission) -> Tuple[str, List[str]]:
-        if sub.lane != "preview":  # a one-frame preview never waits behind a full queue
-            waiting = self.catalog.render_ids_in_state(cat.QUEUED, cat.RUNNING)
-            if len(waiting) >= self.max_queued:
-                raise QueueFull(
-                    f"the render queue is full ({len(waiting)} renders waiting or running, the limit is "
-                    f"{self.max_queued}); submit again later, or ask the server's admin to raise "
-                    "[server] max_queued_renders"
-                )
+        if self.scheduler.stopping:
+            raise ShuttingDown("the server is shutting down and takes no new work; submit again once it is back")
+        # Cheap refusal before anything is read; checked again, exactly, right before the render is created.
+        self.quotas.check(self.catalog, sub.owner, sub.lane, len(sub.frames) or len(sub.parent_frames))
         model, options = self._model_and_options(sub.settings)  # validated here, parsed again per chunk
         settings = dict(sub.settings)
+        capped = cap_priority(settings, sub.owner, sub.max_priority)
         settings["model"] = model.name
         settings["pass_name"] = model.pass_name
         settings["colour_space"] = self.colours.check(settings.get("colour_space") or self.colours.scene_linear)
@@ -122,6 +132,7 @@ class RenderManager:
             for w in (
                 instruction_warning(settings.get("prompt", ""), model.family, model.name),
                 unused_prompt_warning(settings.get("prompt", ""), model.uses_prompt, model.name),
+                capped,
             )
             if w
         ]
@@ -136,10 +147,12 @@ class RenderManager:
             if f in masks:
                 row.mask_digest = masks[f]
             rows.append(row)
-        render_id = self.catalog.create_render(
-            sub.project, sub.shot, sub.lane, settings, rows, sub.parent or None, sub.label[:MAX_NAME],
-            reference, model.scale, warnings,
-        )
+        with self._quota_lock:
+            self.quotas.check(self.catalog, sub.owner, sub.lane, len(rows))
+            render_id = self.catalog.create_render(
+                sub.project, sub.shot, sub.lane, settings, rows, sub.parent or None, sub.label[:MAX_NAME],
+                reference, model.scale, warnings, owner=sub.owner,
+            )
         for w in warnings:
             self.catalog.add_event(render_id, "WARNING", {"message": w})
         self.scheduler.enqueue(render_id)
@@ -180,7 +193,8 @@ class RenderManager:
         for spec in sub.frames:
             if spec.frame in out:
                 raise InvalidInput(f"frame {spec.frame} is listed twice ({out[spec.frame].input_name} and {spec.name})")
-            out[spec.frame] = cat.FrameRow(frame=spec.frame, input_digest=self._stored(spec), input_name=spec.name)
+            digest = self._stored(spec, sub.project)
+            out[spec.frame] = cat.FrameRow(frame=spec.frame, input_digest=digest, input_name=spec.name)
         return out
 
     def _mask_frames(self, sub: Submission, frames: Dict[int, cat.FrameRow], model: Model) -> Dict[int, str]:
@@ -188,17 +202,17 @@ class RenderManager:
         for spec in sub.mask_frames:
             if spec.frame not in frames:
                 raise InvalidInput(f"mask frame {spec.frame} ({spec.name}) has no plate frame {spec.frame}")
-            masks[spec.frame] = self._stored(spec)
+            masks[spec.frame] = self._stored(spec, sub.project)
         if masks:
             missing = [f for f in frames if f not in masks]
             if missing:
                 raise InvalidInput(f"the mask plate lacks frame(s) {_frames(missing)} of the plate")
         return masks
 
-    def _stored(self, spec: FrameSpec) -> str:
+    def _stored(self, spec: FrameSpec, project: str) -> str:
         label = spec.name or f"frame {spec.frame}"
         if spec.path:
-            return self.blobs.put(self._read_path(spec.path, spec.frame))
+            return self.blobs.put(self._read_path(spec.path, spec.frame, project))
         try:
             check_digest(spec.digest)
         except InvalidInput as err:
@@ -209,18 +223,8 @@ class RenderManager:
             )
         return spec.digest
 
-    def _read_path(self, path: str, frame: int) -> bytes:
-        if not self.path_roots:
-            raise InvalidInput(
-                f"{path} (frame {frame}): this server reads no paths; upload the file, or configure [paths] roots"
-            )
-        real = Path(path).resolve()
-        if not any(real == root or root in real.parents for root in self.path_roots):
-            raise InvalidInput(f"{path} (frame {frame}): outside the server's readable roots")
-        try:
-            return real.read_bytes()
-        except OSError as err:
-            raise InvalidInput(f"{path} (frame {frame}): cannot read it on the server ({err.strerror})") from None
+    def _read_path(self, path: str, frame: int, project: str) -> bytes:
+        return self.paths.read(path, frame, project)  # global roots plus the project's own (path_access.py)
 
     def _validate_input(
         self, row: cat.FrameRow, view: str, model: Model, options: Optional[Dict[str, Any]] = None
@@ -235,6 +239,7 @@ class RenderManager:
             if model.pass_name == "passthrough":
                 return (0, 0)
             plane = select_colour(image, view or None)
+            check_output_size(plane.rgb.shape[1], plane.rgb.shape[0], model.scale, name)
         except ShotpassError as err:
             raise InvalidInput(f"frame {row.frame}: {err}") from None
         model.validate_plate(image, plane, options or {}, name, row.frame)
@@ -289,6 +294,7 @@ class RenderManager:
     def events(self, render_id: str, after: int, active: Any = lambda: True) -> Iterator[cat.EventRow]:
         self.catalog.get_render(render_id, with_frames=False)  # NOT_FOUND early
         last = after
+        ended = False
         while active():
             with self._cv:
                 generation = self._generation
@@ -299,9 +305,14 @@ class RenderManager:
                 if event.kind == "FINISHED":
                     return
             if not batch:
+                # Asked for events after the final one, a watcher would wait forever: once the render is
+                # final and one more (short) wait brings nothing, the stream ends.
+                if ended:
+                    return
+                ended = self.catalog.get_render(render_id, with_frames=False).state in cat.FINAL_STATES
                 with self._cv:
                     if self._generation == generation:
-                        self._cv.wait(1.0)
+                        self._cv.wait(0.2 if ended else 1.0)
 
     # ------------------------------------------------------------ work
 
@@ -313,6 +324,9 @@ class RenderManager:
         rows = {f.frame: f for f in render.frames}
         wants_reference = model.uses_reference or model.accepts_reference
         reference = self._reference_rgb(render, model) if render.reference_digest and wants_reference else None
+        if self.executor is not None and is_slot(device):
+            self._run_remote(render, chunk, model, options, reference, device, scheduler)
+            return
         if isinstance(model, ClipModel):
             self._run_clip(render, chunk, model, options, reference, device, scheduler)
             return
@@ -339,7 +353,7 @@ class RenderManager:
                 log.error("render %s frame %s:\n%s", render_id, frame, traceback.format_exc())
                 self._frame_failed(render_id, frame, f"internal error in {model.name}: {err}", started)
                 continue
-            self._frame_finished(render_id, frame, out, time.perf_counter() - started, len(rows))
+            self._frame_finished(render_id, frame, out, time.perf_counter() - started, len(rows), device)
 
     def _request(
         self, render: cat.RenderRow, row: cat.FrameRow, options: Dict[str, Any], reference: Any, device: str
@@ -397,15 +411,59 @@ class RenderManager:
             return
         seconds = (time.perf_counter() - started) / len(frames)
         for frame, out in zip(frames, outs):
-            self._frame_finished(render.id, frame, out, seconds, len(rows))
+            self._frame_finished(render.id, frame, out, seconds, len(rows), device)
 
-    def _frame_finished(self, render_id: str, frame: int, out: bytes, seconds: float, total: int) -> None:
+    def _run_remote(
+        self,
+        render: cat.RenderRow,
+        chunk: List[int],
+        model: Model,
+        options: Dict[str, Any],
+        reference: Any,
+        device: str,
+        scheduler: Scheduler,
+    ) -> None:
+        """The chunk's pending frames go to a Ray actor as one job; its reports land here as local ones do."""
+        assert self.executor is not None
+        rows = {f.frame: f for f in render.frames}
+        frames = [f for f in chunk if rows[f].state == cat.F_PENDING]
+        if not frames or scheduler.is_cancelled(render.id):
+            return
+        requests = [self._request(render, rows[f], options, reference, device) for f in frames]
+        total = len(rows)
+
+        def started(started_frames: List[int]) -> None:
+            for frame in started_frames:
+                self.catalog.frame_started(render.id, frame)
+
+        hooks = ChunkHooks(
+            started=started,
+            finished=lambda frame, out, seconds: self._frame_finished(render.id, frame, out, seconds, total, device),
+            failed=lambda frame, message, seconds: self._frame_failed(
+                render.id, frame, message, time.perf_counter() - seconds
+            ),
+            requeued=lambda frame: self.catalog.reset_frame(render.id, frame),
+            warning=lambda message: self.add_event(render.id, "WARNING", {"message": message}),
+            cancelled=lambda: scheduler.is_cancelled(render.id),
+        )
+        self.executor.run_chunk(device, model.name, requests, hooks)
+
+    def _frame_finished(
+        self, render_id: str, frame: int, out: bytes, seconds: float, total: int, device: str = ""
+    ) -> None:
         """Store the output, then record and announce it: a frame is done only once its blob is stored."""
-        digest = self.blobs.put(out)
+        try:
+            digest = self.blobs.put(out)
+        except StoreFull as err:  # the output cannot be kept: the frame fails with the reason, the server stays up
+            self._frame_failed(render_id, frame, f"frame {frame}: {err}", time.perf_counter() - seconds)
+            return
         self.catalog.frame_done(render_id, frame, digest, len(out), seconds)
+        self.metrics.frame_finished(render_id, frame, seconds)
         done = sum(1 for f in self.catalog.frames(render_id) if f.state == cat.F_DONE)
         self.add_event(
-            render_id, "FRAME_DONE", {"frame": frame, "digest": digest, "frames_done": done, "frames_total": total}
+            render_id,
+            "FRAME_DONE",
+            {"frame": frame, "digest": digest, "frames_done": done, "frames_total": total, "device": device},
         )
 
     def _progress(self, render_id: str, frame: int, scheduler: Scheduler) -> Any:
@@ -419,11 +477,12 @@ class RenderManager:
                 last[0] = now
                 self.add_event(render_id, "STEP", {"frame": frame, "step": step, "total_steps": total})
 
-        return progress
+        return self.metrics.timed_steps(render_id, progress)
 
     def _frame_failed(self, render_id: str, frame: int, message: str, started: float) -> None:
         self.catalog.frame_failed(render_id, frame, message, time.perf_counter() - started)
         self.add_event(render_id, "FRAME_FAILED", {"frame": frame, "message": message})
+        self.metrics.frame_failed(render_id, frame, message)
 
     def _reference_rgb(self, render: cat.RenderRow, model: Model) -> np.ndarray:
         key = f"{render.reference_digest}:{model.name}:{render.settings['colour_space']}"

@@ -1,9 +1,16 @@
-"""Lanes, chunks and workers.
+"""Lanes, chunks, fair share and workers.
 
 Work is handed out one chunk (a few contiguous pending frames of one render) at a time, so a preview
 submitted while a long render runs starts after the chunk in flight, not after the whole render.
-The preview lane always goes first; inside a lane, higher priority first, then submission order.
-Cancellation is cooperative: a flag the running model sees at its next step.
+A free worker takes its next chunk from the render that ranks first by:
+  1. lane: previews before renders — except that after PREVIEW_BURST preview chunks in a row, a waiting
+     render gets the next chunk, so a steady stream of previews cannot starve renders;
+  2. fair share between users: fewest chunks in flight, then fewest device-seconds used recently (halved every
+     USAGE_HALF_LIFE_S), so one user's long render delays another user's start by at most the chunk in flight;
+  3. the render's priority (higher first), then submission order.
+Cancellation is cooperative: a flag the running model sees at its next step. Shutdown is graceful: no new
+chunks start, the running ones get a grace period, then they are cancelled the same way and their frames go
+back to pending, so the next start resumes them (finished frames are kept).
 """
 
 from __future__ import annotations
@@ -12,8 +19,8 @@ import logging
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Set
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from . import catalog as cat
 from .errors import RenderCancelled
@@ -21,14 +28,35 @@ from .errors import RenderCancelled
 log = logging.getLogger("shotpass.scheduler")
 
 LANES = ("preview", "render")
+USAGE_HALF_LIFE_S = 600.0  # how fast a user's past device time stops counting against them
+PREVIEW_BURST = 4  # preview chunks handed out in a row before a waiting render gets one
+HALT_WAIT_S = 10.0  # after the grace: how long a cancelled step gets to reach its next cancellation point
 
 
-@dataclass(order=True)
+@dataclass
 class _Entry:
+    """A render with frames not yet handed to a worker."""
+
     lane_rank: int
     neg_priority: int
     order: int
-    render_id: str = field(compare=False)
+    render_id: str
+    owner: str
+
+
+class _Usage:
+    """Device-seconds per user, decaying exponentially: recent use counts, last week's does not."""
+
+    def __init__(self, half_life: float) -> None:
+        self.half_life = half_life
+        self._used: Dict[str, Tuple[float, float]] = {}  # owner -> (seconds, as of monotonic time)
+
+    def add(self, owner: str, seconds: float, now: float) -> None:
+        self._used[owner] = (self.get(owner, now) + seconds, now)
+
+    def get(self, owner: str, now: float) -> float:
+        seconds, at = self._used.get(owner, (0.0, now))
+        return seconds * 0.5 ** ((now - at) / self.half_life)
 
 
 class Scheduler:
@@ -46,13 +74,16 @@ class Scheduler:
         self.run_chunk = run_chunk
         self.devices = devices
         self.chunk_frames = max(1, chunk_frames)
-        self._queue: List[_Entry] = []
-        self._queued: Set[str] = set()
+        self._queue: Dict[str, _Entry] = {}  # render id -> entry
         self._in_flight: Dict[str, int] = {}  # render id -> chunks running
+        self._owner_chunks: Dict[str, int] = {}  # user -> chunks running
+        self._usage = _Usage(USAGE_HALF_LIFE_S)
         self._cancelled: Set[str] = set()
         self._order = 0
         self._cv = threading.Condition()
-        self._stop = False
+        self._stop = False  # no new chunks (shutting down)
+        self._previews_in_row = 0
+        self._halting = False  # shutdown grace is over: running steps are cancelled, their frames resume later
         self._threads: List[threading.Thread] = []
         self._on_event = on_event or (lambda render_id: None)
         self._reserved: Dict[str, Set[int]] = {}  # frames of a render handed to a worker
@@ -69,31 +100,59 @@ class Scheduler:
             t.start()
             self._threads.append(t)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    @property
+    def stopping(self) -> bool:
+        return self._stop
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Start no new chunks; give the running ones `grace` seconds, then cancel them cooperatively.
+
+        Frames a cancelled step did not finish go back to pending; the render keeps its state, so the next
+        start resumes it (catalog.resume_interrupted). Finished frames are kept.
+        """
         with self._cv:
             self._stop = True
             self._cv.notify_all()
+        deadline = time.monotonic() + max(0.0, grace)
         for t in self._threads:
-            t.join(timeout)
+            t.join(max(0.0, deadline - time.monotonic()))
+        with self._cv:
+            busy = any(n > 0 for n in self._in_flight.values())
+        if busy:
+            log.warning("shutdown: the running step did not finish within %g s; cancelling it (its unfinished "
+                        "frames resume at the next start)", grace)
+            self.halt()
+            deadline = time.monotonic() + HALT_WAIT_S
+            for t in self._threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+        with self._cv:
+            unfinished = [rid for rid, n in self._in_flight.items() if n] + list(self._reserved)
+        # A model that never reached a cancellation point leaves its frame marked running: it goes back too.
+        self.catalog.reset_running_frames(set(unfinished))
+
+    def halt(self) -> None:
+        """Cancel the running steps now (shutdown past its grace): their unfinished frames stay pending."""
+        with self._cv:
+            self._stop = self._halting = True
+            self._cv.notify_all()
 
     # ------------------------------------------------------------ queue
 
     def enqueue(self, render_id: str) -> None:
         render = self.catalog.get_render(render_id, with_frames=False)
         with self._cv:
-            if render_id in self._queued:
+            if render_id in self._queue:
                 return
             self._order += 1
-            entry = _Entry(LANES.index(render.lane), -int(render.settings.get("priority", 0)), self._order, render_id)
-            self._queue.append(entry)
-            self._queue.sort()
-            self._queued.add(render_id)
+            self._queue[render_id] = _Entry(
+                LANES.index(render.lane), -int(render.settings.get("priority", 0)), self._order, render_id, render.owner
+            )
             self._cv.notify_all()
         self._announce_positions()
 
     def position(self, render_id: str) -> int:
         with self._cv:
-            for i, e in enumerate(self._queue):
+            for i, e in enumerate(self._ordered()):
                 if e.render_id == render_id:
                     return i + 1
         return 0
@@ -104,49 +163,66 @@ class Scheduler:
             return
         with self._cv:
             self._cancelled.add(render_id)
-            waiting = render_id in self._queued and self._in_flight.get(render_id, 0) == 0
+            waiting = render_id in self._queue and self._in_flight.get(render_id, 0) == 0
             if waiting:
-                self._queue = [e for e in self._queue if e.render_id != render_id]
-                self._queued.discard(render_id)
+                del self._queue[render_id]
         if waiting:
             self._finish(render_id, cat.CANCELLED, "cancelled before it started")
 
     def is_cancelled(self, render_id: str) -> bool:
-        return render_id in self._cancelled
+        return self._halting or render_id in self._cancelled
 
     def check_cancel(self, render_id: str) -> None:
+        if self._halting:
+            raise RenderCancelled(f"render {render_id} was interrupted: the server is shutting down")
         if render_id in self._cancelled:
             raise RenderCancelled(f"render {render_id} was cancelled")
 
     def queue_depth(self) -> Dict[str, int]:
         with self._cv:
-            return {lane: sum(1 for e in self._queue if LANES[e.lane_rank] == lane) for lane in LANES}
+            return {lane: sum(1 for e in self._queue.values() if LANES[e.lane_rank] == lane) for lane in LANES}
 
     # ------------------------------------------------------------ workers
 
-    def _next(self) -> Optional[tuple]:
-        """Pop the best render and reserve its next chunk of contiguous pending frames."""
+    def _ordered(self) -> List[_Entry]:
+        """Queued renders, best first (the caller holds the lock)."""
+        now = time.monotonic()
+        render_rank = LANES.index("render")
+        renders_waited = self._previews_in_row >= PREVIEW_BURST and any(
+            e.lane_rank == render_rank for e in self._queue.values()
+        )
+        return sorted(
+            self._queue.values(),
+            key=lambda e: (
+                e.lane_rank != render_rank if renders_waited else e.lane_rank,
+                self._owner_chunks.get(e.owner, 0),
+                self._usage.get(e.owner, now),
+                e.neg_priority,
+                e.order,
+            ),
+        )
+
+    def _next(self) -> Optional[Tuple[str, List[int], str]]:
+        """Pick the best render and reserve its next chunk of contiguous pending frames."""
         with self._cv:
             while not self._stop:
-                while self._queue:
-                    entry = self._queue.pop(0)
-                    self._queued.discard(entry.render_id)
-                    cancelled = entry.render_id in self._cancelled
-                    frames = [] if cancelled else self._pending(entry.render_id)
+                for entry in self._ordered():
+                    render_id = entry.render_id
+                    frames = [] if render_id in self._cancelled else self._pending(render_id)
                     if not frames:
-                        if self._in_flight.get(entry.render_id, 0) == 0:
-                            return (entry.render_id, [])  # nothing left: finalise it
+                        del self._queue[render_id]
+                        if self._in_flight.get(render_id, 0) == 0:
+                            return (render_id, [], entry.owner)  # nothing left: finalise it
                         continue
                     chunk = _contiguous_head(frames, self.chunk_frames)
-                    self._in_flight[entry.render_id] = self._in_flight.get(entry.render_id, 0) + 1
-                    if len(frames) > len(chunk):
-                        # Its remaining frames go back in line behind the chunk.
-                        self._order += 1
-                        self._queue.append(_Entry(entry.lane_rank, entry.neg_priority, entry.order, entry.render_id))
-                        self._queue.sort()
-                        self._queued.add(entry.render_id)
-                    self._reserved.setdefault(entry.render_id, set()).update(chunk)
-                    return (entry.render_id, chunk)
+                    if len(chunk) == len(frames):
+                        del self._queue[render_id]  # its last frames are handed out
+                    self._in_flight[render_id] = self._in_flight.get(render_id, 0) + 1
+                    self._owner_chunks[entry.owner] = self._owner_chunks.get(entry.owner, 0) + 1
+                    is_preview = entry.lane_rank == LANES.index("preview")
+                    self._previews_in_row = self._previews_in_row + 1 if is_preview else 0
+                    self._reserved.setdefault(render_id, set()).update(chunk)
+                    return (render_id, chunk, entry.owner)
                 self._cv.wait(0.5)
         return None
 
@@ -161,10 +237,11 @@ class Scheduler:
             picked = self._next()
             if picked is None:
                 return
-            render_id, chunk = picked
+            render_id, chunk, owner = picked
             if not chunk:
                 self._maybe_finish(render_id)
                 continue
+            started = time.monotonic()
             try:
                 render = self.catalog.get_render(render_id, with_frames=False)
                 if render.state == cat.QUEUED:
@@ -176,13 +253,22 @@ class Scheduler:
                 self._finish(render_id, cat.FAILED, f"internal error: {exc}")
             finally:
                 with self._cv:
-                    self._in_flight[render_id] -= 1
+                    now = time.monotonic()
+                    self._usage.add(owner, now - started, now)
+                    self._owner_chunks[owner] -= 1
+                    # _finish (a failed chunk) may have dropped the count already.
+                    left = self._in_flight.pop(render_id, 1) - 1
+                    if left > 0:
+                        self._in_flight[render_id] = left
                     self._reserved.get(render_id, set()).difference_update(chunk)
+                    if not self._reserved.get(render_id, True):
+                        self._reserved.pop(render_id, None)
                 self._maybe_finish(render_id)
+                self._announce_positions()  # fair share moved on: waiting renders may have changed places
 
     def _maybe_finish(self, render_id: str) -> None:
         with self._cv:
-            if self._in_flight.get(render_id, 0) or render_id in self._queued:
+            if self._in_flight.get(render_id, 0) or render_id in self._queue:
                 return
         render = self.catalog.get_render(render_id)
         if render.state in cat.FINAL_STATES:
@@ -191,7 +277,8 @@ class Scheduler:
             self._finish(render_id, cat.CANCELLED, "cancelled")
             return
         if any(f.state == cat.F_PENDING for f in render.frames):
-            self.enqueue(render_id)
+            if not self._stop:  # shutting down: the next start resumes it
+                self.enqueue(render_id)
             return
         failed = [f for f in render.frames if f.state == cat.F_FAILED]
         if failed:
@@ -216,6 +303,7 @@ class Scheduler:
             self._cancelled.discard(render_id)
             self._in_flight.pop(render_id, None)
             self._reserved.pop(render_id, None)
+            self._last_position.pop(render_id, None)
         self._announce_positions()
 
     def _event(self, render_id: str, kind: str, body: dict) -> None:
@@ -225,7 +313,9 @@ class Scheduler:
     def _announce_positions(self) -> None:
         with self._cv:
             waiting = [
-                (i + 1, e.render_id) for i, e in enumerate(self._queue) if self._in_flight.get(e.render_id, 0) == 0
+                (i + 1, e.render_id)
+                for i, e in enumerate(self._ordered())
+                if self._in_flight.get(e.render_id, 0) == 0
             ]
         for pos, render_id in waiting:
             last = self._last_position.get(render_id)

@@ -15,9 +15,31 @@ from . import __version__
 from . import catalog as cat
 from .accounts import LOCAL, Accounts, Caller, PermissionDenied, Unauthenticated
 from .blobs import BlobWriter, check_digest
-from .errors import InvalidInput, ModelUnavailable, NotFound, QueueFull, RenderCancelled, ShotpassError
+from .errors import (
+    InvalidInput,
+    ModelUnavailable,
+    NotFound,
+    RenderCancelled,
+    ResourceExhausted,
+    ShotpassError,
+    ShuttingDown,
+)
 from .passes.base import Model, Option
 from .renders import FrameSpec, RenderManager, Submission
+from .validation import (
+    MAX_NAME,
+    check_find_blobs,
+    check_list,
+    check_preview,
+    check_render_id,
+    check_review,
+    check_submit,
+    check_text,
+    check_upload_chunk,
+    check_watch,
+    short_message,
+)
+from .validation import check_digest as check_digest_field
 
 log = logging.getLogger("shotpass.service")
 Ctx = grpc.ServicerContext
@@ -27,12 +49,19 @@ MAX_CHUNK_BYTES = 4 << 20
 MAX_BLOB_BYTES = 8 << 30
 PREVIEW_TIMEOUT = 600.0
 
+
+class PreviewTimedOut(ShotpassError):
+    """A preview that did not finish within its wait (gRPC DEADLINE_EXCEEDED)."""
+
+
 _CODES = {
+    PreviewTimedOut: grpc.StatusCode.DEADLINE_EXCEEDED,
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
     RenderCancelled: grpc.StatusCode.CANCELLED,
     ModelUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
-    QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ShuttingDown: grpc.StatusCode.UNAVAILABLE,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
@@ -62,10 +91,10 @@ def rpc(method: Callable) -> Callable:
         try:
             return method(self, request, context, self.caller(context))
         except ShotpassError as exc:
-            context.abort(_status(exc), str(exc))
+            context.abort(_status(exc), short_message(str(exc)))
         except Exception as exc:
             log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}: {exc}")
+            context.abort(grpc.StatusCode.INTERNAL, short_message(f"internal error in {method.__name__}: {exc}"))
 
     return wrapper
 
@@ -76,7 +105,10 @@ def rpc_stream(method: Callable) -> Callable:
         try:
             yield from method(self, request, context, self.caller(context))
         except ShotpassError as exc:
-            context.abort(_status(exc), str(exc))
+            context.abort(_status(exc), short_message(str(exc)))
+        except Exception as exc:
+            log.exception("%s failed", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, short_message(f"internal error in {method.__name__}: {exc}"))
 
     return wrapper
 
@@ -99,6 +131,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
 
     def _submit(self, caller: Caller, sub: Submission) -> Tuple[str, List[str]]:
         """Check that everything the submission names is the caller's, then submit (claiming a new project)."""
+        sub.owner, sub.max_priority = caller.name, caller.max_priority  # fair share, quotas, priority cap
         acc = self.accounts
         if acc is None or caller.user_id is None:
             return self.m.submit(sub)
@@ -111,7 +144,8 @@ class ShotPassService(pb_grpc.ShotPassServicer):
                 acc.check_blob(caller, spec.digest, spec.name or f"frame {spec.frame}")
         if sub.reference_digest:
             acc.check_blob(caller, sub.reference_digest, "reference")
-        claimed = acc.claim_project(caller, sub.project)
+        # Path reads are tied to this membership: a render reads only its own project's roots (path_access.py).
+        claimed = acc.claim_project(caller, sub.project, configured=self.m.paths.configured(sub.project))
         try:
             return self.m.submit(sub)
         except BaseException:
@@ -153,6 +187,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
 
     @rpc
     def ListModels(self, request: pb.ListModelsRequest, context: Ctx, caller: Caller) -> pb.ListModelsResponse:
+        check_text("pass_name", request.pass_name, MAX_NAME)
         reg = self.m.registry
         models = reg.for_pass(request.pass_name) if request.pass_name else reg.all()
         if request.pass_name and not models:
@@ -163,14 +198,19 @@ class ShotPassService(pb_grpc.ShotPassServicer):
 
     @rpc
     def FindBlobs(self, request: pb.FindBlobsRequest, context: Ctx, caller: Caller) -> pb.FindBlobsResponse:
-        present, missing = [], []
+        check_find_blobs(request)
+        present, missing, partial = [], [], []
         for digest in request.digests:
             check_digest(digest)
             # Only blobs the caller may reach are "present": the store dedupes on disk, but never tells one
             # user about another's plates; a caller who lacks one uploads it, proving they hold the bytes.
-            stored = self.m.blobs.has(digest) and self._may_reach(caller, digest)
+            # touch: a blob a client was just told about is about to be used, so blob GC leaves it alone.
+            stored = self.m.blobs.has(digest) and self._may_reach(caller, digest) and self.m.blobs.touch(digest)
             (present if stored else missing).append(digest)
-        return pb.FindBlobsResponse(present=present, missing=missing)
+            held = 0 if stored else self.m.blobs.partial_size(_upload_owner(caller), digest)
+            if held:
+                partial.append(pb.PartialBlob(digest=digest, bytes_stored=held))
+        return pb.FindBlobsResponse(present=present, missing=missing, partial=partial)
 
     @rpc
     def UploadBlobs(
@@ -181,13 +221,13 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         received = 0
         try:
             for chunk in request_iterator:
-                if len(chunk.data) > MAX_CHUNK_BYTES:
-                    raise InvalidInput(f"chunks are limited to {MAX_CHUNK_BYTES} bytes")
+                check_upload_chunk(chunk, writer, MAX_CHUNK_BYTES, MAX_BLOB_BYTES)
                 if writer is None:
                     if not 0 <= chunk.total_size <= MAX_BLOB_BYTES:
                         raise InvalidInput(f"blob size {chunk.total_size} is outside 0..{MAX_BLOB_BYTES}")
                     present = self.m.blobs.has(chunk.digest) and self._may_reach(caller, chunk.digest)
-                    writer = self.m.blobs.writer(chunk.digest, chunk.total_size)
+                    # A first chunk at offset > 0 resumes the caller's cut upload of this blob (see FindBlobs).
+                    writer = self.m.blobs.writer(chunk.digest, chunk.total_size, _upload_owner(caller), chunk.offset)
                 elif chunk.digest != writer.digest:
                     raise InvalidInput(_cut(writer))
                 writer.write(chunk.offset, chunk.data)
@@ -202,14 +242,19 @@ class ShotPassService(pb_grpc.ShotPassServicer):
                     writer = None
             if writer is not None:
                 raise InvalidInput(_cut(writer))
+        except grpc.RpcError:
+            # The client went away mid-stream (cancelled, disconnected): nobody reads an answer, and what
+            # arrived stays as a partial upload that the client resumes.
+            log.info("upload cut by the client after %d bytes%s", received,
+                     f"; kept {writer.received} bytes of blob {writer.digest[:12]}" if writer else "")
         finally:
             if writer is not None:
-                writer.abort()
+                writer.suspend()  # keeps the bytes so far, never visible, for a resume
         return pb.UploadBlobsResponse(blobs=list(receipts.values()), bytes_received=received)
 
     @rpc_stream
     def DownloadBlob(self, request: pb.DownloadBlobRequest, context: Ctx, caller: Caller) -> Iterator[pb.BlobChunk]:
-        check_digest(request.digest)
+        check_digest_field("digest", request.digest)
         if self.accounts:
             self.accounts.check_blob(caller, request.digest)
         size = self.m.blobs.size(request.digest)
@@ -222,6 +267,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
 
     @rpc
     def SubmitRender(self, request: pb.SubmitRenderRequest, context: Ctx, caller: Caller) -> pb.SubmitRenderResponse:
+        check_submit(request)
         render_id, warnings = self._submit(caller, submission(request, "render"))
         return pb.SubmitRenderResponse(
             render_id=render_id, warnings=warnings, render=render_message(self.m.catalog.get_render(render_id))
@@ -229,6 +275,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
 
     @rpc
     def PreviewFrame(self, request: pb.PreviewFrameRequest, context: Ctx, caller: Caller) -> pb.PreviewFrameResponse:
+        check_preview(request)
         sub = submission(request.render, "preview")
         count = len(sub.frames) or len(sub.parent_frames)
         if count != 1:
@@ -238,7 +285,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         if render.state != cat.FINISHED:
             if render.state not in cat.FINAL_STATES:
                 self.m.scheduler.cancel(render_id)
-                raise ShotpassError(f"preview {render_id} did not finish in time")
+                raise PreviewTimedOut(f"preview {render_id} did not finish in time; it was cancelled")
             raise InvalidInput(f"preview {render_id} {render.state.lower()}: {render.error}")
         frame = render.frames[0]
         return pb.PreviewFrameResponse(
@@ -251,18 +298,21 @@ class ShotPassService(pb_grpc.ShotPassServicer):
 
     @rpc_stream
     def WatchRender(self, request: pb.WatchRenderRequest, context: Ctx, caller: Caller) -> Iterator[pb.RenderEvent]:
+        check_watch(request)
         self._check_render(caller, request.render_id)
         for event in self.m.events(request.render_id, request.after_sequence, context.is_active):
             yield event_message(event)
 
     @rpc
     def GetRender(self, request: pb.GetRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
+        check_render_id("render_id", request.render_id)
         self._check_render(caller, request.render_id)
         return render_message(self.m.catalog.get_render(request.render_id))
 
     @rpc
     def ListRenders(self, request: pb.ListRendersRequest, context: Ctx, caller: Caller) -> pb.ListRendersResponse:
-        limit = request.limit if 0 < request.limit <= 1000 else 200
+        check_list(request)
+        limit = request.limit or 200
         projects = self.accounts.visible_projects(caller) if self.accounts else None
         if projects is not None and request.project:
             self.accounts.check_project(caller, request.project)  # type: ignore[union-attr]
@@ -271,20 +321,20 @@ class ShotPassService(pb_grpc.ShotPassServicer):
 
     @rpc
     def CancelRender(self, request: pb.CancelRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
+        check_render_id("render_id", request.render_id)
         self._check_render(caller, request.render_id)
         self.m.scheduler.cancel(request.render_id)
         return render_message(self.m.catalog.get_render(request.render_id))
 
     @rpc
     def ReviewRender(self, request: pb.ReviewRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
-        if request.HasField("rating") and not 0 <= request.rating <= 5:
-            raise InvalidInput(f"rating {request.rating}: use 0 (unrated) to 5")
+        check_review(request)
         self._check_render(caller, request.render_id)
         self.m.catalog.review(
             request.render_id,
             rating=request.rating if request.HasField("rating") else None,
             pinned=int(request.pinned) if request.HasField("pinned") else None,
-            note=request.note[:4000] if request.HasField("note") else None,
+            note=request.note if request.HasField("note") else None,
             approved=int(request.approved) if request.HasField("approved") else None,
         )
         return render_message(self.m.catalog.get_render(request.render_id))
@@ -294,10 +344,16 @@ class ShotPassService(pb_grpc.ShotPassServicer):
 
 
 def _cut(writer: BlobWriter) -> str:
+    kept = "the server keeps them: upload it again and it resumes" if writer.resumable else "send it again"
     return (
         f"blob {writer.digest[:12]} ended after {writer.received} of {writer.total_size} bytes; "
-        "the upload was cut, send it again"
+        f"the upload was cut, {kept}"
     )
+
+
+def _upload_owner(caller: Caller) -> str:
+    """Whose partial uploads these are: a cut upload resumes only for the caller who sent its bytes."""
+    return "local" if caller.user_id is None else f"user-{caller.user_id}"
 
 
 def submission(request: pb.SubmitRenderRequest, lane: str) -> Submission:
@@ -425,6 +481,7 @@ def render_message(r: cat.RenderRow) -> pb.Render:
         reference_digest=r.reference_digest,
         scale=r.scale,
         children=r.children,
+        owner=r.owner,
     )
 
 

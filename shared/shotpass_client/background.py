@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .client import Client, ClientError
+from .connection import Connection
 from .jobs import PlateError, RenderSpec, fetch_outputs, submit_render
 from .patterns import FramePattern
 from .proto import shotpass_pb2 as pb
@@ -55,6 +56,10 @@ class JobRequest:
     parent_frames: Sequence[int] = ()
     preview: bool = False
     token: Optional[str] = None
+    # TLS files (PEM paths), as in connection.Connection: a CA turns TLS on, a cert and key add mutual TLS.
+    tls_ca: Optional[str] = None
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
     output_pattern: Optional[str] = None  # e.g. "/out/sh010_v003.####.exr"; default: the input names
     plate_paths: Optional[Mapping[int, str]] = None  # path mode: {frame: path as the server sees it}
 
@@ -97,7 +102,7 @@ class BackgroundRender:
     def _run(self) -> None:
         req = self.request
         try:
-            with Client(req.server, req.token) as client:
+            with Connection(req.server, req.token, req.tls_ca, req.tls_cert, req.tls_key).client() as client:
                 self._client = client
                 self._put(JobUpdate(UPLOADING, "uploading frames the server does not have"))
                 submitted = submit_render(

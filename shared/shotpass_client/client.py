@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import grpc
 
@@ -120,54 +121,63 @@ class Client:
     # ----------------------------------------------------------------- blobs
 
     def find_blobs(self, digests: Iterable[str]) -> set:
+        return self.find_blobs_detail(digests)[0]
+
+    def find_blobs_detail(self, digests: Iterable[str]) -> Tuple[set, Dict[str, int]]:
+        """(digests the server has, {digest: bytes the server holds of this caller's cut upload of it})."""
         answer = self._call(self._stub.FindBlobs, pb.FindBlobsRequest(digests=sorted(set(digests))))
-        return set(answer.present)
+        return set(answer.present), {p.digest: p.bytes_stored for p in answer.partial}
 
     def upload_files(
         self, paths: Iterable[str], on_bytes: Optional[Callable[[int], None]] = None
     ) -> Tuple[Dict[str, str], int]:
-        """Upload what the server lacks. Returns ({path: digest}, bytes sent)."""
+        """Upload what the server lacks, resuming cut uploads where the server says. Returns ({path: digest},
+        bytes sent)."""
         digests = {path: file_digest(path) for path in paths}
-        present = self.find_blobs(digests.values())
-        todo: Dict[str, str] = {}
+        sources: Dict[str, _Source] = {}
         for path, digest in digests.items():
-            if digest not in present:
-                todo.setdefault(digest, path)
-        if not todo:
-            return digests, 0
+            sources.setdefault(digest, _Source(os.path.getsize(path), functools.partial(_file_blocks, path)))
+        return digests, self._upload(sources, on_bytes)
 
-        def chunks() -> Iterator[pb.UploadChunk]:
-            for digest, path in todo.items():
-                size = os.path.getsize(path)
-                offset = 0
-                with open(path, "rb") as fh:
-                    while True:
-                        data = fh.read(CHUNK_BYTES)
-                        if not data and offset > 0:
-                            break
-                        yield pb.UploadChunk(digest=digest, total_size=size, offset=offset, data=data)
-                        offset += len(data)
-                        if on_bytes:
-                            on_bytes(len(data))
-                        if not data:
-                            break
-
-        answer = self._call(self._stub.UploadBlobs, chunks())
-        return digests, answer.bytes_received
-
-    def upload_bytes(self, data: bytes) -> str:
+    def upload_bytes(self, data: bytes, on_bytes: Optional[Callable[[int], None]] = None) -> str:
         digest = hashlib.sha256(data).hexdigest()
-        if digest in self.find_blobs([digest]):
-            return digest
+        self._upload({digest: _Source(len(data), functools.partial(_memory_blocks, data))}, on_bytes)
+        return digest
+
+    def _upload(self, sources: Dict[str, _Source], on_bytes: Optional[Callable[[int], None]]) -> int:
+        """Send the blobs the server lacks in one stream; a blob it holds a first part of starts there."""
+        present, resume = self.find_blobs_detail(sources)
+        todo = {d: s for d, s in sources.items() if d not in present}
+        if not todo:
+            return 0
+        resume = {d: n for d, n in resume.items() if d in todo and 0 < n < todo[d].size}
+        try:
+            return self._send(todo, resume, on_bytes)
+        except ClientError as err:
+            if not resume or err.code != "INVALID_ARGUMENT":
+                raise
+        # The server no longer holds what it reported (its partial expired meanwhile): send them whole.
+        present, _ = self.find_blobs_detail(todo)
+        return self._send({d: s for d, s in todo.items() if d not in present}, {}, on_bytes)
+
+    def _send(
+        self, todo: Dict[str, _Source], resume: Dict[str, int], on_bytes: Optional[Callable[[int], None]]
+    ) -> int:
+        if not todo:
+            return 0
 
         def chunks() -> Iterator[pb.UploadChunk]:
-            for offset in range(0, max(len(data), 1), CHUNK_BYTES):
-                yield pb.UploadChunk(
-                    digest=digest, total_size=len(data), offset=offset, data=data[offset: offset + CHUNK_BYTES]
-                )
+            for digest, source in todo.items():
+                offset = start = resume.get(digest, 0)
+                for data in source.blocks(start):
+                    yield pb.UploadChunk(digest=digest, total_size=source.size, offset=offset, data=data)
+                    offset += len(data)
+                    if on_bytes:
+                        on_bytes(len(data))
+                if offset == start == 0:  # an empty blob still needs one chunk to exist
+                    yield pb.UploadChunk(digest=digest, total_size=source.size, offset=0, data=b"")
 
-        self._call(self._stub.UploadBlobs, chunks())
-        return digest
+        return self._call(self._stub.UploadBlobs, chunks()).bytes_received
 
     def download(self, digest: str, dest: str) -> int:
         """Write a blob to dest atomically (a partial file is never left under dest's name)."""
@@ -240,8 +250,8 @@ class Client:
                     last = event.sequence
                     retries = 0
                     yield event
-                    if event.kind == pb.RenderEvent.FINISHED:
-                        return
+                # The server ends the stream right after FINISHED; reading to its end (rather than dropping
+                # it) lets the call close as OK instead of CANCELLED in the server's metrics.
                 return
             except grpc.RpcError as err:
                 if err.code() == grpc.StatusCode.UNAVAILABLE and retries < 30:
@@ -291,3 +301,21 @@ def outputs_by_frame(render: pb.Render) -> Dict[int, str]:
 def missing_frames(wanted: Sequence[int], available: Iterable[int]) -> List[int]:
     have = set(available)
     return [f for f in wanted if f not in have]
+
+
+class _Source(NamedTuple):
+    """One blob to upload: its size, and its bytes from an offset on in chunk-sized blocks."""
+
+    size: int
+    blocks: Callable[[int], Iterator[bytes]]
+
+
+def _file_blocks(path: str, start: int) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        yield from iter(lambda: fh.read(CHUNK_BYTES), b"")
+
+
+def _memory_blocks(data: bytes, start: int) -> Iterator[bytes]:
+    for offset in range(start, len(data), CHUNK_BYTES):
+        yield data[offset: offset + CHUNK_BYTES]

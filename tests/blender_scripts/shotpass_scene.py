@@ -2,7 +2,7 @@
 
 Usage: python shotpass_scene.py MODE ARGS_JSON RESULT_JSON
 Modes: scene (render -> submit -> comp/sequencer, chain), plate (Beachball strip round trip), movie (a movie
-strip as the plate), preview, inpaint (mask sequence), reference, review, cancel, down.
+strip as the plate), preview, inpaint (mask sequence), reference, review, cancel, tls (mutual TLS), down.
 Writes what it observed to RESULT_JSON; the pytest side makes the assertions.
 """
 
@@ -280,6 +280,22 @@ def mode_cancel(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     return res
 
 
+def mode_tls(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """A render against a mutual-TLS server with the TLS preferences set (by main), then without the key pair."""
+    scene = bpy.context.scene
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model = "tls", "", "passthrough"
+    res = {"use_plate": call(bpy.ops.shotpass.use_plate, kind="IMAGE", name=image_sequence_plate(scene, args["plate"]))}
+    res["submit"] = call(bpy.ops.shotpass.submit)
+    res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    res["render_id"], res["outputs"] = last_job(ext).render_id, last_job(ext).outputs
+    res["versions_call"] = call(bpy.ops.shotpass.list_versions)
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.shotpass"].preferences
+    prefs.tls_cert = prefs.tls_key = ""
+    res["no_client_cert"] = call(bpy.ops.shotpass.list_versions)
+    return res
+
+
 def mode_down(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
@@ -303,7 +319,10 @@ def main() -> None:
         args = json.load(fh)
     ext = install(args["zip"])
     configure(ext, args["server"], args["cache"])
-    bpy.context.preferences.addons["bl_ext.user_default.shotpass"].preferences.path_map = args.get("path_map", "")
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.shotpass"].preferences
+    prefs.path_map = args.get("path_map", "")
+    for name, path in args.get("tls", {}).items():  # tls_ca, tls_cert, tls_key
+        setattr(prefs, name, path)
     result = {"mode": mode, "extension_file": ext.__file__, "client_file": sys.modules["shotpass_client"].__file__}
     result.update(globals()[f"mode_{mode}"](ext, args, args["tmp"]))
     with open(result_path, "w") as fh:

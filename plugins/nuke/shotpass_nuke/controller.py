@@ -17,7 +17,7 @@ import traceback
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from shotpass_client import Client, ClientError
+from shotpass_client import ClientError
 from shotpass_client.background import (
     DONE,
     FAILED,
@@ -31,6 +31,7 @@ from shotpass_client.background import (
     drain_updates,
 )
 from shotpass_client.client import DEFAULT_ADDRESS
+from shotpass_client.connection import Connection
 from shotpass_client.jobs import RenderSpec, server_paths
 from shotpass_client.pathmap import PathMap
 from shotpass_client.patterns import FramePattern, PatternError, parse_frame_range
@@ -53,6 +54,12 @@ SETTINGS_KNOBS = ("pass", "model", "prompt", "negative_prompt", "strength", "see
                   "range_mode", "frames")
 INPUT_RANGE, CUSTOM_RANGE = "input range", "custom"
 CONNECT_TIMEOUT = 3.0
+
+
+def connection(address: str) -> Connection:
+    """The node's server with the studio's token and TLS files: SHOTPASS_TOKEN, SHOTPASS_TLS_CA,
+    SHOTPASS_TLS_CERT and SHOTPASS_TLS_KEY, set where Nuke is launched (never stored in the script)."""
+    return Connection.resolve(address)
 
 
 class SetupError(ValueError):
@@ -138,7 +145,7 @@ class Controller:
 
         def work() -> None:
             try:
-                with Client(address, connect_timeout=CONNECT_TIMEOUT) as client:
+                with connection(address).client(CONNECT_TIMEOUT) as client:
                     info = client.server_info()
                     renders = client.list_renders(project=project, shot=shot)
                 self.host.main_thread(self._apply_info, name, address, info, renders)
@@ -168,7 +175,8 @@ class Controller:
             if e["render_id"] in by_id:
                 e.update(render_summary(by_id[e["render_id"]]))
         self.save_state(node, st)
-        self.status(node, f"connected to {address} (server {info.version}, {len(info.models)} models)")
+        self.status(node, f"connected to {connection(address).describe()}: server {info.version}, "
+                          f"{len(info.models)} models")
 
     def _server_info(self, node: Any) -> Any:
         return self.info.get(self.host.get(node, "server"))
@@ -321,8 +329,13 @@ class Controller:
         out_root = self.host.get(node, "output_dir") or default_output_dir(self.host.script_path())
         render_dir = os.path.join(out_root, spec.project, spec.shot, token)
         work_dir = os.path.join(out_root, ".work", token)
+        conn = connection(self.host.get(node, "server"))
         request = JobRequest(
-            server=self.host.get(node, "server"),
+            server=conn.address,
+            token=conn.token,
+            tls_ca=conn.tls_ca,
+            tls_cert=conn.tls_cert,
+            tls_key=conn.tls_key,
             spec=spec,
             out_dir=render_dir,
             preview=preview,
@@ -504,7 +517,7 @@ class Controller:
 
         def work() -> None:
             try:
-                with Client(address, connect_timeout=CONNECT_TIMEOUT) as client:
+                with connection(address).client(CONNECT_TIMEOUT) as client:
                     client.review(rid, rating=rating, pinned=pinned)
             except ClientError as err:
                 self.host.main_thread(self._status_by_name, name, f"review not saved: {err}")

@@ -13,8 +13,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from qtpy import QtCore, QtWidgets
 
-from shotpass_client import Client, ClientError
+from shotpass_client import ClientError
 from shotpass_client.client import DEFAULT_ADDRESS
+from shotpass_client.connection import Connection
 from shotpass_client.ui_model import STATE_NAMES, stars
 
 HOOKS: Dict[str, Optional[Callable[..., Any]]] = {"open_in_dag": None, "defaults": None}
@@ -87,7 +88,7 @@ class QueuePanel(QtWidgets.QWidget):
 
     def fetch(self) -> Tuple[List[Any], str]:
         try:
-            with Client(self.server.text().strip(), connect_timeout=2.0) as client:
+            with Connection.resolve(self.server.text()).client(2.0) as client:
                 return client.list_renders(project=self.project.text().strip()), ""
         except ClientError as err:
             return [], str(err)
@@ -161,7 +162,7 @@ class QueuePanel(QtWidgets.QWidget):
         def work() -> None:
             error = ""
             try:
-                with Client(address, connect_timeout=2.0) as client:
+                with Connection.resolve(address).client(2.0) as client:
                     for rid in ids:
                         client.cancel(rid)
             except ClientError as err:

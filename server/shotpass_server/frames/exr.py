@@ -137,6 +137,7 @@ def _damaged(source_name: str, exc: BaseException) -> FrameError:
 def _read_headers(data: bytes, source_name: str) -> Any:
     """Header-only read: cheap, and the only reliable source of the part count."""
     _check_magic(data, source_name)
+    check_header_limits(data, source_name)  # before the binding sees the file: it trusts the header
     try:
         exr = OpenEXR.File(io.BytesIO(data), header_only=True)
         parts = exr.parts
@@ -280,8 +281,9 @@ def _parse_chlist(value: bytes) -> dict[str, str]:
     return types
 
 
-def _c_string(data: bytes, pos: int) -> tuple[bytes, int]:
-    end = data.index(b"\0", pos)
+def _c_string(data: bytes, pos: int, limit: int | None = None) -> tuple[bytes, int]:
+    """A null-terminated string at `pos`; with `limit`, the null must come within that many bytes."""
+    end = data.index(b"\0", pos, None if limit is None else pos + limit)
     return data[pos:end], end + 1
 
 
@@ -291,6 +293,214 @@ def _enum_name(value: Any) -> str:
 
 def _compression_name(value: Any) -> str:
     return _enum_name(value).removesuffix("_COMPRESSION").lower()
+
+
+# --------------------------------------------------------------------------- limits, from the raw header
+
+# The binding allocates whatever the header asks for, so sizes are checked on the raw header bytes first:
+# a 20 KB file whose header says 100000x100000 must be refused before any pixel buffer exists.
+DEFAULT_MAX_FRAME_PIXELS = 16384 * 16384  # an 8K upscale output (8192x4320 x2) fits well within
+MAX_PARTS = 512
+MAX_CHANNELS = 1024  # per part
+MAX_ATTRIBUTES = 10_000  # per header
+MAX_WINDOW_COORD = 1 << 24  # beyond this a window is absurd; x4 of it still fits int32
+BYTES_PER_PIXEL_LIMIT = 16  # decoded bytes per frame: max_frame_pixels x this (RGBA float at the largest size)
+BOMB_FLOOR_BYTES = 64 << 20  # a file that decodes to less costs too little to be worth refusing
+_SAMPLE_BYTES = {0: 4, 1: 2, 2: 4}  # UINT, HALF, FLOAT
+# The most each codec plausibly shrinks pixels: flat black frames measured (ZIP ~950:1, PIZ ~400:1,
+# RLE ~60:1, B44A ~11:1) with a wide margin. DWAA/DWAB, HTJ2K and ZSTD grow with the frame size, so
+# only the byte limit bounds them.
+_PLAUSIBLE_RATIO = {0: 2, 1: 130, 2: 4000, 3: 4000, 4: 2000, 5: 4000, 6: 16, 7: 16}
+_UNBOUNDED_RATIO = 1_000_000
+_COMPRESSION_NAMES = {int(c): _compression_name(c) for c in OpenEXR.Compression.__members__.values()}
+
+
+@dataclass
+class FrameLimits:
+    """What one frame may decode to; the server sets it from `[server] max_frame_pixels`."""
+
+    max_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+
+    @property
+    def max_bytes(self) -> int:
+        return self.max_pixels * BYTES_PER_PIXEL_LIMIT
+
+
+LIMITS = FrameLimits()
+
+
+def set_max_frame_pixels(pixels: int) -> None:
+    if pixels < 1:
+        raise InvalidInput(f"max_frame_pixels must be a positive number of pixels, not {pixels}")
+    LIMITS.max_pixels = int(pixels)
+
+
+@dataclass
+class RawPart:
+    """What the limits need from one part header, parsed from the bytes without the binding."""
+
+    index: int
+    type: bytes = b""
+    compression: int = 0
+    data_window: Box | None = None
+    display_window: Box | None = None
+    channels: list[tuple[str, int, int, int]] = field(default_factory=list)  # name, pixel type, xs, ys
+
+
+def check_header_limits(data: bytes, source_name: str) -> list[RawPart]:
+    """Refuse, from the header alone, a frame too large to decode or whose header promises far more
+    pixels than its bytes can hold (a decompression bomb). Returns the parsed part headers."""
+    parts = parse_raw_headers(data, source_name)
+    total = 0
+    for part in parts:
+        total += _part_bytes(part, len(parts) > 1, source_name)
+    if total > LIMITS.max_bytes:
+        raise FrameError(
+            source_name,
+            f"the frame would decode to {_size(total)} of pixels, over this server's limit of "
+            f"{_size(LIMITS.max_bytes)} per frame; send fewer channels or parts per file (e.g. split the "
+            "layers), or ask the server's admin to raise [server] max_frame_pixels",
+        )
+    ratio = max(_PLAUSIBLE_RATIO.get(p.compression, _UNBOUNDED_RATIO) for p in parts)
+    if total > BOMB_FLOOR_BYTES and total > len(data) * ratio:
+        codecs = sorted({_COMPRESSION_NAMES.get(p.compression, str(p.compression)) for p in parts})
+        raise FrameError(
+            source_name,
+            f"the header promises {_size(total)} of pixels but the file holds only {_size(len(data))} "
+            f"({', '.join(codecs)} compression cannot shrink pixels {ratio}:1): the file is damaged or a "
+            "decompression bomb, and was not decoded; re-export the frame",
+        )
+    return parts
+
+
+def _part_bytes(part: RawPart, multipart: bool, source_name: str) -> int:
+    """Checks the part's windows and channel count; returns the bytes its pixels decode to."""
+    where = f" of part {part.index}" if multipart else ""
+    for key, window in (("dataWindow", part.data_window), ("displayWindow", part.display_window)):
+        if window is None:
+            raise FrameError(source_name, f"damaged EXR: no {key}{where} in the header; re-export the frame")
+        xmin, ymin, xmax, ymax = window
+        if xmax < xmin or ymax < ymin or max(map(abs, window)) > MAX_WINDOW_COORD:
+            raise FrameError(
+                source_name,
+                f"damaged EXR: the {key}{where} is ({xmin}, {ymin})-({xmax}, {ymax}), empty or beyond "
+                f"+/-{MAX_WINDOW_COORD}; re-export the frame",
+            )
+    xmin, ymin, xmax, ymax = part.data_window  # type: ignore[misc]
+    width, height = xmax - xmin + 1, ymax - ymin + 1
+    if width * height > LIMITS.max_pixels:
+        raise FrameError(
+            source_name,
+            f"the data window{where} is {width}x{height} ({width * height} pixels), over this server's limit "
+            f"of {LIMITS.max_pixels} pixels per frame; crop or reformat the frame, or ask the server's admin "
+            "to raise [server] max_frame_pixels",
+        )
+    if part.type.startswith(b"deep"):
+        return 0  # refused as deep before decoding; its sample counts are not in the header
+    return sum(-(-width // xs) * -(-height // ys) * _SAMPLE_BYTES[kind] for _, kind, xs, ys in part.channels)
+
+
+def parse_raw_headers(data: bytes, source_name: str) -> list[RawPart]:
+    """Part headers from the file's bytes (windows, channels, compression, type), every length bounded."""
+    if len(data) < 8:
+        raise FrameError(source_name, "damaged EXR: the file ends inside its version field; re-export the frame")
+    if data[4] != 2:
+        raise FrameError(source_name, f"unsupported EXR version {data[4]} (only version 2 exists); re-export the frame")
+    multipart = bool(data[5] & 0x10)  # flag bit 12 of the version field
+    parts: list[RawPart] = []
+    pos = 8
+    try:
+        while True:
+            if multipart and data[pos] == 0:
+                break  # an empty header ends the list
+            if len(parts) >= MAX_PARTS:
+                raise FrameError(
+                    source_name, f"more than {MAX_PARTS} parts in one file; split it into several files"
+                )
+            part = RawPart(index=len(parts))
+            pos = _parse_raw_header(data, pos, part, source_name)
+            parts.append(part)
+            if not multipart:
+                break
+    except (IndexError, struct.error, ValueError):
+        raise FrameError(
+            source_name, "damaged EXR: the header is cut short or malformed; re-render or re-export the frame"
+        ) from None
+    if not parts:
+        raise FrameError(source_name, "damaged EXR: no parts could be read; re-render or re-export the frame")
+    return parts
+
+
+def _parse_raw_header(data: bytes, pos: int, part: RawPart, source_name: str) -> int:
+    """Fills `part` from the attributes at `pos`; returns the position after the header's closing null."""
+    count = 0
+    while data[pos] != 0:
+        count += 1
+        if count > MAX_ATTRIBUTES:
+            raise FrameError(source_name, f"damaged EXR: more than {MAX_ATTRIBUTES} attributes in one header")
+        name, pos = _c_string(data, pos, 256)
+        kind, pos = _c_string(data, pos, 256)
+        (size,) = struct.unpack_from("<i", data, pos)
+        pos += 4
+        if size < 0 or pos + size > len(data):
+            raise ValueError(f"attribute {name!r} of {size} bytes")
+        value = data[pos : pos + size]
+        pos += size
+        if kind == b"box2i" and name in (b"dataWindow", b"displayWindow"):
+            window = struct.unpack("<4i", value)
+            if name == b"dataWindow":
+                part.data_window = window
+            else:
+                part.display_window = window
+        elif kind == b"chlist" and name == b"channels":
+            part.channels = _raw_channels(value, part.index, source_name)
+        elif kind == b"compression" and name == b"compression":
+            part.compression = value[0]
+        elif kind == b"string" and name == b"type":
+            part.type = bytes(value)
+    return pos + 1
+
+
+def _raw_channels(value: bytes, index: int, source_name: str) -> list[tuple[str, int, int, int]]:
+    channels: list[tuple[str, int, int, int]] = []
+    pos = 0
+    while value[pos] != 0:
+        if len(channels) >= MAX_CHANNELS:
+            raise FrameError(
+                source_name,
+                f"part {index} has more than {MAX_CHANNELS} channels; split the layers into several files",
+            )
+        name, pos = _c_string(value, pos, 256)
+        kind, _linear, xs, ys = struct.unpack_from("<iB3xii", value, pos)
+        pos += 16
+        if kind not in _SAMPLE_BYTES or xs < 1 or ys < 1:
+            raise FrameError(
+                source_name,
+                f"damaged EXR: channel {name.decode('utf-8', 'replace')!r} of part {index} has pixel type {kind} "
+                f"and sampling {xs}x{ys}; re-export the frame",
+            )
+        channels.append((name.decode("utf-8", "replace"), kind, xs, ys))
+    return channels
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def check_output_size(width: int, height: int, scale: int, source_name: str) -> None:
+    """Refuse a frame whose output (x `scale` for an upscale) would exceed the frame limit."""
+    pixels = width * scale * height * scale
+    if pixels > LIMITS.max_pixels:
+        raise FrameError(
+            source_name,
+            f"the x{scale} output would be {width * scale}x{height * scale} ({pixels} pixels), over this "
+            f"server's limit of {LIMITS.max_pixels} pixels per frame; crop the plate or upscale by less, or "
+            "ask the server's admin to raise [server] max_frame_pixels",
+        )
 
 
 # --------------------------------------------------------------------------- encode

@@ -163,12 +163,22 @@ class FindBlobsRequest(_message.Message):
     def __init__(self, digests: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FindBlobsResponse(_message.Message):
-    __slots__ = ("present", "missing")
+    __slots__ = ("present", "missing", "partial")
     PRESENT_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     present: _containers.RepeatedScalarFieldContainer[str]
     missing: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, present: _Optional[_Iterable[str]] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
+    partial: _containers.RepeatedCompositeFieldContainer[PartialBlob]
+    def __init__(self, present: _Optional[_Iterable[str]] = ..., missing: _Optional[_Iterable[str]] = ..., partial: _Optional[_Iterable[_Union[PartialBlob, _Mapping]]] = ...) -> None: ...
+
+class PartialBlob(_message.Message):
+    __slots__ = ("digest", "bytes_stored")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BYTES_STORED_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    bytes_stored: int
+    def __init__(self, digest: _Optional[str] = ..., bytes_stored: _Optional[int] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
     __slots__ = ("digest", "total_size", "offset", "data")
@@ -346,7 +356,7 @@ class Review(_message.Message):
     def __init__(self, rating: _Optional[int] = ..., pinned: bool = ..., note: _Optional[str] = ..., approved: bool = ...) -> None: ...
 
 class Render(_message.Message):
-    __slots__ = ("id", "project", "shot", "version", "lane", "state", "settings", "parent_render", "frames", "created_at", "started_at", "finished_at", "compute_seconds", "device", "review", "error", "warnings", "frames_done", "frames_total", "label", "reference_digest", "scale", "children")
+    __slots__ = ("id", "project", "shot", "version", "lane", "state", "settings", "parent_render", "frames", "created_at", "started_at", "finished_at", "compute_seconds", "device", "review", "error", "warnings", "frames_done", "frames_total", "label", "reference_digest", "scale", "children", "owner")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SHOT_FIELD_NUMBER: _ClassVar[int]
@@ -370,6 +380,7 @@ class Render(_message.Message):
     REFERENCE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     SCALE_FIELD_NUMBER: _ClassVar[int]
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     id: str
     project: str
     shot: str
@@ -393,7 +404,8 @@ class Render(_message.Message):
     reference_digest: str
     scale: int
     children: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., project: _Optional[str] = ..., shot: _Optional[str] = ..., version: _Optional[int] = ..., lane: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., parent_render: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[FrameRecord, _Mapping]]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., device: _Optional[str] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., error: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., label: _Optional[str] = ..., reference_digest: _Optional[str] = ..., scale: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ...) -> None: ...
+    owner: str
+    def __init__(self, id: _Optional[str] = ..., project: _Optional[str] = ..., shot: _Optional[str] = ..., version: _Optional[int] = ..., lane: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., parent_render: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[FrameRecord, _Mapping]]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., device: _Optional[str] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., error: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., label: _Optional[str] = ..., reference_digest: _Optional[str] = ..., scale: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class WatchRenderRequest(_message.Message):
     __slots__ = ("render_id", "after_sequence")

@@ -122,6 +122,7 @@ class ShotPassServicer(object):
 
     def UploadBlobs(self, request_iterator, context):
         """Chunks of one or more blobs, in order; each blob is verified against its digest before it becomes visible.
+        A cut upload keeps its bytes (never visible) so it can resume; a full store answers RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -34,20 +34,21 @@ def _client_errors() -> tuple:
     return (ClientError, PlateError, blender_scene.PlateProblem, ShotpassProblem, ValueError, OSError)
 
 
-def _server() -> tuple:
+def _server():  # type: ignore[no-untyped-def]
+    """The server as the preferences name it (token and TLS files; empty ones from $SHOTPASS_*)."""
+    from shotpass_client.connection import Connection
+
     p = prefs.get()
     address = p.server_address.strip()
     problem = online_access_problem(address, bpy.app.online_access) or path_map_problem(p.path_map)
     if problem:
         raise ShotpassProblem(problem)
-    return address, (p.token or None)
+    paths = [bpy.path.abspath(f) if f else "" for f in (p.tls_ca, p.tls_cert, p.tls_key)]
+    return Connection.resolve(address, p.token, *paths)
 
 
 def _client():  # type: ignore[no-untyped-def]
-    from shotpass_client import Client
-
-    address, token = _server()
-    return Client(address, token, connect_timeout=3.0)
+    return _server().client(connect_timeout=3.0)
 
 
 def _settings(scene: bpy.types.Scene) -> PassSettings:
@@ -113,7 +114,7 @@ def _plate_paths(plate: Dict[int, str]) -> Optional[Dict[int, str]]:
 def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") -> Job:
     scene = context.scene
     s = scene.shotpass
-    address, token = _server()
+    conn = _server()
     spec = _settings(scene).spec()
     plate: Dict[int, str] = {}
     if kind == "preview":
@@ -133,14 +134,15 @@ def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") ->
         plate = scene_plate(scene)
     out_dir = runner.job_out_dir(prefs.cache_root(), s.project, s.shot)
     request = JobRequest(
-        server=address, token=token, spec=spec, out_dir=out_dir, plate=plate,
+        server=conn.address, token=conn.token, tls_ca=conn.tls_ca, tls_cert=conn.tls_cert, tls_key=conn.tls_key,
+        spec=spec, out_dir=out_dir, plate=plate,
         mask=_mask(scene, plate) if plate else {},
         reference_file=bpy.path.abspath(s.reference) if s.reference else None,
         parent_render=parent_render, preview=kind == "preview",
         output_pattern=os.path.join(out_dir, f"{s.shot}.####.exr"),
     )
     request.plate_paths = _plate_paths(plate)
-    s.status = f"sending {len(plate) or 'the parent render'} frame(s) to {address}"
+    s.status = f"sending {len(plate) or 'the parent render'} frame(s) to {conn.address}"
     plate_kind = s.plate_kind if not parent_render else "RENDER"
     return runner.start(request, kind, scene, plate_kind, s.plate_strip if plate_kind == "STRIP" else "")
 

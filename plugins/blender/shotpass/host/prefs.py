@@ -20,7 +20,22 @@ class ShotpassPreferences(bpy.types.AddonPreferences):
         default=os.environ.get("SHOTPASS_SERVER", "localhost:50051"),
     )
     token: bpy.props.StringProperty(  # type: ignore[valid-type]
-        name="Token", description="Access token of a shared server (empty: none)", subtype="PASSWORD",
+        name="Token", description="Access token of a shared server (empty: $SHOTPASS_TOKEN, else none)",
+        subtype="PASSWORD",
+    )
+    # TLS: a CA turns it on; a client certificate and key answer servers that demand mutual TLS.
+    tls_ca: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="TLS CA", subtype="FILE_PATH",
+        description="CA certificate (PEM) that signed the server's certificate: connect with TLS "
+                    "(empty: $SHOTPASS_TLS_CA, else no TLS)",
+    )
+    tls_cert: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Client Certificate", subtype="FILE_PATH",
+        description="This machine's certificate (PEM) for mutual TLS (empty: $SHOTPASS_TLS_CERT)",
+    )
+    tls_key: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Client Key", subtype="FILE_PATH",
+        description="The client certificate's private key (PEM) (empty: $SHOTPASS_TLS_KEY)",
     )
     cache_dir: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Cache Folder", subtype="DIR_PATH",
@@ -37,6 +52,9 @@ class ShotpassPreferences(bpy.types.AddonPreferences):
         if not is_local_address(self.server_address) and not bpy.app.online_access:
             layout.label(text="Online access is off: only a server on this machine can be reached", icon="ERROR")
         layout.prop(self, "token")
+        tls = layout.column(heading="TLS")
+        for name in ("tls_ca", "tls_cert", "tls_key"):
+            tls.prop(self, name)
         layout.prop(self, "cache_dir")
         layout.prop(self, "path_map")
 
