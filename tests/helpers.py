@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
@@ -50,7 +54,6 @@ def write_pki(folder: Any) -> Dict[str, Any]:
     """
     import datetime
     import ipaddress
-    from pathlib import Path
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -95,3 +98,18 @@ def tls_serve_args(pki: Dict[str, Any], mutual: bool = True) -> List[str]:
     """`shotpass serve` flags for a TLS server with `write_pki` files (mutual: client certificates required)."""
     args = ["--tls-cert", str(pki["server_cert"]), "--tls-key", str(pki["server_key"])]
     return args + (["--tls-client-ca", str(pki["ca_cert"])] if mutual else [])
+
+
+def serve_process(data_dir: Path, log: Path, *extra: str) -> Tuple[subprocess.Popen, str]:
+    """`shotpass serve` as a child process on a free loopback port; returns it and its address."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shotpass_server.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
+         *extra],
+        stdout=subprocess.PIPE,
+        stderr=log.open("ab"),
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    line = proc.stdout.readline()
+    assert "serving on" in line, f"server did not start: {line!r} (log: {log.read_text()[-2000:]})"
+    return proc, line.split("serving on ")[1].split()[0]

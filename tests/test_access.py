@@ -7,18 +7,16 @@ anything of it, carol is added to show-a later, and admin sees everything.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import io
-import ipaddress
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator
 
 import grpc
 import pytest
 from conftest import BEACHBALL, require_data
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import run_cli
+from helpers import run_cli, write_pki
 
 PLATE_NAME = "singlepart.####.exr"
 
@@ -250,54 +248,9 @@ def test_single_user_default_needs_no_token_until_a_user_exists(server, client, 
 # ---------------------------------------------------------------- TLS
 
 
-def _pem_pair(subject: str, issuer: Any = None, ca: bool = False, server: bool = False) -> Tuple[Any, Any]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    issuer_cert, issuer_key = issuer if issuer else (None, key)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_cert.subject if issuer_cert else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    elif not ca:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256()), key
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
-    from cryptography.hazmat.primitives import serialization
-
-    tmp = tmp_path_factory.mktemp("pki")
-    ca = _pem_pair("shotpass test CA", ca=True)
-    files: Dict[str, Path] = {}
-    for label, (cert, key) in {
-        "ca": ca,
-        "server": _pem_pair("localhost", ca, server=True),
-        "client": _pem_pair("artist", ca),
-    }.items():
-        files[f"{label}_cert"] = tmp / f"{label}.crt"
-        files[f"{label}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        files[f"{label}_key"] = tmp / f"{label}.key"
-        files[f"{label}_key"].write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return files
+    return write_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _tls_server(tmp: Path, pki: Dict[str, Path], mutual: bool) -> Any:

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import header, run_cli
+from helpers import header, run_cli, serve_process
 
 
 def _start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shotpass_server.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=log.open("ab"),
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    line = proc.stdout.readline()
-    assert "serving on" in line, f"server did not start: {line!r} (log: {log.read_text()[-2000:]})"
-    return proc, line.split("serving on ")[1].split()[0]
+    return serve_process(data_dir, log)
 
 
 def test_sigkill_mid_render_then_restart_finishes_without_recomputing(tmp_path, beachball):

@@ -6,12 +6,10 @@ Plates are small real EXRs from the shared data, so hundreds of frames run in a 
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ import grpc
 import pytest
 from conftest import EXR
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers import serve_process
 
 TINY = EXR / "openexr" / "test.exr"  # 10x20 float RGB: a passthrough frame takes milliseconds
 SMALL = EXR / "openexr-images" / "DisplayWindow" / "t01.exr"  # 400x300: a stylize frame takes a while
@@ -254,17 +253,7 @@ def test_shutdown_turns_health_off_refuses_work_and_lets_the_running_step_finish
 
 
 def _serve(data_dir: Path, config: Path, log: Path) -> Tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shotpass_server.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
-         "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=log.open("ab"),
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    line = proc.stdout.readline()
-    assert "serving on" in line, f"server did not start: {line!r} (log: {log.read_text()[-2000:]})"
-    return proc, line.split("serving on ")[1].split()[0]
+    return serve_process(data_dir, log, "--config", str(config))
 
 
 def _frames_on_disk(data_dir: Path, render_id: str) -> Dict[int, Tuple[str, int, str]]:
