@@ -177,6 +177,8 @@ def test_serve_with_json_logs_and_metrics_from_the_config(tmp_path: Path) -> Non
     assert any(r["message"] == "render queued" for r in about), about
     done = sorted(r["frame"] for r in about if r["message"].startswith("frame ") and "done" in r["message"])
     assert done == [1, 2], about
+    assert any(r["message"].startswith(f"render {rid} started on ") for r in about), about
+    assert any(r["message"] == f"render {rid} finished (2/2 frames)" for r in about), about
     refused = [r for r in records if r.get("render_id") == "r-nosuchrender"]
     assert refused and "NOT_FOUND" in refused[0]["message"] and "CancelRender" in refused[0]["message"]
 

@@ -124,3 +124,31 @@ def test_a_project_with_its_own_storage_is_not_claimed_by_a_first_render(capsys,
     code, _, err = _path_render(capsys, srv, tokens["carol"], "r", BEACHBALL, tmp_path / "o")
     assert code != 0 and "not a member of project 'r', which has its own plate storage" in err
     assert "shotpass projects add-member r carol" in err
+
+
+def test_a_fifo_under_a_root_is_refused_not_waited_on(tmp_path):
+    # Reading a FIFO (or a device) would block the submit forever: only regular files are plates.
+    import os
+
+    from shotpass_client import Client, ClientError
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    os.mkfifo(storage / "pipe.0001.exr")
+    srv = ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", path_roots=[storage]))
+    srv.start()
+    try:
+        with Client(srv.address) as client:
+            request = pb.SubmitRenderRequest(
+                project="p", shot="s", settings=pb.RenderSettings(pass_name="passthrough"),
+                frames=[pb.FrameInput(frame=1, path=str(storage / "pipe.0001.exr"), name="pipe.0001.exr")],
+            )
+            with pytest.raises(ClientError) as err:
+                client.submit(request)
+        assert err.value.code == "INVALID_ARGUMENT"
+        assert "pipe.0001.exr (frame 1): not a regular file" in str(err.value)
+    finally:
+        srv.stop(0.5)

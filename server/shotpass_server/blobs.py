@@ -32,6 +32,7 @@ _OWNER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _FULL_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
                 errno.EFBIG: "a file-size limit was reached"}
 _HASH_BLOCK = 1 << 20
+MAX_BLOB_BYTES = 8 << 30  # one frame file, uploaded or read in path mode
 
 
 class StoreFull(ResourceExhausted):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from .blobs import MAX_BLOB_BYTES
 from .errors import InvalidInput
 
 
@@ -45,6 +46,14 @@ class PathAccess:
                 f"([paths] roots and [paths.projects] {project}); upload the file instead"
             )
         try:
+            # Only regular files of a frame's size: a FIFO or device under a root would block or never end.
+            info = real.stat()
+            if not real.is_file():
+                raise InvalidInput(f"{path} (frame {frame}): not a regular file; point at the frame's EXR file")
+            if info.st_size > MAX_BLOB_BYTES:
+                raise InvalidInput(
+                    f"{path} (frame {frame}): {info.st_size} bytes, above the {MAX_BLOB_BYTES}-byte limit for a frame"
+                )
             return real.read_bytes()
         except OSError as err:
             raise InvalidInput(f"{path} (frame {frame}): cannot read it on the server ({err.strerror})") from None

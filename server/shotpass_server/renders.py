@@ -350,7 +350,8 @@ class RenderManager:
                 self._frame_failed(render_id, frame, str(err), started)
                 continue
             except Exception as err:  # a model bug must not take the server down
-                log.error("render %s frame %s:\n%s", render_id, frame, traceback.format_exc())
+                log.error("render %s frame %s:\n%s", render_id, frame, traceback.format_exc(),
+                          extra={"render_id": render_id, "frame": frame})
                 self._frame_failed(render_id, frame, f"internal error in {model.name}: {err}", started)
                 continue
             self._frame_finished(render_id, frame, out, time.perf_counter() - started, len(rows), device)
@@ -404,7 +405,8 @@ class RenderManager:
             return
         except Exception as err:  # a model bug must not take the server down
             if not isinstance(err, ShotpassError):
-                log.error("render %s frames %s:\n%s", render.id, frames, traceback.format_exc())
+                log.error("render %s frames %s:\n%s", render.id, frames, traceback.format_exc(),
+                          extra={"render_id": render.id})
             message = str(err) if isinstance(err, ShotpassError) else f"internal error in {model.name}: {err}"
             for frame in frames:
                 self._frame_failed(render.id, frame, message, started)

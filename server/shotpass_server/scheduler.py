@@ -247,9 +247,11 @@ class Scheduler:
                 if render.state == cat.QUEUED:
                     self.catalog.set_render_state(render_id, cat.RUNNING, device=device)
                     self._event(render_id, "STARTED", {"message": device})
+                    log.info("render %s started on %s", render_id, device, extra={"render_id": render_id})
                 self.run_chunk(render_id, chunk, device, self)
             except Exception as exc:  # a bug or a broken model: fail the render, keep the server up
-                log.error("render %s chunk %s failed:\n%s", render_id, chunk, traceback.format_exc())
+                log.error("render %s chunk %s failed:\n%s", render_id, chunk, traceback.format_exc(),
+                          extra={"render_id": render_id})
                 self._finish(render_id, cat.FAILED, f"internal error: {exc}")
             finally:
                 with self._cv:
@@ -299,6 +301,9 @@ class Scheduler:
             "FINISHED",
             {"state": state, "message": message, "frames_done": render.frames_done, "frames_total": len(render.frames)},
         )
+        log.log(logging.WARNING if state == cat.FAILED else logging.INFO, "render %s %s (%d/%d frames)%s", render_id,
+                state.lower(), render.frames_done, len(render.frames), f": {message}" if message else "",
+                extra={"render_id": render_id})
         with self._cv:
             self._cancelled.discard(render_id)
             self._in_flight.pop(render_id, None)

@@ -14,7 +14,7 @@ from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
 from . import __version__
 from . import catalog as cat
 from .accounts import LOCAL, Accounts, Caller, PermissionDenied, Unauthenticated
-from .blobs import BlobWriter, check_digest
+from .blobs import MAX_BLOB_BYTES, BlobWriter, check_digest
 from .errors import (
     InvalidInput,
     ModelUnavailable,
@@ -46,7 +46,6 @@ Ctx = grpc.ServicerContext
 
 CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 4 << 20
-MAX_BLOB_BYTES = 8 << 30
 PREVIEW_TIMEOUT = 600.0
 
 
