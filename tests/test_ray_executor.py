@@ -22,6 +22,7 @@ from shotpass_server.errors import InvalidInput
 from shotpass_server.frames.exr import decode_exr
 from shotpass_server.passes.base import FrameJob, FrameResult, Model, Option, PassContext
 from shotpass_server.passes.registry import ModelRegistry, starter_models
+from shotpass_server.ray_executor import gpu_slots_to_add
 
 SLOTS = ["ray:0", "ray:1"]
 FRAMES = [1, 2, 3, 4]  # of the 8-frame Beachball: enough for both workers, cheap on two shared cores
@@ -234,12 +235,81 @@ def test_a_restarted_server_resumes_a_ray_render_without_recomputing(ray_servers
             assert f.attempts == 1 and f.output_digest == done_before[f.frame], f"frame {f.frame} was recomputed"
 
 
+def test_remote_frames_report_their_model_steps_as_step_events(ray_servers, beachball):
+    srv = ray_servers.start(ray_workers=1, chunk_frames=2)
+    with Client(srv.address) as rc:
+        # 4 steps of 0.3 s per frame: the slot thread, fetching every 0.2 s, sees steps inside each frame.
+        render = _render(rc, beachball, [1, 2], model="test-worker-probe", options={"seconds": "1.2"})
+        assert render.state == pb.FINISHED, render.error
+        events = list(rc.watch(render.id))
+    steps = [(e.frame, e.step, e.total_steps) for e in events if e.kind == pb.RenderEvent.STEP]
+    assert {frame for frame, _, _ in steps} == {1, 2}, steps
+    assert all(total == 4 and 1 <= step <= 4 for _, step, total in steps), steps
+    assert len(steps) == len(set(steps)), f"a step was reported twice: {steps}"
+    assert any(step < total for _, step, total in steps), f"only final steps were seen: {steps}"
+    # Each frame's steps come before its FRAME_DONE, in order.
+    kinds = [(e.kind, e.frame, e.step) for e in events if e.kind in (pb.RenderEvent.STEP, pb.RenderEvent.FRAME_DONE)]
+    for frame in (1, 2):
+        done_at = kinds.index((pb.RenderEvent.FRAME_DONE, frame, 0))
+        frame_steps = [(i, n) for i, (kind, f, n) in enumerate(kinds) if kind == pb.RenderEvent.STEP and f == frame]
+        assert all(i < done_at for i, _ in frame_steps), kinds
+        assert [step for _, step in frame_steps] == sorted(step for _, step in frame_steps), kinds
+
+
+def test_a_device_added_at_runtime_takes_chunks_and_is_listed(tmp_path, beachball):
+    cfg = ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "data", workers=1, chunk_frames=2)
+    srv = ShotpassServer(cfg, registry=test_registry())
+    srv.start()
+    try:
+        assert srv.manager.scheduler.add_device("cpu:1")
+        assert not srv.manager.scheduler.add_device("cpu:1"), "a device was added twice"
+        with Client(srv.address) as rc:
+            assert list(rc.server_info().devices) == ["cpu", "cpu:1"]
+            # Two 2-frame chunks of 0.4 s frames: the first worker is busy with one when the other is handed out.
+            render = _render(rc, beachball, FRAMES, model="test-worker-probe", options={"seconds": "0.4"})
+            assert render.state == pb.FINISHED, render.error
+        assert set(_devices_of_frames(srv, render.id).values()) == {"cpu", "cpu:1"}
+    finally:
+        srv.stop(grace=0.5)
+    assert not srv.manager.scheduler.add_device("cpu:2"), "a stopped scheduler took a new worker"
+
+
+@pytest.mark.parametrize(
+    ("cluster_gpus", "gpu_slots", "added"),
+    [(0, 0, 0), (2, 2, 0), (3, 2, 1), (8, 2, 6), (1, 2, 0), (4, 0, 4)],
+)
+def test_a_rescan_adds_one_slot_per_gpu_that_has_none(cluster_gpus, gpu_slots, added):
+    # (1, 2): a box left; its slots stay (their fresh actors wait for a GPU). (4, 0): GPUs joined a CPU cluster.
+    assert gpu_slots_to_add(cluster_gpus, gpu_slots) == added
+
+
+def test_a_slot_added_to_a_running_ray_server_gets_chunks(ray_servers, beachball):
+    srv = ray_servers.start(ray_workers=1)  # one CPU actor: the module's cluster has room for one more
+    executor = srv.executor
+    assert executor.rescan() == [], "a rescan of a cluster without GPUs added workers"
+    assert srv.devices == ["ray:0"]
+    # What a rescan does for each new GPU, here with a CPU actor (the test cluster has no GPUs).
+    assert executor.add_slot(gpu=False) == "ray:1"
+    assert executor.gpu_slots() == 0
+    with Client(srv.address) as rc:
+        assert list(rc.server_info().devices) == SLOTS
+        render = _render(rc, beachball, FRAMES, model="test-worker-probe", options={"seconds": "0.4"})
+        assert render.state == pb.FINISHED, render.error
+    assert set(_devices_of_frames(srv, render.id).values()) == set(SLOTS)
+
+
 def test_executor_settings_come_from_the_config_file_and_bad_ones_are_named(tmp_path):
     good = tmp_path / "ray.toml"
-    good.write_text('[server]\nexecutor = "ray"\nray_address = "auto"\nray_workers = 3\nmax_frame_attempts = 5\n')
+    good.write_text(
+        '[server]\nexecutor = "ray"\nray_address = "auto"\nray_workers = 3\nmax_frame_attempts = 5\nray_rescan_s = 20\n'
+    )
     cfg = load_config(good)
     assert (cfg.executor, cfg.ray_address, cfg.ray_workers, cfg.max_frame_attempts) == ("ray", "auto", 3, 5)
+    assert cfg.ray_rescan_s == 20.0
     bad = tmp_path / "bad.toml"
     bad.write_text('[server]\nexecutor = "slurm"\n')
     with pytest.raises(InvalidInput, match=r"bad\.toml: \[server\]: executor 'slurm' is not one of local, ray"):
+        load_config(bad)
+    bad.write_text('[server]\nray_rescan_s = -1\n')
+    with pytest.raises(InvalidInput, match=r"bad\.toml: \[server\]: ray_rescan_s must be 0 \(never\)"):
         load_config(bad)

@@ -87,7 +87,8 @@ class ShotpassServer:
         self.blobs = BlobStore(data_dir / "blobs", cfg.max_store_bytes, cfg.partial_upload_retention_hours * 3600)
         self.blob_gc = periodic_gc(self.blobs, self.catalog, cfg)  # None unless [server] blob_gc_interval_hours
         self.executor = _ray_executor(cfg, worker_registry) if cfg.executor == "ray" else None
-        self.devices = self.executor.slots if self.executor else devices(cfg.workers)
+        # One list shared by the scheduler and GetServerInfo: a slot added at runtime shows in both.
+        self.devices = list(self.executor.slots) if self.executor else devices(cfg.workers)
         self.manager = RenderManager(
             self.catalog,
             self.blobs,
@@ -100,6 +101,8 @@ class ShotpassServer:
             project_roots=cfg.project_roots,
         )
         self.manager.executor = self.executor
+        if self.executor is not None:  # GPU boxes that join the cluster later become worker slots
+            self.executor.on_new_slot = self.manager.scheduler.add_device
         self.health = health.HealthServicer()
         self.ready = False  # health says SERVING only while this is set (see start and stop)
         self.starting = True  # until start() passed its readiness checks: ShotPass calls get UNAVAILABLE
@@ -146,6 +149,8 @@ class ShotpassServer:
             self.metrics.close()
             raise
         self.manager.start()
+        if self.executor is not None:
+            self.executor.start_rescan(self.cfg.ray_rescan_s)
         if self.blob_gc is not None:
             self.blob_gc.start()
         self.ready, self.starting = True, False

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "on this box ([server] ray_address)")
     s.add_argument("--ray-workers", type=int, metavar="N",
                    help="CPU actors when the Ray cluster has no GPUs (default 1) ([server] ray_workers)")
+    s.add_argument("--ray-rescan-s", type=float, metavar="S",
+                   help="look for GPU boxes that joined the Ray cluster every S seconds, 0: never (default 15) "
+                   "([server] ray_rescan_s)")
     s.set_defaults(func=cmd_serve)
 
     def data_args(sp: argparse.ArgumentParser) -> None:
@@ -239,6 +242,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg.executor = args.executor or cfg.executor
     cfg.ray_address = args.ray_address if args.ray_address is not None else cfg.ray_address
     cfg.ray_workers = args.ray_workers or cfg.ray_workers
+    cfg.ray_rescan_s = args.ray_rescan_s if args.ray_rescan_s is not None else cfg.ray_rescan_s
     for key in ("cert", "key", "client_ca"):
         if getattr(args, f"tls_{key}"):
             setattr(cfg, f"tls_{key}", getattr(args, f"tls_{key}"))

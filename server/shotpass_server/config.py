@@ -47,6 +47,7 @@ class ServerConfig:
     executor: str = "local"
     ray_address: str = ""
     ray_workers: int = 1
+    ray_rescan_s: float = 15.0  # how often the cluster is checked for GPUs that joined (0: never)
     max_frame_attempts: int = 3  # a frame whose worker died this many times fails, naming the reason
     # Blob store: a size limit (0: none, the disk is the limit); blobs no render uses are deleted by
     # `shotpass gc` once unused this long, and by the server itself every blob_gc_interval_hours (0: never);
@@ -61,6 +62,8 @@ class ServerConfig:
             raise InvalidInput(f"{source}: executor {self.executor!r} is not one of {', '.join(EXECUTORS)}")
         if self.ray_workers < 1 or self.max_frame_attempts < 1:
             raise InvalidInput(f"{source}: ray_workers and max_frame_attempts must be at least 1")
+        if self.ray_rescan_s < 0:
+            raise InvalidInput(f"{source}: ray_rescan_s must be 0 (never) or a number of seconds")
 
     def check_tls(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -95,6 +98,7 @@ def load_config(path: Optional[Path]) -> ServerConfig:
     cfg.executor = str(server.get("executor", cfg.executor))
     cfg.ray_address = str(server.get("ray_address", cfg.ray_address))
     cfg.ray_workers = int(server.get("ray_workers", cfg.ray_workers))
+    cfg.ray_rescan_s = float(server.get("ray_rescan_s", cfg.ray_rescan_s))
     cfg.max_frame_attempts = int(server.get("max_frame_attempts", cfg.max_frame_attempts))
     cfg.check_executor(f"{path}: [server]")
     cfg.colour_config = str(data.get("colour", {}).get("config", cfg.colour_config))

@@ -6,9 +6,15 @@ data) once and keeps its pipelines loaded between chunks. The scheduler sees one
 ("ray:0", "ray:1", ...), so chunking, lanes and priorities are exactly those of the local executor.
 
 A chunk is streamed back frame by frame: the actor says when a frame starts and sends each result as soon
-as it is encoded, so finished frames are stored even if the actor dies later in the same chunk. When an
+as it is encoded, so finished frames are stored even if the actor dies later in the same chunk. The actor
+also keeps the latest (frame, step, total) its model reported; the waiting slot thread fetches it every
+POLL_SECONDS and reports it as a STEP event, so remote frames show per-step progress too. When an
 actor dies, the frames it was rendering go back to pending (the scheduler requeues the render) and the slot
 gets a fresh actor; a frame that has killed its worker ``max_frame_attempts`` times fails with the reason.
+
+GPU boxes that join the cluster later get slots without a restart: every ``rescan_s`` seconds the executor
+compares the cluster's GPUs with its GPU slots and starts an actor for each new GPU, announcing the new slot
+to ``on_new_slot`` (the server hands it to the scheduler, which starts a worker thread for it).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import InvalidInput, RenderCancelled, ShotpassError
 from .frame_pipeline import FrameRequest, run_clip, run_frame
@@ -33,7 +39,9 @@ SLOT_PREFIX = "ray:"
 # Environment the actors share with the server, so results match the local executor's (thread counts) and
 # nothing is downloaded on a GPU box either.
 FORWARDED_ENV = ("SHOTPASS_THREADS", "OMP_NUM_THREADS", "HF_HUB_OFFLINE", "HF_HOME", "OCIO")
-POLL_SECONDS = 0.2  # how often a waiting chunk looks at cancel and stop flags
+POLL_SECONDS = 0.2  # how often a waiting chunk looks at cancel and stop flags, and fetches the latest step
+GPU_ACTOR = {"num_gpus": 1, "num_cpus": 0}
+CPU_ACTOR = {"num_cpus": 1}
 
 RegistryFactory = Callable[[], ModelRegistry]
 
@@ -66,6 +74,13 @@ class ChunkHooks:
     requeued: Callable[[int], None]  # frame goes back to pending
     warning: Callable[[str], None]
     cancelled: Callable[[], bool]
+    step: Callable[[int, int, int], None] = lambda frame, step, total: None  # the model's latest step on a frame
+
+
+def gpu_slots_to_add(cluster_gpus: int, gpu_slots: int) -> int:
+    """How many GPU actors a rescan starts: one per cluster GPU that has no slot yet (none on a CPU-only cluster;
+    GPUs that left keep their slots, whose fresh actors wait for a GPU)."""
+    return max(0, int(cluster_gpus) - gpu_slots)
 
 
 class FrameWorker:
@@ -85,6 +100,7 @@ class FrameWorker:
         self.registry = make_registry()
         self.colours = ColourSpaces(colour_config)
         self._cancelled: set = set()
+        self._steps: Dict[str, Tuple[int, int, int]] = {}  # render id -> its latest (frame, step, total)
         self._lock = threading.Lock()
 
     def info(self) -> Dict[str, Any]:
@@ -95,6 +111,11 @@ class FrameWorker:
     def cancel(self, render_id: str) -> None:
         with self._lock:
             self._cancelled.add(render_id)
+
+    def latest_step(self, render_id: str) -> Optional[Tuple[int, int, int]]:
+        """The (frame, step, total) the model last reported for the render's running chunk; None before any."""
+        with self._lock:
+            return self._steps.get(render_id)
 
     def run(self, model_name: str, requests: List[FrameRequest]) -> Iterator[Tuple[Any, ...]]:
         """Yields ("started", [frames]), then ("done", frame, bytes, seconds) / ("failed", frame, message,
@@ -107,19 +128,20 @@ class FrameWorker:
             for r in requests:
                 yield ("failed", r.frame, f"worker {self.slot}: {err}", 0.0)
             return
-        progress = functools.partial(self._progress, render_id)
         try:
-            if isinstance(model, ClipModel):
-                yield from self._run_clip(model, requests, progress)
+            if isinstance(model, ClipModel):  # one progress for the whole clip, reported on its first frame
+                clip_progress = functools.partial(self._progress, render_id, requests[0].frame)
+                yield from self._run_clip(model, requests, clip_progress)
             else:
                 for r in requests:
                     if self._is_cancelled(render_id):
                         return
                     yield ("started", [r.frame])
-                    yield self._run_one(model, r, progress)
+                    yield self._run_one(model, r, functools.partial(self._progress, render_id, r.frame))
         finally:
             with self._lock:
                 self._cancelled.discard(render_id)
+                self._steps.pop(render_id, None)
 
     def _run_one(self, model: Model, request: FrameRequest, progress: Callable[[int, int], None]) -> Tuple[Any, ...]:
         started = time.perf_counter()
@@ -151,13 +173,50 @@ class FrameWorker:
         for frame, out in zip(frames, outs):
             yield ("done", frame, out, seconds)
 
-    def _progress(self, render_id: str, step: int, total: int) -> None:
+    def _progress(self, render_id: str, frame: int, step: int, total: int) -> None:
+        with self._lock:
+            self._steps[render_id] = (frame, step, total)
         if self._is_cancelled(render_id):
             raise RenderCancelled(f"render {render_id} was cancelled")
 
     def _is_cancelled(self, render_id: str) -> bool:
         with self._lock:
             return render_id in self._cancelled
+
+
+class _StepPoller:
+    """Fetches the actor's latest step without blocking the slot thread: one request in flight, at most one
+    every POLL_SECONDS; a step is reported once, and only while its frame is still running."""
+
+    def __init__(self, actor: Any, render_id: str) -> None:
+        self._actor = actor
+        self._render_id = render_id
+        self._pending: Any = None
+        self._asked = 0.0
+        self._last: Optional[Tuple[int, int, int]] = None
+        self._broken = False
+
+    def poll(self, ray: Any, running: List[int], hooks: ChunkHooks) -> None:
+        if self._broken:
+            return
+        if self._pending is not None:
+            ready, _ = ray.wait([self._pending], timeout=0)
+            if not ready:
+                return
+            try:
+                latest = ray.get(self._pending)
+            except Exception as err:  # the actor died: the chunk's stream reports that, progress just stops
+                log.debug("step poll: %s", err)
+                self._broken = True
+                return
+            self._pending = None
+            if latest is not None and latest != self._last and latest[0] in running:
+                self._last = latest
+                hooks.step(*latest)
+        now = time.monotonic()
+        if now - self._asked >= POLL_SECONDS:
+            self._asked = now
+            self._pending = self._actor.latest_step.remote(self._render_id)
 
 
 def _model_error(model: Model, err: Exception, frame: int) -> str:
@@ -192,19 +251,22 @@ class RayExecutor:
         self._env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         self._actor_class = ray.remote(FrameWorker)
         self._owns_ray = self._connect(address, cpu_workers)
-        gpus = int(ray.cluster_resources().get("GPU", 0))
+        gpus = self.cluster_gpus()
         # One actor per GPU; a cluster without GPUs gets `cpu_workers` one-CPU actors.
-        self._resources = {"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": 1}
         count = gpus or max(1, cpu_workers)
-        self.slots = [f"{SLOT_PREFIX}{i}" for i in range(count)]
+        self.slots: List[str] = []
+        self._resources: Dict[str, Dict[str, float]] = {}  # slot -> what its actor asks Ray for
         self._actors: Dict[str, Any] = {}
         self._lock = threading.Lock()
         self._deaths: Dict[Tuple[str, int], int] = {}  # (render, frame) -> workers it was running on that died
         self._stopping = False
         self._busy = 0
         self._idle = threading.Condition(self._lock)
-        for slot in self.slots:
-            self._actors[slot] = self._new_actor(slot)
+        self.on_new_slot: Callable[[str], Any] = lambda slot: None  # the server: scheduler.add_device
+        self._rescan_stop = threading.Event()
+        self._rescan_thread: Optional[threading.Thread] = None
+        for _ in range(count):
+            self._add_slot(GPU_ACTOR if gpus else CPU_ACTOR)
         log.info("ray executor: %d %s actor(s) on the cluster at %s", count, "GPU" if gpus else "CPU",
                  address or "(default)")
 
@@ -227,9 +289,58 @@ class RayExecutor:
 
     def _new_actor(self, slot: str) -> Any:
         # Restarts are ours (a fresh actor per death), so a frame that kills its worker is counted.
-        return self._actor_class.options(max_concurrency=2, max_restarts=0, **self._resources).remote(
+        return self._actor_class.options(max_concurrency=2, max_restarts=0, **self._resources[slot]).remote(
             slot, self._make_registry, self._colour_config, self._env
         )
+
+    def _add_slot(self, resources: Dict[str, float]) -> str:
+        """A new slot and its actor ("" once stopping: stop() must see every actor it has to end)."""
+        with self._lock:
+            if self._stopping:
+                return ""
+            slot = f"{SLOT_PREFIX}{len(self.slots)}"
+            self._resources[slot] = resources
+            self._actors[slot] = self._new_actor(slot)
+            self.slots.append(slot)
+        return slot
+
+    # ------------------------------------------------------------ GPUs that join later
+
+    def cluster_gpus(self) -> int:
+        return int(self._ray.cluster_resources().get("GPU", 0))
+
+    def gpu_slots(self) -> int:
+        with self._lock:
+            return sum(1 for r in self._resources.values() if r.get("num_gpus"))
+
+    def add_slot(self, gpu: bool = True) -> str:
+        """Start one more actor (one GPU, or one CPU) and announce its slot to ``on_new_slot``."""
+        slot = self._add_slot(GPU_ACTOR if gpu else CPU_ACTOR)
+        if not slot:
+            return ""
+        log.info("ray executor: new %s worker %s", "GPU" if gpu else "CPU", slot)
+        self.on_new_slot(slot)
+        return slot
+
+    def rescan(self) -> List[str]:
+        """One GPU slot per cluster GPU that has none yet (a box joined): the new slots."""
+        added = [self.add_slot(gpu=True) for _ in range(gpu_slots_to_add(self.cluster_gpus(), self.gpu_slots()))]
+        return [slot for slot in added if slot]
+
+    def start_rescan(self, every_s: float) -> None:
+        """Rescan the cluster every ``every_s`` seconds until stop() (0: never)."""
+        if every_s <= 0 or self._rescan_thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._rescan_stop.wait(every_s):
+                try:
+                    self.rescan()
+                except Exception as err:  # the cluster head is unreachable for a moment: try again next time
+                    log.warning("ray executor: cannot rescan the cluster for new GPUs: %s", err)
+
+        self._rescan_thread = threading.Thread(target=loop, name="shotpass-ray-rescan", daemon=True)
+        self._rescan_thread.start()
 
     def _actor(self, slot: str) -> Any:
         with self._lock:
@@ -249,9 +360,11 @@ class RayExecutor:
                 return
             self._busy += 1
             actor = self._actors[slot]
+        render_id = requests[0].render_id
         running: List[int] = []  # started on the actor, no result yet
         settled: List[int] = []  # finished, failed or handed back
         cancel_sent = False
+        steps = _StepPoller(actor, render_id)
         try:
             stream = actor.run.remote(model_name, requests)
             while True:
@@ -259,8 +372,9 @@ class RayExecutor:
                 if self._stopping:
                     return  # frames left running are picked up again when the server starts next
                 if not cancel_sent and hooks.cancelled():
-                    actor.cancel.remote(requests[0].render_id)
+                    actor.cancel.remote(render_id)
                     cancel_sent = True
+                steps.poll(ray, running, hooks)
                 if not ready:
                     continue
                 try:
@@ -274,7 +388,7 @@ class RayExecutor:
                 # Died before it said anything (killed while idle, or its start failed): the frame it was about
                 # to begin carries the attempt, so a worker that cannot start is not retried forever.
                 victims = running if running or settled else [requests[0].frame]
-                self._worker_died(slot, actor, requests[0].render_id, victims, err, hooks)
+                self._worker_died(slot, actor, render_id, victims, err, hooks)
         except ray.exceptions.RayTaskError as err:  # a bug in the actor itself, not in a model
             log.error("worker %s failed:\n%s", slot, err)
             for r in requests:
@@ -330,6 +444,9 @@ class RayExecutor:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop handing out work, let waiting chunks return, end the actors (and Ray, if it was started here)."""
         ray = self._ray
+        self._rescan_stop.set()
+        if self._rescan_thread is not None:
+            self._rescan_thread.join(timeout)
         with self._lock:
             self._stopping = True
             actors = list(self._actors.values())

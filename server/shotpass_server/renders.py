@@ -447,6 +447,10 @@ class RenderManager:
             requeued=lambda frame: self.catalog.reset_frame(render.id, frame),
             warning=lambda message: self.add_event(render.id, "WARNING", {"message": message}),
             cancelled=lambda: scheduler.is_cancelled(render.id),
+            # Sampled by the executor (at most every POLL_SECONDS), so the step histogram is left to local frames.
+            step=lambda frame, step, steps: self.add_event(
+                render.id, "STEP", {"frame": frame, "step": step, "total_steps": steps}
+            ),
         )
         self.executor.run_chunk(device, model.name, requests, hooks)
 

@@ -85,6 +85,7 @@ class Scheduler:
         self._previews_in_row = 0
         self._halting = False  # shutdown grace is over: running steps are cancelled, their frames resume later
         self._threads: List[threading.Thread] = []
+        self._started = False
         self._on_event = on_event or (lambda render_id: None)
         self._reserved: Dict[str, Set[int]] = {}  # frames of a render handed to a worker
         self._last_position: Dict[str, int] = {}
@@ -95,10 +96,31 @@ class Scheduler:
         for render_id in self.catalog.resume_interrupted():
             self.catalog.add_event(render_id, "RESUMED", {"message": "server restarted; resuming unfinished frames"})
             self.enqueue(render_id)
-        for device in self.devices:
-            t = threading.Thread(target=self._work, args=(device,), name=f"shotpass-worker-{device}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        with self._cv:
+            self._started = True
+            for device in self.devices:
+                self._start_worker(device)
+
+    def add_device(self, device: str) -> bool:
+        """Give the scheduler one more worker slot at runtime (a GPU box joined the Ray cluster).
+
+        ``devices`` is the server's shared list, so GetServerInfo lists the new slot too. Returns False (and
+        adds nothing) once the scheduler is stopping, or when the device is already there.
+        """
+        with self._cv:
+            if self._stop or device in self.devices:
+                return False
+            self.devices.append(device)
+            if self._started:  # before start(), start() runs it with the others
+                self._start_worker(device)
+        log.info("worker %s added", device)
+        return True
+
+    def _start_worker(self, device: str) -> None:
+        # The caller holds the lock: stop() joins a snapshot of the threads and must not miss one added meanwhile.
+        t = threading.Thread(target=self._work, args=(device,), name=f"shotpass-worker-{device}", daemon=True)
+        t.start()
+        self._threads.append(t)
 
     @property
     def stopping(self) -> bool:
@@ -114,7 +136,9 @@ class Scheduler:
             self._stop = True
             self._cv.notify_all()
         deadline = time.monotonic() + max(0.0, grace)
-        for t in self._threads:
+        with self._cv:
+            threads = list(self._threads)  # no more are added once _stop is set
+        for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         with self._cv:
             busy = any(n > 0 for n in self._in_flight.values())
@@ -123,7 +147,7 @@ class Scheduler:
                         "frames resume at the next start)", grace)
             self.halt()
             deadline = time.monotonic() + HALT_WAIT_S
-            for t in self._threads:
+            for t in threads:
                 t.join(max(0.0, deadline - time.monotonic()))
         with self._cv:
             unfinished = [rid for rid, n in self._in_flight.items() if n] + list(self._reserved)
