@@ -328,3 +328,36 @@ def test_a_partial_upload_resumes_only_for_the_user_who_sent_it(server) -> None:
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "holds 0 bytes" in err.value.details()
         assert alice.upload_files([str(MEDIUM)])[1] == len(data) - len(data) // 2
         assert alice.find_blobs([digest]) == {digest} and bob.find_blobs([digest]) == set()
+
+
+def test_gc_never_deletes_a_blob_under_a_render_being_submitted(server, client, tmp_path) -> None:
+    # A submit that names an old, unused blob without asking FindBlobs first (which would mark it used) races
+    # `shotpass gc`: the GC process scans, finds the blob unused, and must wait for submits in progress before
+    # deleting; then it sees the new render and keeps the blob.
+    import json
+
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    digests, _ = client.upload_files([str(SMALL)])
+    digest = digests[str(SMALL)]
+    old = time.time() - 400 * DAY
+    os.utime(server.blobs.path(digest), (old, old))
+    with server.blobs.gc_lock(exclusive=False):  # what a submit holds while it checks and records
+        gc = subprocess.Popen(
+            [sys.executable, "-m", "shotpass_server.cli", "gc", "--data-dir", str(server.cfg.data_dir),
+             "--older-than", "0", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        time.sleep(3)  # long enough for the scan; the deletion waits on the lock
+        assert gc.poll() is None, gc.communicate()
+        assert server.blobs.has(digest)
+        render = client.submit(pb.SubmitRenderRequest(
+            project="p", shot="s", settings=pb.RenderSettings(pass_name="passthrough"),
+            frames=[pb.FrameInput(frame=1, digest=digest, name=SMALL.name)],
+        ))
+    out, err = gc.communicate(timeout=60)
+    assert gc.returncode == 0, err
+    report = json.loads(out)
+    assert report["deleted"] == [] and report["kept_referenced"] >= 1, report
+    assert client.wait(render.render_id).state == pb.FINISHED
+    assert server.blobs.has(digest)

@@ -77,20 +77,22 @@ def collect(
             report.kept_recent += 1
         else:
             candidates.append((digest, size))
-    # A render submitted during the scan may already use a candidate: ask the catalog again just before deleting.
-    referenced = catalog.referenced_digests()
-    for digest, size in candidates:
-        if digest in referenced:
-            report.kept_referenced += 1
-            continue
-        if dry_run:
-            report.deleted.append((digest, size))
-            continue
-        freed = store.delete_if_older(digest, cutoff)  # None: asked for or re-uploaded meanwhile
-        if freed is None:
-            report.kept_recent += 1
-        else:
-            report.deleted.append((digest, freed))
+    # A render submitted during the scan may already use a candidate: ask the catalog again, under the lock
+    # that submits hold from checking their blobs until their render is recorded.
+    with store.gc_lock(exclusive=True):
+        referenced = catalog.referenced_digests()
+        for digest, size in candidates:
+            if digest in referenced:
+                report.kept_referenced += 1
+                continue
+            if dry_run:
+                report.deleted.append((digest, size))
+                continue
+            freed = store.delete_if_older(digest, cutoff)  # None: asked for or re-uploaded meanwhile
+            if freed is None:
+                report.kept_recent += 1
+            else:
+                report.deleted.append((digest, freed))
     partial_cutoff = cutoff if partial_retention_hours is None else now - partial_retention_hours * 3600
     report.partials = store.remove_stale_partials(partial_cutoff, dry_run=dry_run)
     return report

@@ -11,7 +11,9 @@ half-written file is removed, so the store never holds a blob whose content does
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -269,6 +271,16 @@ class BlobStore:
                     return
                 yield offset, data
                 offset += len(data)
+
+    @contextlib.contextmanager
+    def gc_lock(self, exclusive: bool) -> Iterator[None]:
+        """Submits hold it shared, garbage collection exclusively (a file lock: `shotpass gc` is another process)."""
+        with open(self.root / "gc.lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def blobs(self) -> Iterator[Tuple[str, int, float]]:
         """(digest, size, mtime) of every stored blob; mtime is when it was last uploaded or asked for."""

@@ -120,39 +120,43 @@ class RenderManager:
         if len(settings.get("prompt", "")) > MAX_PROMPT or len(settings.get("negative_prompt", "")) > MAX_PROMPT:
             raise InvalidInput(f"prompts are limited to {MAX_PROMPT} characters")
 
-        frames = self._input_frames(sub)
-        masks = self._mask_frames(sub, frames, model)
-        sizes = {f: self._validate_input(row, settings.get("view", ""), model, options) for f, row in frames.items()}
-        if model.needs_uniform_size:
-            _check_uniform(sizes, frames, model)
-        reference = self._reference_digest(sub, model)
+        # Shared with other submits, exclusive to blob GC: no blob this render names is deleted between
+        # checking that it exists and recording the render that uses it (`shotpass gc` included).
+        with self.blobs.gc_lock(exclusive=False):
+            frames = self._input_frames(sub)
+            masks = self._mask_frames(sub, frames, model)
+            view = settings.get("view", "")
+            sizes = {f: self._validate_input(row, view, model, options) for f, row in frames.items()}
+            if model.needs_uniform_size:
+                _check_uniform(sizes, frames, model)
+            reference = self._reference_digest(sub, model)
 
-        warnings = [
-            w
-            for w in (
-                instruction_warning(settings.get("prompt", ""), model.family, model.name),
-                unused_prompt_warning(settings.get("prompt", ""), model.uses_prompt, model.name),
-                capped,
-            )
-            if w
-        ]
-        if model.uses_reference and not reference:
-            raise InvalidInput(
-                f"model {model.name} needs a reference frame: pass one (--reference FILE), or approve a preview "
-                f"of shot {sub.shot} (shotpass review RENDER --approve) to use it as the shot's reference"
-            )
-        rows = []
-        for f in sorted(frames):
-            row = frames[f]
-            if f in masks:
-                row.mask_digest = masks[f]
-            rows.append(row)
-        with self._quota_lock:
-            self.quotas.check(self.catalog, sub.owner, sub.lane, len(rows))
-            render_id = self.catalog.create_render(
-                sub.project, sub.shot, sub.lane, settings, rows, sub.parent or None, sub.label[:MAX_NAME],
-                reference, model.scale, warnings, owner=sub.owner,
-            )
+            warnings = [
+                w
+                for w in (
+                    instruction_warning(settings.get("prompt", ""), model.family, model.name),
+                    unused_prompt_warning(settings.get("prompt", ""), model.uses_prompt, model.name),
+                    capped,
+                )
+                if w
+            ]
+            if model.uses_reference and not reference:
+                raise InvalidInput(
+                    f"model {model.name} needs a reference frame: pass one (--reference FILE), or approve a preview "
+                    f"of shot {sub.shot} (shotpass review RENDER --approve) to use it as the shot's reference"
+                )
+            rows = []
+            for f in sorted(frames):
+                row = frames[f]
+                if f in masks:
+                    row.mask_digest = masks[f]
+                rows.append(row)
+            with self._quota_lock:
+                self.quotas.check(self.catalog, sub.owner, sub.lane, len(rows))
+                render_id = self.catalog.create_render(
+                    sub.project, sub.shot, sub.lane, settings, rows, sub.parent or None, sub.label[:MAX_NAME],
+                    reference, model.scale, warnings, owner=sub.owner,
+                )
         for w in warnings:
             self.catalog.add_event(render_id, "WARNING", {"message": w})
         self.scheduler.enqueue(render_id)
