@@ -161,11 +161,15 @@ def test_two_ray_workers_render_the_shot_like_the_local_executor(ray_servers, cl
 
 
 def test_killing_a_worker_mid_chunk_requeues_the_frame_and_the_render_finishes(ray_servers, beachball):
-    srv = ray_servers.start()
+    srv = ray_servers.start(max_frame_pixels=20000 * 20000)
     executor = srv.executor
-    pids = {slot: executor.info(slot)["pid"] for slot in executor.slots}
+    infos = {slot: executor.info(slot) for slot in executor.slots}
+    pids = {slot: info["pid"] for slot, info in infos.items()}
+    # The server's header limits reach every worker process (each decodes frames on its own box).
+    assert {info["max_frame_pixels"] for info in infos.values()} == {20000 * 20000}
     with Client(srv.address) as rc:
-        spec = RenderSpec(model="test-worker-probe", options=SLOW)
+        # 2 s a frame: on a loaded box the kill still lands while the worker is on the chunk's second frame.
+        spec = RenderSpec(model="test-worker-probe", options={"seconds": "2"})
         sub = submit_render(rc, spec, plate_frames(beachball, FRAMES))
         killed = ""
         for event in rc.watch(sub.render_id):

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 from .errors import InvalidInput, RenderCancelled, ShotpassError
 from .frame_pipeline import FrameRequest, run_clip, run_frame
+from .frames.exr import LIMITS
 from .passes.base import ClipModel, Model
 from .passes.registry import ModelRegistry
 
@@ -89,11 +90,16 @@ class FrameWorker:
     Threaded (max_concurrency 2), so ``cancel`` and ``info`` answer while a chunk runs.
     """
 
-    def __init__(self, slot: str, make_registry: RegistryFactory, colour_config: str, env: Dict[str, str]) -> None:
+    def __init__(
+        self, slot: str, make_registry: RegistryFactory, colour_config: str, env: Dict[str, str], max_frame_pixels: int
+    ) -> None:
         os.environ.update(env)
         import ray
 
         from .frames.colour import ColourSpaces
+        from .frames.exr import set_max_frame_pixels
+
+        set_max_frame_pixels(max_frame_pixels)  # the server's header limits hold on every box
 
         self.slot = slot
         self.device = "cuda:0" if ray.get_gpu_ids() else "cpu"  # Ray shows the actor only its own GPU
@@ -106,7 +112,8 @@ class FrameWorker:
     def info(self) -> Dict[str, Any]:
         import ray
 
-        return {"pid": os.getpid(), "device": self.device, "node": ray.util.get_node_ip_address()}
+        return {"pid": os.getpid(), "device": self.device, "node": ray.util.get_node_ip_address(),
+                "max_frame_pixels": LIMITS.max_pixels}
 
     def cancel(self, render_id: str) -> None:
         with self._lock:
@@ -290,7 +297,7 @@ class RayExecutor:
     def _new_actor(self, slot: str) -> Any:
         # Restarts are ours (a fresh actor per death), so a frame that kills its worker is counted.
         return self._actor_class.options(max_concurrency=2, max_restarts=0, **self._resources[slot]).remote(
-            slot, self._make_registry, self._colour_config, self._env
+            slot, self._make_registry, self._colour_config, self._env, LIMITS.max_pixels
         )
 
     def _add_slot(self, resources: Dict[str, float]) -> str:
@@ -385,9 +392,12 @@ class RayExecutor:
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.ObjectLostError) as err:
             if not self._stopping:
-                # Died before it said anything (killed while idle, or its start failed): the frame it was about
-                # to begin carries the attempt, so a worker that cannot start is not retried forever.
-                victims = running if running or settled else [requests[0].frame]
+                # Frames run in order: with none known to be running (it died before saying so, or before it
+                # could start at all), the first unsettled frame is the one it was on; it carries the attempt,
+                # so a worker that cannot start is not retried forever.
+                victims = running or [r.frame for r in requests if r.frame not in settled][:1]
+                if victims and not running:
+                    hooks.started(victims)  # its "started" never arrived: count the attempt it had
                 self._worker_died(slot, actor, render_id, victims, err, hooks)
         except ray.exceptions.RayTaskError as err:  # a bug in the actor itself, not in a model
             log.error("worker %s failed:\n%s", slot, err)
