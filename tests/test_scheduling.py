@@ -376,3 +376,32 @@ def test_a_stream_of_previews_cannot_starve_waiting_renders(tmp_path):
     expected = (["preview"] * PREVIEW_BURST + ["render"]) * 3
     assert lanes == expected, lanes
     catalog.close()
+
+
+def test_recent_device_time_survives_a_restart(tmp_path):
+    # Alice used the devices for an hour just before the restart; Bob did not. After the restart, a render of
+    # Bob's submitted after hers still goes first: fair share reads recent use back from the catalog.
+    from shotpass_server import catalog as cat
+    from shotpass_server.scheduler import Scheduler
+
+    catalog = cat.Catalog(tmp_path / "catalog.sqlite")
+
+    def render(owner: str, frames: int) -> str:
+        rows = [cat.FrameRow(frame=f, input_digest="0" * 64, input_name=f"f{f}") for f in range(1, frames + 1)]
+        return catalog.create_render("p", owner, "render", {"model": "passthrough"}, rows, None, "", "", 1, [],
+                                     owner=owner)
+
+    before = render("alice", 2)
+    for frame in (1, 2):
+        catalog.frame_started(before, frame)
+        catalog.frame_done(before, frame, "1" * 64, 10, 1800.0)
+    catalog.set_render_state(before, cat.FINISHED)
+
+    sched = Scheduler(catalog, lambda *args: None, devices=[], chunk_frames=1)
+    sched.start()  # the restart: no workers here, so the hand-out order is read exactly with _next()
+    hers, his = render("alice", 1), render("bob", 1)
+    sched.enqueue(hers)
+    sched.enqueue(his)
+    assert [sched._next()[0] for _ in range(2)] == [his, hers]
+    sched.stop()
+    catalog.close()

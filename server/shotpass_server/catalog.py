@@ -341,6 +341,16 @@ class Catalog:
             ).fetchall()
         return [EventRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
+    def device_seconds_since(self, since: float) -> List[Tuple[str, float, float]]:
+        """(owner, compute seconds, finished at) of every frame that finished or failed after `since`."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.owner, f.compute_seconds, f.finished_at FROM frames f JOIN renders r ON r.id = f.render_id"
+                " WHERE f.finished_at >= ? AND f.compute_seconds > 0",
+                (since,),
+            ).fetchall()
+        return [(row[0], float(row[1]), float(row[2])) for row in rows]
+
     def render_ids_in_state(self, *states: str) -> List[str]:
         marks = ",".join("?" * len(states))
         with self._lock:

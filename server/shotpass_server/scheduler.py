@@ -51,6 +51,12 @@ class _Usage:
         self.half_life = half_life
         self._used: Dict[str, Tuple[float, float]] = {}  # owner -> (seconds, as of monotonic time)
 
+    def seed(self, catalog: cat.Catalog) -> None:
+        """Recent use from the catalog, so a restart does not wipe the record of who just used the devices."""
+        wall, now = time.time(), time.monotonic()
+        for owner, seconds, finished_at in catalog.device_seconds_since(wall - 8 * self.half_life):
+            self.add(owner, seconds * 0.5 ** (max(0.0, wall - finished_at) / self.half_life), now)
+
     def add(self, owner: str, seconds: float, now: float) -> None:
         self._used[owner] = (self.get(owner, now) + seconds, now)
 
@@ -93,6 +99,7 @@ class Scheduler:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self._usage.seed(self.catalog)
         for render_id in self.catalog.resume_interrupted():
             self.catalog.add_event(render_id, "RESUMED", {"message": "server restarted; resuming unfinished frames"})
             self.enqueue(render_id)
