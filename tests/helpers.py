@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,18 @@ def serve_process(data_dir: Path, log: Path, *extra: str) -> Tuple[subprocess.Po
     line = proc.stdout.readline()
     assert "serving on" in line, f"server did not start: {line!r} (log: {log.read_text()[-2000:]})"
     return proc, line.split("serving on ")[1].split()[0]
+
+
+def watch_after_restart(data_dir: Path, log: Path, render_id: str, *extra: str) -> Tuple[list, Any]:
+    """Start `shotpass serve` again on `data_dir`, watch `render_id` to its end: (events, final render)."""
+    from shotpass_client import Client
+
+    proc, address = serve_process(data_dir, log, *extra)
+    try:
+        with Client(address) as client:
+            events = list(client.watch(render_id))
+            render = client.get_render(render_id)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    return events, render

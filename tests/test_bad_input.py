@@ -306,16 +306,24 @@ def _bad_requests(pb, digest: str, render_id: str):
     ]
 
 
+def _passthrough_render(client) -> tuple:
+    """(digest, render id) of a one-frame passthrough render of SMALL, frame 3."""
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    digest = client.upload_bytes(SMALL.read_bytes())
+    render_id = client.submit(pb.SubmitRenderRequest(
+        settings=pb.RenderSettings(pass_name="passthrough"), frames=[pb.FrameInput(frame=3, digest=digest)]
+    )).render_id
+    return digest, render_id
+
+
 def test_every_bad_field_is_refused_by_name(server, client):
     import re
 
     from shotpass_client.proto import shotpass_pb2 as pb
     from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
 
-    digest = client.upload_bytes(SMALL.read_bytes())
-    render_id = client.submit(pb.SubmitRenderRequest(
-        settings=pb.RenderSettings(pass_name="passthrough"), frames=[pb.FrameInput(frame=3, digest=digest)]
-    )).render_id
+    digest, render_id = _passthrough_render(client)
     with grpc.insecure_channel(server.address) as channel:
         stub = pb_grpc.ShotPassStub(channel)
         for rpc_name, request, expect in _bad_requests(pb, digest, render_id):
@@ -368,10 +376,7 @@ def test_watching_after_the_last_event_ends_and_a_slow_preview_times_out(server,
     from shotpass_client.proto import shotpass_pb2 as pb
     from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
 
-    digest = client.upload_bytes(SMALL.read_bytes())
-    render_id = client.submit(pb.SubmitRenderRequest(
-        settings=pb.RenderSettings(pass_name="passthrough"), frames=[pb.FrameInput(frame=3, digest=digest)]
-    )).render_id
+    digest, render_id = _passthrough_render(client)
     with grpc.insecure_channel(server.address) as channel:
         stub = pb_grpc.ShotPassStub(channel)
         events = list(stub.WatchRender(pb.WatchRenderRequest(render_id=render_id), timeout=30))

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import header, run_cli, serve_process
+from helpers import header, run_cli, serve_process, watch_after_restart
 
 
 def _start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
@@ -38,14 +38,7 @@ def test_sigkill_mid_render_then_restart_finishes_without_recomputing(tmp_path, 
     finished_before = {n for n, f in before.items() if f.state == pb.FRAME_DONE}
     assert done_before <= finished_before and len(finished_before) < 8
 
-    proc, address = _start_server(data_dir, log)
-    try:
-        with Client(address) as client:
-            events = list(client.watch(sub.render_id))
-            render = client.get_render(sub.render_id)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+    events, render = watch_after_restart(data_dir, log, sub.render_id)
     assert render.state == pb.FINISHED, render.error
     assert [f.frame for f in render.frames] == list(range(1, 9))
     assert any(e.kind == pb.RenderEvent.RESUMED for e in events)

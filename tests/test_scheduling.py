@@ -19,7 +19,7 @@ import grpc
 import pytest
 from conftest import EXR
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import serve_process
+from helpers import serve_process, watch_after_restart
 
 TINY = EXR / "openexr" / "test.exr"  # 10x20 float RGB: a passthrough frame takes milliseconds
 SMALL = EXR / "openexr-images" / "DisplayWindow" / "t01.exr"  # 400x300: a stylize frame takes a while
@@ -289,14 +289,7 @@ def test_sigterm_mid_render_lets_the_step_finish_and_a_restart_recomputes_nothin
     # The chunk in flight when the signal came was finished, and no new one was started.
     assert len(done) == chunk, f"frames done at shutdown: {sorted(done)}"
 
-    proc, address = _serve(data_dir, config, log)
-    try:
-        with Client(address) as client:
-            events = list(client.watch(sub.render_id))
-            render = client.get_render(sub.render_id)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+    events, render = watch_after_restart(data_dir, log, sub.render_id, "--config", str(config))
     assert render.state == pb.FINISHED, render.error
     assert any(e.kind == pb.RenderEvent.RESUMED for e in events)
     for f in render.frames:
