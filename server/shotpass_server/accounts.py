@@ -41,6 +41,9 @@ CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id);
 # for (admins are not capped); 0 by default, so raising one's own work above others' is the admin's call.
 MIGRATIONS = (("users", "max_priority", "INTEGER NOT NULL DEFAULT 0"),)
 
+# A project's roles: its first user is its owner; members render and review; viewers only look.
+ROLES = ("owner", "member", "viewer")
+
 TOKEN_HELP = "pass --token TOKEN or set SHOTPASS_TOKEN (the server's admin creates one with: shotpass users add NAME)"
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
 
@@ -173,14 +176,20 @@ class Accounts:
 
     # ------------------------------------------------------------------ membership (`shotpass projects`)
 
-    def add_member(self, project: str, user: str, role: str = "member") -> None:
+    def add_member(self, project: str, user: str, role: Optional[str] = None) -> None:
+        """Add a user to a project (as a member unless `role` says otherwise); a given role replaces theirs."""
         if not project or len(project) > 200 or any(c in project for c in "\x00\n\r/\\"):
             raise InvalidInput(f"project name {project!r}: 1-200 characters, no slashes or line breaks")
+        if role is not None and role not in ROLES:
+            raise InvalidInput(f"role {role!r}: use one of {', '.join(ROLES)}")
+        # Without a role an existing membership (an owner's, say) is left as it is.
+        keep = "DO NOTHING" if role is None else "DO UPDATE SET role = excluded.role"
         with self._lock:
             user_id = self._user_id(user)
             self._db.execute(
-                "INSERT OR IGNORE INTO members (project, user_id, role, added_at) VALUES (?, ?, ?, ?)",
-                (project, user_id, role, time.time()),
+                f"INSERT INTO members (project, user_id, role, added_at) VALUES (?, ?, ?, ?)"
+                f" ON CONFLICT (project, user_id) {keep}",
+                (project, user_id, role or "member", time.time()),
             )
 
     def remove_member(self, project: str, user: str) -> None:
@@ -254,6 +263,8 @@ class Accounts:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 claimed = False
+                if self._role(project, caller.user_id) == "viewer" and not caller.admin:
+                    raise PermissionDenied(f"{caller.name} may only view project {project!r}, not render in it")
                 if not self._is_member(project, caller.user_id):
                     exists = self._db.execute("SELECT 1 FROM members WHERE project = ? LIMIT 1", (project,)).fetchone()
                     if not exists and self._has_table("projects"):
@@ -291,8 +302,9 @@ class Accounts:
                 return
             self._db.execute("DELETE FROM members WHERE project = ? AND user_id = ?", (project, caller.user_id))
 
-    def check_render(self, caller: Caller, render_id: str) -> None:
-        """PERMISSION_DENIED for another project's render; NOT_FOUND is left to the catalog."""
+    def check_render(self, caller: Caller, render_id: str, write: bool = False) -> None:
+        """PERMISSION_DENIED for another project's render, and with `write` (cancel, review) for its viewers;
+        NOT_FOUND for an unknown render."""
         if caller.sees_all:
             return
         with self._lock:
@@ -303,9 +315,13 @@ class Accounts:
             ).fetchone()
             if row is None:
                 raise NotFound(f"no render {render_id!r} on this server (list them with: shotpass renders)")
-            if not self._is_member(row[0], caller.user_id):
+            role = self._role(row[0], caller.user_id)
+            if role is None:
                 raise PermissionDenied(f"render {render_id} belongs to project {row[0]!r}, which {caller.name} "
                                        "is not a member of")
+            if write and role == "viewer":
+                raise PermissionDenied(f"{caller.name} may only view project {row[0]!r}: cancel and review are "
+                                       "for its members")
 
     def may_reach(self, caller: Caller, digest: str) -> bool:
         """A blob is reachable if the caller uploaded it or a render of one of their projects uses or made it."""
@@ -356,6 +372,19 @@ class Accounts:
         if row is None:
             raise NotFound(f"no user {name!r} (list them with: shotpass users list)")
         return int(row[0])
+
+    def role(self, caller: Caller, project: str) -> Optional[str]:
+        """The caller's role in a project ("admin" for those who see everything), None if not a member."""
+        if caller.sees_all:
+            return "admin"
+        with self._lock:
+            return self._role(project, caller.user_id)
+
+    def _role(self, project: str, user_id: Optional[int]) -> Optional[str]:
+        row = self._db.execute(
+            "SELECT role FROM members WHERE project = ? AND user_id = ?", (project, user_id)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def _is_member(self, project: str, user_id: Optional[int]) -> bool:
         return (

@@ -6,7 +6,7 @@ import logging
 import os
 from concurrent import futures
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -112,6 +112,7 @@ class ShotpassServer:
         self.metrics.watch_live_state(self.manager.scheduler.queue_depth, lambda: self.ready)
         self.manager.metrics = self.metrics
         self.metrics_address = ""
+        self.web: Optional[Any] = None  # web.app.WebServer while [web] listen is set
         self._grpc: Optional[grpc.Server] = None
         self.port = 0
 
@@ -142,11 +143,18 @@ class ShotpassServer:
         try:
             if self.cfg.metrics_listen:
                 self.metrics_address = self.metrics.serve(self.cfg.metrics_listen)
+            if self.cfg.web_listen:
+                from .web.app import WebServer  # only servers with review pages import the ASGI stack
+
+                self.web = WebServer(self)
+                self.web.start(self.cfg.web_listen)
             for check in self.readiness_checks:
                 check()
         except BaseException:
             server.stop(0)
             self.metrics.close()
+            if self.web is not None:
+                self.web.stop()
             raise
         self.manager.start()
         if self.executor is not None:
@@ -196,6 +204,8 @@ class ShotpassServer:
         self.manager.scheduler.stop(self.cfg.shutdown_grace_s if work_grace is None else work_grace)
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
+        if self.web is not None:  # before the catalog closes: its pages and event streams read it
+            self.web.stop()
         self.manager.stop()  # the scheduler is stopped already: this only lets the manager release the rest
         if self.executor is not None:  # after the scheduler: its graceful stop may still cancel remote chunks
             self.executor.stop()

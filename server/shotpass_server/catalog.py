@@ -351,6 +351,36 @@ class Catalog:
             ).fetchall()
         return [(row[0], float(row[1]), float(row[2])) for row in rows]
 
+    def shots(self, projects: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+        """Every shot (of `projects`, when given) with its render count and its newest render's time."""
+        sql = (
+            "SELECT p.name AS project, s.name AS shot, COUNT(r.id) AS renders, COALESCE(MAX(r.created_at), 0)"
+            " AS latest, COALESCE(SUM(r.approved), 0) AS approved FROM shots s JOIN projects p ON p.id = s.project_id"
+            " LEFT JOIN renders r ON r.shot_id = s.id"
+        )
+        args: List[Any] = []
+        if projects is not None:
+            sql += f" WHERE p.name IN ({','.join('?' * len(projects))})"
+            args.extend(projects)
+        with self._lock:
+            rows = self._db.execute(sql + " GROUP BY s.id ORDER BY p.name, s.name", args).fetchall()
+        return [dict(r) for r in rows]
+
+    def device_seconds(self, projects: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+        """Device-seconds spent per (project, shot, user), with render and finished-frame counts."""
+        sql = (
+            "SELECT p.name AS project, s.name AS shot, r.owner AS user, SUM(r.compute_seconds) AS seconds,"
+            " COUNT(r.id) AS renders, SUM((SELECT COUNT(*) FROM frames f WHERE f.render_id = r.id AND f.state = ?))"
+            " AS frames FROM renders r JOIN shots s ON s.id = r.shot_id JOIN projects p ON p.id = s.project_id"
+        )
+        args: List[Any] = [F_DONE]
+        if projects is not None:
+            sql += f" WHERE p.name IN ({','.join('?' * len(projects))})"
+            args.extend(projects)
+        with self._lock:
+            rows = self._db.execute(sql + " GROUP BY p.name, s.name, r.owner ORDER BY p.name, s.name", args)
+            return [dict(r) for r in rows.fetchall()]
+
     def render_ids_in_state(self, *states: str) -> List[str]:
         marks = ",".join("?" * len(states))
         with self._lock:

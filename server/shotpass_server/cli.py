@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ray-rescan-s", type=float, metavar="S",
                    help="look for GPU boxes that joined the Ray cluster every S seconds, 0: never (default 15) "
                    "([server] ray_rescan_s)")
+    s.add_argument("--web", metavar="HOST:PORT",
+                   help="also serve the review pages at http://HOST:PORT/ ([web] listen; default off)")
     s.set_defaults(func=cmd_serve)
 
     def data_args(sp: argparse.ArgumentParser) -> None:
@@ -117,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (pa, pr):
         sp.add_argument("project")
         sp.add_argument("user")
+    pa.add_argument("--role", choices=("member", "viewer", "owner"),
+                    help="viewer: sees the project's renders (and review pages) but cannot render, cancel or review")
     for sp in (pl, pa, pr):
         data_args(sp)
         sp.set_defaults(func=cmd_projects)
@@ -247,12 +251,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if getattr(args, f"tls_{key}"):
             setattr(cfg, f"tls_{key}", getattr(args, f"tls_{key}"))
     cfg.metrics_listen = args.metrics_listen if args.metrics_listen is not None else cfg.metrics_listen
+    cfg.web_listen = args.web if args.web is not None else cfg.web_listen
     configure_logs(args.log_format or cfg.log_format)
     server = ShotpassServer(cfg)
     server.start()
     print(f"shotpass: serving on {server.address} (data in {cfg.data_dir}, TLS {server.tls_mode})", flush=True)
     if server.metrics_address:
         print(f"shotpass: metrics on http://{server.metrics_address}/metrics", flush=True)
+    if server.web is not None:
+        print(f"shotpass: review pages on {server.web.url}", flush=True)
     done = threading.Event()
 
     def stop(signum: int, frame: Any) -> None:
@@ -321,7 +328,7 @@ def cmd_projects(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
         if args.action == "add-member":
-            accounts.add_member(args.project, args.user)
+            accounts.add_member(args.project, args.user, args.role)
         elif args.action == "remove-member":
             accounts.remove_member(args.project, args.user)
         if args.action != "list":

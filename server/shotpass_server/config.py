@@ -40,6 +40,7 @@ class ServerConfig:
     tls_key: Optional[Path] = None
     tls_client_ca: Optional[Path] = None
     metrics_listen: str = ""  # HOST:PORT of the Prometheus /metrics endpoint; empty: off
+    web_listen: str = ""  # [web] listen: HOST:PORT of the review pages; empty: off
     log_format: str = "text"  # text | json (one object per line)
     # Executor: "local" (one worker per visible GPU, else `workers` CPU workers) or "ray" (one actor per GPU
     # of the Ray cluster at ray_address, else `ray_workers` CPU actors). ray_address: "local" starts Ray here,
@@ -102,6 +103,7 @@ def load_config(path: Optional[Path]) -> ServerConfig:
     cfg.max_frame_attempts = int(server.get("max_frame_attempts", cfg.max_frame_attempts))
     cfg.check_executor(f"{path}: [server]")
     cfg.colour_config = str(data.get("colour", {}).get("config", cfg.colour_config))
+    cfg.web_listen = str(data.get("web", {}).get("listen", cfg.web_listen))
     cfg.max_queued_per_user = int(server.get("max_queued_per_user", cfg.max_queued_per_user))
     cfg.max_frames_per_user = int(server.get("max_frames_per_user", cfg.max_frames_per_user))
     cfg.shutdown_grace_s = float(server.get("shutdown_grace_s", cfg.shutdown_grace_s))

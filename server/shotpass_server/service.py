@@ -121,9 +121,9 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     def caller(self, context: grpc.ServicerContext) -> Caller:
         return self.accounts.caller(context.invocation_metadata()) if self.accounts else LOCAL
 
-    def _check_render(self, caller: Caller, render_id: str) -> None:
+    def _check_render(self, caller: Caller, render_id: str, write: bool = False) -> None:
         if self.accounts:
-            self.accounts.check_render(caller, render_id)
+            self.accounts.check_render(caller, render_id, write)
 
     def _may_reach(self, caller: Caller, digest: str) -> bool:
         return self.accounts.may_reach(caller, digest) if self.accounts else True
@@ -321,14 +321,14 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     @rpc
     def CancelRender(self, request: pb.CancelRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
         check_render_id("render_id", request.render_id)
-        self._check_render(caller, request.render_id)
+        self._check_render(caller, request.render_id, write=True)
         self.m.scheduler.cancel(request.render_id)
         return render_message(self.m.catalog.get_render(request.render_id))
 
     @rpc
     def ReviewRender(self, request: pb.ReviewRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
         check_review(request)
-        self._check_render(caller, request.render_id)
+        self._check_render(caller, request.render_id, write=True)
         self.m.catalog.review(
             request.render_id,
             rating=request.rating if request.HasField("rating") else None,

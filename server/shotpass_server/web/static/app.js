@@ -1,0 +1,333 @@
+// shotpass review pages: one script for every page; it reads the JSON API and draws with DOM calls only
+// (text goes in as text, never as HTML).
+"use strict";
+
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+const PAGE = document.body.dataset.page;
+const ARGS = JSON.parse(document.body.dataset.args || "{}");
+const content = document.getElementById("content");
+let SESSION = null;
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function say(text, kind) {
+  const m = document.getElementById("message");
+  m.textContent = text || "";
+  m.className = "message " + (kind || "");
+  m.hidden = !text;
+}
+
+async function api(path, options) {
+  const opts = Object.assign({credentials: "same-origin", headers: {}}, options || {});
+  if (opts.method === "POST") {
+    opts.headers["X-CSRF-Token"] = CSRF;
+    opts.headers["Content-Type"] = "application/json";
+  }
+  const response = await fetch(path, opts);
+  if (response.status === 401) {
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    throw new Error("log in first");
+  }
+  const body = await response.json().catch(() => ({error: response.statusText}));
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+function post(path, body) {
+  return api(path, {method: "POST", body: JSON.stringify(body || {})});
+}
+
+function secs(s) {
+  s = Number(s || 0);
+  if (s < 120) return s.toFixed(1) + " s";
+  if (s < 7200) return (s / 60).toFixed(1) + " min";
+  return (s / 3600).toFixed(2) + " h";
+}
+
+function viewQuery() {
+  const pick = document.getElementById("view");
+  const [display, view] = (pick.value || "|").split("|");
+  return "display=" + encodeURIComponent(display) + "&view=" + encodeURIComponent(view);
+}
+
+function frameUrl(renderId, frame, kind, size) {
+  return `/api/renders/${encodeURIComponent(renderId)}/frames/${frame}/${kind}.jpg?size=${size}&` + viewQuery();
+}
+
+function stateBadge(state) {
+  return h("span", {class: "state state-" + String(state).toLowerCase()}, String(state).toLowerCase());
+}
+
+// ------------------------------------------------------------------ queue
+
+async function queuePage() {
+  const features = SESSION.features;
+  const note = ["suspend", "resume", "reorder"].filter((f) => !features[f]);
+  const live = {};  // render id -> {step text element, frame cells}
+  async function draw() {
+    const q = await api("/api/queue");
+    content.replaceChildren();
+    for (const lane of q.lanes) {
+      const rows = [...lane.running, ...lane.waiting];
+      content.append(h("h2", {}, `${lane.name} lane · ${lane.running.length} running, ${lane.waiting.length} waiting`));
+      if (!rows.length) { content.append(h("p", {class: "empty"}, "nothing here")); continue; }
+      const table = h("table", {class: "queue", id: "lane-" + lane.name},
+        h("tr", {}, ["render", "shot", "user", "state", "progress", "frames", "step", "device time", ""].map((t) => h("th", {}, t))));
+      for (const r of rows) {
+        const cells = h("div", {class: "frames"}, r.frames.map((f) =>
+          h("span", {class: "cell f-" + f.state.toLowerCase(), title: `frame ${f.frame}: ${f.state}`, "data-frame": f.frame})));
+        const bar = h("progress", {max: r.frames_total, value: r.frames_done});
+        const step = h("span", {class: "step"}, r.state === "QUEUED" && r.position ? `#${r.position} in line` : "");
+        const done = h("span", {class: "done"}, `${r.frames_done}/${r.frames_total}`);
+        const cancel = r.may_change && features.cancel ? h("button", {class: "cancel", onclick: async () => {
+          try { await post(`/api/renders/${r.id}/cancel`); say(`render ${r.id} cancelled`); draw(); }
+          catch (e) { say(e.message, "error"); }
+        }}, "Cancel") : "";
+        live[r.id] = {cells, step, bar, done, total: r.frames_total, count: r.frames_done};
+        table.append(h("tr", {id: "q-" + r.id, "data-state": r.state},
+          h("td", {}, h("a", {href: "/renders/" + r.id}, r.id)),
+          h("td", {}, h("a", {href: `/shots/${encodeURIComponent(r.project)}/${encodeURIComponent(r.shot)}`}, `${r.project}/${r.shot}`), ` v${String(r.version).padStart(3, "0")}`),
+          h("td", {}, r.user || "—"), h("td", {}, stateBadge(r.state)),
+          h("td", {}, bar, " ", done), h("td", {}, cells), h("td", {}, step),
+          h("td", {class: "num"}, secs(r.device_seconds)), h("td", {}, cancel)));
+      }
+      content.append(table);
+    }
+    if (note.length) content.append(h("p", {class: "hint", id: "unsupported"},
+      `This server cannot ${note.join(", ")} renders yet; only cancel. Priority is set when a render is submitted.`));
+  }
+  await draw();
+  const events = new EventSource("/api/queue/events");
+  let redraw = null;
+  const later = () => { clearTimeout(redraw); redraw = setTimeout(draw, 200); };
+  events.addEventListener("STEP", (m) => {
+    const e = JSON.parse(m.data), l = live[e.render_id];
+    if (!l) return;
+    l.step.textContent = `frame ${e.frame}: step ${e.step}/${e.total_steps}`;
+    const cell = l.cells.querySelector(`[data-frame="${e.frame}"]`);
+    if (cell) cell.className = "cell f-running";
+  });
+  events.addEventListener("FRAME_DONE", (m) => {
+    const e = JSON.parse(m.data), l = live[e.render_id];
+    if (!l) return;
+    const cell = l.cells.querySelector(`[data-frame="${e.frame}"]`);
+    if (cell) cell.className = "cell f-done";
+    l.count = e.frames_done || l.count + 1;
+    l.bar.value = l.count;
+    l.done.textContent = `${l.count}/${l.total}`;
+  });
+  for (const kind of ["STARTED", "FINISHED", "queue", "FRAME_FAILED", "QUEUED"]) events.addEventListener(kind, later);
+  events.addEventListener("logged_out", () => location.reload());
+  setInterval(draw, 15000);  // catches what no event says (a render another page cancelled before it started)
+}
+
+// ------------------------------------------------------------------ shots
+
+async function shotsPage() {
+  const data = await api("/api/shots");
+  if (!data.shots.length) { content.append(h("p", {class: "empty"}, "no shots yet")); return; }
+  content.append(h("table", {class: "shots"},
+    h("tr", {}, ["project", "shot", "versions", "approved", "latest"].map((t) => h("th", {}, t))),
+    data.shots.map((s) => h("tr", {},
+      h("td", {}, s.project),
+      h("td", {}, h("a", {href: `/shots/${encodeURIComponent(s.project)}/${encodeURIComponent(s.shot)}`}, s.shot)),
+      h("td", {class: "num"}, s.renders), h("td", {class: "num"}, s.approved),
+      h("td", {}, s.latest ? new Date(s.latest * 1000).toLocaleString() : "—")))));
+}
+
+// ------------------------------------------------------------------ shot
+
+function reviewControls(r, onChange) {
+  if (!r.may_change) return h("span", {class: "hint"}, "view only");
+  const rating = h("select", {class: "rating", "aria-label": "rating"},
+    [0, 1, 2, 3, 4, 5].map((n) => h("option", {value: n, selected: n === r.review.rating}, n ? "★".repeat(n) : "unrated")));
+  const pin = h("input", {type: "checkbox", class: "pin", checked: r.review.pinned});
+  const note = h("input", {type: "text", class: "note", value: r.review.note, placeholder: "note"});
+  const send = async (change) => {
+    try { const out = await post(`/api/renders/${r.id}/review`, change); onChange(out); }
+    catch (e) { say(e.message, "error"); }
+  };
+  rating.addEventListener("change", () => send({rating: Number(rating.value)}));
+  pin.addEventListener("change", () => send({pinned: pin.checked}));
+  note.addEventListener("change", () => send({note: note.value}));
+  const approve = h("button", {class: "approve", onclick: () => send({approved: !r.review.approved})},
+    r.review.approved ? "Unapprove" : "Approve");
+  return h("span", {class: "review"}, rating, h("label", {}, pin, " pin"), note, approve);
+}
+
+function lineageTree(nodes) {
+  return h("ul", {class: "tree"}, nodes.map((n) => h("li", {},
+    h("a", {href: "/renders/" + n.id}, `v${String(n.version).padStart(3, "0")}`), " ", stateBadge(n.state),
+    n.approved ? h("span", {class: "badge approved"}, "approved") : "",
+    n.children.length ? lineageTree(n.children) : "")));
+}
+
+async function shotPage() {
+  const data = await api(`/api/shots/${encodeURIComponent(ARGS.project)}/${encodeURIComponent(ARGS.shot)}`);
+  content.replaceChildren();
+  const table = h("table", {class: "versions"},
+    h("tr", {}, ["", "version", "state", "user", "model", "frames", "device time", "QC", "review"].map((t) => h("th", {}, t))));
+  for (const r of data.versions.slice().reverse()) {
+    const thumb = r.thumb_frame !== null ? h("img", {class: "thumb", alt: `v${r.version}`, src: frameUrl(r.id, r.thumb_frame, "output", "thumb")}) : "";
+    const qc = Object.entries(r.qc).map(([k, v]) => h("div", {class: "qc"}, `${k}: ${typeof v === "number" ? v.toFixed(3) : JSON.stringify(v)}`));
+    table.append(h("tr", {id: "v-" + r.id, class: r.review.approved ? "is-approved" : ""},
+      h("td", {}, h("a", {href: "/renders/" + r.id}, thumb)),
+      h("td", {}, h("a", {href: "/renders/" + r.id}, `v${String(r.version).padStart(3, "0")}`), r.label ? ` ${r.label}` : "",
+        r.review.approved ? h("span", {class: "badge approved"}, "approved") : "",
+        r.review.pinned ? h("span", {class: "badge"}, "pinned") : ""),
+      h("td", {}, stateBadge(r.state)), h("td", {}, r.user || "—"),
+      h("td", {}, `${r.settings.pass_name} · ${r.settings.model}`),
+      h("td", {class: "num"}, `${r.frames_done}/${r.frames_total}`), h("td", {class: "num"}, secs(r.device_seconds)),
+      h("td", {}, qc.length ? qc : "—"),
+      h("td", {}, reviewControls(r, () => shotPage()))));
+  }
+  content.append(h("h2", {}, "Versions"), table, h("h2", {}, "Lineage"), lineageTree(data.lineage));
+  // Settings diff between two versions.
+  const options = data.versions.map((r) => h("option", {value: r.id}, `v${String(r.version).padStart(3, "0")}`));
+  const a = h("select", {id: "diff-a"}, options.map((o) => o.cloneNode(true)));
+  const b = h("select", {id: "diff-b"}, options.map((o) => o.cloneNode(true)));
+  if (data.versions.length > 1) { a.selectedIndex = data.versions.length - 2; b.selectedIndex = data.versions.length - 1; }
+  const out = h("div", {id: "diff"});
+  const show = async () => {
+    const d = await api(`/api/renders/${a.value}/diff/${b.value}`);
+    out.replaceChildren(d.changes.length ? h("table", {class: "diff"},
+      h("tr", {}, h("th", {}, "setting"), h("th", {}, `v${d.a.version}`), h("th", {}, `v${d.b.version}`)),
+      d.changes.map((c) => h("tr", {}, h("td", {}, c.key), h("td", {}, JSON.stringify(c.a)), h("td", {}, JSON.stringify(c.b)))))
+      : h("p", {class: "empty"}, "same settings"));
+  };
+  a.addEventListener("change", show); b.addEventListener("change", show);
+  content.append(h("h2", {}, "Settings diff"), h("p", {}, a, " → ", b), out);
+  if (data.versions.length) await show();
+}
+
+// ------------------------------------------------------------------ version: contact sheet, flipbook, A/B
+
+async function renderPage() {
+  const r = await api(`/api/renders/${encodeURIComponent(ARGS.render_id)}`);
+  const done = r.frames.filter((f) => f.output);
+  content.replaceChildren();
+  const head = h("div", {class: "facts"},
+    h("span", {}, stateBadge(r.state)), h("span", {}, `${r.settings.pass_name} · ${r.settings.model}`),
+    h("span", {}, `user ${r.user || "—"}`), h("span", {}, `${r.frames_done}/${r.frames_total} frames`),
+    h("span", {}, `device time ${secs(r.device_seconds)}`), h("span", {id: "fps"}, `${r.fps} fps`),
+    r.parent ? h("span", {}, "from ", h("a", {href: "/renders/" + r.parent}, r.parent)) : "",
+    h("a", {href: `/shots/${encodeURIComponent(r.project)}/${encodeURIComponent(r.shot)}`}, "all versions"),
+    r.review.approved ? h("span", {class: "badge approved", id: "approved-badge"}, "approved") : "");
+  content.append(head, h("p", {}, reviewControls(r, () => renderPage())));
+  if (r.error) content.append(h("p", {class: "message error"}, r.error));
+  if (Object.keys(r.qc).length) content.append(h("div", {class: "qc-figures"},
+    Object.entries(r.qc).map(([k, v]) => h("span", {class: "qc"}, `${k}: ${typeof v === "number" ? v.toFixed(3) : JSON.stringify(v)}`))));
+  if (!done.length) { content.append(h("p", {class: "empty"}, "no finished frames yet")); return; }
+
+  // Flipbook with an optional B side: another version of the shot or the source plate.
+  const frames = done.map((f) => f.frame);
+  const compareChoices = [h("option", {value: ""}, "no comparison"), h("option", {value: "source"}, "source plate"),
+    ...r.siblings.filter((s) => s.id !== r.id).map((s) => h("option", {value: s.id}, `v${String(s.version).padStart(3, "0")} ${s.label || ""}`))];
+  const compare = h("select", {id: "compare"}, compareChoices);
+  compare.value = ARGS.compare || "";
+  const mode = h("select", {id: "compare-mode"}, h("option", {value: "wipe"}, "wipe"), h("option", {value: "side"}, "side by side"));
+  const imgA = h("img", {id: "fb-a", alt: "A"});
+  const imgB = h("img", {id: "fb-b", alt: "B"});
+  const paneB = h("div", {class: "pane b", id: "pane-b"}, imgB, h("span", {class: "tag"}, "B"));
+  const stage = h("div", {class: "stage", id: "stage"}, h("div", {class: "pane a"}, imgA, h("span", {class: "tag"}, "A")), paneB);
+  const wipe = h("input", {type: "range", id: "wipe", min: 0, max: 100, value: 50});
+  const label = h("span", {id: "fb-frame", class: "frame-number"}, "");
+  const slider = h("input", {type: "range", id: "fb-slider", min: 0, max: frames.length - 1, value: 0});
+  const play = h("button", {id: "fb-play"}, "Play");
+  let index = 0, timer = null;
+  const cacheA = {}, cacheB = {};
+  const bSource = () => compare.value;
+  const urlA = (f) => frameUrl(r.id, f, "output", "full");
+  const urlB = (f) => bSource() === "source" ? frameUrl(r.id, f, "source", "full") : frameUrl(bSource(), f, "output", "full");
+  const preload = (cache, url) => { if (!cache[url]) { const i = new Image(); i.src = url; cache[url] = i; } return cache[url]; };
+  function layout() {
+    const on = !!bSource();
+    paneB.hidden = !on;
+    stage.className = "stage " + (on ? mode.value : "single");
+    wipe.hidden = !(on && mode.value === "wipe");
+    paneB.style.clipPath = on && mode.value === "wipe" ? `inset(0 0 0 ${wipe.value}%)` : "none";
+  }
+  function show(i) {
+    index = (i + frames.length) % frames.length;
+    const f = frames[index];
+    imgA.src = preload(cacheA, urlA(f)).src;
+    if (bSource()) imgB.src = preload(cacheB, urlB(f)).src;
+    label.textContent = `frame ${f}`;
+    label.dataset.frame = f;
+    slider.value = index;
+  }
+  function ready(i) {
+    const f = frames[(i + frames.length) % frames.length];
+    const a = preload(cacheA, urlA(f));
+    const b = bSource() ? preload(cacheB, urlB(f)) : null;
+    return a.complete && (!b || b.complete);
+  }
+  play.addEventListener("click", () => {
+    if (timer) { clearInterval(timer); timer = null; play.textContent = "Play"; return; }
+    frames.forEach((f) => { preload(cacheA, urlA(f)); if (bSource()) preload(cacheB, urlB(f)); });
+    play.textContent = "Pause";
+    timer = setInterval(() => { if (ready(index + 1)) show(index + 1); }, 1000 / (r.fps || 24));  // holds a frame still loading
+  });
+  slider.addEventListener("input", () => show(Number(slider.value)));
+  compare.addEventListener("change", () => { layout(); show(index); });
+  mode.addEventListener("change", layout);
+  wipe.addEventListener("input", layout);
+  document.getElementById("view").addEventListener("change", () => show(index));
+  content.append(h("h2", {}, "Flipbook"),
+    h("div", {class: "controls"}, play, slider, label, " compare with ", compare, mode, wipe), stage);
+
+  // Contact sheet: every finished frame, its number, its EXR as stored.
+  content.append(h("h2", {}, "Contact sheet"), h("div", {class: "sheet", id: "sheet"}, done.map((f, i) => h("figure", {},
+    h("img", {src: frameUrl(r.id, f.frame, "output", "thumb"), alt: `frame ${f.frame}`, onclick: () => show(i)}),
+    h("figcaption", {}, `${f.frame} `, h("a", {href: `/api/renders/${r.id}/frames/${f.frame}/output.exr`, class: "exr"}, "EXR"))))));
+  layout();
+  show(0);
+  if (r.state === "RUNNING" || r.state === "QUEUED") {
+    const events = new EventSource(`/api/renders/${r.id}/events`);
+    events.addEventListener("FINISHED", () => { events.close(); renderPage(); });
+  }
+}
+
+// ------------------------------------------------------------------ stats
+
+async function statsPage() {
+  const s = await api("/api/stats");
+  const table = (title, rows, id) => [h("h2", {}, title), h("table", {class: "stats", id},
+    h("tr", {}, ["", "device time", "renders", "frames"].map((t) => h("th", {}, t))),
+    rows.map((r) => h("tr", {}, h("td", {}, r.name), h("td", {class: "num"}, secs(r.seconds)),
+      h("td", {class: "num"}, r.renders), h("td", {class: "num"}, r.frames))))];
+  content.append(h("p", {}, `total device time: ${secs(s.total_seconds)}`),
+    table("Per user", s.by_user, "by-user"), table("Per project", s.by_project, "by-project"),
+    table("Per shot", s.by_shot, "by-shot"));
+}
+
+// ------------------------------------------------------------------ start
+
+async function main() {
+  SESSION = await api("/api/session");
+  const pick = document.getElementById("view");
+  const saved = localStorage.getItem("shotpass.view");
+  for (const v of SESSION.views) pick.append(h("option", {value: `${v.display}|${v.view}`}, `${v.display} · ${v.view}`));
+  if (saved && [...pick.options].some((o) => o.value === saved)) pick.value = saved;
+  pick.addEventListener("change", () => localStorage.setItem("shotpass.view", pick.value));
+  const pages = {queue: queuePage, shots: shotsPage, shot: shotPage, render: renderPage, stats: statsPage};
+  const nav = document.getElementById("nav-" + PAGE);
+  if (nav) nav.classList.add("current");
+  await pages[PAGE]();
+  document.body.dataset.ready = "1";
+}
+
+main().catch((e) => say(e.message, "error"));
