@@ -107,7 +107,8 @@ async function queuePage() {
       content.append(table);
     }
     if (note.length) content.append(h("p", {class: "hint", id: "unsupported"},
-      `This server cannot ${note.join(", ")} renders yet; only cancel. Priority is set when a render is submitted.`));
+      `This server cannot ${note.join(", ").replace(/, ([^,]*)$/, " or $1")} renders yet, only cancel them; ` +
+      "a render's priority is set when it is submitted."));
   }
   await draw();
   const events = new EventSource("/api/queue/events");
@@ -242,7 +243,8 @@ async function renderPage() {
   const imgA = h("img", {id: "fb-a", alt: "A"});
   const imgB = h("img", {id: "fb-b", alt: "B"});
   const paneB = h("div", {class: "pane b", id: "pane-b"}, imgB, h("span", {class: "tag"}, "B"));
-  const stage = h("div", {class: "stage", id: "stage"}, h("div", {class: "pane a"}, imgA, h("span", {class: "tag"}, "A")), paneB);
+  const line = h("div", {class: "wipe-line", id: "wipe-line"});
+  const stage = h("div", {class: "stage", id: "stage"}, h("div", {class: "pane a"}, imgA, h("span", {class: "tag"}, "A")), paneB, line);
   const wipe = h("input", {type: "range", id: "wipe", min: 0, max: 100, value: 50});
   const label = h("span", {id: "fb-frame", class: "frame-number"}, "");
   const slider = h("input", {type: "range", id: "fb-slider", min: 0, max: frames.length - 1, value: 0});
@@ -259,6 +261,8 @@ async function renderPage() {
     stage.className = "stage " + (on ? mode.value : "single");
     wipe.hidden = !(on && mode.value === "wipe");
     paneB.style.clipPath = on && mode.value === "wipe" ? `inset(0 0 0 ${wipe.value}%)` : "none";
+    line.hidden = !(on && mode.value === "wipe");
+    line.style.left = `${wipe.value}%`;
   }
   function show(i) {
     index = (i + frames.length) % frames.length;
