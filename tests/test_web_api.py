@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
+import numpy as np
 import pytest
-from helpers import serve_process
+from helpers import serve_process, write_pki
 from PIL import Image
 from web_fixtures import Http, add_member, add_user, tiny_plate, web_server
 
@@ -194,6 +195,10 @@ def test_frames_as_display_proxies_and_as_stored_exrs(site: Dict[str, Any]) -> N
     assert thumb.status == 200 and thumb.headers["content-type"] == "image/jpeg"
     image = Image.open(io.BytesIO(thumb.body))
     assert image.size == (64, 36)  # the tiny plate's display window, smaller than a thumbnail
+    # The proxy is the display/view transform of the EXR's pixels, as OCIO computes it (JPEG's error aside).
+    expected = _display_referred(Path(site["plate"][1001]), "sRGB - Display", "ACES 2.0 - SDR 100 nits (Rec.709)")
+    got = np.asarray(image.convert("RGB"), dtype=np.float32)
+    assert np.abs(got - expected).mean() < 2.0 and np.abs(got - expected).max() < 24
     raw = alice.get(f"{base}/output.exr?display=x")
     assert raw.body[:4] == b"\x76\x2f\x31\x01" and "attachment" in raw.headers["content-disposition"]
     assert sha256_hex(raw.body) == alice.get(f"/api/renders/{site['v1']}").json()["frames"][0]["output"]
@@ -202,6 +207,9 @@ def test_frames_as_display_proxies_and_as_stored_exrs(site: Dict[str, Any]) -> N
     # Another view makes another proxy (and it is kept: the second ask is served from the store).
     raw_view = alice.get(f"{base}/output.jpg?size=thumb&display=sRGB%20-%20Display&view=Raw")
     assert raw_view.status == 200 and raw_view.body != thumb.body
+    expected_raw = _display_referred(Path(site["plate"][1001]), "sRGB - Display", "Raw")
+    got_raw = np.asarray(Image.open(io.BytesIO(raw_view.body)).convert("RGB"), dtype=np.float32)
+    assert np.abs(got_raw - expected_raw).mean() < 2.0
     assert alice.get(f"{base}/output.jpg?size=thumb&display=sRGB%20-%20Display&view=Raw").body == raw_view.body
     assert alice.get(f"{base}/output.jpg?view=Nope").status == 400
     assert alice.get(f"{base}/output.jpg?size=huge").status == 400
@@ -210,6 +218,20 @@ def test_frames_as_display_proxies_and_as_stored_exrs(site: Dict[str, Any]) -> N
     assert alice.get(f"/api/renders/{site['v1']}/frames/x/output.jpg").status == 400
     assert alice.get(f"/api/renders/{site['bob']}/frames/1001/source.jpg").status == 403
     assert alice.get(f"/api/renders/{site['bob']}/frames/1001/source.exr").status == 403
+
+
+def _display_referred(path: Path, display: str, view: str) -> np.ndarray:
+    """8-bit display values of a (scene-linear ACEScg) EXR through OCIO's display/view transform."""
+    import OpenEXR
+    import PyOpenColorIO as ocio
+
+    with OpenEXR.File(str(path), separate_channels=True) as f:
+        channels = f.parts[0].channels
+        rgb = np.ascontiguousarray(np.stack([channels[c].pixels for c in "RGB"], -1), dtype=np.float32)
+    config = ocio.Config.CreateFromFile("ocio://cg-config-latest")
+    transform = ocio.DisplayViewTransform(src="ACEScg", display=display, view=view)
+    config.getProcessor(transform).getDefaultCPUProcessor().applyRGB(rgb)
+    return np.clip(np.rint(rgb * 255.0), 0, 255)
 
 
 def test_blobs_by_digest_follow_the_download_rule(site: Dict[str, Any]) -> None:
@@ -380,3 +402,27 @@ def test_serve_web_flag_and_config(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+
+
+def test_with_tls_the_pages_use_the_servers_certificate_and_secure_cookies(tmp_path: Path) -> None:
+    import ssl
+
+    pki = write_pki(tmp_path / "pki")
+    data = tmp_path / "d"
+    token = add_user(data, "tess")
+    srv = web_server(data, tls_cert=pki["server_cert"], tls_key=pki["server_key"])
+    try:
+        assert srv.web.url.startswith("https://127.0.0.1:")
+        browser = Http(srv.web.url, tls=ssl.create_default_context(cafile=str(pki["ca_cert"])))
+        form = browser.get("/login")
+        csrf = form.text.split('name="csrf_token" value="')[1].split('"')[0]
+        assert any("Secure" in c for c in form.cookies)
+        ok = browser.post_form("/login", {"token": token, "csrf_token": csrf})
+        assert ok.status == 303
+        assert all(part in next(c for c in ok.cookies if c.startswith("shotpass_session=")) for part in
+                   ("Secure", "HttpOnly"))
+        assert browser.session()["user"] == "tess"
+        with pytest.raises(ssl.SSLError):  # a client that does not trust the server's CA gets nothing
+            Http(srv.web.url, tls=ssl.create_default_context()).get("/login")
+    finally:
+        srv.stop(grace=0.5)

@@ -7,6 +7,7 @@ import contextlib
 import http.client
 import io
 import json
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,16 +101,17 @@ class Answer:
 class Http:
     """One browser-like client: keeps the cookies it is given; never follows redirects (tests look at them)."""
 
-    def __init__(self, url: str, token: Optional[str] = None) -> None:
+    def __init__(self, url: str, token: Optional[str] = None, tls: Optional[ssl.SSLContext] = None) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.tls = tls  # for https:// pages: the context that trusts the server's CA
         self.token = token  # sent as Authorization: Bearer
         self.cookies: Dict[str, str] = {}
         self.csrf = ""
 
     def request(self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[Dict[str, str]] = None,
                 timeout: float = 30.0) -> Answer:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = self._connection(timeout)
         try:
             conn.request(method, path, body=body, headers=self._headers(headers))
             response = conn.getresponse()
@@ -146,7 +148,7 @@ class Http:
     def stream(self, path: str, timeout: float = 3.0) -> Iterator[Any]:
         """An open event stream: yields a function returning the next (event, data) pair, None at its end;
         TimeoutError after `timeout` seconds without a byte (a quiet stream sends a keepalive every 15 s)."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = self._connection(timeout)
         conn.request("GET", path, headers=self._headers({"Accept": "text/event-stream"}))
         response = conn.getresponse()
         assert response.status == 200, response.read()[:500]
@@ -169,6 +171,11 @@ class Http:
             yield next_event
         finally:
             conn.close()
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.tls is not None:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.tls)
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
     def _headers(self, extra: Optional[Dict[str, str]]) -> Dict[str, str]:
         headers = dict(extra or {})
