@@ -426,3 +426,31 @@ def test_with_tls_the_pages_use_the_servers_certificate_and_secure_cookies(tmp_p
             Http(srv.web.url, tls=ssl.create_default_context()).get("/login")
     finally:
         srv.stop(grace=0.5)
+    # Mutual TLS: the pages, like the gRPC port, answer only browsers that show a certificate the CA signed.
+    srv = web_server(tmp_path / "d2", tls_cert=pki["server_cert"], tls_key=pki["server_key"],
+                     tls_client_ca=pki["ca_cert"])
+    try:
+        anonymous = ssl.create_default_context(cafile=str(pki["ca_cert"]))
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            Http(srv.web.url, tls=anonymous).get("/api/queue")
+        known = ssl.create_default_context(cafile=str(pki["ca_cert"]))
+        known.load_cert_chain(str(pki["client_cert"]), str(pki["client_key"]))
+        assert Http(srv.web.url, tls=known).get("/api/queue").status == 200
+    finally:
+        srv.stop(grace=0.5)
+
+
+def test_a_taken_review_port_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        srv = ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d",
+                                          web_listen=f"127.0.0.1:{port}"))
+        with pytest.raises(OSError, match=f"review pages: cannot listen on 127.0.0.1:{port}"):
+            srv.start()
+    with pytest.raises(Exception, match="use HOST:PORT"):
+        ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "e", web_listen="8080")).start()

@@ -242,23 +242,35 @@ class ReviewApi:
         return _sse(self._render_stream(render_id, max(0, _int("after", after))))
 
     async def _render_stream(self, render_id: str, after: int) -> AsyncIterator[str]:
-        last, quiet, ended = after, 0.0, False
-        while not self.stopping.is_set():
-            batch = self.catalog.events_after(render_id, last)
-            for event in batch:
-                last = event.seq
-                yield _event(event.kind, views.event_json(event), event.seq)
-                if event.kind == "FINISHED":
-                    return
-            if not batch:
-                if ended:  # final, and one more look found nothing: the stream is complete
-                    return
-                ended = self.catalog.get_render(render_id, with_frames=False).state in cat.FINAL_STATES
-            quiet = 0.0 if batch else quiet + POLL_S
+        state = {"last": after, "ended": False, "done": False}
+        quiet = 0.0
+        while not self.stopping.is_set() and not state["done"]:
+            # The catalog is read on a worker thread: a busy database never stalls the event loop.
+            chunk = await run_in_threadpool(self._render_poll, render_id, state)
+            if chunk:
+                yield chunk
+            quiet = 0.0 if chunk else quiet + POLL_S
             if quiet >= KEEPALIVE_S:
                 quiet = 0.0
                 yield ": keepalive\n\n"
-            await asyncio.sleep(POLL_S)
+            if not state["done"]:
+                await asyncio.sleep(POLL_S)
+
+    def _render_poll(self, render_id: str, state: Dict[str, Any]) -> str:
+        """New events of one render as SSE text; sets state["done"] once the render's stream is complete."""
+        out = []
+        batch = self.catalog.events_after(render_id, state["last"])
+        for event in batch:
+            state["last"] = event.seq
+            out.append(_event(event.kind, views.event_json(event), event.seq))
+            if event.kind == "FINISHED":
+                state["done"] = True
+                return "".join(out)
+        if not batch:
+            if state["ended"]:  # final, and one more look found nothing: the stream is complete
+                state["done"] = True
+            state["ended"] = self.catalog.get_render(render_id, with_frames=False).state in cat.FINAL_STATES
+        return "".join(out)
 
     async def queue_events(self, request: Request) -> Response:
         caller = await run_in_threadpool(self.access.caller, request)
@@ -266,50 +278,58 @@ class ReviewApi:
 
     async def _queue_stream(self, request: Request, caller: Caller) -> AsyncIterator[str]:
         """Events of every waiting or running render the caller may see; `queue` when that set changes."""
-        visible = self.visible(caller)
-        last: Dict[str, int] = {}
-        projects: Dict[str, str] = {}
-        checked, quiet = 0.0, 0.0
-        first = True
-        while not self.stopping.is_set():
-            checked += POLL_S
-            if checked >= RECHECK_S:  # a revoked token or a removed membership ends what the stream shows
-                checked = 0.0
-                try:
-                    caller = self.access.caller(request)
-                except Unauthenticated:
-                    yield _event("logged_out", {"message": "the session ended; log in again"})
-                    return
-                visible = self.visible(caller)
-            active: Set[str] = set(self.catalog.render_ids_in_state(cat.QUEUED, cat.RUNNING))
-            changed, sent = False, False
-            for render_id in sorted(active | set(last)):
-                if render_id not in projects:
-                    projects[render_id] = self.catalog.get_render(render_id, with_frames=False).project
-                if visible is not None and projects[render_id] not in visible:
-                    last.pop(render_id, None)
-                    continue
-                if render_id not in last:  # new to this stream: the page's snapshot has its past
-                    events = self.catalog.events_after(render_id, 0)
-                    last[render_id] = events[-1].seq if events else 0
-                    changed = True
-                    continue
-                for event in self.catalog.events_after(render_id, last[render_id]):
-                    last[render_id] = event.seq
-                    sent = True
-                    yield _event(event.kind, views.event_json(event, projects[render_id]))
-                if render_id not in active:
-                    del last[render_id]
-                    changed = True
-            if changed and not first:
-                sent = True
-                yield _event("queue", {"message": "renders started, finished or were added"})
-            first = False
-            quiet = 0.0 if sent else quiet + POLL_S
+        state: Dict[str, Any] = {"caller": caller, "visible": self.visible(caller), "last": {}, "projects": {},
+                                 "first": True, "checked": 0.0, "done": False}
+        quiet = 0.0
+        while not self.stopping.is_set() and not state["done"]:
+            chunk = await run_in_threadpool(self._queue_poll, request, state)
+            if chunk:
+                yield chunk
+            quiet = 0.0 if chunk else quiet + POLL_S
             if quiet >= KEEPALIVE_S:
                 quiet = 0.0
                 yield ": keepalive\n\n"
-            await asyncio.sleep(POLL_S)
+            if not state["done"]:
+                await asyncio.sleep(POLL_S)
+
+    def _queue_poll(self, request: Request, state: Dict[str, Any]) -> str:
+        state["checked"] += POLL_S
+        if state["checked"] >= RECHECK_S:  # a revoked token or a removed membership ends what the stream shows
+            state["checked"] = 0.0
+            try:
+                state["caller"] = self.access.caller(request)
+            except Unauthenticated:
+                state["done"] = True
+                return _event("logged_out", {"message": "the session ended; log in again"})
+            state["visible"] = self.visible(state["caller"])
+        visible, last, projects = state["visible"], state["last"], state["projects"]
+        active: Set[str] = set(self.catalog.render_ids_in_state(cat.QUEUED, cat.RUNNING))
+        out: List[str] = []
+        changed = False
+        for render_id in sorted(active | set(last)):
+            if render_id not in projects:
+                try:
+                    projects[render_id] = self.catalog.get_render(render_id, with_frames=False).project
+                except NotFound:
+                    continue
+            if visible is not None and projects[render_id] not in visible:
+                last.pop(render_id, None)
+                continue
+            if render_id not in last:  # new to this stream: the page's snapshot has its past
+                events = self.catalog.events_after(render_id, 0)
+                last[render_id] = events[-1].seq if events else 0
+                changed = True
+                continue
+            for event in self.catalog.events_after(render_id, last[render_id]):
+                last[render_id] = event.seq
+                out.append(_event(event.kind, views.event_json(event, projects[render_id])))
+            if render_id not in active:
+                del last[render_id]
+                changed = True
+        if changed and not state["first"]:
+            out.append(_event("queue", {"message": "renders started, finished or were added"}))
+        state["first"] = False
+        return "".join(out)
 
     # ------------------------------------------------------------ helpers
 
