@@ -231,7 +231,7 @@ async function renderPage() {
   if (r.error) content.append(h("p", {class: "message error"}, r.error));
   if (Object.keys(r.qc).length) content.append(h("div", {class: "qc-figures"},
     Object.entries(r.qc).map(([k, v]) => h("span", {class: "qc"}, `${k}: ${typeof v === "number" ? v.toFixed(3) : JSON.stringify(v)}`))));
-  if (!done.length) { content.append(h("p", {class: "empty"}, "no finished frames yet")); return; }
+  if (!done.length) { content.append(h("p", {class: "empty"}, "no finished frames yet")); watchRender(r, () => true); return; }
 
   // Flipbook with an optional B side: another version of the shot or the source plate.
   const frames = done.map((f) => f.frame);
@@ -299,10 +299,22 @@ async function renderPage() {
     h("figcaption", {}, `${f.frame} `, h("a", {href: `/api/renders/${r.id}/frames/${f.frame}/output.exr`, class: "exr"}, "EXR"))))));
   layout();
   show(0);
-  if (r.state === "RUNNING" || r.state === "QUEUED") {
-    const events = new EventSource(`/api/renders/${r.id}/events`);
-    events.addEventListener("FINISHED", () => { events.close(); renderPage(); });
-  }
+  watchRender(r, () => !timer);
+}
+
+let renderEvents = null;
+function watchRender(r, idle) {
+  // While a version renders, new frames join the page (not while the flipbook plays); it ends with the render.
+  if (renderEvents) renderEvents.close();
+  renderEvents = null;
+  if (r.state !== "RUNNING" && r.state !== "QUEUED") return;
+  renderEvents = new EventSource(`/api/renders/${r.id}/events`);
+  let pending = null;
+  renderEvents.addEventListener("FRAME_DONE", () => {
+    if (pending) return;
+    pending = setTimeout(() => { pending = null; if (idle()) renderPage(); }, 1500);
+  });
+  renderEvents.addEventListener("FINISHED", () => { renderEvents.close(); renderEvents = null; renderPage(); });
 }
 
 // ------------------------------------------------------------------ stats
