@@ -454,3 +454,13 @@ def test_a_taken_review_port_is_a_clear_error(tmp_path: Path) -> None:
             srv.start()
     with pytest.raises(Exception, match="use HOST:PORT"):
         ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "e", web_listen="8080")).start()
+
+
+def test_projects_list_names_the_viewers(site: Dict[str, Any], capsys: pytest.CaptureFixture) -> None:
+    from helpers import run_cli
+
+    code, listed, _ = run_cli(capsys, ["projects", "list", "--data-dir", str(site["data"]), "--json"])
+    assert code == 0 and listed["projects"]["show-a"] == ["alice (owner)", "vera (viewer)"]
+    with pytest.raises(SystemExit):  # argparse names the roles there are
+        run_cli(capsys, ["projects", "add-member", "show-a", "vera", "--role", "boss", "--data-dir", str(site["data"])])
+    assert "choose from 'member', 'viewer', 'owner'" in capsys.readouterr().err

@@ -213,7 +213,7 @@ class Accounts:
                     " ORDER BY m.role != 'owner', m.added_at",
                     (name,),
                 ).fetchall()
-                out.append((name, [f"{r[0]} ({r[1]})" if r[1] == "owner" else r[0] for r in rows]))
+                out.append((name, [f"{r[0]} ({r[1]})" if r[1] != "member" else r[0] for r in rows]))
         return out
 
     # ------------------------------------------------------------------ checks (the servicer's)

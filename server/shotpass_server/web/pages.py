@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 from pathlib import Path
 from typing import Any, Dict, Optional
 from urllib.parse import parse_qs, quote
@@ -19,6 +20,7 @@ from .api import MAX_BODY, ReviewApi
 from .auth import CSRF_FIELD, WebAccess
 
 TEMPLATES = Path(__file__).parent / "templates"
+log = logging.getLogger("shotpass.web")
 
 
 class Pages:
@@ -87,9 +89,11 @@ class Pages:
             return RedirectResponse("/queue", status_code=303)
         token = form.get("token", "").strip()
         try:
-            self.access.check_login(token)
+            caller = self.access.check_login(token)
         except Unauthenticated as err:
+            log.warning("review pages: a login from %s was refused", request.client.host if request.client else "?")
             return self.login_form(request, str(err) if token else "paste your token", status=401)
+        log.info("review pages: %s logged in from %s", caller.name, request.client.host if request.client else "?")
         response = RedirectResponse(_local_path(form.get("next")), status_code=303)
         self.access.set_session(response, token)
         return response
