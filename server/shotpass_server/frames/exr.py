@@ -52,6 +52,10 @@ class FrameError(InvalidInput):
         self.problem = problem
 
 
+class HeaderCutShort(FrameError):
+    """The header runs past the bytes given: damaged, or (for a caller reading a file's start) read more."""
+
+
 @dataclass
 class ExrPart:
     header: dict[str, Any]
@@ -347,10 +351,14 @@ class RawPart:
     channels: list[tuple[str, int, int, int]] = field(default_factory=list)  # name, pixel type, xs, ys
 
 
-def check_header_limits(data: bytes, source_name: str) -> list[RawPart]:
+def check_header_limits(data: bytes, source_name: str, file_size: int | None = None) -> list[RawPart]:
     """Refuse, from the header alone, a frame too large to decode or whose header promises far more
-    pixels than its bytes can hold (a decompression bomb). Returns the parsed part headers."""
+    pixels than its bytes can hold (a decompression bomb). Returns the parsed part headers.
+
+    `data` may be only the start of the file (path mode reads the header first) when `file_size` gives
+    the whole file's size."""
     parts = parse_raw_headers(data, source_name)
+    size = len(data) if file_size is None else file_size
     total = 0
     for part in parts:
         total += _part_bytes(part, len(parts) > 1, source_name)
@@ -362,11 +370,11 @@ def check_header_limits(data: bytes, source_name: str) -> list[RawPart]:
             "layers), or ask the server's admin to raise [server] max_frame_pixels",
         )
     ratio = max(_PLAUSIBLE_RATIO.get(p.compression, _UNBOUNDED_RATIO) for p in parts)
-    if total > BOMB_FLOOR_BYTES and total > len(data) * ratio:
+    if total > BOMB_FLOOR_BYTES and total > size * ratio:
         codecs = sorted({_COMPRESSION_NAMES.get(p.compression, str(p.compression)) for p in parts})
         raise FrameError(
             source_name,
-            f"the header promises {_size(total)} of pixels but the file holds only {_size(len(data))} "
+            f"the header promises {_size(total)} of pixels but the file holds only {_size(size)} "
             f"({', '.join(codecs)} compression cannot shrink pixels {ratio}:1): the file is damaged or a "
             "decompression bomb, and was not decoded; re-export the frame",
         )
@@ -423,7 +431,7 @@ def parse_raw_headers(data: bytes, source_name: str) -> list[RawPart]:
             if not multipart:
                 break
     except (IndexError, struct.error, ValueError):
-        raise FrameError(
+        raise HeaderCutShort(
             source_name, "damaged EXR: the header is cut short or malformed; re-render or re-export the frame"
         ) from None
     if not parts:
