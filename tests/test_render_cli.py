@@ -126,3 +126,59 @@ def test_plate_colour_space_is_a_render_option(capsys, server, beachball, tmp_pa
     code, _, err = _render(capsys, server, beachball, tmp_path / "bad", "--pass", "stylize", "--frames", "1",
                            "--colour-space", "Kodak 5219")
     assert code != 0 and "unknown colour space 'Kodak 5219'" in err and "ACEScg" in err
+
+
+BAD_NAMES = ["../../x.0001.exr", "/tmp/x.0001.exr", "sub/x.0001.exr", "..", ".", "C:x.0001.exr", "a\\b.0001.exr",
+             "x\x00.exr"]
+
+
+def test_the_server_refuses_frame_names_that_are_not_plain_file_names(server, client):
+    from shotpass_client import ClientError
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    digest = client.upload_bytes((BEACHBALL / "singlepart.0001.exr").read_bytes())
+    for bad in BAD_NAMES:
+        request = pb.SubmitRenderRequest(project="p", shot="s", settings=pb.RenderSettings(pass_name="passthrough"),
+                                         frames=[pb.FrameInput(frame=1, digest=digest, name=bad)])
+        with pytest.raises(ClientError) as err:
+            client.submit(request)
+        assert err.value.code == "INVALID_ARGUMENT", bad
+        assert "frames[0] (frame 1).name" in str(err.value), bad
+
+
+def test_the_client_writes_nothing_outside_its_output_folder_whatever_the_server_says(tmp_path):
+    from shotpass_client.jobs import UnsafeOutputName, fetch_outputs, output_path
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    out = str(tmp_path / "out")
+    assert output_path(out, "plate.1001.exr") == os.path.join(out, "plate.1001.exr")
+    for bad in [*BAD_NAMES, "", str(tmp_path / "abs.exr")]:
+        with pytest.raises(UnsafeOutputName, match="not a plain file name"):
+            output_path(out, bad)
+    # One bad name among good ones: refused before the first download, so no partial output is left behind.
+    render = pb.Render(id="r-1", shot="s", frames=[
+        pb.FrameRecord(frame=1, input_name="ok.0001.exr", output_digest="a" * 64),
+        pb.FrameRecord(frame=2, input_name="../escaped.0002.exr", output_digest="b" * 64),
+    ])
+    with pytest.raises(UnsafeOutputName):
+        fetch_outputs(None, render, out)  # type: ignore[arg-type]  # never reaches the client
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escaped.0002.exr").exists()
+
+
+def test_fetch_and_chain_refuse_a_recorded_name_that_escapes_out(capsys, server, beachball, tmp_path):
+    # A render recorded by an older server with a hostile name: the client still writes only inside --out.
+    import sqlite3
+
+    code, out, err = _render(capsys, server, beachball, tmp_path / "first", "--frames", "1-2", "--pass", "passthrough")
+    assert code == 0, err
+    with sqlite3.connect(str(server.cfg.data_dir / "catalog.sqlite")) as db:
+        db.execute("UPDATE frames SET input_name = '../../escaped.0001.exr' WHERE render_id = ? AND frame = 1",
+                   (out["render"],))
+    target = tmp_path / "fetched" / "a" / "b"
+    code, _, err = run_cli(capsys, ["fetch", out["render"], "--server", server.address, "--out", str(target)])
+    assert code != 0 and "'../../escaped.0001.exr', which is not a plain file name" in err
+    code, _, err = run_cli(capsys, ["render", "--from-render", out["render"], "--pass", "passthrough",
+                                    "--server", server.address, "--out", str(target), "--json"])
+    assert code != 0 and "not a plain file name" in err
+    assert not list(tmp_path.rglob("escaped.0001.exr"))
+    assert not target.exists() or not list(target.iterdir())

@@ -31,6 +31,7 @@ FRAME_MIN, FRAME_MAX = -(2**31), 2**31 - 1  # frame numbers are int32 in every D
 MAX_MESSAGE = 2000  # characters of an error message sent back
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_DRIVE = re.compile(r"^[A-Za-z]:")
 _RENDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -54,6 +55,17 @@ def check_text(field: str, value: str, limit: int, *, required: bool = False, si
     if any(c in value for c in bad):
         kind = "line breaks or NUL characters" if single_line else "NUL characters"
         raise InvalidInput(f"{field} {shown(value)} contains {kind}; remove them")
+
+
+def check_file_name(field: str, value: str) -> None:
+    """A file name that clients write outputs under: one plain name, never a folder, `..` or a drive."""
+    if not value:
+        return
+    if value in (".", "..") or any(c in value for c in "/\\\x00") or _DRIVE.match(value):
+        raise InvalidInput(
+            f"{field} {shown(value)} is not a plain file name (no folders, '..', NUL or drive letters); "
+            "send the file's own name, like plate.1001.exr"
+        )
 
 
 def check_digest(field: str, value: str, *, required: bool = True) -> None:
@@ -151,6 +163,7 @@ def _check_frame_list(frames: Any, field: str) -> None:
         where = f"{field}[{i}] (frame {f.frame})"
         check_frame(f"{field}[{i}].frame", f.frame)
         check_text(f"{where}.name", f.name, MAX_FILE_NAME)
+        check_file_name(f"{where}.name", f.name)
         which = f.WhichOneof("source")
         if which == "digest":
             check_digest(f"{where}.digest", f.digest)

@@ -20,6 +20,10 @@ class PlateError(ValueError):
     """A plate that cannot be sent as asked (missing frames, no files)."""
 
 
+class UnsafeOutputName(PlateError):
+    """A server named an output with folders, `..` or a drive: it would be written outside the output folder."""
+
+
 @dataclass
 class RenderSpec:
     """What a user chose for a render; hosts fill it from their knobs, the CLI from its flags."""
@@ -150,6 +154,27 @@ def output_name(render: pb.Render, frame: pb.FrameRecord, padding: int = 4) -> s
     return FramePattern(f"{render.shot}_v{render.version:03d}.", padding, ".exr").path(frame.frame)
 
 
+def output_path(out_dir: str, name: str) -> str:
+    """out_dir/name, only when `name` is one plain file name that lands in out_dir, whatever a server says.
+
+    The one check every host's downloads go through (CLI, Nuke, Blender): a name with folders, `..`, NUL or a
+    drive letter is refused, and nothing is written anywhere."""
+    plain = (
+        bool(name)
+        and name not in (".", "..")
+        and not any(c in name for c in ("/", "\\", "\x00", os.sep))
+        and not (len(name) >= 2 and name[1] == ":" and name[0].isalpha())
+        and not os.path.isabs(name)
+    )
+    path = os.path.join(out_dir, name) if plain else ""
+    if not plain or os.path.dirname(os.path.abspath(path)) != os.path.abspath(out_dir):
+        raise UnsafeOutputName(
+            f"the server named an output {name!r}, which is not a plain file name inside {out_dir}; nothing was "
+            "written (is the server trustworthy and up to date?)"
+        )
+    return path
+
+
 def fetch_outputs(
     client: Client,
     render: pb.Render,
@@ -157,18 +182,24 @@ def fetch_outputs(
     pattern: Optional[FramePattern] = None,
     on_frame: Optional[Callable[[int, str], None]] = None,
 ) -> Dict[int, str]:
-    """Download a render's finished frames into out_dir, keyed and named by frame number."""
-    written: Dict[int, str] = {}
+    """Download a render's finished frames into out_dir, keyed and named by frame number.
+
+    Every name is checked before the first download, so a bad one leaves no partial output behind."""
+    names: Dict[int, Tuple[str, str]] = {}
     for frame in render.frames:
         if not frame.output_digest:
             continue
-        name = pattern.with_directory(out_dir).path(frame.frame) if pattern else os.path.join(
-            out_dir, output_name(render, frame)
-        )
-        client.download(frame.output_digest, name)
-        written[frame.frame] = name
+        if pattern:
+            name = os.path.basename(pattern.path(frame.frame))
+        else:
+            name = output_name(render, frame)
+        names[frame.frame] = (frame.output_digest, output_path(out_dir, name))
+    written: Dict[int, str] = {}
+    for number, (digest, path) in names.items():
+        client.download(digest, path)
+        written[number] = path
         if on_frame:
-            on_frame(frame.frame, name)
+            on_frame(number, path)
     return written
 
 
