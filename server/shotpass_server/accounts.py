@@ -292,7 +292,8 @@ class Accounts:
             self._db.execute("DELETE FROM members WHERE project = ? AND user_id = ?", (project, caller.user_id))
 
     def check_render(self, caller: Caller, render_id: str) -> None:
-        """PERMISSION_DENIED for another project's render; NOT_FOUND is left to the catalog."""
+        """NOT_FOUND, in the catalog's very words, for another project's render as for a missing one: whether a
+        render id exists, and which project holds it, is not told to those outside that project."""
         if caller.sees_all:
             return
         with self._lock:
@@ -301,11 +302,9 @@ class Accounts:
                 " WHERE r.id = ?",
                 (render_id,),
             ).fetchone()
-            if row is None:
+            member = self._is_member(row[0] if row else "", caller.user_id)  # asked either way: same work
+            if row is None or not member:
                 raise NotFound(f"no render {render_id!r} on this server (list them with: shotpass renders)")
-            if not self._is_member(row[0], caller.user_id):
-                raise PermissionDenied(f"render {render_id} belongs to project {row[0]!r}, which {caller.name} "
-                                       "is not a member of")
 
     def may_reach(self, caller: Caller, digest: str) -> bool:
         """A blob is reachable if the caller uploaded it or a render of one of their projects uses or made it."""

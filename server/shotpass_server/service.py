@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import grpc
@@ -47,6 +48,7 @@ Ctx = grpc.ServicerContext
 CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 4 << 20
 PREVIEW_TIMEOUT = 600.0
+STREAM_RECHECK_S = 1.0  # how often an open WatchRender re-checks its caller's token and access
 
 
 class PreviewTimedOut(ShotpassError):
@@ -128,6 +130,30 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     def _may_reach(self, caller: Caller, digest: str) -> bool:
         return self.accounts.may_reach(caller, digest) if self.accounts else True
 
+    def _reachable_blob(self, caller: Caller, digest: str) -> bool:
+        """Stored and the caller's to use. Both checks always run, in this order: another user's blob and a
+        digest nobody stored cost the same work, so the answer's timing tells nothing either."""
+        reachable = self._may_reach(caller, digest)
+        stored = self.m.blobs.has(digest)
+        return reachable and stored
+
+    def _still_watching(self, context: grpc.ServicerContext, render_id: str) -> Callable[[], bool]:
+        """`is_active` for a long stream that also re-checks the caller's token and access every few seconds:
+        a revoked token (UNAUTHENTICATED) or a removal from the project (NOT_FOUND) ends open streams too."""
+        if self.accounts is None:
+            return context.is_active
+        checked = [time.monotonic()]
+
+        def active() -> bool:
+            if not context.is_active():
+                return False
+            if time.monotonic() - checked[0] >= STREAM_RECHECK_S:
+                checked[0] = time.monotonic()
+                self._check_render(self.caller(context), render_id)  # raises: the stream ends with its status
+            return True
+
+        return active
+
     def _submit(self, caller: Caller, sub: Submission) -> Tuple[str, List[str]]:
         """Check that everything the submission names is the caller's, then submit (claiming a new project)."""
         sub.owner, sub.max_priority = caller.name, caller.max_priority  # fair share, quotas, priority cap
@@ -204,7 +230,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             # Only blobs the caller may reach are "present": the store dedupes on disk, but never tells one
             # user about another's plates; a caller who lacks one uploads it, proving they hold the bytes.
             # touch: a blob a client was just told about is about to be used, so blob GC leaves it alone.
-            stored = self.m.blobs.has(digest) and self._may_reach(caller, digest) and self.m.blobs.touch(digest)
+            stored = self._reachable_blob(caller, digest) and self.m.blobs.touch(digest)
             (present if stored else missing).append(digest)
             held = 0 if stored else self.m.blobs.partial_size(_upload_owner(caller), digest)
             if held:
@@ -224,7 +250,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
                 if writer is None:
                     if not 0 <= chunk.total_size <= MAX_BLOB_BYTES:
                         raise InvalidInput(f"blob size {chunk.total_size} is outside 0..{MAX_BLOB_BYTES}")
-                    present = self.m.blobs.has(chunk.digest) and self._may_reach(caller, chunk.digest)
+                    present = self._reachable_blob(caller, chunk.digest)
                     # A first chunk at offset > 0 resumes the caller's cut upload of this blob (see FindBlobs).
                     writer = self.m.blobs.writer(chunk.digest, chunk.total_size, _upload_owner(caller), chunk.offset)
                 elif chunk.digest != writer.digest:
@@ -299,7 +325,8 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     def WatchRender(self, request: pb.WatchRenderRequest, context: Ctx, caller: Caller) -> Iterator[pb.RenderEvent]:
         check_watch(request)
         self._check_render(caller, request.render_id)
-        for event in self.m.events(request.render_id, request.after_sequence, context.is_active):
+        active = self._still_watching(context, request.render_id)
+        for event in self.m.events(request.render_id, request.after_sequence, active):
             yield event_message(event)
 
     @rpc
