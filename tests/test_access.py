@@ -412,3 +412,13 @@ def test_revoking_a_token_or_a_membership_ends_open_watch_streams(gated) -> None
         assert not any(t.is_alive() for t in threads), "a stream stayed open after its caller lost access"
         assert isinstance(ended["alice"], ClientError) and ended["alice"].code == "UNAUTHENTICATED", ended
         assert isinstance(ended["bob"], ClientError) and ended["bob"].code == "NOT_FOUND", ended
+
+
+def test_users_add_stores_the_max_priority_it_was_given(capsys, tmp_path) -> None:
+    data = str(tmp_path / "data")
+    code, _, err = run_cli(capsys, ["users", "add", "erin", "--max-priority", "5", "--data-dir", data, "--json"])
+    assert code == 0, err
+    code, _, err = run_cli(capsys, ["users", "add", "fred", "--data-dir", data, "--json"])
+    assert code == 0, err
+    code, out, _ = run_cli(capsys, ["users", "list", "--data-dir", data, "--json"])
+    assert {u["name"]: u["max_priority"] for u in out["users"]} == {"erin": 5, "fred": 0}

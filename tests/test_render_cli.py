@@ -182,3 +182,13 @@ def test_fetch_and_chain_refuse_a_recorded_name_that_escapes_out(capsys, server,
     assert code != 0 and "not a plain file name" in err
     assert not list(tmp_path.rglob("escaped.0001.exr"))
     assert not target.exists() or not list(target.iterdir())
+
+
+def test_an_option_value_the_model_cannot_take_is_refused_at_submit(capsys, server, client, beachball, tmp_path):
+    before = len(client.list_renders())
+    for value in ("99", "3:0.5,40:0.5", "seven", "3:-1"):
+        code, _, err = _render(capsys, server, beachball, tmp_path / "o", "--model", "styletransfer-preset",
+                               "--frames", "1", "--option", f"style={value}")
+        assert code != 0 and len(err.strip().splitlines()) == 1, err
+        assert f"option style='{value}'" in err and "index 0-25" in err, err
+    assert len(client.list_renders()) == before  # refused before a render (and its FAILED version) existed

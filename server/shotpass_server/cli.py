@@ -289,7 +289,8 @@ def cmd_users(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
         if args.action in ("add", "token"):
-            token = accounts.add_user(args.name, args.admin) if args.action == "add" else accounts.new_token(args.name)
+            token = (accounts.add_user(args.name, args.admin, args.max_priority) if args.action == "add"
+                     else accounts.new_token(args.name))
             if args.json:
                 print(json.dumps({"user": args.name, "token": token}))
             else:
