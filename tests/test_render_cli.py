@@ -192,3 +192,26 @@ def test_an_option_value_the_model_cannot_take_is_refused_at_submit(capsys, serv
         assert code != 0 and len(err.strip().splitlines()) == 1, err
         assert f"option style='{value}'" in err and "index 0-25" in err, err
     assert len(client.list_renders()) == before  # refused before a render (and its FAILED version) existed
+
+
+def test_names_and_arguments_that_are_not_utf8_get_one_clear_line(capsys, server, tmp_path):
+    # A Latin-1 file name on disk reaches Python with a surrogate in place of the byte 0xe9.
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    raw = os.path.join(os.fsencode(folder), b"pl\xe9te.0001.exr")
+    with open(raw, "wb") as fh:
+        fh.write((BEACHBALL / "singlepart.0001.exr").read_bytes())
+    plate = os.fsdecode(os.path.join(os.fsencode(folder), b"pl\xe9te.####.exr"))
+    cases = [
+        (["render", plate, "--pass", "passthrough"], "plate file 'pl\\xe9te.0001.exr' is not valid UTF-8"),
+        (["render", str(BEACHBALL / "singlepart.####.exr"), "--frames", "1", "--pass", "passthrough",
+          "--prompt", "caf\udce9"], "prompt 'caf\\xe9' is not valid UTF-8"),
+        (["fetch", "r-\udce9"], "not valid UTF-8"),
+        (["renders", "--project", "show\udce9"], "not valid UTF-8"),
+    ]
+    for argv, expect in cases:
+        extra = ["--out", str(tmp_path / "o")] if argv[0] in ("render", "fetch") else []
+        code, _, err = run_cli(capsys, [*argv, *extra, "--server", server.address, "--json"])
+        assert code != 0
+        assert expect in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()

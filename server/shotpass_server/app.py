@@ -13,7 +13,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from shotpass_client.proto import shotpass_pb2 as pb
-from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
 
 from .accounts import Accounts
 from .blob_gc import periodic_gc
@@ -29,7 +28,7 @@ from .passes.registry import ModelRegistry
 from .quotas import Quotas
 from .ray_executor import RayExecutor, specs_factory
 from .renders import RenderManager
-from .service import MAX_CHUNK_BYTES, ShotPassService
+from .service import MAX_CHUNK_BYTES, ShotPassService, add_to_server
 
 log = logging.getLogger("shotpass")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ShotPass"].full_name
@@ -124,7 +123,7 @@ class ShotpassServer:
             ],
             interceptors=[RpcObserver(self.metrics, lambda: self.starting, SERVICE_NAME)],
         )
-        pb_grpc.add_ShotPassServicer_to_server(ShotPassService(self.manager, self.devices, self.accounts), server)
+        add_to_server(ShotPassService(self.manager, self.devices, self.accounts), server)  # non-UTF-8: INVALID_ARGUMENT
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
         credentials = self._tls_credentials()

@@ -50,6 +50,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ClientError, PlateError, PatternError, PathMapError, ShotpassError) as err:
         print(f"shotpass {args.command}: error: {err}", file=sys.stderr)
         return EXIT_FAILED
+    except UnicodeEncodeError as err:  # text the wire cannot carry that no check above named more precisely
+        bad = err.object[err.start : err.end] if isinstance(err.object, str) else ""
+        print(f"shotpass {args.command}: error: an argument or file name is not valid UTF-8 text (near "
+              f"{err.object[max(0, err.start - 20) : err.end + 20]!r}, bad part {bad!r}); use UTF-8 names",
+              file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"shotpass {args.command}: interrupted", file=sys.stderr)
         return 130

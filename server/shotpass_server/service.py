@@ -8,6 +8,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
@@ -39,6 +40,7 @@ from .validation import (
     check_upload_chunk,
     check_watch,
     short_message,
+    undecodable_field,
 )
 from .validation import check_digest as check_digest_field
 
@@ -82,6 +84,71 @@ def _status(exc: ShotpassError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+class Undecodable:
+    """A request protobuf refused to parse (a text field that is not UTF-8, say): answered INVALID_ARGUMENT
+    naming the field, where gRPC would answer INTERNAL."""
+
+    def __init__(self, descriptor: Any, data: bytes) -> None:
+        self.descriptor = descriptor
+        self.data = data
+
+    def error(self) -> InvalidInput:
+        field = undecodable_field(self.descriptor, self.data)
+        if field:
+            return InvalidInput(f"{field} is not valid UTF-8 text; send text fields (names, paths, prompts) as UTF-8")
+        return InvalidInput(f"the request is not a valid {self.descriptor.full_name} message; is the client current?")
+
+
+def _decoded(request: Any) -> Any:
+    """The request, or its stream with each message checked as it comes; raises for an undecodable one."""
+    if isinstance(request, Undecodable):
+        raise request.error()
+    if isinstance(request, Message):
+        return request
+
+    def checked() -> Iterator[Any]:
+        for item in request:
+            if isinstance(item, Undecodable):
+                raise item.error()
+            yield item
+
+    return checked()
+
+
+def add_to_server(servicer: ShotPassService, server: grpc.Server) -> None:
+    """The generated `add_ShotPassServicer_to_server`, with request parsing that hands an undecodable message
+    to the method (which answers INVALID_ARGUMENT) instead of failing the call as INTERNAL."""
+    service = pb.DESCRIPTOR.services_by_name["ShotPass"]
+    captured: Dict[str, Any] = {}
+
+    class Capture:
+        def add_generic_rpc_handlers(self, handlers: Any) -> None:
+            pass
+
+        def add_registered_method_handlers(self, name: str, handlers: Dict[str, Any]) -> None:
+            captured.update(name=name, handlers=handlers)
+
+    pb_grpc.add_ShotPassServicer_to_server(servicer, Capture())
+
+    def lenient(parse: Callable[[bytes], Any], descriptor: Any) -> Callable[[bytes], Any]:
+        def deserialize(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except DecodeError:
+                return Undecodable(descriptor, data)
+
+        return deserialize
+
+    handlers = {
+        name: handler._replace(
+            request_deserializer=lenient(handler.request_deserializer, service.methods_by_name[name].input_type)
+        )
+        for name, handler in captured["handlers"].items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(captured["name"], handlers),))
+    server.add_registered_method_handlers(captured["name"], handlers)
+
+
 def rpc(method: Callable) -> Callable:
     """Authenticate the caller and pass them on; turn domain errors into gRPC statuses with the user-facing
     message; never let a bug kill the server. Every ShotPass RPC goes through here (or rpc_stream), so no
@@ -90,7 +157,8 @@ def rpc(method: Callable) -> Callable:
     @functools.wraps(method)
     def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return method(self, request, context, self.caller(context))
+            caller = self.caller(context)
+            return method(self, _decoded(request), context, caller)
         except ShotpassError as exc:
             context.abort(_status(exc), short_message(str(exc)))
         except Exception as exc:
@@ -104,7 +172,8 @@ def rpc_stream(method: Callable) -> Callable:
     @functools.wraps(method)
     def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
-            yield from method(self, request, context, self.caller(context))
+            caller = self.caller(context)
+            yield from method(self, _decoded(request), context, caller)
         except ShotpassError as exc:
             context.abort(_status(exc), short_message(str(exc)))
         except Exception as exc:

@@ -110,6 +110,7 @@ def submit_render(
     With `plate_paths` ({frame: path as the server sees it}) the plate is not uploaded at all: the server
     reads those files from its shared storage (path mode).
     """
+    _check_text(spec, plate, mask, plate_paths, parent_render)  # before anything is uploaded
     frames = set(plate_paths or plate or {})
     plate = {} if plate_paths else dict(plate or {})  # path mode: nothing of the plate travels
     mask = dict(mask or {})
@@ -141,6 +142,39 @@ def submit_render(
         return Submitted(answer.render_id, sent, list(answer.warnings), answer.render)
     submitted = client.submit(request)
     return Submitted(submitted.render_id, sent, list(submitted.warnings), submitted.render)
+
+
+def utf8_text(what: str, value: str, hint: str) -> None:
+    """Refuse text the wire cannot carry (names and paths that are not UTF-8 reach Python with surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            shown = repr(value.encode("utf-8", "surrogateescape"))[1:]
+        except UnicodeEncodeError:
+            shown = ascii(value)
+        raise PlateError(f"{what} {shown} is not valid UTF-8 text; {hint}") from None
+
+
+def _check_text(
+    spec: RenderSpec,
+    plate: Optional[Mapping[int, str]],
+    mask: Optional[Mapping[int, str]],
+    plate_paths: Optional[Mapping[int, str]],
+    parent_render: str,
+) -> None:
+    for what, paths in (("plate file", plate), ("mask file", mask)):
+        for path in (paths or {}).values():
+            utf8_text(what, os.path.basename(path), "rename it (the server keeps file names as UTF-8)")
+    for path in (plate_paths or {}).values():
+        utf8_text("server path", path, "rename the file or its folders (path mode sends the path as UTF-8)")
+    for field_name in ("project", "shot", "pass_name", "model", "prompt", "negative_prompt", "colour_space",
+                       "view", "label"):
+        utf8_text(field_name.replace("_", " "), getattr(spec, field_name), "use UTF-8 text (or pass --shot NAME)"
+                  if field_name == "shot" else "use UTF-8 text")
+    for key, value in spec.options.items():
+        utf8_text("option", f"{key}={value}", "use UTF-8 text")
+    utf8_text("render id", parent_render, "give a render id like r-1a2b3c4d5e6f")
 
 
 def _inputs(paths: Mapping[int, str], digests: Mapping[str, str]) -> List[pb.FrameInput]:
