@@ -35,6 +35,7 @@ LOSSLESS_COMPRESSIONS = frozenset({
     OpenEXR.PIZ_COMPRESSION,
 })
 DEEP_TYPES = {OpenEXR.deepscanline: "deepscanline", OpenEXR.deeptile: "deeptiled"}
+_DEEP_BY_NAME = {"deepscanline": OpenEXR.deepscanline, "deeptile": OpenEXR.deeptile, "deeptiled": OpenEXR.deeptile}
 PIXEL_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.uint32))
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 # Array shapes the binding stores as V2/V3/M33/M44 attributes.
@@ -94,7 +95,7 @@ class ColourPlane:
 
 def decode_exr(data: bytes, source_name: str) -> ExrImage:
     """Read every part (level 0 of tiled/mipmap files) or raise FrameError."""
-    expected = _read_headers(data, source_name)
+    expected = _read_headers(data, source_name, refuse_deep=True)
     for index, part in enumerate(expected.parts):
         _reject_deep(part.header, index, source_name)
     try:
@@ -138,10 +139,17 @@ def _damaged(source_name: str, exc: BaseException) -> FrameError:
     )
 
 
-def _read_headers(data: bytes, source_name: str) -> Any:
+def _read_headers(data: bytes, source_name: str, refuse_deep: bool = False) -> Any:
     """Header-only read: cheap, and the only reliable source of the part count."""
     _check_magic(data, source_name)
-    check_header_limits(data, source_name)  # before the binding sees the file: it trusts the header
+    raw = check_header_limits(data, source_name)  # before the binding sees the file: it trusts the header
+    # Deep parts are told from the header's own bytes: the binding fails on some deep-only attributes
+    # (deepImageState) and would call a perfectly good deep file damaged.
+    non_image = len(data) > 5 and bool(data[5] & 0x08)  # version flag bit 11: single-part deep data
+    for part in raw if refuse_deep else ():
+        kind = part.type.decode("ascii", "replace") if part.type else ""
+        if kind.startswith("deep") or (non_image and len(raw) == 1):
+            _reject_deep({"type": _DEEP_BY_NAME.get(kind, OpenEXR.deepscanline)}, part.index, source_name)
     try:
         exr = OpenEXR.File(io.BytesIO(data), header_only=True)
         parts = exr.parts
