@@ -106,7 +106,8 @@ class ShotpassServer:
         self.ready = False  # health says SERVING only while this is set (see start and stop)
         self.starting = True  # until start() passed its readiness checks: ShotPass calls get UNAVAILABLE
         # Run by start() before SERVING; each raises with a message that says what to fix. Sites may add their own.
-        self.readiness_checks: List[Callable[[], None]] = [self._check_store, self._check_models]
+        self.readiness_checks: List[Callable[[], None]] = [self._check_store, self._check_models,
+                                                           self._check_working_spaces]
         self.metrics = Metrics(self._render_labels)
         self.metrics.watch_live_state(self.manager.scheduler.queue_depth, lambda: self.ready)
         self.manager.metrics = self.metrics
@@ -214,6 +215,20 @@ class ShotpassServer:
         """Every configured model folder is still complete (it was checked when the config was read)."""
         for spec in self.cfg.models:
             check_model_files(spec)
+
+    def _check_working_spaces(self) -> None:
+        """The colour config ($OCIO, say) has every space a model works in, or frames would fail one by one."""
+        colours = self.manager.colours
+        for model in self.manager.registry.all():
+            if model.working_space:
+                try:
+                    colours.check(model.working_space)
+                except InvalidInput:
+                    raise InvalidInput(
+                        f"the colour config {colours.config_name!r} has no colour space {model.working_space!r} "
+                        f"(model {model.name} works in it); add it (or an alias such as srgb_tx) to the config, "
+                        "or use another config ($OCIO, [colour] config)"
+                    ) from None
 
     def _render_labels(self, render_id: str) -> Tuple[str, str]:
         settings = self.catalog.get_render(render_id, with_frames=False).settings
