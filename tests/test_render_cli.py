@@ -215,3 +215,32 @@ def test_names_and_arguments_that_are_not_utf8_get_one_clear_line(capsys, server
         assert code != 0
         assert expect in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_unnumbered_still_renders_as_one_frame_under_its_own_name(capsys, server, tmp_path):
+    import shutil
+
+    from conftest import EXR
+
+    from shotpass_client.patterns import FramePattern, PatternError
+
+    still = tmp_path / "in" / "matte.exr"
+    still.parent.mkdir()
+    shutil.copy(EXR / "openexr" / "test.exr", still)
+    # Frame 1 by default, or the one frame asked for; the output keeps the input's name.
+    for extra, frame in (([], 1), (["--frames", "1001"], 1001)):
+        out_dir = tmp_path / f"out{frame}"
+        code, out, err = _render(capsys, server, str(still), out_dir, "--pass", "passthrough", *extra)
+        assert code == 0, err
+        assert out["frames"] == [frame] and out["outputs"] == {str(frame): str(out_dir / "matte.exr")}
+        assert windows(str(out_dir / "matte.exr")) == windows(str(still))
+    code, _, err = _render(capsys, server, str(still), tmp_path / "o", "--pass", "passthrough", "--frames", "1-3")
+    assert code != 0 and "a still (no frame number in its name) is one frame" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    # Patterns: a still names one file whatever the frame; a name without extension is still no pattern.
+    pattern = FramePattern.parse(str(still))
+    assert pattern.still and pattern.path(7) == str(still) and pattern.hashes() == str(still)
+    assert not FramePattern.parse(str(tmp_path / "plate.1001.exr")).still
+    with pytest.raises(PatternError, match="not a frame pattern"):
+        FramePattern.parse(str(tmp_path / "matte"))

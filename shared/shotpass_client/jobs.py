@@ -64,15 +64,25 @@ class Submitted:
 
 
 def plate_frames(pattern: str, frames: Optional[Sequence[int]] = None) -> Dict[int, str]:
-    """{frame: path} of a plate on disk; asked-for frames that are missing are an error naming them."""
+    """{frame: path} of a plate on disk; asked-for frames that are missing are an error naming them.
+
+    A still (a file name without a frame number, matte.exr) is one frame: number 1, or the one frame asked for."""
     try:
-        found = FramePattern.parse(pattern).existing()
+        parsed = FramePattern.parse(pattern)
+        found = parsed.existing()
     except PatternError as err:
         raise PlateError(str(err)) from None
     if not found:
         raise PlateError(f"{pattern}: no frames found on disk")
     if frames is None:
         return found
+    if parsed.still:
+        if len(frames) != 1:
+            raise PlateError(
+                f"{pattern}: a still (no frame number in its name) is one frame; give one frame number "
+                f"(--frames N) or none (frame 1), not {format_frame_list(frames)}"
+            )
+        return {frames[0]: parsed.path(frames[0])}
     missing = [f for f in frames if f not in found]
     if missing:
         raise PlateError(
