@@ -258,7 +258,7 @@ def test_symlinks_inside_a_root_are_followed_hop_by_hop_and_never_out(tmp_path, 
     assert access.read(str(root / "rel" / "plate.0001.exr"), 1, "p") == plate
 
 
-def test_a_non_exr_file_is_refused_from_its_first_bytes(tmp_path):
+def test_a_non_exr_or_oversized_file_is_refused_from_its_first_bytes(tmp_path):
     import tracemalloc
 
     from shotpass_server.errors import InvalidInput
@@ -267,17 +267,31 @@ def test_a_non_exr_file_is_refused_from_its_first_bytes(tmp_path):
     root = tmp_path / "storage"
     root.mkdir()
     big = root / "movie.0001.exr"
-    with open(big, "wb") as fh:  # 512 MiB, sparse: costs no disk, would cost memory if read
+    with open(big, "wb") as fh:  # 64 MiB, sparse: costs no disk, would cost memory if read
         fh.write(b"\x00\x00\x00\x18ftypmp42")
-        fh.truncate(512 << 20)
-    tracemalloc.start()
-    try:
-        with pytest.raises(InvalidInput, match="movie.0001.exr \\(frame 1\\): not an OpenEXR file"):
-            PathAccess([root]).read(str(big), 1, "p")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 4 << 20, f"{peak} bytes allocated to refuse a non-EXR file"
+        fh.truncate(64 << 20)
+    # An EXR whose header promises a frame far over the server's pixel limit, padded to 64 MiB as well.
+    import struct
+
+    from conftest import EXR
+
+    data = bytearray((EXR / "openexr" / "test.exr").read_bytes())
+    for key in (b"dataWindow\0box2i\0", b"displayWindow\0box2i\0"):
+        struct.pack_into("<4i", data, data.index(key) + len(key) + 4, 0, 0, 99_999, 99_999)
+    huge = root / "huge.0001.exr"
+    with open(huge, "wb") as fh:
+        fh.write(data)
+        fh.truncate(64 << 20)
+    for path, message in ((big, "movie.0001.exr \\(frame 1\\): not an OpenEXR file"),
+                          (huge, "huge.0001.exr \\(frame 1\\): the data window is 100000x100000")):
+        tracemalloc.start()
+        try:
+            with pytest.raises(InvalidInput, match=message):
+                PathAccess([root]).read(str(path), 1, "p")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 << 20, f"{peak} bytes allocated to refuse {path.name}"
 
 
 def test_a_refused_path_stores_no_blob_and_loops_answer_invalid_argument(tmp_path):
