@@ -38,7 +38,7 @@ class ServerConfig:
     # On SIGTERM/SIGINT the running step gets this long to finish, then it is cancelled and resumed next start.
     shutdown_grace_s: float = 30.0
     # [colour] config, else the studio's $OCIO, else OpenColorIO's built-in CG config (frames/colour.py).
-    colour_config: str = field(default_factory=lambda: default_colour_config())
+    colour_config: str = field(default_factory=default_colour_config)
     path_roots: List[Path] = field(default_factory=list)
     # [paths.projects] NAME = [...]: roots only renders of that project may read (besides the global roots).
     project_roots: Dict[str, List[Path]] = field(default_factory=dict)
