@@ -247,17 +247,19 @@ def _read_checked(fd: int, path: str, where: str) -> bytes:
     if info.st_size > MAX_BLOB_BYTES:
         raise InvalidInput(f"{where}: {info.st_size} bytes, above the {MAX_BLOB_BYTES}-byte limit for a frame")
     _check_header(fd, info.st_size, path, where)
-    data = bytearray()
+    # From this descriptor only, into one buffer of the size fstat gave (no second copy of the frame).
+    data = bytearray(info.st_size)
+    view = memoryview(data)
     offset = 0
-    while True:  # from this descriptor only; a file that grew past the limit since fstat is still refused
-        block = os.pread(fd, min(1 << 24, MAX_BLOB_BYTES + 1 - offset), offset)
-        if not block:
-            break
-        data += block
-        offset += len(block)
-        if offset > MAX_BLOB_BYTES:
-            raise InvalidInput(f"{where}: grew above the {MAX_BLOB_BYTES}-byte limit for a frame while being read")
-    return bytes(data)
+    while offset < info.st_size:
+        got = os.preadv(fd, [view[offset:]], offset)
+        if got == 0:
+            raise InvalidInput(f"{where}: the file shrank while it was read; read it again once it is written")
+        offset += got
+    view.release()
+    if os.pread(fd, 1, offset):
+        raise InvalidInput(f"{where}: the file grew while it was read; read it again once it is written")
+    return data  # a bytearray: bytes-like for hashing and storing
 
 
 def _check_header(fd: int, size: int, path: str, where: str) -> None:
