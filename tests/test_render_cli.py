@@ -238,6 +238,13 @@ def test_an_unnumbered_still_renders_as_one_frame_under_its_own_name(capsys, ser
     assert code != 0 and "a still (no frame number in its name) is one frame" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+    # A still mask (a garbage matte) holds for every frame of a sequence plate.
+    for frame in (1, 2):
+        shutil.copy(EXR / "openexr" / "test.exr", tmp_path / "in" / f"plate.{frame:04d}.exr")
+    code, out, err = _render(capsys, server, str(tmp_path / "in" / "plate.####.exr"), tmp_path / "inpainted",
+                             "--pass", "inpaint", "--mask", str(still))
+    assert code == 0, err
+    assert out["frames"] == [1, 2] and sorted(out["outputs"]) == ["1", "2"]
     # Patterns: a still names one file whatever the frame; a name without extension is still no pattern.
     pattern = FramePattern.parse(str(still))
     assert pattern.still and pattern.path(7) == str(still) and pattern.hashes() == str(still)

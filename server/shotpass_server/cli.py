@@ -26,6 +26,7 @@ from shotpass_client.jobs import (
     PlateError,
     RenderSpec,
     fetch_outputs,
+    mask_frames,
     plate_frames,
     require_finished,
     server_paths,
@@ -427,7 +428,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise PlateError("give a PLATE pattern, or --from-render RENDER to chain onto a render's outputs")
     frames = parse_frame_range(args.frames) if args.frames else None
     plate = plate_frames(args.plate, frames) if args.plate else {}
-    mask = plate_frames(args.mask, sorted(plate)) if args.mask else {}
+    mask = mask_frames(args.mask, sorted(plate)) if args.mask else {}
     spec = _spec(args, args.plate)
     with _client(args) as client:
         bar = _bytes_bar(args, plate, mask)
@@ -454,7 +455,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if not args.plate and not args.from_render:
         raise PlateError("give a PLATE pattern, or --from-render RENDER")
     plate = plate_frames(args.plate, [args.frame]) if args.plate else {}
-    mask = plate_frames(args.mask, [args.frame]) if args.mask else {}
+    mask = mask_frames(args.mask, [args.frame]) if args.mask else {}
     with _client(args) as client:
         submitted = submit_render(
             client, _spec(args, args.plate), plate, mask, args.reference, _reference_render(args.reference_render),

@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .client import Client, ClientError, frame_inputs
 from .pathmap import PathMap
-from .patterns import FramePattern, PatternError, format_frame_list
+from .patterns import STILL_FRAME, FramePattern, PatternError, format_frame_list
 from .proto import shotpass_pb2 as pb
 
 
@@ -90,6 +90,18 @@ def plate_frames(pattern: str, frames: Optional[Sequence[int]] = None) -> Dict[i
             f"(found {format_frame_list(found)})"
         )
     return {f: found[f] for f in frames}
+
+
+def mask_frames(pattern: str, frames: Sequence[int]) -> Dict[int, str]:
+    """{frame: path} of a mask plate for these plate frames; a still mask (matte.exr) holds for every frame."""
+    try:
+        still = FramePattern.parse(pattern).still
+    except PatternError as err:
+        raise PlateError(str(err)) from None
+    if still:
+        path = plate_frames(pattern)[STILL_FRAME]
+        return {f: path for f in frames}
+    return plate_frames(pattern, frames)
 
 
 def server_paths(plate: Mapping[int, str], path_map: PathMap) -> Optional[Dict[int, str]]:
