@@ -109,10 +109,13 @@ def test_second_user_cannot_get_list_watch_cancel_or_review_anothers_render(shar
 
     bob, alice = shared["clients"]["bob"], shared["clients"]["alice"]
     rid = shared["render"].id
-    assert "show-a" in _denied(bob.get_render, rid)
-    _denied(bob.watch, rid)
-    _denied(bob.cancel, rid)
-    _denied(bob.review, rid, rating=1, note="mine now")
+    # Another project's render answers exactly like a missing one: its existence and project stay unsaid.
+    missing = "r-" + "0" * (len(rid) - 2)
+    for call, kwargs in ((bob.get_render, {}), (bob.watch, {}), (bob.cancel, {}),
+                         (bob.review, {"rating": 1, "note": "mine now"})):
+        theirs = _denied(call, rid, code="NOT_FOUND", **kwargs)
+        assert "show-a" not in theirs
+        assert theirs.replace(rid, missing) == _denied(call, missing, code="NOT_FOUND", **kwargs)
     listed = {r.id for r in bob.list_renders()}
     assert rid not in listed and shared["bob_render"].id in listed
     _denied(bob.list_renders, "show-a")
@@ -138,7 +141,7 @@ def test_second_user_cannot_fetch_find_or_download_anothers_blobs(shared, capsys
     _denied(bob.download_bytes, "0" * 64)
     code, _, err = run_cli(capsys, ["fetch", render.id, "--out", str(tmp_path / "x"), "--server",
                                     shared["server"].address, "--token", shared["tokens"]["bob"], "--json"])
-    assert code != 0 and "show-a" in err
+    assert code != 0 and f"no render '{render.id}'" in err and "show-a" not in err
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
 
 
@@ -150,11 +153,11 @@ def test_second_user_cannot_chain_onto_reference_or_reuse_anothers_work(shared) 
     bob = shared["clients"]["bob"]
     render = shared["render"]
     spec = RenderSpec(project="show-b", pass_name="passthrough")
-    _denied(submit_render, bob, spec, parent_render=render.id)
-    _denied(submit_render, bob, spec, parent_render=render.id, parent_frames=[1], preview=True)
+    _denied(submit_render, bob, spec, parent_render=render.id, code="NOT_FOUND")
+    _denied(submit_render, bob, spec, parent_render=render.id, parent_frames=[1], preview=True, code="NOT_FOUND")
     own = {5: shared["plate"][5]}
     _denied(submit_render, bob, RenderSpec(project="show-b", model="styletransfer-reference"), own,
-            reference_render=(render.id, 1))
+            reference_render=(render.id, 1), code="NOT_FOUND")
     # Naming alice's digests without ever sending the bytes.
     stolen = pb.SubmitRenderRequest(project="show-b", shot="x", settings=pb.RenderSettings(pass_name="passthrough"),
                                     frames=frame_inputs({1: render.frames[0].input_digest}))
@@ -178,7 +181,7 @@ def test_a_member_added_later_can_see_fetch_and_chain_until_removed(shared) -> N
     carol = shared["clients"]["carol"]
     render = shared["render"]
     digest = render.frames[0].output_digest
-    _denied(carol.get_render, render.id)
+    _denied(carol.get_render, render.id, code="NOT_FOUND")
     _denied(carol.download_bytes, digest)
     assert _cli(shared["data"], "projects", "add-member", "show-a", "carol") == 0
     assert carol.get_render(render.id).id == render.id
@@ -189,7 +192,7 @@ def test_a_member_added_later_can_see_fetch_and_chain_until_removed(shared) -> N
                             parent_render=render.id, parent_frames=[1])
     assert carol.wait(chained.render_id).state == pb.FINISHED
     assert _cli(shared["data"], "projects", "remove-member", "show-a", "carol") == 0
-    _denied(carol.get_render, render.id)
+    _denied(carol.get_render, render.id, code="NOT_FOUND")
     _denied(carol.download_bytes, digest)
 
 
@@ -304,3 +307,118 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(tmp_path, pki) -> Non
             assert good.server_info().version
     finally:
         srv.stop(grace=0.2)
+
+
+def test_find_blobs_does_the_same_work_for_anothers_blob_as_for_one_never_stored(shared) -> None:
+    """No timing oracle: the same statements and store calls answer both, so both take the same time."""
+    srv, bob = shared["server"], shared["clients"]["bob"]
+    theirs = shared["render"].frames[0].output_digest  # alice's, stored
+    never = "e" * 64
+    store = srv.blobs
+    work: list = []
+    originals = {name: getattr(store, name) for name in ("has", "touch", "partial_size", "size", "path", "get")}
+
+    def recording(name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            work.append(("store", name))
+            return originals[name](*args, **kwargs)
+        return call
+
+    def work_for(digest: str) -> list:
+        work.clear()
+        srv.accounts._db.set_trace_callback(lambda sql: work.append(("sql", sql.replace(digest, "DIGEST"))))
+        for name in originals:
+            setattr(store, name, recording(name))
+        try:
+            assert bob.find_blobs([digest]) == set()
+        finally:
+            srv.accounts._db.set_trace_callback(None)
+            for name in originals:
+                delattr(store, name)  # back to the class's methods
+        return list(work)
+
+    assert store.has(theirs) and not store.has(never)
+    stored_work, never_work = work_for(theirs), work_for(never)
+    assert any(kind == "sql" for kind, _ in stored_work)
+    assert stored_work == never_work
+
+
+@pytest.fixture
+def gated(tmp_path: Path) -> Iterator[Dict[str, Any]]:
+    """A server whose `gated` model holds every frame until the test lets it go: renders stay RUNNING."""
+    import threading
+
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+    from shotpass_server.passes.passthrough import Passthrough
+    from shotpass_server.passes.registry import ModelRegistry, starter_models
+
+    gate = threading.Event()
+
+    class Gated(Passthrough):
+        name = "gated"
+        pass_name = "gated"
+
+        def process(self, job: Any, ctx: Any) -> Any:
+            while not gate.wait(0.05):
+                ctx.progress(0, 1)  # sees cancellation
+            return super().process(job, ctx)
+
+    srv = ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d"),
+                         registry=ModelRegistry([*starter_models(), Gated()]))
+    tokens = {name: srv.accounts.add_user(name) for name in ("alice", "bob")}
+    srv.start()
+    try:
+        yield {"server": srv, "tokens": tokens}
+    finally:
+        gate.set()
+        srv.stop(grace=0.5)
+
+
+def test_revoking_a_token_or_a_membership_ends_open_watch_streams(gated) -> None:
+    import threading
+
+    from shotpass_client import Client, ClientError
+    from shotpass_client.jobs import RenderSpec, submit_render
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    srv, tokens = gated["server"], gated["tokens"]
+    plate = {1: str(BEACHBALL / "singlepart.0001.exr")}
+    with Client(srv.address, tokens["alice"]) as alice, Client(srv.address, tokens["bob"]) as bob:
+        render_id = submit_render(alice, RenderSpec(project="show", model="gated"), plate).render_id
+        srv.accounts.add_member("show", "bob")
+        ended: Dict[str, Any] = {}
+        started = {name: threading.Event() for name in ("alice", "bob")}
+
+        def watch(name: str, client: Any) -> None:
+            try:
+                for event in client.watch(render_id):
+                    if event.kind == pb.RenderEvent.STARTED:
+                        started[name].set()
+                ended[name] = "stream ended normally"
+            except ClientError as err:
+                ended[name] = err
+
+        threads = [threading.Thread(target=watch, args=(n, c), daemon=True) for n, c in (("alice", alice),
+                                                                                         ("bob", bob))]
+        for t in threads:
+            t.start()
+        assert all(e.wait(30) for e in started.values()), "the render never started"
+        assert alice.get_render(render_id).state == pb.RUNNING
+        srv.accounts.revoke("alice")
+        srv.accounts.remove_member("show", "bob")
+        for t in threads:
+            t.join(timeout=15)  # a guard against a hang, not a performance bound
+        assert not any(t.is_alive() for t in threads), "a stream stayed open after its caller lost access"
+        assert isinstance(ended["alice"], ClientError) and ended["alice"].code == "UNAUTHENTICATED", ended
+        assert isinstance(ended["bob"], ClientError) and ended["bob"].code == "NOT_FOUND", ended
+
+
+def test_users_add_stores_the_max_priority_it_was_given(capsys, tmp_path) -> None:
+    data = str(tmp_path / "data")
+    code, _, err = run_cli(capsys, ["users", "add", "erin", "--max-priority", "5", "--data-dir", data, "--json"])
+    assert code == 0, err
+    code, _, err = run_cli(capsys, ["users", "add", "fred", "--data-dir", data, "--json"])
+    assert code == 0, err
+    code, out, _ = run_cli(capsys, ["users", "list", "--data-dir", data, "--json"])
+    assert {u["name"]: u["max_priority"] for u in out["users"]} == {"erin": 5, "fred": 0}

@@ -394,3 +394,36 @@ def test_watching_after_the_last_event_ends_and_a_slow_preview_times_out(server,
             stub.PreviewFrame(pb.PreviewFrameRequest(render=preview, timeout_seconds=0.001), timeout=30)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, info.value.details()
         assert "did not finish in time" in info.value.details()
+
+
+def test_text_fields_that_are_not_utf8_are_refused_by_name(server, client):
+    """protobuf refuses such a message whole; the answer is still INVALID_ARGUMENT naming the field."""
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    digest, render_id = _passthrough_render(client)
+
+    def spoiled(message, marker=b"MARKER"):  # the message's bytes with one text field's bytes made invalid
+        return message.SerializeToString().replace(marker, b"\xff\xfeRKER")
+
+    submit = pb.SubmitRenderRequest(project="p", shot="s", settings=pb.RenderSettings(pass_name="passthrough"),
+                                    frames=[pb.FrameInput(frame=1, digest=digest, name="MARKER.0001.exr")])
+    prompt = pb.SubmitRenderRequest(project="p", settings=pb.RenderSettings(pass_name="passthrough", prompt="MARKER"),
+                                    frames=[pb.FrameInput(frame=1, digest=digest)])
+    calls = [
+        ("unary_unary", "SubmitRender", spoiled(submit), "frames.name"),
+        ("unary_unary", "SubmitRender", spoiled(prompt), "settings.prompt"),
+        ("unary_unary", "ListRenders", spoiled(pb.ListRendersRequest(project="MARKER")), "project"),
+        ("unary_stream", "WatchRender", spoiled(pb.WatchRenderRequest(render_id="r-MARKER")), "render_id"),
+        ("stream_unary", "UploadBlobs", spoiled(pb.UploadChunk(digest="MARKER", total_size=1, data=b"x")), "digest"),
+    ]
+    with grpc.insecure_channel(server.address) as channel:
+        for kind, method, raw, field in calls:
+            call = getattr(channel, kind)(f"/shotpass.v1.ShotPass/{method}")  # raw bytes: no (de)serializer
+            with pytest.raises(grpc.RpcError) as info:
+                answer = call(iter([raw]) if kind == "stream_unary" else raw, timeout=30)
+                if kind == "unary_stream":
+                    list(answer)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, info.value.details())
+            assert f"{field} is not valid UTF-8" in info.value.details(), (method, info.value.details())
+    assert _serving(server)
+    assert client.get_render(render_id).id == render_id

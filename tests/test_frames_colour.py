@@ -134,3 +134,70 @@ def test_threads_share_cached_processors(spaces: ColourSpaces) -> None:
 def test_bad_config() -> None:
     with pytest.raises(InvalidInput, match="cannot load the colour config"):
         ColourSpaces("ocio://no-such-config")
+
+
+# ---------------------------------------------------------------- the studio's config: $OCIO
+
+
+def _server(tmp_path, **kwargs):
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+
+    return ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", **kwargs))
+
+
+def test_ocio_names_the_default_config_and_the_built_in_is_the_fallback(tmp_path, monkeypatch) -> None:
+    import PyOpenColorIO as ocio
+
+    from shotpass_client import Client
+    from shotpass_server.config import BUILTIN_COLOUR_CONFIG, ServerConfig, load_config
+
+    show = tmp_path / "show.ocio"  # a show config with camera spaces the built-in CG config lacks
+    show.write_text(ocio.Config.CreateFromFile("ocio://studio-config-latest").serialize())
+    monkeypatch.setenv("OCIO", str(show))
+    srv = _server(tmp_path)
+    srv.start()
+    try:
+        with Client(srv.address) as client:
+            info = client.server_info()
+        assert info.colour_config == str(show)
+        assert "ARRI LogC3 (EI800)" in info.colour_spaces
+    finally:
+        srv.stop(0.5)
+    # [colour] config in the server's config file still wins over $OCIO.
+    toml = tmp_path / "shotpass.toml"
+    toml.write_text('[colour]\nconfig = "ocio://cg-config-latest"\n')
+    assert load_config(toml).colour_config == "ocio://cg-config-latest"
+    monkeypatch.delenv("OCIO")
+    assert ServerConfig().colour_config == BUILTIN_COLOUR_CONFIG
+
+
+def test_an_unreadable_ocio_stops_serve_with_one_clear_line(tmp_path, monkeypatch, capsys) -> None:
+    from shotpass_server.cli import main
+
+    monkeypatch.setenv("OCIO", str(tmp_path / "missing.ocio"))
+    code = main(["serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert "cannot load the colour config" in err[-1] and "missing.ocio" in err[-1] and "$OCIO" in err[-1]
+    assert "ocio://cg-config-latest" in err[-1]
+
+
+def test_a_config_spelling_the_models_space_otherwise_works_and_one_without_it_fails_at_start(tmp_path) -> None:
+    import PyOpenColorIO as ocio
+
+    # An ACES-1.x-style spelling of the space image models work in: found through its other names.
+    text = ocio.Config.CreateFromFile("ocio://cg-config-latest").serialize()
+    start = text.index("name: sRGB Encoded Rec.709 (sRGB)")
+    aliases_end = text.index("\n", text.index("aliases:", start))
+    text = text[:start] + "name: sRGB - Texture" + text[aliases_end:]
+    text = text.replace("sRGB Encoded Rec.709 (sRGB)", "sRGB - Texture")
+    aces1 = tmp_path / "aces1.ocio"
+    aces1.write_text(text)
+    assert ColourSpaces(str(aces1)).check(SRGB_ENCODED) == "sRGB - Texture"
+    # A config with no such space at all: the server refuses to start, naming the config, space and model.
+    raw = tmp_path / "raw.ocio"
+    raw.write_text(ocio.Config.CreateRaw().serialize())
+    srv = _server(tmp_path, colour_config=str(raw))
+    with pytest.raises(InvalidInput, match=r"raw.ocio' has no colour space 'sRGB Encoded Rec.709 \(sRGB\)'"):
+        srv.start()

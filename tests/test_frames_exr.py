@@ -216,6 +216,21 @@ def test_deep_file_is_rejected() -> None:
     assert isinstance(info.value, InvalidInput)
 
 
+def test_deep_file_with_attributes_the_binding_cannot_parse_is_still_called_deep() -> None:
+    # Deep files may carry `deepImageState`, which the OpenEXR binding refuses ("unsupported attribute type"):
+    # the part type is read from the header's bytes, so the file is refused as deep, not as damaged.
+    import struct
+
+    data = raw("openexr-images/v2/LowResLeftView/Trunks.exr")
+    state = b"deepImageState\0deepImageState\0" + struct.pack("<i", 1) + b"\x00"
+    with_state = data[:8] + state + data[8:]
+    with pytest.raises(FrameError) as info:
+        decode_exr(with_state, "trunks.0001.exr")
+    message = str(info.value)
+    assert "trunks.0001.exr" in message and "deep EXR (deepscanline)" in message and "flatten" in message
+    assert "damaged" not in message
+
+
 def _flip_middle(data: bytes, count: int = 64) -> bytes:
     middle = len(data) // 2
     return data[:middle] + bytes(255 - b for b in data[middle : middle + count]) + data[middle + count :]

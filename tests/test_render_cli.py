@@ -126,3 +126,128 @@ def test_plate_colour_space_is_a_render_option(capsys, server, beachball, tmp_pa
     code, _, err = _render(capsys, server, beachball, tmp_path / "bad", "--pass", "stylize", "--frames", "1",
                            "--colour-space", "Kodak 5219")
     assert code != 0 and "unknown colour space 'Kodak 5219'" in err and "ACEScg" in err
+
+
+BAD_NAMES = ["../../x.0001.exr", "/tmp/x.0001.exr", "sub/x.0001.exr", "..", ".", "C:x.0001.exr", "a\\b.0001.exr",
+             "x\x00.exr"]
+
+
+def test_the_server_refuses_frame_names_that_are_not_plain_file_names(server, client):
+    from shotpass_client import ClientError
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    digest = client.upload_bytes((BEACHBALL / "singlepart.0001.exr").read_bytes())
+    for bad in BAD_NAMES:
+        request = pb.SubmitRenderRequest(project="p", shot="s", settings=pb.RenderSettings(pass_name="passthrough"),
+                                         frames=[pb.FrameInput(frame=1, digest=digest, name=bad)])
+        with pytest.raises(ClientError) as err:
+            client.submit(request)
+        assert err.value.code == "INVALID_ARGUMENT", bad
+        assert "frames[0] (frame 1).name" in str(err.value), bad
+
+
+def test_the_client_writes_nothing_outside_its_output_folder_whatever_the_server_says(tmp_path):
+    from shotpass_client.jobs import UnsafeOutputName, fetch_outputs, output_path
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    out = str(tmp_path / "out")
+    assert output_path(out, "plate.1001.exr") == os.path.join(out, "plate.1001.exr")
+    for bad in [*BAD_NAMES, "", str(tmp_path / "abs.exr")]:
+        with pytest.raises(UnsafeOutputName, match="not a plain file name"):
+            output_path(out, bad)
+    # One bad name among good ones: refused before the first download, so no partial output is left behind.
+    render = pb.Render(id="r-1", shot="s", frames=[
+        pb.FrameRecord(frame=1, input_name="ok.0001.exr", output_digest="a" * 64),
+        pb.FrameRecord(frame=2, input_name="../escaped.0002.exr", output_digest="b" * 64),
+    ])
+    with pytest.raises(UnsafeOutputName):
+        fetch_outputs(None, render, out)  # type: ignore[arg-type]  # never reaches the client
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escaped.0002.exr").exists()
+
+
+def test_fetch_and_chain_refuse_a_recorded_name_that_escapes_out(capsys, server, beachball, tmp_path):
+    # A render recorded by an older server with a hostile name: the client still writes only inside --out.
+    import sqlite3
+
+    code, out, err = _render(capsys, server, beachball, tmp_path / "first", "--frames", "1-2", "--pass", "passthrough")
+    assert code == 0, err
+    with sqlite3.connect(str(server.cfg.data_dir / "catalog.sqlite")) as db:
+        db.execute("UPDATE frames SET input_name = '../../escaped.0001.exr' WHERE render_id = ? AND frame = 1",
+                   (out["render"],))
+    target = tmp_path / "fetched" / "a" / "b"
+    code, _, err = run_cli(capsys, ["fetch", out["render"], "--server", server.address, "--out", str(target)])
+    assert code != 0 and "'../../escaped.0001.exr', which is not a plain file name" in err
+    code, _, err = run_cli(capsys, ["render", "--from-render", out["render"], "--pass", "passthrough",
+                                    "--server", server.address, "--out", str(target), "--json"])
+    assert code != 0 and "not a plain file name" in err
+    assert not list(tmp_path.rglob("escaped.0001.exr"))
+    assert not target.exists() or not list(target.iterdir())
+
+
+def test_an_option_value_the_model_cannot_take_is_refused_at_submit(capsys, server, client, beachball, tmp_path):
+    before = len(client.list_renders())
+    for value in ("99", "3:0.5,40:0.5", "seven", "3:-1"):
+        code, _, err = _render(capsys, server, beachball, tmp_path / "o", "--model", "styletransfer-preset",
+                               "--frames", "1", "--option", f"style={value}")
+        assert code != 0 and len(err.strip().splitlines()) == 1, err
+        assert f"option style='{value}'" in err and "index 0-25" in err, err
+    assert len(client.list_renders()) == before  # refused before a render (and its FAILED version) existed
+
+
+def test_names_and_arguments_that_are_not_utf8_get_one_clear_line(capsys, server, tmp_path):
+    # A Latin-1 file name on disk reaches Python with a surrogate in place of the byte 0xe9.
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    raw = os.path.join(os.fsencode(folder), b"pl\xe9te.0001.exr")
+    with open(raw, "wb") as fh:
+        fh.write((BEACHBALL / "singlepart.0001.exr").read_bytes())
+    plate = os.fsdecode(os.path.join(os.fsencode(folder), b"pl\xe9te.####.exr"))
+    cases = [
+        (["render", plate, "--pass", "passthrough"], "plate file 'pl\\xe9te.0001.exr' is not valid UTF-8"),
+        (["render", str(BEACHBALL / "singlepart.####.exr"), "--frames", "1", "--pass", "passthrough",
+          "--prompt", "caf\udce9"], "prompt 'caf\\xe9' is not valid UTF-8"),
+        (["fetch", "r-\udce9"], "not valid UTF-8"),
+        (["renders", "--project", "show\udce9"], "not valid UTF-8"),
+    ]
+    for argv, expect in cases:
+        extra = ["--out", str(tmp_path / "o")] if argv[0] in ("render", "fetch") else []
+        code, _, err = run_cli(capsys, [*argv, *extra, "--server", server.address, "--json"])
+        assert code != 0
+        assert expect in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unnumbered_still_renders_as_one_frame_under_its_own_name(capsys, server, tmp_path):
+    import shutil
+
+    from conftest import EXR
+
+    from shotpass_client.patterns import FramePattern, PatternError
+
+    still = tmp_path / "in" / "matte.exr"
+    still.parent.mkdir()
+    shutil.copy(EXR / "openexr" / "test.exr", still)
+    # Frame 1 by default, or the one frame asked for; the output keeps the input's name.
+    for extra, frame in (([], 1), (["--frames", "1001"], 1001)):
+        out_dir = tmp_path / f"out{frame}"
+        code, out, err = _render(capsys, server, str(still), out_dir, "--pass", "passthrough", *extra)
+        assert code == 0, err
+        assert out["frames"] == [frame] and out["outputs"] == {str(frame): str(out_dir / "matte.exr")}
+        assert windows(str(out_dir / "matte.exr")) == windows(str(still))
+    code, _, err = _render(capsys, server, str(still), tmp_path / "o", "--pass", "passthrough", "--frames", "1-3")
+    assert code != 0 and "a still (no frame number in its name) is one frame" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    # A still mask (a garbage matte) holds for every frame of a sequence plate.
+    for frame in (1, 2):
+        shutil.copy(EXR / "openexr" / "test.exr", tmp_path / "in" / f"plate.{frame:04d}.exr")
+    code, out, err = _render(capsys, server, str(tmp_path / "in" / "plate.####.exr"), tmp_path / "inpainted",
+                             "--pass", "inpaint", "--mask", str(still))
+    assert code == 0, err
+    assert out["frames"] == [1, 2] and sorted(out["outputs"]) == ["1", "2"]
+    # Patterns: a still names one file whatever the frame; a name without extension is still no pattern.
+    pattern = FramePattern.parse(str(still))
+    assert pattern.still and pattern.path(7) == str(still) and pattern.hashes() == str(still)
+    assert not FramePattern.parse(str(tmp_path / "plate.1001.exr")).still
+    with pytest.raises(PatternError, match="not a frame pattern"):
+        FramePattern.parse(str(tmp_path / "matte"))

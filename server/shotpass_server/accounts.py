@@ -303,8 +303,9 @@ class Accounts:
             self._db.execute("DELETE FROM members WHERE project = ? AND user_id = ?", (project, caller.user_id))
 
     def check_render(self, caller: Caller, render_id: str, write: bool = False) -> None:
-        """PERMISSION_DENIED for another project's render, and with `write` (cancel, review) for its viewers;
-        NOT_FOUND for an unknown render."""
+        """NOT_FOUND, in the catalog's very words, for another project's render as for a missing one: whether a
+        render id exists, and which project holds it, is not told to those outside that project. With `write`
+        (cancel, review), PERMISSION_DENIED for the project's viewers."""
         if caller.sees_all:
             return
         with self._lock:
@@ -313,12 +314,10 @@ class Accounts:
                 " WHERE r.id = ?",
                 (render_id,),
             ).fetchone()
-            if row is None:
+            member = self._is_member(row[0] if row else "", caller.user_id)  # asked either way: same work
+            if row is None or not member:
                 raise NotFound(f"no render {render_id!r} on this server (list them with: shotpass renders)")
             role = self._role(row[0], caller.user_id)
-            if role is None:
-                raise PermissionDenied(f"render {render_id} belongs to project {row[0]!r}, which {caller.name} "
-                                       "is not a member of")
             if write and role == "viewer":
                 raise PermissionDenied(f"{caller.name} may only view project {row[0]!r}: cancel and review are "
                                        "for its members")

@@ -13,7 +13,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from shotpass_client.proto import shotpass_pb2 as pb
-from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
 
 from .accounts import Accounts
 from .blob_gc import periodic_gc
@@ -29,7 +28,7 @@ from .passes.registry import ModelRegistry
 from .quotas import Quotas
 from .ray_executor import RayExecutor, specs_factory
 from .renders import RenderManager
-from .service import MAX_CHUNK_BYTES, ShotPassService
+from .service import MAX_CHUNK_BYTES, ShotPassService, add_to_server
 
 log = logging.getLogger("shotpass")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ShotPass"].full_name
@@ -107,7 +106,8 @@ class ShotpassServer:
         self.ready = False  # health says SERVING only while this is set (see start and stop)
         self.starting = True  # until start() passed its readiness checks: ShotPass calls get UNAVAILABLE
         # Run by start() before SERVING; each raises with a message that says what to fix. Sites may add their own.
-        self.readiness_checks: List[Callable[[], None]] = [self._check_store, self._check_models]
+        self.readiness_checks: List[Callable[[], None]] = [self._check_store, self._check_models,
+                                                           self._check_working_spaces]
         self.metrics = Metrics(self._render_labels)
         self.metrics.watch_live_state(self.manager.scheduler.queue_depth, lambda: self.ready)
         self.manager.metrics = self.metrics
@@ -125,7 +125,7 @@ class ShotpassServer:
             ],
             interceptors=[RpcObserver(self.metrics, lambda: self.starting, SERVICE_NAME)],
         )
-        pb_grpc.add_ShotPassServicer_to_server(ShotPassService(self.manager, self.devices, self.accounts), server)
+        add_to_server(ShotPassService(self.manager, self.devices, self.accounts), server)  # non-UTF-8: INVALID_ARGUMENT
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
         credentials = self._tls_credentials()
@@ -225,6 +225,20 @@ class ShotpassServer:
         """Every configured model folder is still complete (it was checked when the config was read)."""
         for spec in self.cfg.models:
             check_model_files(spec)
+
+    def _check_working_spaces(self) -> None:
+        """The colour config ($OCIO, say) has every space a model works in, or frames would fail one by one."""
+        colours = self.manager.colours
+        for model in self.manager.registry.all():
+            if model.working_space:
+                try:
+                    colours.check(model.working_space)
+                except InvalidInput:
+                    raise InvalidInput(
+                        f"the colour config {colours.config_name!r} has no colour space {model.working_space!r} "
+                        f"(model {model.name} works in it); add it (or an alias such as srgb_tx) to the config, "
+                        "or use another config ($OCIO, [colour] config)"
+                    ) from None
 
     def _render_labels(self, render_id: str) -> Tuple[str, str]:
         settings = self.catalog.get_render(render_id, with_frames=False).settings

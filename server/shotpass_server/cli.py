@@ -26,6 +26,7 @@ from shotpass_client.jobs import (
     PlateError,
     RenderSpec,
     fetch_outputs,
+    mask_frames,
     plate_frames,
     require_finished,
     server_paths,
@@ -49,6 +50,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(args.func(args) or 0)
     except (ClientError, PlateError, PatternError, PathMapError, ShotpassError) as err:
         print(f"shotpass {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except UnicodeEncodeError as err:  # text the wire cannot carry that no check above named more precisely
+        bad = err.object[err.start : err.end] if isinstance(err.object, str) else ""
+        print(f"shotpass {args.command}: error: an argument or file name is not valid UTF-8 text (near "
+              f"{err.object[max(0, err.start - 20) : err.end + 20]!r}, bad part {bad!r}); use UTF-8 names",
+              file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"shotpass {args.command}: interrupted", file=sys.stderr)
@@ -296,7 +303,8 @@ def cmd_users(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
         if args.action in ("add", "token"):
-            token = accounts.add_user(args.name, args.admin) if args.action == "add" else accounts.new_token(args.name)
+            token = (accounts.add_user(args.name, args.admin, args.max_priority) if args.action == "add"
+                     else accounts.new_token(args.name))
             if args.json:
                 print(json.dumps({"user": args.name, "token": token}))
             else:
@@ -427,7 +435,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise PlateError("give a PLATE pattern, or --from-render RENDER to chain onto a render's outputs")
     frames = parse_frame_range(args.frames) if args.frames else None
     plate = plate_frames(args.plate, frames) if args.plate else {}
-    mask = plate_frames(args.mask, sorted(plate)) if args.mask else {}
+    mask = mask_frames(args.mask, sorted(plate)) if args.mask else {}
     spec = _spec(args, args.plate)
     with _client(args) as client:
         bar = _bytes_bar(args, plate, mask)
@@ -454,7 +462,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if not args.plate and not args.from_render:
         raise PlateError("give a PLATE pattern, or --from-render RENDER")
     plate = plate_frames(args.plate, [args.frame]) if args.plate else {}
-    mask = plate_frames(args.mask, [args.frame]) if args.mask else {}
+    mask = mask_frames(args.mask, [args.frame]) if args.mask else {}
     with _client(args) as client:
         submitted = submit_render(
             client, _spec(args, args.plate), plate, mask, args.reference, _reference_render(args.reference_render),

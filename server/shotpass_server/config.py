@@ -14,6 +14,14 @@ from .errors import InvalidInput
 EXECUTORS = ("local", "ray")
 
 
+BUILTIN_COLOUR_CONFIG = "ocio://cg-config-latest"
+
+
+def default_colour_config() -> str:
+    """The studio's show config when $OCIO names one (as every OCIO application honours it), else the built-in."""
+    return os.environ.get("OCIO", "").strip() or BUILTIN_COLOUR_CONFIG
+
+
 @dataclass
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
@@ -29,7 +37,8 @@ class ServerConfig:
     max_frames_per_user: int = 0
     # On SIGTERM/SIGINT the running step gets this long to finish, then it is cancelled and resumed next start.
     shutdown_grace_s: float = 30.0
-    colour_config: str = "ocio://cg-config-latest"
+    # [colour] config, else the studio's $OCIO, else OpenColorIO's built-in CG config (frames/colour.py).
+    colour_config: str = field(default_factory=default_colour_config)
     path_roots: List[Path] = field(default_factory=list)
     # [paths.projects] NAME = [...]: roots only renders of that project may read (besides the global roots).
     project_roots: Dict[str, List[Path]] = field(default_factory=dict)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
@@ -38,6 +40,7 @@ from .validation import (
     check_upload_chunk,
     check_watch,
     short_message,
+    undecodable_field,
 )
 from .validation import check_digest as check_digest_field
 
@@ -47,6 +50,7 @@ Ctx = grpc.ServicerContext
 CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 4 << 20
 PREVIEW_TIMEOUT = 600.0
+STREAM_RECHECK_S = 1.0  # how often an open WatchRender re-checks its caller's token and access
 
 
 class PreviewTimedOut(ShotpassError):
@@ -80,6 +84,74 @@ def _status(exc: ShotpassError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+class Undecodable:
+    """A request protobuf refused to parse (a text field that is not UTF-8, say): answered INVALID_ARGUMENT
+    naming the field, where gRPC would answer INTERNAL."""
+
+    def __init__(self, descriptor: Any, data: bytes) -> None:
+        self.descriptor = descriptor
+        self.data = data
+
+    def error(self) -> InvalidInput:
+        field = undecodable_field(self.descriptor, self.data)
+        if field:
+            return InvalidInput(f"{field} is not valid UTF-8 text; send text fields (names, paths, prompts) as UTF-8")
+        return InvalidInput(f"the request is not a valid {self.descriptor.full_name} message; is the client current?")
+
+
+def _decoded(request: Any) -> Any:
+    """The request, or its stream with each message checked as it comes; raises for an undecodable one."""
+    if isinstance(request, Undecodable):
+        raise request.error()
+    if isinstance(request, Message):
+        return request
+
+    def checked() -> Iterator[Any]:
+        for item in request:
+            if isinstance(item, Undecodable):
+                raise item.error()
+            yield item
+
+    return checked()
+
+
+def add_to_server(servicer: ShotPassService, server: grpc.Server) -> None:
+    """The generated `add_ShotPassServicer_to_server`, with request parsing that hands an undecodable message
+    to the method (which answers INVALID_ARGUMENT) instead of failing the call as INTERNAL."""
+    service = pb.DESCRIPTOR.services_by_name["ShotPass"]
+    captured: Dict[str, Any] = {}
+
+    class Capture:
+        def add_generic_rpc_handlers(self, handlers: Any) -> None:
+            pass
+
+        def add_registered_method_handlers(self, name: str, handlers: Dict[str, Any]) -> None:
+            captured.update(name=name, handlers=handlers)
+
+    pb_grpc.add_ShotPassServicer_to_server(servicer, Capture())
+    if "handlers" not in captured:  # stubs from a generator that registers no method table: plain parsing
+        pb_grpc.add_ShotPassServicer_to_server(servicer, server)
+        return
+
+    def lenient(parse: Callable[[bytes], Any], descriptor: Any) -> Callable[[bytes], Any]:
+        def deserialize(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except DecodeError:
+                return Undecodable(descriptor, data)
+
+        return deserialize
+
+    handlers = {
+        name: handler._replace(
+            request_deserializer=lenient(handler.request_deserializer, service.methods_by_name[name].input_type)
+        )
+        for name, handler in captured["handlers"].items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(captured["name"], handlers),))
+    server.add_registered_method_handlers(captured["name"], handlers)
+
+
 def rpc(method: Callable) -> Callable:
     """Authenticate the caller and pass them on; turn domain errors into gRPC statuses with the user-facing
     message; never let a bug kill the server. Every ShotPass RPC goes through here (or rpc_stream), so no
@@ -88,7 +160,8 @@ def rpc(method: Callable) -> Callable:
     @functools.wraps(method)
     def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return method(self, request, context, self.caller(context))
+            caller = self.caller(context)
+            return method(self, _decoded(request), context, caller)
         except ShotpassError as exc:
             context.abort(_status(exc), short_message(str(exc)))
         except Exception as exc:
@@ -102,7 +175,8 @@ def rpc_stream(method: Callable) -> Callable:
     @functools.wraps(method)
     def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
-            yield from method(self, request, context, self.caller(context))
+            caller = self.caller(context)
+            yield from method(self, _decoded(request), context, caller)
         except ShotpassError as exc:
             context.abort(_status(exc), short_message(str(exc)))
         except Exception as exc:
@@ -127,6 +201,30 @@ class ShotPassService(pb_grpc.ShotPassServicer):
 
     def _may_reach(self, caller: Caller, digest: str) -> bool:
         return self.accounts.may_reach(caller, digest) if self.accounts else True
+
+    def _reachable_blob(self, caller: Caller, digest: str) -> bool:
+        """Stored and the caller's to use. Both checks always run, in this order: another user's blob and a
+        digest nobody stored cost the same work, so the answer's timing tells nothing either."""
+        reachable = self._may_reach(caller, digest)
+        stored = self.m.blobs.has(digest)
+        return reachable and stored
+
+    def _still_watching(self, context: grpc.ServicerContext, render_id: str) -> Callable[[], bool]:
+        """`is_active` for a long stream that also re-checks the caller's token and access about every second:
+        a revoked token (UNAUTHENTICATED) or a removal from the project (NOT_FOUND) ends open streams too."""
+        if self.accounts is None:
+            return context.is_active
+        checked = [time.monotonic()]
+
+        def active() -> bool:
+            if not context.is_active():
+                return False
+            if time.monotonic() - checked[0] >= STREAM_RECHECK_S:
+                checked[0] = time.monotonic()
+                self._check_render(self.caller(context), render_id)  # raises: the stream ends with its status
+            return True
+
+        return active
 
     def _submit(self, caller: Caller, sub: Submission) -> Tuple[str, List[str]]:
         """Check that everything the submission names is the caller's, then submit (claiming a new project)."""
@@ -204,7 +302,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             # Only blobs the caller may reach are "present": the store dedupes on disk, but never tells one
             # user about another's plates; a caller who lacks one uploads it, proving they hold the bytes.
             # touch: a blob a client was just told about is about to be used, so blob GC leaves it alone.
-            stored = self.m.blobs.has(digest) and self._may_reach(caller, digest) and self.m.blobs.touch(digest)
+            stored = self._reachable_blob(caller, digest) and self.m.blobs.touch(digest)
             (present if stored else missing).append(digest)
             held = 0 if stored else self.m.blobs.partial_size(_upload_owner(caller), digest)
             if held:
@@ -224,7 +322,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
                 if writer is None:
                     if not 0 <= chunk.total_size <= MAX_BLOB_BYTES:
                         raise InvalidInput(f"blob size {chunk.total_size} is outside 0..{MAX_BLOB_BYTES}")
-                    present = self.m.blobs.has(chunk.digest) and self._may_reach(caller, chunk.digest)
+                    present = self._reachable_blob(caller, chunk.digest)
                     # A first chunk at offset > 0 resumes the caller's cut upload of this blob (see FindBlobs).
                     writer = self.m.blobs.writer(chunk.digest, chunk.total_size, _upload_owner(caller), chunk.offset)
                 elif chunk.digest != writer.digest:
@@ -299,7 +397,8 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     def WatchRender(self, request: pb.WatchRenderRequest, context: Ctx, caller: Caller) -> Iterator[pb.RenderEvent]:
         check_watch(request)
         self._check_render(caller, request.render_id)
-        for event in self.m.events(request.render_id, request.after_sequence, context.is_active):
+        active = self._still_watching(context, request.render_id)
+        for event in self.m.events(request.render_id, request.after_sequence, active):
             yield event_message(event)
 
     @rpc

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Optional
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from shotpass_client.proto import shotpass_pb2 as pb
 
@@ -31,6 +33,7 @@ FRAME_MIN, FRAME_MAX = -(2**31), 2**31 - 1  # frame numbers are int32 in every D
 MAX_MESSAGE = 2000  # characters of an error message sent back
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_DRIVE = re.compile(r"^[A-Za-z]:")
 _RENDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -54,6 +57,17 @@ def check_text(field: str, value: str, limit: int, *, required: bool = False, si
     if any(c in value for c in bad):
         kind = "line breaks or NUL characters" if single_line else "NUL characters"
         raise InvalidInput(f"{field} {shown(value)} contains {kind}; remove them")
+
+
+def check_file_name(field: str, value: str) -> None:
+    """A file name that clients write outputs under: one plain name, never a folder, `..` or a drive."""
+    if not value:
+        return
+    if value in (".", "..") or any(c in value for c in "/\\\x00") or _DRIVE.match(value):
+        raise InvalidInput(
+            f"{field} {shown(value)} is not a plain file name (no folders, '..', NUL or drive letters); "
+            "send the file's own name, like plate.1001.exr"
+        )
 
 
 def check_digest(field: str, value: str, *, required: bool = True) -> None:
@@ -151,6 +165,7 @@ def _check_frame_list(frames: Any, field: str) -> None:
         where = f"{field}[{i}] (frame {f.frame})"
         check_frame(f"{field}[{i}].frame", f.frame)
         check_text(f"{where}.name", f.name, MAX_FILE_NAME)
+        check_file_name(f"{where}.name", f.name)
         which = f.WhichOneof("source")
         if which == "digest":
             check_digest(f"{where}.digest", f.digest)
@@ -186,3 +201,54 @@ def check_review(request: pb.ReviewRenderRequest) -> None:
         raise InvalidInput(f"rating {request.rating}: use 0 (unrated) to 5")
     if request.HasField("note"):
         check_text("note", request.note, MAX_NOTE, single_line=False)
+
+
+# ---------------------------------------------------------------- undecodable requests
+
+
+def undecodable_field(descriptor: Descriptor, data: bytes, prefix: str = "") -> Optional[str]:
+    """The first text field of a serialized message whose bytes are not UTF-8 (protobuf then refuses the
+    whole message), as a dotted field path; None when that is not what is wrong with it."""
+    pos = 0
+    try:
+        while pos < len(data):
+            key, pos = _varint(data, pos)
+            number, wire = key >> 3, key & 7
+            if wire == 0:
+                _, pos = _varint(data, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            elif wire == 2:
+                size, pos = _varint(data, pos)
+                value, pos = data[pos : pos + size], pos + size
+                field = descriptor.fields_by_number.get(number)
+                if field is None:
+                    continue
+                name = prefix + field.name
+                if field.type == FieldDescriptor.TYPE_STRING:
+                    try:
+                        value.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return name
+                elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                    found = undecodable_field(field.message_type, value, name + ".")
+                    if found:
+                        return found
+            else:
+                return None  # groups or garbage: not a text problem
+    except IndexError:
+        return None
+    return None
+
+
+def _varint(data: bytes, pos: int) -> tuple:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80 or shift > 63:
+            return value, pos

@@ -12,12 +12,16 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .client import Client, ClientError, frame_inputs
 from .pathmap import PathMap
-from .patterns import FramePattern, PatternError, format_frame_list
+from .patterns import STILL_FRAME, FramePattern, PatternError, format_frame_list
 from .proto import shotpass_pb2 as pb
 
 
 class PlateError(ValueError):
     """A plate that cannot be sent as asked (missing frames, no files)."""
+
+
+class UnsafeOutputName(PlateError):
+    """A server named an output with folders, `..` or a drive: it would be written outside the output folder."""
 
 
 @dataclass
@@ -60,15 +64,25 @@ class Submitted:
 
 
 def plate_frames(pattern: str, frames: Optional[Sequence[int]] = None) -> Dict[int, str]:
-    """{frame: path} of a plate on disk; asked-for frames that are missing are an error naming them."""
+    """{frame: path} of a plate on disk; asked-for frames that are missing are an error naming them.
+
+    A still (a file name without a frame number, matte.exr) is one frame: number 1, or the one frame asked for."""
     try:
-        found = FramePattern.parse(pattern).existing()
+        parsed = FramePattern.parse(pattern)
+        found = parsed.existing()
     except PatternError as err:
         raise PlateError(str(err)) from None
     if not found:
         raise PlateError(f"{pattern}: no frames found on disk")
     if frames is None:
         return found
+    if parsed.still:
+        if len(frames) != 1:
+            raise PlateError(
+                f"{pattern}: a still (no frame number in its name) is one frame; give one frame number "
+                f"(--frames N) or none (frame 1), not {format_frame_list(frames)}"
+            )
+        return {frames[0]: parsed.path(frames[0])}
     missing = [f for f in frames if f not in found]
     if missing:
         raise PlateError(
@@ -76,6 +90,18 @@ def plate_frames(pattern: str, frames: Optional[Sequence[int]] = None) -> Dict[i
             f"(found {format_frame_list(found)})"
         )
     return {f: found[f] for f in frames}
+
+
+def mask_frames(pattern: str, frames: Sequence[int]) -> Dict[int, str]:
+    """{frame: path} of a mask plate for these plate frames; a still mask (matte.exr) holds for every frame."""
+    try:
+        still = FramePattern.parse(pattern).still
+    except PatternError as err:
+        raise PlateError(str(err)) from None
+    if still:
+        path = plate_frames(pattern)[STILL_FRAME]
+        return {f: path for f in frames}
+    return plate_frames(pattern, frames)
 
 
 def server_paths(plate: Mapping[int, str], path_map: PathMap) -> Optional[Dict[int, str]]:
@@ -106,6 +132,7 @@ def submit_render(
     With `plate_paths` ({frame: path as the server sees it}) the plate is not uploaded at all: the server
     reads those files from its shared storage (path mode).
     """
+    _check_text(spec, plate, mask, plate_paths, parent_render)  # before anything is uploaded
     frames = set(plate_paths or plate or {})
     plate = {} if plate_paths else dict(plate or {})  # path mode: nothing of the plate travels
     mask = dict(mask or {})
@@ -139,6 +166,39 @@ def submit_render(
     return Submitted(submitted.render_id, sent, list(submitted.warnings), submitted.render)
 
 
+def utf8_text(what: str, value: str, hint: str) -> None:
+    """Refuse text the wire cannot carry (names and paths that are not UTF-8 reach Python with surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            shown = repr(value.encode("utf-8", "surrogateescape"))[1:]
+        except UnicodeEncodeError:
+            shown = ascii(value)
+        raise PlateError(f"{what} {shown} is not valid UTF-8 text; {hint}") from None
+
+
+def _check_text(
+    spec: RenderSpec,
+    plate: Optional[Mapping[int, str]],
+    mask: Optional[Mapping[int, str]],
+    plate_paths: Optional[Mapping[int, str]],
+    parent_render: str,
+) -> None:
+    for what, paths in (("plate file", plate), ("mask file", mask)):
+        for path in (paths or {}).values():
+            utf8_text(what, os.path.basename(path), "rename it (the server keeps file names as UTF-8)")
+    for path in (plate_paths or {}).values():
+        utf8_text("server path", path, "rename the file or its folders (path mode sends the path as UTF-8)")
+    for field_name in ("project", "shot", "pass_name", "model", "prompt", "negative_prompt", "colour_space",
+                       "view", "label"):
+        utf8_text(field_name.replace("_", " "), getattr(spec, field_name), "use UTF-8 text (or pass --shot NAME)"
+                  if field_name == "shot" else "use UTF-8 text")
+    for key, value in spec.options.items():
+        utf8_text("option", f"{key}={value}", "use UTF-8 text")
+    utf8_text("render id", parent_render, "give a render id like r-1a2b3c4d5e6f")
+
+
 def _inputs(paths: Mapping[int, str], digests: Mapping[str, str]) -> List[pb.FrameInput]:
     return frame_inputs({f: digests[p] for f, p in paths.items()}, {f: os.path.basename(p) for f, p in paths.items()})
 
@@ -150,6 +210,27 @@ def output_name(render: pb.Render, frame: pb.FrameRecord, padding: int = 4) -> s
     return FramePattern(f"{render.shot}_v{render.version:03d}.", padding, ".exr").path(frame.frame)
 
 
+def output_path(out_dir: str, name: str) -> str:
+    """out_dir/name, only when `name` is one plain file name that lands in out_dir, whatever a server says.
+
+    The one check every host's downloads go through (CLI, Nuke, Blender): a name with folders, `..`, NUL or a
+    drive letter is refused, and nothing is written anywhere."""
+    plain = (
+        bool(name)
+        and name not in (".", "..")
+        and not any(c in name for c in ("/", "\\", "\x00", os.sep))
+        and not (len(name) >= 2 and name[1] == ":" and name[0].isalpha())
+        and not os.path.isabs(name)
+    )
+    path = os.path.join(out_dir, name) if plain else ""
+    if not plain or os.path.dirname(os.path.abspath(path)) != os.path.abspath(out_dir):
+        raise UnsafeOutputName(
+            f"the server named an output {name!r}, which is not a plain file name inside {out_dir}; nothing was "
+            "written (is the server trustworthy and up to date?)"
+        )
+    return path
+
+
 def fetch_outputs(
     client: Client,
     render: pb.Render,
@@ -157,18 +238,24 @@ def fetch_outputs(
     pattern: Optional[FramePattern] = None,
     on_frame: Optional[Callable[[int, str], None]] = None,
 ) -> Dict[int, str]:
-    """Download a render's finished frames into out_dir, keyed and named by frame number."""
-    written: Dict[int, str] = {}
+    """Download a render's finished frames into out_dir, keyed and named by frame number.
+
+    Every name is checked before the first download, so a bad one leaves no partial output behind."""
+    names: Dict[int, Tuple[str, str]] = {}
     for frame in render.frames:
         if not frame.output_digest:
             continue
-        name = pattern.with_directory(out_dir).path(frame.frame) if pattern else os.path.join(
-            out_dir, output_name(render, frame)
-        )
-        client.download(frame.output_digest, name)
-        written[frame.frame] = name
+        if pattern:
+            name = os.path.basename(pattern.path(frame.frame))
+        else:
+            name = output_name(render, frame)
+        names[frame.frame] = (frame.output_digest, output_path(out_dir, name))
+    written: Dict[int, str] = {}
+    for number, (digest, path) in names.items():
+        client.download(digest, path)
+        written[number] = path
         if on_frame:
-            on_frame(frame.frame, name)
+            on_frame(number, path)
     return written
 
 

@@ -14,6 +14,9 @@ _TOKENS = [
 ]
 # A plain file name whose last digit run before the extension is the frame number: shot.1001.exr
 _NUMBERED = re.compile(r"^(.*?)(-?\d+)(\.[A-Za-z0-9]+)$")
+# A file name with no frame number at all (matte.exr) is a still: one frame, this number unless one is given.
+_STILL = re.compile(r"^(.+?)(\.[A-Za-z0-9]+)$")
+STILL_FRAME = 1
 
 
 class PatternError(ValueError):
@@ -23,10 +26,11 @@ class PatternError(ValueError):
 class FramePattern:
     """A file-sequence pattern: a prefix, a zero-padded frame number and a suffix."""
 
-    def __init__(self, prefix: str, padding: int, suffix: str) -> None:
+    def __init__(self, prefix: str, padding: int, suffix: str, still: bool = False) -> None:
         self.prefix = prefix
         self.padding = padding
         self.suffix = suffix
+        self.still = still  # one un-numbered file: every frame number names that same file
 
     @classmethod
     def parse(cls, text: str) -> FramePattern:
@@ -41,26 +45,34 @@ class FramePattern:
         if m:
             digits = m.group(2).lstrip("-")
             return cls(os.path.join(directory, m.group(1)), len(digits), m.group(3))
+        m = _STILL.match(name)
+        if m:
+            return cls(os.path.join(directory, m.group(1)), 0, m.group(2), still=True)
         raise PatternError(
-            f"{text}: not a frame pattern; use name.####.exr, name.%04d.exr or name.$F4.exr"
+            f"{text}: not a frame pattern; use name.####.exr, name.%04d.exr or name.$F4.exr (or a file name.exr)"
         )
 
     def path(self, frame: int) -> str:
+        if self.still:
+            return self.prefix + self.suffix
         sign = "-" if frame < 0 else ""
         return f"{self.prefix}{sign}{abs(frame):0{self.padding}d}{self.suffix}"
 
     def hashes(self) -> str:
-        """The pattern written with #### (Nuke's Read knob style)."""
+        """The pattern written with #### (Nuke's Read knob style); a still is its own file name."""
         return f"{self.prefix}{'#' * self.padding}{self.suffix}"
 
     def printf(self) -> str:
-        return f"{self.prefix}%0{self.padding}d{self.suffix}"
+        return self.prefix + self.suffix if self.still else f"{self.prefix}%0{self.padding}d{self.suffix}"
 
     def with_directory(self, directory: str) -> FramePattern:
-        return FramePattern(os.path.join(directory, os.path.basename(self.prefix)), self.padding, self.suffix)
+        return FramePattern(os.path.join(directory, os.path.basename(self.prefix)), self.padding, self.suffix,
+                            self.still)
 
     def existing(self) -> Dict[int, str]:
-        """Frames on disk that match this pattern, keyed by frame number."""
+        """Frames on disk that match this pattern, keyed by frame number (a still: frame STILL_FRAME)."""
+        if self.still:
+            return {STILL_FRAME: self.path(STILL_FRAME)} if os.path.isfile(self.path(STILL_FRAME)) else {}
         directory = os.path.dirname(self.prefix) or "."
         base = os.path.basename(self.prefix)
         rx = re.compile("^" + re.escape(base) + r"(-?\d+)" + re.escape(self.suffix) + "$")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -14,6 +15,11 @@ DEFAULT_CONFIG = "ocio://cg-config-latest"
 SRGB_ENCODED = "sRGB Encoded Rec.709 (sRGB)"
 
 
+# Where a studio config spells a space the models work in differently (ACES studio configs, older ACES 1.x
+# configs), the first of these names it has is used.
+SPELLINGS = {SRGB_ENCODED: ("srgb_tx", "sRGB - Texture", "Utility - sRGB - Texture", "srgb_texture")}
+
+
 class ColourSpaces:
     """Names, validation and cached CPU processors for one OCIO config."""
 
@@ -21,7 +27,15 @@ class ColourSpaces:
         try:
             self._config = ocio.Config.CreateFromFile(config)
         except Exception as exc:  # OCIO raises its own Exception type for unknown/bad configs
-            raise InvalidInput(f"cannot load the colour config {config!r}: {exc}") from exc
+            origin = os.environ.get("OCIO", "").strip()
+            fix = (
+                f"fix $OCIO (it names {origin!r}), unset it to use the built-in {DEFAULT_CONFIG}, "
+                "or set [colour] config"
+                if origin and origin == config
+                else "fix [colour] config in the server's config file"
+            )
+            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise InvalidInput(f"cannot load the colour config {config!r} ({detail}); {fix}") from exc
         self.config_name = config
         self.scene_linear: str = self._config.getCanonicalName(ocio.ROLE_SCENE_LINEAR)
         self._names = list(
@@ -38,6 +52,10 @@ class ColourSpaces:
         """The canonical name for a colour space name, alias or role (case-insensitive)."""
         text = name.strip() if isinstance(name, str) else ""
         canonical = self._config.getCanonicalName(text) if text else ""
+        for other in SPELLINGS.get(text, ()) if not canonical else ():
+            canonical = self._config.getCanonicalName(other)
+            if canonical:
+                break
         if not canonical or self._config.getColorSpace(canonical) is None:
             examples = ", ".join(self._examples())
             raise InvalidInput(f"unknown colour space {name!r}; e.g. {examples}")

@@ -35,6 +35,7 @@ LOSSLESS_COMPRESSIONS = frozenset({
     OpenEXR.PIZ_COMPRESSION,
 })
 DEEP_TYPES = {OpenEXR.deepscanline: "deepscanline", OpenEXR.deeptile: "deeptiled"}
+_DEEP_BY_NAME = {"deepscanline": OpenEXR.deepscanline, "deeptile": OpenEXR.deeptile, "deeptiled": OpenEXR.deeptile}
 PIXEL_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.uint32))
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 # Array shapes the binding stores as V2/V3/M33/M44 attributes.
@@ -50,6 +51,10 @@ class FrameError(InvalidInput):
         super().__init__(f"{source_name}: {problem}")
         self.source_name = source_name
         self.problem = problem
+
+
+class HeaderCutShort(FrameError):
+    """The header runs past the bytes given: damaged, or (for a caller reading a file's start) read more."""
 
 
 @dataclass
@@ -90,7 +95,7 @@ class ColourPlane:
 
 def decode_exr(data: bytes, source_name: str) -> ExrImage:
     """Read every part (level 0 of tiled/mipmap files) or raise FrameError."""
-    expected = _read_headers(data, source_name)
+    expected = _read_headers(data, source_name, refuse_deep=True)
     for index, part in enumerate(expected.parts):
         _reject_deep(part.header, index, source_name)
     try:
@@ -134,10 +139,17 @@ def _damaged(source_name: str, exc: BaseException) -> FrameError:
     )
 
 
-def _read_headers(data: bytes, source_name: str) -> Any:
+def _read_headers(data: bytes, source_name: str, refuse_deep: bool = False) -> Any:
     """Header-only read: cheap, and the only reliable source of the part count."""
     _check_magic(data, source_name)
-    check_header_limits(data, source_name)  # before the binding sees the file: it trusts the header
+    raw = check_header_limits(data, source_name)  # before the binding sees the file: it trusts the header
+    # Deep parts are told from the header's own bytes: the binding fails on some deep-only attributes
+    # (deepImageState) and would call a perfectly good deep file damaged.
+    non_image = len(data) > 5 and bool(data[5] & 0x08)  # version flag bit 11: single-part deep data
+    for part in raw if refuse_deep else ():
+        kind = part.type.decode("ascii", "replace") if part.type else ""
+        if kind.startswith("deep") or (non_image and len(raw) == 1):
+            _reject_deep({"type": _DEEP_BY_NAME.get(kind, OpenEXR.deepscanline)}, part.index, source_name)
     try:
         exr = OpenEXR.File(io.BytesIO(data), header_only=True)
         parts = exr.parts
@@ -347,10 +359,14 @@ class RawPart:
     channels: list[tuple[str, int, int, int]] = field(default_factory=list)  # name, pixel type, xs, ys
 
 
-def check_header_limits(data: bytes, source_name: str) -> list[RawPart]:
+def check_header_limits(data: bytes, source_name: str, file_size: int | None = None) -> list[RawPart]:
     """Refuse, from the header alone, a frame too large to decode or whose header promises far more
-    pixels than its bytes can hold (a decompression bomb). Returns the parsed part headers."""
+    pixels than its bytes can hold (a decompression bomb). Returns the parsed part headers.
+
+    `data` may be only the start of the file (path mode reads the header first) when `file_size` gives
+    the whole file's size."""
     parts = parse_raw_headers(data, source_name)
+    size = len(data) if file_size is None else file_size
     total = 0
     for part in parts:
         total += _part_bytes(part, len(parts) > 1, source_name)
@@ -362,11 +378,11 @@ def check_header_limits(data: bytes, source_name: str) -> list[RawPart]:
             "layers), or ask the server's admin to raise [server] max_frame_pixels",
         )
     ratio = max(_PLAUSIBLE_RATIO.get(p.compression, _UNBOUNDED_RATIO) for p in parts)
-    if total > BOMB_FLOOR_BYTES and total > len(data) * ratio:
+    if total > BOMB_FLOOR_BYTES and total > size * ratio:
         codecs = sorted({_COMPRESSION_NAMES.get(p.compression, str(p.compression)) for p in parts})
         raise FrameError(
             source_name,
-            f"the header promises {_size(total)} of pixels but the file holds only {_size(len(data))} "
+            f"the header promises {_size(total)} of pixels but the file holds only {_size(size)} "
             f"({', '.join(codecs)} compression cannot shrink pixels {ratio}:1): the file is damaged or a "
             "decompression bomb, and was not decoded; re-export the frame",
         )
@@ -423,7 +439,7 @@ def parse_raw_headers(data: bytes, source_name: str) -> list[RawPart]:
             if not multipart:
                 break
     except (IndexError, struct.error, ValueError):
-        raise FrameError(
+        raise HeaderCutShort(
             source_name, "damaged EXR: the header is cut short or malformed; re-render or re-export the frame"
         ) from None
     if not parts:

@@ -31,6 +31,9 @@ class Option:
     choices: Sequence[str] = ()
     minimum: Optional[float] = None
     maximum: Optional[float] = None
+    # Meaning the type cannot say (a style blend, say): raises InvalidInput naming the option, value and
+    # what is allowed. Run by parse, so a value the model cannot take is refused at submit, not on every frame.
+    check: Optional[Callable[[Any], Any]] = field(default=None, compare=False, repr=False)
 
     def parse(self, text: str) -> Any:
         """Turn the text a client sent into a typed value, or raise InvalidInput saying what is allowed."""
@@ -57,6 +60,8 @@ class Option:
                 raise InvalidInput(f"option {self.name}={text!r}: must be at least {self.minimum:g}")
             if self.maximum is not None and value > self.maximum:
                 raise InvalidInput(f"option {self.name}={text!r}: must be at most {self.maximum:g}")
+        if self.check is not None:
+            self.check(value)
         return value
 
 

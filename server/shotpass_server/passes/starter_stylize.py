@@ -93,12 +93,12 @@ def parse_style(spec: str) -> np.ndarray:
             idx = int(idx_text)
             wt = float(wt_text) if wt_text.strip() else 1.0
         except ValueError:
-            raise InvalidInput(f"style {spec!r}: {hint}") from None
+            raise InvalidInput(f"option style={spec!r}: {hint}") from None
         if not 0 <= idx < NUM_STYLES or not np.isfinite(wt) or wt < 0:
-            raise InvalidInput(f"style {spec!r}: {hint}; weights must be non-negative")
+            raise InvalidInput(f"option style={spec!r}: {hint}; weights must be non-negative")
         weights[idx] += wt
     if weights.sum() <= 0:
-        raise InvalidInput(f"style {spec!r}: {hint}; weights must not all be zero")
+        raise InvalidInput(f"option style={spec!r}: {hint}; weights must not all be zero")
     return weights / weights.sum()
 
 
@@ -151,6 +151,7 @@ class StyleTransferPreset(Model):
             "string",
             "0",
             f"Style index 0-{NUM_STYLES - 1}, or a blend such as 3:0.5,12:0.5.",
+            check=parse_style,
         ),
         STRENGTH,
         PRESERVE,
