@@ -293,7 +293,7 @@ def test_bootstrap_picks_the_vendor_folder_of_the_running_python(tmp_path):
     import vendor_wheels
     cmd = vendor_wheels.pip_command("3.10", "linux_x86_64", "/tmp/x")
     assert cmd[cmd.index("--python-version") + 1] == "3.10" and "--only-binary=:all:" in cmd
-    assert "manylinux2014_x86_64" in cmd and "protobuf>=5.29,<7" in cmd
+    assert "manylinux2014_x86_64" in cmd and "protobuf==5.29.6" in cmd
 
 
 def test_path_mode_sends_a_mapped_read_as_paths_without_rendering_or_uploading(nk, beachball, tmp_path, monkeypatch):

@@ -320,17 +320,29 @@ def panel_defaults() -> Tuple[str, str]:
 
 
 def install_menu() -> None:
-    """menu.py: the 'shotpass' menu, the node entry and the 'shotpass queue' panel."""
-    from . import panel
+    """menu.py: the 'shotpass' menu and the node entry first, then the 'shotpass queue' panel.
 
-    panel.HOOKS["open_in_dag"] = open_render_in_dag
-    panel.HOOKS["defaults"] = panel_defaults
+    The panel needs Qt (the plugin's own shim, no qtpy needed); a Nuke or an environment without a usable
+    binding still gets the node and the menu: the panel is left out with one line saying why.
+    """
     cmd = "import shotpass_nuke.host\nshotpass_nuke.host.create_node()"
     nuke.menu("Nodes").addMenu("shotpass").addCommand("ShotPass", cmd)
     menu = nuke.menu("Nuke").addMenu("shotpass")
     menu.addCommand("ShotPass node", cmd)
-    menu.addCommand("Queue panel", "import shotpass_nuke.host\nshotpass_nuke.host.show_queue_panel()")
+    if register_panel():
+        menu.addCommand("Queue panel", "import shotpass_nuke.host\nshotpass_nuke.host.show_queue_panel()")
+
+
+def register_panel() -> bool:
+    try:
+        from . import panel
+    except Exception as err:  # ImportError, or a binding that fails while loading its libraries
+        print(f"shotpass: queue panel unavailable ({type(err).__name__}: {err}); the ShotPass node works without it")
+        return False
+    panel.HOOKS["open_in_dag"] = open_render_in_dag
+    panel.HOOKS["defaults"] = panel_defaults
     nukescripts.panels.registerWidgetAsPanel("shotpass_nuke.panel.QueuePanel", "shotpass queue", PANEL_ID)
+    return True
 
 
 def show_queue_panel() -> Any:
