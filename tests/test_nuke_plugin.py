@@ -39,8 +39,13 @@ def nk(tmp_path, monkeypatch, server):
     yield nuke
     for job in list(host.CONTROLLER.jobs.values()):
         job.cancel()
-        job.join(10)
+        deadline = time.monotonic() + 10
+        while job.running and time.monotonic() < deadline:
+            nuke.pump()  # a job may wait on a main-thread call (a frame, deleting its Write)
+            job.join(0.05)
+    violations = list(nuke.thread_violations)
     nuke.reset()
+    assert violations == [], "nodes or knobs were touched off the main thread"
 
 
 def pump_until(cond, timeout=60.0):
@@ -70,6 +75,7 @@ def plate_read(beachball, first=1, last=8):
 def connected_node():
     node = host.create_node()
     pump_until(lambda: status(node).startswith(("connected", "server:")))
+    nuke.pump()
     assert status(node).startswith("connected"), status(node)
     return node
 
@@ -107,7 +113,7 @@ def test_render_frames_1_to_8_points_the_read_at_aligned_outputs(nk, beachball):
     assert entry["state"] == "finished" and entry["version"] == 1 and (entry["first"], entry["last"]) == (1, 8)
     assert node["version"].value().startswith("v001 render finished")
     assert not nuke.allNodes("Write"), "the temporary Write was not removed"
-    assert nuke.executed == [("Write1", 1, 8)]
+    assert nuke.executed == [("Write1", f, f, ("main",)) for f in range(1, 9)], "one frame per main-thread call"
     task = nuke.ProgressTask.instances[-1]
     assert task.history[-1] == 100 and any(0 < p < 100 for p in task.history)
     assert not (Path(os.environ["SHOTPASS_OUTPUT"]) / ".work").exists() or not any(
@@ -128,7 +134,7 @@ def test_preview_frame_renders_the_current_frame_on_the_preview_lane(nk, beachba
     entry = state(node)["versions"][0]
     assert entry["lane"] == "preview"
     assert client.get_render(entry["render_id"]).lane == "preview"
-    assert nuke.executed == [("Write1", 5, 5)]
+    assert nuke.executed == [("Write1", 5, 5, ("main",))]
 
 
 def test_edit_this_render_chains_by_reference_and_uploads_nothing(nk, beachball, client):
@@ -187,7 +193,8 @@ def test_cancel_from_the_progress_task_cancels_the_render(nk, beachball, client)
     node = connected_node()
     node.ui_set("pass", "stylize")
     node["render"].execute()
-    pump_until(lambda: nuke.ProgressTask.instances and nuke.ProgressTask.instances[-1].progress > 0)
+    # The first 30 % are the local plate render; past them the server renders.
+    pump_until(lambda: nuke.ProgressTask.instances and nuke.ProgressTask.instances[-1].progress > 30)
     nuke.ProgressTask.instances[-1].cancel()
     pump_until(lambda: not host.CONTROLLER.jobs)
     nuke.pump()
@@ -196,6 +203,27 @@ def test_cancel_from_the_progress_task_cancels_the_render(nk, beachball, client)
     assert entry["state"] == "cancelled"
     assert 1 <= client.get_render(entry["render_id"]).frames_done < 8
     assert node.node("shotpass_switch")["which"].value() == 0, "a cancelled render must not become the output"
+
+
+def test_the_plate_renders_frame_by_frame_between_ui_events_and_cancels_locally(nk, beachball, client):
+    """Each plate frame is its own main-thread call (Nuke's UI runs in between); cancel stops before upload."""
+    plate_read(beachball)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    node["render"].execute()
+    assert nuke.executed == [], "the button must return before the plate is rendered"
+    nuke.pump()  # one event-loop turn: one frame
+    pump_until(lambda: len(nuke.executed) >= 1)
+    task = nuke.ProgressTask.instances[-1]
+    assert "rendering the plate locally: frame 1 (1/8)" in task.messages
+    assert status(node).startswith("rendering the plate locally: frame")
+    task.cancel()
+    pump_until(lambda: not host.CONTROLLER.jobs)
+    nuke.pump()
+    assert len(nuke.executed) < 8
+    assert status(node) == "cancelled while rendering the plate locally: nothing was sent"
+    assert client.list_renders(project="proj") == []
+    assert not nuke.allNodes("Write"), "the temporary Write was not removed"
 
 
 def test_server_down_gives_one_clear_message_on_the_node(nk, beachball, server, monkeypatch):

@@ -3,24 +3,30 @@
 Everything the node *does* lives in controller.py (plain Python); this adapter only translates between
 Nuke's objects and the controller's small host interface, and turns every callback error into a status
 line and a printed traceback, never into an exception dialog.
+
+Nuke rules kept here: node and knob access on the main thread only (workers post through
+executeInMainThread); a Group's knob scripts run inside the group, so anything that looks at the DAG
+(selection, lookup by id, creation next to the node) does it under `with nuke.root():`; an empty Group
+has no inputs until its Input nodes exist; knobs the plugin itself sets stay out of the undo stack.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import traceback
+import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import nuke
 import nukescripts
 
-from shotpass_client.ui_model import BOOL, CHOICE, FLOAT, INT, OptionField, contiguous_runs
+from shotpass_client.ui_model import BOOL, CHOICE, FLOAT, INT, OptionField
 
-from .controller import CUSTOM_RANGE, INPUT_RANGE, NO_VERSIONS, STATE_KNOB, Controller
+from .controller import CUSTOM_RANGE, ID_KNOB, INPUT_RANGE, NO_VERSIONS, STATE_KNOB, Controller
 
 READ, SWITCH = "shotpass_read", "shotpass_switch"
 PANEL_ID = "io.shotpass.queue"
+HALF = "16-bit half float"
 
 
 def _cmd(action: str) -> str:
@@ -28,17 +34,34 @@ def _cmd(action: str) -> str:
 
 
 KNOB_CHANGED = "import shotpass_nuke.host\nshotpass_nuke.host.knob_changed()"
+HELP = """ShotPass sends its 'plate' input to a shotpass server (stylize, inpaint, upscale passes) and shows the
+result, frame for frame, as its output.
+
+Connect loads the server's passes and models. Preview Frame renders the current frame on the server's
+priority lane; Render renders the frame range. The plate is rendered locally frame by frame (cancel it in
+the progress bar), uploaded (only what the server lacks), and the result comes back as EXRs named by the
+output template (v### = the render's version). 'version' picks which render the node shows; 'Take out as
+Read' gives a plain Read of it. Settings are knobs: they are saved with the script and sent again after a
+reopen. A render that finishes while Nuke is closed is fetched when the script is opened again.
+'roi' processes only a box of the plate: outside it the plate passes through untouched.
+Environment: SHOTPASS_SERVER, SHOTPASS_TOKEN, SHOTPASS_TLS_CA/CERT/KEY, SHOTPASS_OUTPUT, SHOTPASS_PATH_MAP."""
 
 
-def _frame_path(pattern: str, frame: int) -> str:
-    m = list(re.finditer(r"#+", pattern))[-1]
-    return f"{pattern[: m.start()]}{frame:0{len(m.group(0))}d}{pattern[m.end():]}"
+class _NoUndo:
+    """Knob changes the plugin makes (status, versions, lists) must not fill the user's undo history."""
+
+    def __enter__(self) -> None:
+        nuke.Undo.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        nuke.Undo.enable()
 
 
 class NukeHost:
-    """The controller's view of Nuke. Methods marked (main) must run on Nuke's main thread."""
+    """The controller's view of Nuke. Everything here runs on Nuke's main thread except main_thread,
+    call_main and the progress-task methods, which workers use."""
 
-    # ----------------------------------------------------------- knobs (main)
+    # ----------------------------------------------------------- knobs
 
     def get(self, node: Any, name: str) -> Any:
         knob = node.knob(name)
@@ -50,16 +73,18 @@ class NukeHost:
             return
         if isinstance(knob, nuke.Enumeration_Knob) and str(value) not in knob.values():
             return
-        knob.setValue(value)
+        with _NoUndo():
+            knob.setValue(value)
 
     def choices(self, node: Any, name: str) -> List[str]:
         return list(node[name].values())
 
     def set_choices(self, node: Any, name: str, values: Sequence[str], current: str) -> None:
         knob = node[name]
-        knob.setValues(list(values))
-        if current in values:
-            knob.setValue(current)
+        with _NoUndo():
+            knob.setValues(list(values))
+            if current in values:
+                knob.setValue(current)
 
     def enable(self, node: Any, name: str, on: bool) -> None:
         node[name].setEnabled(bool(on))
@@ -71,41 +96,49 @@ class NukeHost:
         """Replace the pass-option knobs with the model's schema, keeping values of options that stay."""
         old = {name: knob for name, knob in node.knobs().items() if name.startswith(prefix)}
         kept = {name[len(prefix):]: knob.value() for name, knob in old.items()}
-        for knob in old.values():
-            node.removeKnob(knob)
-        for field in fields:
-            name, label = prefix + field.name, field.label or field.name
-            if field.kind == BOOL:
-                knob = nuke.Boolean_Knob(name, label)
-            elif field.kind == INT:
-                knob = nuke.Int_Knob(name, label)
-            elif field.kind == FLOAT:
-                knob = nuke.Double_Knob(name, label)
-            elif field.kind == CHOICE:
-                knob = nuke.Enumeration_Knob(name, label, list(field.choices))
-            else:
-                knob = nuke.String_Knob(name, label)
-            if field.kind in (INT, FLOAT) and field.minimum is not None and field.maximum is not None:
-                knob.setRange(field.minimum, field.maximum)
-            knob.setFlag(nuke.STARTLINE)
-            knob.setTooltip(field.description)
-            node.addKnob(knob)
-            value = kept.get(field.name, field.default)
-            try:
-                knob.setValue(value)
-            except (TypeError, ValueError):
-                knob.setValue(field.default)
+        with _NoUndo():
+            for knob in old.values():
+                node.removeKnob(knob)
+            for field in fields:
+                name, label = prefix + field.name, field.label or field.name
+                if field.kind == BOOL:
+                    knob = nuke.Boolean_Knob(name, label)
+                elif field.kind == INT:
+                    knob = nuke.Int_Knob(name, label)
+                elif field.kind == FLOAT:
+                    knob = nuke.Double_Knob(name, label)
+                elif field.kind == CHOICE:
+                    knob = nuke.Enumeration_Knob(name, label, list(field.choices))
+                else:
+                    knob = nuke.String_Knob(name, label)
+                if field.kind in (INT, FLOAT) and field.minimum is not None and field.maximum is not None:
+                    knob.setRange(field.minimum, field.maximum)
+                knob.setFlag(nuke.STARTLINE)
+                knob.setTooltip(field.description or f"{field.name} (an option of this model)")
+                node.addKnob(knob)
+                value = kept.get(field.name, field.default)
+                try:
+                    knob.setValue(value)
+                except (TypeError, ValueError):
+                    knob.setValue(field.default)
 
-    # ----------------------------------------------------------- nodes (main)
+    # ----------------------------------------------------------- nodes
+
+    def node_id(self, node: Any) -> str:
+        return str(self.get(node, ID_KNOB) or "")
+
+    def find_node(self, node_id: str) -> Any:
+        """The ShotPass node with this id, wherever it is and whatever it is called now (renames are fine)."""
+        for node in self.all_shotpass_nodes():
+            if self.node_id(node) == node_id:
+                return node
+        return None
 
     def full_name(self, node: Any) -> str:
         return node.fullName()
 
     def base_name(self, node: Any) -> str:
         return node.name()
-
-    def find_node(self, name: str) -> Any:
-        return nuke.toNode(name)
 
     def is_shotpass(self, node: Any) -> bool:
         return node is not None and node.Class() == "Group" and node.knob(STATE_KNOB) is not None
@@ -116,55 +149,98 @@ class NukeHost:
     def input_range(self, node: Any) -> Tuple[int, int]:
         return int(node.firstFrame()), int(node.lastFrame())
 
-    def read_file(self, node: Any) -> Optional[str]:
-        """The file pattern of a Read node (path mode candidates), else None."""
-        return node["file"].value() if node.Class() == "Read" else None
+    def read_file(self, node: Any) -> Optional[Tuple[str, int]]:
+        """A Read's file pattern with its TCL/environment expressions evaluated, and its frame offset."""
+        if node.Class() != "Read":
+            return None
+        pattern = node["file"].evaluate() if hasattr(node["file"], "evaluate") else node["file"].value()
+        offset = int(node.firstFrame()) - int(node["first"].value())
+        return pattern, offset
 
     def selected_shotpass_nodes(self) -> List[Any]:
-        return [n for n in nuke.selectedNodes() if self.is_shotpass(n)]
+        with nuke.root():
+            return [n for n in nuke.selectedNodes() if self.is_shotpass(n)]
 
     def all_shotpass_nodes(self) -> List[Any]:
-        return [n for n in nuke.allNodes("Group", recurseGroups=True) if self.is_shotpass(n)]
+        with nuke.root():
+            return [n for n in nuke.allNodes("Group", recurseGroups=True) if self.is_shotpass(n)]
 
     def reveal(self, node: Any) -> None:
-        for other in nuke.selectedNodes():
-            other.setSelected(False)
+        """Open in DAG: the node alone selected, the DAG centred on it, its panel open."""
+        with nuke.root():
+            for other in nuke.allNodes(recurseGroups=True):
+                if other.isSelected():
+                    other.setSelected(False)
         node.setSelected(True)
+        nuke.zoom(1, [node.xpos() + node.screenWidth() / 2, node.ypos() + node.screenHeight() / 2])
         nuke.show(node)
 
     def _context(self, node: Any) -> Any:
+        """The group a node sits in (the root for top-level nodes): temporary nodes are made beside it."""
         full = node.fullName()
-        return nuke.toNode(full.rsplit(".", 1)[0]) if "." in full else nuke.root()
+        if "." not in full:
+            return nuke.root()
+        with nuke.root():
+            return nuke.toNode(full.rsplit(".", 1)[0])
 
-    def render_to_files(self, src: Any, frames: Sequence[int], pattern: str) -> Dict[int, str]:
-        """(main) Render src's frames to EXR files through a temporary Write; frame numbers kept."""
+    # ----------------------------------------------------------- the local plate render
+
+    def is_half(self, src: Any, frame: int) -> bool:
+        """Whether src's file data is 16-bit half (then the temporary Write keeps half, else 32-bit float)."""
+        try:
+            return str(src.metadata("input/bitsperchannel", frame) or "") == HALF
+        except Exception:  # no metadata (a generator upstream): Nuke works in float
+            return False
+
+    def views(self) -> List[str]:
+        return list(nuke.views())
+
+    def proxy(self) -> bool:
+        return bool(nuke.root()["proxy"].value())
+
+    def make_write(self, src: Any, pattern: str, channels: str, views: Sequence[str], half: bool) -> Any:
+        """A temporary Write after src, writing what the controller asks for (in proxy mode: the same path)."""
         os.makedirs(os.path.dirname(pattern), exist_ok=True)
         with self._context(src):
-            write = nuke.nodes.Write(file=pattern, file_type="exr")
-            try:
-                write["channels"].setValue("rgba")
-                write.setInput(0, src)
-                for first, last in contiguous_runs(frames):
-                    nuke.execute(write, first, last, 1)
-            finally:
-                nuke.delete(write)
-        written = {f: _frame_path(pattern, f) for f in frames}
-        missing = [f for f, p in written.items() if not os.path.isfile(p)]
-        if missing:
-            raise RuntimeError(f"{src.name()}: frames {missing} were not written")
-        return written
+            write = nuke.nodes.Write(file=pattern, proxy=pattern, file_type="exr")
+            write["datatype"].setValue("16 bit half" if half else "32 bit float")
+            write["channels"].setValue(channels or "all")
+            write["views"].setValue(" ".join(views))
+            write["raw"].setValue(True)  # the working space's values as they are: the server is told their space
+            write.setInput(0, src)
+        return write
+
+    def execute_frame(self, write: Any, frame: int) -> None:
+        nuke.execute(write, frame, frame, 1, views=list(write["views"].value().split()) or None)
+
+    def delete_node(self, node: Any) -> None:
+        nuke.delete(node)
+
+    # ----------------------------------------------------------- results
 
     def show_read(self, node: Any, pattern: str, first: int, last: int) -> None:
         read = node.node(READ)
-        read["file"].setValue(pattern)
-        for name, value in (("first", first), ("last", last), ("origfirst", first), ("origlast", last)):
-            read[name].setValue(value)
-        if read.knob("reload") is not None:
-            read["reload"].execute()
-        node.node(SWITCH)["which"].setValue(1)
+        with _NoUndo():
+            read["file"].setValue(pattern)
+            for name, value in (("first", first), ("last", last), ("origfirst", first), ("origlast", last)):
+                read[name].setValue(value)
+            read["raw"].setValue(True)  # the files are in the plate's own colour space: no conversion twice
+            if read.knob("reload") is not None:
+                read["reload"].execute()
+            node.node(SWITCH)["which"].setValue(1)
 
     def show_input(self, node: Any) -> None:
-        node.node(SWITCH)["which"].setValue(0)
+        with _NoUndo():
+            node.node(SWITCH)["which"].setValue(0)
+
+    def take_out_read(self, node: Any, pattern: str, first: int, last: int, label: str) -> Any:
+        """A plain Read of a version beside the node (the compositor's own, outside the group)."""
+        with self._context(node):
+            read = nuke.nodes.Read(file=pattern, first=first, last=last, origfirst=first, origlast=last)
+            read["raw"].setValue(True)
+            read["label"].setValue(label)
+            read.setXYpos(node.xpos() + 150, node.ypos())
+        return read
 
     def create_shotpass_after(self, node: Any) -> Any:
         with self._context(node):
@@ -187,10 +263,18 @@ class NukeHost:
     def current_frame(self) -> int:
         return int(nuke.frame())
 
-    # ----------------------------------------------------------- threads
+    # ----------------------------------------------------------- threads (any thread)
 
     def main_thread(self, fn: Callable[..., Any], *args: Any) -> None:
         nuke.executeInMainThread(_guarded, args=(fn,) + args)
+
+    def call_main(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """From a worker: run fn on the main thread, wait, return its result or raise its error here."""
+        box = nuke.executeInMainThreadWithResult(_captured, args=(fn,) + args)
+        ok, value = box
+        if not ok:
+            raise value
+        return value
 
     def progress_task(self, title: str) -> Any:
         return nuke.ProgressTask(title)
@@ -207,8 +291,23 @@ def _guarded(fn: Callable[..., Any], *args: Any) -> None:
         traceback.print_exc()
 
 
+def _captured(fn: Callable[..., Any], *args: Any) -> Tuple[bool, Any]:
+    try:
+        return True, fn(*args)
+    except Exception as err:
+        return False, err
+
+
 HOST = NukeHost()
 CONTROLLER = Controller(HOST)
+
+
+def _knob(node: Any, knob: Any, tooltip: str, newline: bool = True) -> Any:
+    if not newline:
+        knob.clearFlag(nuke.STARTLINE)
+    knob.setTooltip(tooltip)
+    node.addKnob(knob)
+    return knob
 
 
 def build_node(node: Any) -> Any:
@@ -225,47 +324,69 @@ def build_node(node: Any) -> Any:
         switch.setInput(1, read)
         nuke.nodes.Output().setInput(0, switch)
 
-    def add(knob: Any, tooltip: str = "", newline: bool = True) -> Any:
-        if not newline:
-            knob.clearFlag(nuke.STARTLINE)
-        if tooltip:
-            knob.setTooltip(tooltip)
-        node.addKnob(knob)
-        return knob
+    def add(knob: Any, tooltip: str, newline: bool = True) -> Any:
+        return _knob(node, knob, tooltip, newline)
 
-    add(nuke.Tab_Knob("shotpass_tab", "ShotPass"))
-    add(nuke.String_Knob("server", "server"), "host:port of the shotpass server ($SHOTPASS_SERVER)")
-    add(nuke.PyScript_Knob("connect", "Connect", _cmd("connect")), "load passes and models", newline=False)
-    add(nuke.String_Knob("project", "project"))
-    add(nuke.String_Knob("shot", "shot"), newline=False)
-    add(nuke.Enumeration_Knob("pass", "pass", []))
-    add(nuke.Enumeration_Knob("model", "model", []), newline=False)
-    add(nuke.Multiline_Eval_String_Knob("prompt", "prompt"), "describe the result (not an instruction)")
-    add(nuke.Multiline_Eval_String_Knob("negative_prompt", "negative prompt"))
-    strength = add(nuke.Double_Knob("strength", "strength"))
+    add(nuke.Tab_Knob("shotpass_tab", "ShotPass"), "the shotpass settings of this node")
+    add(nuke.String_Knob("server", "server"), "host:port of the shotpass server (default $SHOTPASS_SERVER)")
+    add(nuke.PyScript_Knob("connect", "Connect", _cmd("connect")),
+        "load passes and models, and fetch this node's renders that finished meanwhile", newline=False)
+    add(nuke.String_Knob("project", "project"), "the server project (default $SHOTPASS_PROJECT, else the "
+        "script's folder)")
+    add(nuke.String_Knob("shot", "shot"), "the shot on the server (default: the script name without _v###)",
+        newline=False)
+    add(nuke.Enumeration_Knob("pass", "pass", []), "what the server does: stylize, inpaint, upscale ...")
+    add(nuke.Enumeration_Knob("model", "model", []), "the model of this pass (the server's list)", newline=False)
+    add(nuke.Multiline_Eval_String_Knob("prompt", "prompt"),
+        "describe the result (not an instruction); diffusion models only")
+    add(nuke.Multiline_Eval_String_Knob("negative_prompt", "negative prompt"), "what the result must not show")
+    strength = add(nuke.Double_Knob("strength", "strength"), "how far the result may move from the plate (0-1)")
     strength.setRange(0.0, 1.0)
     strength.setValue(1.0)
-    add(nuke.Int_Knob("seed", "seed"), newline=False).setValue(1)
-    add(nuke.Enumeration_Knob("range_mode", "frame range", [INPUT_RANGE, CUSTOM_RANGE]))
+    add(nuke.Int_Knob("seed", "seed"), "the render's seed: the same seed gives the same frames", newline=False)\
+        .setValue(1)
+    add(nuke.Enumeration_Knob("range_mode", "frame range", [INPUT_RANGE, CUSTOM_RANGE]),
+        "the plate's own frame range, or the custom frames on the right")
     add(nuke.String_Knob("frames", "frames"), "custom range, e.g. 1001-1100 or 1001-1100x2", newline=False)
-    add(nuke.String_Knob("colour_space", "plate colour space"), "colour space of the plate (server name)")
-    add(nuke.File_Knob("output_dir", "output folder"))
-    add(nuke.Text_Knob("actions", ""))
-    add(nuke.PyScript_Knob("preview", "Preview Frame", _cmd("preview")))
-    add(nuke.PyScript_Knob("render", "Render", _cmd("render")), newline=False)
-    add(nuke.PyScript_Knob("cancel", "Cancel", _cmd("cancel")), newline=False)
-    add(nuke.PyScript_Knob("edit_render", "Edit this Render", _cmd("edit_render")), newline=False)
+    add(nuke.Enumeration_Knob("colour_space", "plate colour space", []),
+        "colour space of the plate's pixels, as the server's colour config names it")
+    add(nuke.String_Knob("channels", "channels"),
+        "channels sent to the server: all (default: Z, motion and AOVs travel too), rgba, rgb or a layer name")\
+        .setValue("all")
+    add(nuke.File_Knob("output", "output"),
+        "where results are written, like a Write's file: v### becomes the render's version, #### the frame")
+    add(nuke.Text_Knob("actions", ""), "")
+    add(nuke.PyScript_Knob("preview", "Preview Frame", _cmd("preview")), "render the current frame on the "
+        "server's priority lane")
+    add(nuke.PyScript_Knob("render", "Render", _cmd("render")), "render the frame range", newline=False)
+    add(nuke.PyScript_Knob("cancel", "Cancel", _cmd("cancel")), "cancel this node's running render",
+        newline=False)
+    add(nuke.PyScript_Knob("edit_render", "Edit this Render", _cmd("edit_render")),
+        "a new ShotPass node that works on this version's result (by reference: nothing uploaded again)",
+        newline=False)
     add(nuke.PyScript_Knob("reuse_settings", "Reuse Settings", _cmd("reuse_settings")),
         "copy these settings to the selected ShotPass nodes", newline=False)
-    add(nuke.Enumeration_Knob("version", "version", [NO_VERSIONS]))
-    rating = add(nuke.Int_Knob("rating", "rating"), newline=False)
+    add(nuke.Enumeration_Knob("version", "version", [NO_VERSIONS]), "which of this node's renders it shows")
+    add(nuke.PyScript_Knob("take_out", "Take out as Read", _cmd("take_out")),
+        "a plain Read of the selected version beside this node", newline=False)
+    rating = add(nuke.Int_Knob("rating", "rating"), "your rating of this version (0-5), saved on the server")
     rating.setRange(0, 5)
-    add(nuke.Boolean_Knob("pinned", "pin"), newline=False)
-    add(nuke.Text_Knob("status", "status", ""))
-    add(nuke.String_Knob(STATE_KNOB, STATE_KNOB)).setFlag(nuke.INVISIBLE)
-    add(nuke.Tab_Knob("options_tab", "Pass options"))
-    node["knobChanged"].setValue(KNOB_CHANGED)
-    node["label"].setValue("[value model]")
+    add(nuke.Boolean_Knob("pinned", "pin"), "keep this version (pinned renders are never cleaned up)",
+        newline=False)
+    status = add(nuke.Text_Knob("status", "status", ""), "what the node is doing, or what went wrong")
+    summary = add(nuke.String_Knob("shotpass_summary", "summary"), "version and state, shown in the label")
+    state = add(nuke.String_Knob(STATE_KNOB, STATE_KNOB), "this node's renders (saved with the script)")
+    ident = add(nuke.String_Knob(ID_KNOB, ID_KNOB), "this node's stable id: renders find it even after a rename")
+    for knob in (status, summary, state, ident):
+        knob.setFlag(nuke.NO_UNDO)
+    for knob in (summary, state, ident):
+        knob.setFlag(nuke.INVISIBLE)
+    ident.setValue(uuid.uuid4().hex)
+    add(nuke.Tab_Knob("options_tab", "Pass options"), "the options of the chosen model")
+    with _NoUndo():
+        node["knobChanged"].setValue(KNOB_CHANGED)
+        node["label"].setValue("[value model]\n[value shotpass_summary]")
+        node["help"].setValue(HELP)
     return node
 
 
@@ -273,9 +394,18 @@ def build_node(node: Any) -> Any:
 
 
 def create_node() -> Any:
-    """Menu entry: a ShotPass node after the selected node, filled from the script and the server."""
+    """Menu entry: a ShotPass node after the selected node, filled from the script and the server.
+
+    createNode cannot connect an empty Group (it has no inputs yet), so the selection is taken first and
+    connected once the Input nodes exist.
+    """
     try:
+        selected = nuke.selectedNodes()
+        upstream = selected[-1] if selected else None
         node = build_node(nuke.createNode("Group", inpanel=False))
+        if upstream is not None:
+            node.setInput(0, upstream)
+            node.setXYpos(upstream.xpos(), upstream.ypos() + 100)
         CONTROLLER.on_create(node)
         return node
     except Exception:
@@ -285,12 +415,23 @@ def create_node() -> Any:
 
 def button(action: str) -> None:
     node = nuke.thisNode()
-    _safe(node, CONTROLLER.button, node, action)
+    with nuke.root():  # knob scripts run inside the group: the controller looks at the whole script
+        _safe(node, CONTROLLER.button, node, action)
 
 
 def knob_changed() -> None:
     node, knob = nuke.thisNode(), nuke.thisKnob()
-    _safe(node, CONTROLLER.knob_changed, node, knob.name())
+    with nuke.root():
+        _safe(node, CONTROLLER.knob_changed, node, knob.name())
+
+
+def script_loaded() -> None:
+    """onScriptLoad: reconnect every ShotPass node and fetch renders that finished while Nuke was closed."""
+    try:
+        for node in HOST.all_shotpass_nodes():
+            _safe(node, CONTROLLER.refresh, node)
+    except Exception:
+        traceback.print_exc()
 
 
 def _safe(node: Any, fn: Callable[..., Any], *args: Any) -> Any:
@@ -299,7 +440,7 @@ def _safe(node: Any, fn: Callable[..., Any], *args: Any) -> Any:
     except Exception as err:
         traceback.print_exc()
         try:
-            node["status"].setValue(f"shotpass error: {type(err).__name__}: {err}")
+            HOST.set(node, "status", f"shotpass error: {type(err).__name__}: {err}")
         except Exception:
             pass
         return None
@@ -329,6 +470,7 @@ def install_menu() -> None:
     nuke.menu("Nodes").addMenu("shotpass").addCommand("ShotPass", cmd)
     menu = nuke.menu("Nuke").addMenu("shotpass")
     menu.addCommand("ShotPass node", cmd)
+    nuke.addOnScriptLoad(script_loaded)
     if register_panel():
         menu.addCommand("Queue panel", "import shotpass_nuke.host\nshotpass_nuke.host.show_queue_panel()")
 
@@ -351,3 +493,4 @@ def show_queue_panel() -> Any:
     except Exception:
         traceback.print_exc()
         return None
+
