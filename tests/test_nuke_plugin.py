@@ -412,3 +412,177 @@ def test_connection_settings_take_explicit_values_then_the_environment(tmp_path)
     assert Connection.resolve(env={}).address == "localhost:50051" and not Connection.resolve(env={}).tls
     with pytest.raises(ClientError, match="needs its key"):
         Connection.resolve("127.0.0.1:9", tls_cert=str(tmp_path / "c.pem"), env={}).client(0.1)
+
+
+# ---------------------------------------------------------------- the fake is strict where Nuke is
+
+
+def test_fake_nuke_is_strict_where_nuke_is(nk, beachball, tmp_path):
+    import threading
+
+    read = plate_read(beachball)
+    group = nuke.createNode("Group", inpanel=False)
+    assert group.inputs() == 0 and group.input(0) is None, "an empty Group has no input to connect"
+    assert group.setInput(0, read) is False and group.input(0) is None
+    with group:
+        nuke.nodes.Input(name="in")
+    assert group.setInput(0, read) is True and group.input(0) is read
+
+    # A Group's knob scripts run inside it: the DAG's selection is only seen under `with nuke.root():`.
+    seen = {}
+    group.addKnob(nuke.PyScript_Knob("probe", "probe", "import __main__\n__main__.SEEN = ("
+                                     "len(nuke.selectedNodes()), nuke.thisGroup().name())"))
+    import __main__
+
+    read.setSelected(True)
+    group["probe"].execute()
+    seen["inside"] = __main__.SEEN
+    assert seen["inside"] == (0, group.name())
+
+    errors = []
+
+    def worker():
+        try:
+            read["file"].value()
+        except RuntimeError as err:
+            errors.append(str(err))
+
+    t = threading.Thread(target=worker, name="probe-thread")
+    t.start()
+    t.join()
+    assert errors and "main thread" in errors[0]
+    assert nuke.thread_violations == ["Knob.value from thread probe-thread"] or \
+        nuke.thread_violations[0].endswith("from thread probe-thread")
+    nuke.thread_violations.clear()
+
+
+def test_fake_execute_writes_what_the_write_knobs_say(nk, beachball, tmp_path):
+    from helpers import header
+
+    read = plate_read(beachball, 1, 2)
+    write = nuke.nodes.Write(file=str(tmp_path / "w" / "out.####.exr"), file_type="exr")
+    write.setInput(0, read)
+    (tmp_path / "w").mkdir()
+    src = channels(beachball.replace("####", "0001"))
+
+    write["channels"].setValue("all")
+    nuke.execute(write, 1, 1)  # the default datatype is 16 bit half, like Nuke's EXR writer
+    out = channels(str(tmp_path / "w" / "out.0001.exr"))
+    assert set(out) == set(src) and out["R"].dtype == np.float16 and np.array_equal(out["Z"], src["Z"])
+
+    write["datatype"].setValue("32 bit float")
+    write["channels"].setValue("rgba")
+    nuke.execute(write, 1, 1)
+    out = channels(str(tmp_path / "w" / "out.0001.exr"))
+    assert sorted(out) == ["A", "B", "G", "R"] and out["G"].dtype == np.float32
+    assert np.array_equal(out["G"], src["G"].astype(np.float32))
+
+    write["channels"].setValue("disparityL")
+    nuke.execute(write, 1, 1)
+    assert sorted(channels(str(tmp_path / "w" / "out.0001.exr"))) == ["disparityL.x", "disparityL.y"]
+
+    nuke.root()["views"].setValue("left right")
+    write["channels"].setValue("rgb")
+    write["file"].setValue(str(tmp_path / "w" / "st_%V.####.exr"))
+    nuke.execute(write, 2, 2)
+    assert (tmp_path / "w" / "st_left.0002.exr").is_file() and (tmp_path / "w" / "st_right.0002.exr").is_file()
+
+    nuke.root()["views"].setValue("main")
+    nuke.root()["proxy"].setValue(True)
+    with pytest.raises(RuntimeError, match="proxy filename not set"):
+        nuke.execute(write, 1, 1)
+    write["proxy"].setValue(str(tmp_path / "w" / "px.####.exr"))
+    nuke.execute(write, 1, 1)
+    (x0, y0), (x1, y1) = header(str(tmp_path / "w" / "px.0001.exr"))["dataWindow"]
+    (a0, b0), (a1, b1) = header(beachball.replace("####", "0001"))["dataWindow"]
+    assert (x1 - x0 + 1, y1 - y0 + 1) == ((a1 - a0 + 1) // 2, (b1 - b0 + 1) // 2)
+
+
+# ---------------------------------------------------------------- behaves like a Nuke node
+
+
+def test_menu_creation_connects_the_selected_node_and_builds_inputs_inside(nk, beachball):
+    host.install_menu()
+    read = plate_read(beachball)
+    exec(nuke.menu("Nodes").findItem("shotpass").findItem("ShotPass"), {})  # what the menu entry runs
+    node = next(n for n in nuke.allNodes("Group"))
+    assert node.input(0) is read and node.maxInputs() == 3
+    assert [n.name() for n in node.nodes() if n.Class() == "Input"] == ["plate", "mask", "reference"]
+    assert any(n.Class() == "Output" for n in node.nodes())
+    pump_until(lambda: status(node).startswith("connected"))
+    # Every knob the plugin adds explains itself; the node has help text (the "?" of its panel).
+    bare = [name for name, k in node.knobs().items() if getattr(k, "_user", False) and not k.tooltip()]
+    assert bare == []
+    assert "output template" in node["help"].value()
+    undoable = {k for n, k in nuke.undo_stack if n == node.name()}
+    assert undoable == set(), f"knobs the plugin set entered the undo stack: {undoable}"
+
+
+def test_settings_are_saved_with_the_script_and_sent_after_reopen(nk, beachball, client, tmp_path):
+    host.install_menu()
+    plate_read(beachball)
+    node = connected_node()
+    node.ui_set("pass", "stylize")
+    node.ui_set("model", "styletransfer-preset")
+    node.ui_set("opt_style", "7")
+    node.ui_set("opt_preserve_colour", True)
+    node.ui_set("seed", 42)
+    node.ui_set("strength", 0.25)
+    node.ui_set("range_mode", "custom")
+    node.ui_set("frames", "3")
+    assert {k for n, k in nuke.undo_stack} >= {"opt_style", "seed", "strength"}, "user edits are undoable"
+    script = nuke.root().name()
+    nuke.scriptSave(script)
+
+    nuke.scriptClose()
+    host.CONTROLLER.info.clear()  # a new Nuke session: nothing of the server is known yet
+    nuke.scriptOpen(script)
+    node = nuke.toNode("ShotPass1")
+    assert (node["pass"].value(), node["model"].value(), node["opt_style"].value()) == (
+        "stylize", "styletransfer-preset", "7")
+    spec = host.CONTROLLER.spec(node)  # before the server answered: the saved knobs are what is sent
+    assert spec.options["style"] == "7" and spec.options["preserve_colour"] == "true" and spec.seed == 42
+    pump_until(lambda: status(node).startswith("connected"))  # onScriptLoad reconnected the node
+    run(node, "render")
+    assert "1 frame(s) written" in status(node), status(node)
+    sent = client.get_render(state(node)["versions"][0]["render_id"]).settings
+    assert (sent.options["style"], sent.options["preserve_colour"], sent.seed) == ("7", "true", 42)
+    assert float(sent.options["strength"]) == 0.25
+
+
+def test_a_rename_mid_render_keeps_the_result(nk, beachball):
+    plate_read(beachball, 1, 3)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    node["render"].execute()
+    pump_until(lambda: state(node)["versions"])  # submitted
+    node.setName("HeroGrade")
+    pump_until(lambda: not host.CONTROLLER.jobs)
+    nuke.pump()
+    assert nuke.toNode("HeroGrade") is node and "3 frame(s) written" in status(node), status(node)
+    assert node.node("shotpass_switch")["which"].value() == 1
+
+
+def test_a_render_finished_while_nuke_was_closed_is_fetched_on_reopen(nk, beachball):
+    host.install_menu()
+    plate_read(beachball, 1, 2)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    node["render"].execute()
+    pump_until(lambda: state(node)["versions"] and state(node)["versions"][0].get("pattern"))
+    script = nuke.root().name()
+    nuke.scriptSave(script)  # the artist saves and quits while the server renders
+    pattern = state(node)["versions"][0]["pattern"]
+    nuke.scriptClose()
+    pump_until(lambda: not host.CONTROLLER.jobs)
+    for f in (1, 2):  # Nuke quit before the download: nothing of the result is on disk
+        Path(pattern.replace("####", f"{f:04d}")).unlink(missing_ok=True)
+    host.CONTROLLER.info.clear()
+
+    nuke.scriptOpen(script)
+    node = nuke.toNode("ShotPass1")
+    pump_until(lambda: "finished meanwhile" in status(node))
+    assert [Path(pattern.replace("####", f"{f:04d}")).is_file() for f in (1, 2)] == [True, True]
+    assert node.node("shotpass_read")["file"].value() == pattern
+    assert node.node("shotpass_switch")["which"].value() == 1
+    assert state(node)["versions"][0]["state"] == "finished"

@@ -311,7 +311,15 @@ def _knob(node: Any, knob: Any, tooltip: str, newline: bool = True) -> Any:
 
 
 def build_node(node: Any) -> Any:
-    """Turn an empty Group into a ShotPass node: inputs plate/mask/reference, a Read of the version, knobs."""
+    """Turn an empty Group into a ShotPass node: inputs plate/mask/reference, a Read of the version, knobs.
+
+    Its defaults are part of creating the node (one undo step in Nuke), not edits of their own.
+    """
+    with _NoUndo():
+        return _build(node)
+
+
+def _build(node: Any) -> Any:
     node.setName("ShotPass1", uncollide=True)
     with node:
         plate = nuke.nodes.Input(name="plate")
@@ -355,7 +363,7 @@ def build_node(node: Any) -> Any:
         .setValue("all")
     add(nuke.File_Knob("output", "output"),
         "where results are written, like a Write's file: v### becomes the render's version, #### the frame")
-    add(nuke.Text_Knob("actions", ""), "")
+    add(nuke.Text_Knob("actions", ""), "render this node, or work with its versions")
     add(nuke.PyScript_Knob("preview", "Preview Frame", _cmd("preview")), "render the current frame on the "
         "server's priority lane")
     add(nuke.PyScript_Knob("render", "Render", _cmd("render")), "render the frame range", newline=False)
@@ -383,10 +391,9 @@ def build_node(node: Any) -> Any:
         knob.setFlag(nuke.INVISIBLE)
     ident.setValue(uuid.uuid4().hex)
     add(nuke.Tab_Knob("options_tab", "Pass options"), "the options of the chosen model")
-    with _NoUndo():
-        node["knobChanged"].setValue(KNOB_CHANGED)
-        node["label"].setValue("[value model]\n[value shotpass_summary]")
-        node["help"].setValue(HELP)
+    node["knobChanged"].setValue(KNOB_CHANGED)
+    node["label"].setValue("[value model]\n[value shotpass_summary]")
+    node["help"].setValue(HELP)
     return node
 
 
