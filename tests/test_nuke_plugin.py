@@ -586,3 +586,106 @@ def test_a_render_finished_while_nuke_was_closed_is_fetched_on_reopen(nk, beachb
     assert node.node("shotpass_read")["file"].value() == pattern
     assert node.node("shotpass_switch")["which"].value() == 1
     assert state(node)["versions"][0]["state"] == "finished"
+
+
+# ---------------------------------------------------------------- keeps the plate whole
+
+
+def float_plate(beachball, tmp_path, frames=(1, 2)):
+    """The Beachball frames stored as 32-bit float (every channel), as a float plate would come from a render."""
+    import OpenEXR
+
+    folder = tmp_path / "float"
+    folder.mkdir()
+    for f in frames:
+        src = beachball.replace("####", f"{f:04d}")
+        with OpenEXR.File(src, separate_channels=True) as exr:
+            head = exr.parts[0].header
+            pixels = {k: np.array(v.pixels).astype(np.float32) for k, v in exr.parts[0].channels.items()}
+            keep = {k: head[k] for k in ("dataWindow", "displayWindow", "pixelAspectRatio")}
+        OpenEXR.File({**keep, "compression": OpenEXR.ZIP_COMPRESSION}, pixels).write(
+            str(folder / f"float.{f:04d}.exr"))
+    return str(folder / "float.####.exr")
+
+
+def test_a_half_plate_travels_as_half_with_every_channel(nk, beachball):
+    plate_read(beachball, 1, 2)
+    node = connected_node()
+    assert node["channels"].value() == "all"
+    node.ui_set("pass", "passthrough")
+    run(node, "render")
+    pattern = node.node("shotpass_read")["file"].value()
+    for f in (1, 2):
+        src, out = channels(beachball.replace("####", f"{f:04d}")), channels(pattern.replace("####", f"{f:04d}"))
+        assert set(out) == set(src) and {"Z", "disparityL.x"} <= set(out), "Z and AOVs must travel"
+        for name in src:
+            assert out[name].dtype == np.float16 and np.array_equal(out[name], src[name]), name
+
+
+def test_a_float_plate_stays_float_bit_for_bit(nk, beachball, tmp_path):
+    plate = float_plate(beachball, tmp_path)
+    plate_read(plate, 1, 2)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    run(node, "render")
+    pattern = node.node("shotpass_read")["file"].value()
+    for f in (1, 2):
+        src, out = channels(plate.replace("####", f"{f:04d}")), channels(pattern.replace("####", f"{f:04d}"))
+        assert set(out) == set(src)
+        for name in src:
+            assert out[name].dtype == np.float32 and np.array_equal(out[name], src[name]), name
+
+
+def test_the_channels_knob_picks_what_is_sent(nk, beachball):
+    plate_read(beachball, 1, 1)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    node.ui_set("channels", "rgba")
+    run(node, "render")
+    out = channels(node.node("shotpass_read")["file"].value().replace("####", "0001"))
+    assert sorted(out) == ["A", "B", "G", "R"]
+
+
+def test_outputs_follow_the_output_template_and_versions(nk, beachball, tmp_path, monkeypatch):
+    plate_read(beachball, 1, 2)
+    node = connected_node()
+    out = os.environ["SHOTPASS_OUTPUT"]
+    assert node["output"].value() == os.path.join(out, "sh010_comp", "v###", "sh010_comp.####.exr")
+    node.ui_set("pass", "passthrough")
+    run(node, "render")
+    assert node.node("shotpass_read")["file"].value() == os.path.join(out, "sh010_comp", "v001",
+                                                                      "sh010_comp.####.exr")
+    monkeypatch.setenv("SHOT_ROOT", str(tmp_path / "shots"))
+    node.ui_set("output", "$SHOT_ROOT/sh010/comp/shotpass_v###/sh010_fx_v###.####.exr")
+    run(node, "render")
+    expected = str(tmp_path / "shots" / "sh010" / "comp" / "shotpass_v002" / "sh010_fx_v002.####.exr")
+    assert node.node("shotpass_read")["file"].value() == expected
+    assert Path(expected.replace("####", "0002")).is_file()
+    node.ui_set("output", str(tmp_path / "flat.####.exr"))
+    node["render"].execute()
+    assert status(node).startswith("cannot render: output") and "v###" in status(node)
+
+
+def test_take_out_as_read_gives_a_plain_read_of_the_version(nk, beachball):
+    plate_read(beachball, 1, 2)
+    node = connected_node()
+    node["take_out"].execute()
+    assert "select a finished version" in status(node)
+    node.ui_set("pass", "passthrough")
+    run(node, "render")
+    node["take_out"].execute()
+    reads = [n for n in nuke.allNodes("Read") if n.name() != "Read1"]
+    assert len(reads) == 1, "one Read, at the script's level (outside the ShotPass group)"
+    read = reads[0]
+    assert read["file"].value() == node.node("shotpass_read")["file"].value()
+    assert [read[k].value() for k in ("first", "last", "origfirst", "origlast")] == [1, 2, 1, 2]
+    assert read["raw"].value() is True and "v001" in read["label"].value()
+    assert "taken out as" in status(node)
+
+
+def test_the_label_shows_version_and_state(nk, beachball):
+    plate_read(beachball, 1, 1)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    run(node, "render")
+    assert nuke._evaluate_tcl(node["label"].value(), node) == "passthrough\nv001 finished"

@@ -543,7 +543,7 @@ def _evaluate_tcl(text: str, node: Optional[Node]) -> str:
     def value(m: re.Match) -> str:
         target, _, knob = m.group(1).rpartition(".")
         holder = _root if target == "root" else (toNode(target) if target else node)
-        return str(holder._knobs[knob]._value) if holder is not None and knob in holder._knobs else ""
+        return str(holder._knobs[knob].value()) if holder is not None and knob in holder._knobs else ""
 
     text = re.sub(r"\[getenv\s+(\w+)\]", lambda m: os.environ.get(m.group(1), ""), text)
     text = re.sub(r"\$env\((\w+)\)", lambda m: os.environ.get(m.group(1), ""), text)
