@@ -689,3 +689,47 @@ def test_the_label_shows_version_and_state(nk, beachball):
     node.ui_set("pass", "passthrough")
     run(node, "render")
     assert nuke._evaluate_tcl(node["label"].value(), node) == "passthrough\nv001 finished"
+
+
+def test_a_stereo_script_renders_both_views_into_one_version(nk, beachball, tmp_path, client):
+    from conftest import BEACHBALL
+
+    for view, shift in (("left", 0), ("right", 1)):  # the right eye sees the next Beachball frame
+        folder = tmp_path / "stereo" / view
+        folder.mkdir(parents=True)
+        for f in (1, 2):
+            (folder / f"plate.{f:04d}.exr").symlink_to(BEACHBALL / f"singlepart.{f + shift:04d}.exr")
+    nuke.root()["views"].setValue("left right")
+    plate_read(str(tmp_path / "stereo" / "%V" / "plate.####.exr"), 1, 2)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    run(node, "render")
+    assert "2 frame(s) x 2 views written" in status(node), status(node)
+    assert nuke.executed == [("Write1", f, f, ("left", "right")) for f in (1, 2)]
+    pattern = node.node("shotpass_read")["file"].value()
+    assert pattern.endswith(os.path.join("v001", "sh010_comp_%V.####.exr")), pattern
+    for view, shift in (("left", 0), ("right", 1)):
+        for f in (1, 2):
+            out = channels(pattern.replace("%V", view).replace("####", f"{f:04d}"))
+            src = channels(str(BEACHBALL / f"singlepart.{f + shift:04d}.exr"))
+            assert set(out) == set(src) and np.array_equal(out["R"], src["R"]), (view, f)
+    entry = state(node)["versions"][0]
+    assert sorted(entry["views"]) == ["left", "right"] and entry["state"] == "finished"
+    labels = {client.get_render(rid).label for rid in entry["views"].values()}
+    assert labels == {"ShotPass1 (left)", "ShotPass1 (right)"}
+
+
+def test_proxy_mode_renders_at_proxy_size_and_comes_back_as_the_proxy(nk, beachball):
+    from helpers import windows
+
+    nuke.root()["proxy"].setValue(True)
+    plate_read(beachball, 1, 1)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    run(node, "render")
+    inner = node.node("shotpass_read")
+    pattern = inner["file"].value()
+    assert inner["proxy"].value() == pattern and state(node)["versions"][0]["proxy"] is True
+    (x0, y0, x1, y1), _display, _par = windows(pattern.replace("####", "0001"))
+    (a0, b0, a1, b1), _d, _p = windows(beachball.replace("####", "0001"))
+    assert (x1 - x0 + 1, y1 - y0 + 1) == ((a1 - a0 + 1) // 2, (b1 - b0 + 1) // 2)

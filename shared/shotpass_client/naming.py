@@ -52,3 +52,21 @@ def option_text(value: object) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     return str(value)
+
+
+def with_view_token(template: str) -> str:
+    """A template for several views: `%V` (the view's name) before the frame token unless it has one."""
+    if "%V" in template or "%v" in template:
+        return template
+    directory, name = os.path.split(template)
+    frames = list(_FRAME.finditer(name))
+    if not frames:
+        return os.path.join(directory, name + "_%V")
+    start = frames[-1].start()
+    stem = name[:start].rstrip("._")
+    return os.path.join(directory, f"{stem}_%V{name[len(stem):start]}{name[start:]}")
+
+
+def for_view(pattern: str, view: str) -> str:
+    """A pattern with `%V` / `%v` filled for one view (Nuke's own tokens)."""
+    return pattern.replace("%V", view).replace("%v", view[:1])

@@ -564,11 +564,17 @@ def _frame_path(pattern: str, frame_no: int, view: str = "main") -> str:
     return pattern
 
 
+def _uses_proxy_file(read: Node) -> bool:
+    return bool(_root._knobs["proxy"]._value) and bool(read._knobs["proxy"]._value)
+
+
 def _read_path(read: Node, local_frame: int, view: str) -> str:
+    """The file a Read reads: in proxy mode its proxy file when it has one (else the full file, scaled)."""
     first, last = read._knobs["first"]._value, read._knobs["last"]._value
     if not first <= local_frame <= last:
         raise RuntimeError(f"{read._name}: frame {local_frame} is outside {first}-{last}")
-    return _frame_path(_evaluate_tcl(read._knobs["file"]._value, read), local_frame, view)
+    knob = "proxy" if _uses_proxy_file(read) else "file"
+    return _frame_path(_evaluate_tcl(read._knobs[knob]._value, read), local_frame, view)
 
 
 _TO_NUKE = {"R": "red", "G": "green", "B": "blue", "A": "alpha"}
@@ -801,7 +807,7 @@ def execute(node: Any, start: int, end: int, incr: int = 1, views: Optional[List
             picked = _pick_channels(write, available)
             if not picked:
                 raise RuntimeError(f"{write._name}: no channels to write")
-            if proxy:
+            if proxy and not _uses_proxy_file(read):
                 _proxy_scaled(picked, header, float(_root._knobs["proxy_scale"]._value))
             header["compression"] = OpenEXR.ZIP_COMPRESSION
             pixels = {_exr_channel(k): v.astype(np.float16 if half else np.float32) for k, v in picked.items()}

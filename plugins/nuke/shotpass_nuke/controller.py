@@ -10,6 +10,7 @@ Nothing here raises into the host's UI: failures end up on the node's status lin
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -35,7 +36,14 @@ from shotpass_client.background import (
 from shotpass_client.client import DEFAULT_ADDRESS
 from shotpass_client.connection import Connection
 from shotpass_client.jobs import RenderSpec, fetch_outputs, server_paths
-from shotpass_client.naming import default_output_template, fill_version, has_version_token, option_text
+from shotpass_client.naming import (
+    default_output_template,
+    fill_version,
+    for_view,
+    has_version_token,
+    option_text,
+    with_view_token,
+)
 from shotpass_client.pathmap import PathMap
 from shotpass_client.patterns import FramePattern, PatternError, parse_frame_range
 from shotpass_client.proto import shotpass_pb2 as pb
@@ -93,7 +101,10 @@ class NodeJob:
     local: LocalRender
     values: Dict[str, Any]  # raw option values read on the main thread, formatted with the model's schema
     preview: bool
-    template: str
+    template: str  # the output template (with %V when several views render)
+    views: List[str] = field(default_factory=lambda: [""])  # "": one view, files without a view token
+    proxy: bool = False
+    files: Dict[str, Tuple[str, List[int]]] = field(default_factory=dict)  # plate/mask/reference pattern
     thread: Optional[threading.Thread] = None
     background: Optional[BackgroundRender] = None
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -200,9 +211,9 @@ class Controller:
         node_id, address = self.host.node_id(node), self.host.get(node, "server")
         project, shot = self.host.get(node, "project"), self.host.get(node, "shot")
         running = self.jobs.get(node_id)
-        pending = [(e["render_id"], e["pattern"]) for e in self.state(node)["versions"]
-                   if e.get("pattern") and not e.get("fetched")
-                   and not (running is not None and running.running and e["render_id"] == running.render_id)]
+        busy = {running.render_id} if running is not None and running.running else set()
+        pending = [self._renders_of(e) for e in self.state(node)["versions"]
+                   if e.get("pattern") and not e.get("fetched") and e["render_id"] not in busy]
         self.status(node, f"connecting to {address} ...")
 
         def work() -> None:
@@ -211,8 +222,8 @@ class Controller:
                     info = client.server_info()
                     renders = client.list_renders(project=project, shot=shot)
                     self.host.main_thread(self._apply_info, node_id, address, info, renders)
-                    for render_id, pattern in pending:
-                        self._fetch_finished(client, node_id, render_id, pattern)
+                    for renders_of_version in pending:
+                        self._fetch_finished(client, node_id, renders_of_version)
             except ClientError as err:
                 self.host.main_thread(self._status_by_id, node_id, f"server: {err}")
             except Exception as err:  # a worker thread must never die into the host
@@ -221,30 +232,45 @@ class Controller:
 
         threading.Thread(target=work, name="shotpass-refresh", daemon=True).start()
 
-    def _fetch_finished(self, client: Any, node_id: str, render_id: str, pattern: str) -> None:
-        """Worker: wait for a render sent earlier (it may still run), fetch its frames, show them."""
-        try:
-            render = client.get_render(render_id)
-        except ClientError as err:
-            self.host.main_thread(self._status_by_id, node_id, f"render {render_id[:8]}: {err}")
-            return
-        if render.state not in (pb.FINISHED, pb.FAILED, pb.CANCELLED):
-            self.host.main_thread(self._status_by_id, node_id, f"v{render.version:03d} is still rendering on the "
-                                  "server: waiting for it")
-            render = client.wait(render_id)
-        outputs: Dict[int, str] = {}
-        if render.state == pb.FINISHED:
+    @staticmethod
+    def _renders_of(entry: Dict[str, Any]) -> List[Tuple[str, str]]:
+        """(render id, output pattern) of a version: one, or one per view of a stereo version."""
+        views = entry.get("views") or {}
+        if not views:
+            return [(entry["render_id"], entry["pattern"])]
+        return [(rid, for_view(entry["pattern"], view)) for view, rid in views.items()]
+
+    def _fetch_finished(self, client: Any, node_id: str, renders: List[Tuple[str, str]]) -> None:
+        """Worker: wait for the renders of a version sent earlier (they may still run), fetch, show them."""
+        primary, outputs = None, {}
+        for render_id, pattern in renders:
+            try:
+                render = client.get_render(render_id)
+                if render.state not in (pb.FINISHED, pb.FAILED, pb.CANCELLED):
+                    self.host.main_thread(self._status_by_id, node_id, f"v{render.version:03d} is still rendering "
+                                          "on the server: waiting for it")
+                    render = client.wait(render_id)
+            except ClientError as err:
+                self.host.main_thread(self._status_by_id, node_id, f"render {render_id[:8]}: {err}")
+                return
+            primary = primary or render
+            if render.state != pb.FINISHED:
+                primary, outputs = render, {}
+                break
             frame_pattern = FramePattern.parse(pattern)
-            outputs = fetch_outputs(client, render, os.path.dirname(frame_pattern.prefix), frame_pattern)
-        self.host.main_thread(self._apply_fetched, node_id, render, outputs)
+            fetched = fetch_outputs(client, render, os.path.dirname(frame_pattern.prefix), frame_pattern)
+            outputs = outputs or fetched
+        self.host.main_thread(self._apply_fetched, node_id, primary, outputs)
 
     def _apply_fetched(self, node_id: str, render: Any, outputs: Dict[int, str]) -> None:
         node = self.host.find_node(node_id)
         if node is None:
             return
         st = self.state(node)
-        entry = self.entry(st, render.id)
-        entry.update(render_summary(render))
+        entry = next((e for e in st["versions"] if render.id in (e.get("views") or {}).values()), None) \
+            or self.entry(st, render.id)
+        summary = render_summary(render)
+        entry.update(summary if summary["render_id"] == entry["render_id"] else {"state": summary["state"]})
         if outputs:
             frames = sorted(outputs)
             entry["first"], entry["last"], entry["fetched"] = frames[0], frames[-1], True
@@ -449,20 +475,23 @@ class Controller:
                              output_pattern=template)
         local = LocalRender(work_dir=work_dir)
         channels = (self.host.get(node, "channels") or "all").strip()
-        views = self.host.views()[:1]  # one view per render (the script's first); see README
+        views = self.host.views()
+        # Several views (stereo): a file per view (%V) and a render per view, all in one version's folder.
+        stereo = len(views) > 1 and parent is None
+        name = "{}_%V.####.exr" if stereo else "{}.####.exr"
         if parent is not None:
             request.parent_render = parent["render_id"]
             request.parent_frames = frames
         else:
-            request.plate_paths = self._plate_paths(src, frames)
+            request.plate_paths = None if stereo else self._plate_paths(src, frames)
             if not request.plate_paths:
                 half = self.host.is_half(src, frames[0])
-                local.writes.append(self._write(src, frames, os.path.join(work_dir, "plate.####.exr"), channels,
+                local.writes.append(self._write(src, frames, os.path.join(work_dir, name.format("plate")), channels,
                                                 views, half))
         mask = self.host.input_node(node, 1)
         if mask is not None:
-            local.writes.append(self._write(mask, frames, os.path.join(work_dir, "mask.####.exr"), "rgba", views,
-                                            False))
+            local.writes.append(self._write(mask, frames, os.path.join(work_dir, name.format("mask")), "rgba",
+                                            views if stereo else views[:1], False))
         ref = self.host.input_node(node, 2)
         if ref is not None:
             ref_entry = self._chain_source(ref)
@@ -472,9 +501,11 @@ class Controller:
                 request.reference_render = (ref_entry["render_id"], ref_frame)
             else:
                 local.writes.append(self._write(ref, [frame], os.path.join(work_dir, "reference.####.exr"), "rgba",
-                                                views, False))
+                                                views[:1], False))
         title = f"shotpass {'preview' if preview else 'render'}: {self.host.full_name(node)}"
-        return NodeJob(self.host.node_id(node), title, request, local, self.option_values(node), preview, template)
+        return NodeJob(self.host.node_id(node), title, request, local, self.option_values(node), preview,
+                       with_view_token(template) if stereo else template, views if stereo else [""],
+                       self.host.proxy())
 
     def _write(self, src: Any, frames: List[int], pattern: str, channels: str, views: List[str],
                half: bool) -> Tuple[Any, List[int], str]:
@@ -516,13 +547,20 @@ class Controller:
         try:
             task = self.host.progress_task(job.title)
             self._render_locally(job, task)
-            self._set_request_files(job)
+            self._check_files(job)
             info = self.info.get(job.request.server)
-            job.request.spec.options = self.format_options(info, job.request.spec.model, job.values) \
-                if info is not None else job.request.spec.options
-            job.background = BackgroundRender(job.request)
-            job.background.start()
-            self._watch(job, task)
+            if info is not None:
+                job.request.spec.options = self.format_options(info, job.request.spec.model, job.values)
+            primary, version = "", 0
+            for index, view in enumerate(job.views):
+                job.background = BackgroundRender(self._view_request(job, view, version))
+                job.background.start()
+                meta = {"preview": job.preview, "template": job.template, "view": view, "primary": primary,
+                        "last": index == len(job.views) - 1, "proxy": job.proxy}
+                finished, version = self._watch(job, task, meta)
+                primary = primary or job.background.render_id
+                if not finished:
+                    break
         except Cancelled:
             self.host.main_thread(self._status_by_id, job.node_id, "cancelled while rendering the plate locally: "
                                   "nothing was sent")
@@ -548,7 +586,7 @@ class Controller:
         total = sum(len(frames) for _w, frames, _p in job.local.writes)
         done = 0
         for write, frames, pattern in job.local.writes:
-            what = os.path.basename(pattern).split(".")[0]
+            what = os.path.basename(pattern).split(".")[0].split("_%V")[0]
             for frame in frames:
                 if task.isCancelled() or job.cancelled.is_set():
                     raise Cancelled()
@@ -560,31 +598,52 @@ class Controller:
                 task.setProgress(int(30 * done / max(1, total)))  # the local part is the first 30 %
 
     @staticmethod
-    def _set_request_files(job: NodeJob) -> None:
+    def _check_files(job: NodeJob) -> None:
         for _write, frames, pattern in job.local.writes:
-            files = {f: FramePattern.parse(pattern).path(f) for f in frames}
-            missing = [f for f, p in files.items() if not os.path.isfile(p)]
-            if missing:
-                raise RuntimeError(f"frames {missing} of {os.path.basename(pattern)} were not written")
-            what = os.path.basename(pattern).split(".")[0]
-            if what == "plate":
-                job.request.plate = files
-            elif what == "mask":
-                job.request.mask = files
-            else:
-                job.request.reference_file = next(iter(files.values()))
+            for view in job.views:
+                files = {f: FramePattern.parse(for_view(pattern, view)).path(f) for f in frames}
+                missing = [f for f, p in files.items() if not os.path.isfile(p)]
+                if missing:
+                    raise RuntimeError(f"frames {missing} of {os.path.basename(for_view(pattern, view))} were not "
+                                       "written")
+            job.files[os.path.basename(pattern).split(".")[0].split("_%V")[0]] = (pattern, frames)
 
-    def _watch(self, job: NodeJob, task: Any) -> None:
+    @staticmethod
+    def _view_request(job: NodeJob, view: str, version: int) -> JobRequest:
+        """The server request for one view: its files; after the first view, the first view's version folder."""
+        request = copy.copy(job.request)
+        request.spec = copy.deepcopy(job.request.spec)
+        if view:
+            request.spec.label = f"{request.spec.label} ({view})"
+        for what, (pattern, frames) in job.files.items():
+            files = {f: FramePattern.parse(for_view(pattern, view)).path(f) for f in frames}
+            if what == "plate":
+                request.plate = files
+            elif what == "mask":
+                request.mask = files
+            else:
+                request.reference_file = next(iter(files.values()))
+        template = fill_version(job.template, version) if version else job.template
+        request.output_pattern = for_view(template, view)
+        return request
+
+    def _watch(self, job: NodeJob, task: Any, meta: Dict[str, Any]) -> Tuple[bool, int]:
+        """Drive one BackgroundRender to its end; (finished, the render's version)."""
         background = job.background
         assert background is not None
-        cancelled = False
+        cancelled, last, version = False, "", 0
+        share, offset = 70 / len(job.views), 30 + 70 * job.views.index(meta["view"]) / len(job.views)
 
         def handle(update: JobUpdate) -> None:
+            nonlocal last, version
+            last = update.kind
+            if update.kind == SUBMITTED and update.render is not None:
+                version = update.render.version
             if update.kind == PROGRESS and update.frames_done >= 0:
-                task.setProgress(30 + int(70 * update.fraction))
+                task.setProgress(int(offset + share * update.fraction))
             if update.message:
-                task.setMessage(update.message)
-            self.host.main_thread(self._apply_update, job.node_id, update, job.preview, job.template)
+                task.setMessage(f"{meta['view']}: {update.message}" if meta["view"] else update.message)
+            self.host.main_thread(self._apply_update, job.node_id, update, meta)
 
         while True:
             alive = background.running
@@ -595,9 +654,13 @@ class Controller:
                 cancelled = True
                 background.cancel()
             background.join(0.1)
+        return last == DONE, version
 
-    def _apply_update(self, node_id: str, update: JobUpdate, preview: bool, template: str) -> None:
-        """Main thread: record an update in the node's state, its status line and (when done) its Read."""
+    def _apply_update(self, node_id: str, update: JobUpdate, meta: Dict[str, Any]) -> None:
+        """Main thread: record an update in the node's state, its status line and (when done) its Read.
+
+        A stereo version is one entry (its first view's render) listing every view's render in "views".
+        """
         node = self.host.find_node(node_id)
         if node is None:
             return  # the node was deleted: the render stays on the server (queue panel)
@@ -605,51 +668,65 @@ class Controller:
         if update.kind == UPLOADING:
             self.status(node, update.message)
             return
-        entry = self.entry(st, update.render_id) if update.render_id else None
+        view, primary = meta["view"], meta["primary"]
+        entry = self.entry(st, primary or update.render_id) if update.render_id else None
+        where = f"{view}: " if view else ""
         if entry is not None:
-            entry.setdefault("lane", "preview" if preview else "render")
-        if update.render is not None and entry is not None:
-            entry.update(render_summary(update.render))
+            entry.setdefault("lane", "preview" if meta["preview"] else "render")
+            if view:
+                entry.setdefault("views", {})[view] = update.render_id
+            if update.render is not None:
+                summary = render_summary(update.render)
+                entry.update(summary if not primary else {"state": summary["state"]})
         if update.kind == SUBMITTED:
-            if entry is not None and update.render is not None:
+            if entry is not None and update.render is not None and not primary:
                 # Recorded now so a render that finishes after Nuke closed is fetched to the same place.
-                entry["pattern"] = FramePattern.parse(fill_version(template, update.render.version)).hashes()
+                entry["pattern"] = FramePattern.parse(fill_version(meta["template"], update.render.version)).hashes()
                 frames = sorted(f.frame for f in update.render.frames)
                 if frames:
                     entry["first"], entry["last"] = frames[0], frames[-1]
                 entry["bytes_uploaded"] = update.bytes_uploaded
+                entry["proxy"] = bool(meta["proxy"])
             uploaded = update.bytes_uploaded
-            self.status(node, f"{update.message}; {uploaded / 1e6:.1f} MB uploaded" if uploaded else
-                        f"{update.message}; nothing to upload")
+            self.status(node, f"{where}{update.message}; {uploaded / 1e6:.1f} MB uploaded" if uploaded else
+                        f"{where}{update.message}; nothing to upload")
         elif update.kind == PROGRESS:
             if entry is not None:
                 entry["state"] = "running"
             if update.frames_done >= 0:
-                self.status(node, f"rendering: {update.frames_done}/{update.frames_total} frames")
+                self.status(node, f"{where}rendering: {update.frames_done}/{update.frames_total} frames")
         elif update.kind == WARNING:
-            self.status(node, f"warning: {update.message}")
+            self.status(node, f"{where}warning: {update.message}")
         elif update.kind == DONE and entry is not None:
             frames = sorted(update.outputs)
-            entry["pattern"] = FramePattern.parse(update.outputs[frames[0]]).hashes()
+            if not meta["last"]:
+                entry["state"] = "running"  # the other views are still to come
+                self.save_state(node, st)
+                self.status(node, f"{where}{len(frames)} frame(s) written; next view")
+                return
+            if not view:
+                entry["pattern"] = FramePattern.parse(update.outputs[frames[0]]).hashes()
             entry["first"], entry["last"], entry["fetched"] = frames[0], frames[-1], True
             st["selected"] = entry["render_id"]
             self.save_state(node, st)
             self.show_entry(node, entry)
-            self.status(node, f"{version_label(entry)}: {len(frames)} frame(s) written")
+            views = f" x {len(entry['views'])} views" if entry.get("views") else ""
+            self.status(node, f"{version_label(entry)}: {len(frames)} frame(s){views} written")
             return
         elif update.kind == FAILED:
             if entry is not None:
                 entry["fetched"] = True  # nothing will come: a reopen must not wait for it
                 if entry.get("state") in ACTIVE:
                     entry["state"] = "failed"
-            self.status(node, f"failed: {update.message}")
+            self.status(node, f"{where}failed: {update.message}")
         self.save_state(node, st)
 
     # ------------------------------------------------------------------ versions, cancel, edit, review
 
     def show_entry(self, node: Any, entry: Optional[Dict[str, Any]]) -> None:
         if entry and entry.get("pattern") and entry.get("state") == "finished" and entry.get("fetched", True):
-            self.host.show_read(node, entry["pattern"], int(entry["first"]), int(entry["last"]))
+            self.host.show_read(node, entry["pattern"], int(entry["first"]), int(entry["last"]),
+                                bool(entry.get("proxy")))
         else:
             self.host.show_input(node)
 

@@ -218,10 +218,13 @@ class NukeHost:
 
     # ----------------------------------------------------------- results
 
-    def show_read(self, node: Any, pattern: str, first: int, last: int) -> None:
+    def show_read(self, node: Any, pattern: str, first: int, last: int, proxy: bool = False) -> None:
+        """Point the node's Read at a version; one rendered in proxy mode is the Read's proxy file too, so
+        Nuke does not shrink it a second time."""
         read = node.node(READ)
         with _NoUndo():
             read["file"].setValue(pattern)
+            read["proxy"].setValue(pattern if proxy else "")
             for name, value in (("first", first), ("last", last), ("origfirst", first), ("origlast", last)):
                 read[name].setValue(value)
             read["raw"].setValue(True)  # the files are in the plate's own colour space: no conversion twice
