@@ -276,7 +276,11 @@ def test_queue_panel_lists_renders_and_opens_them_in_the_dag(nk, beachball, tmp_
 
     row = next(r for r in range(2) if widget.table.item(r, 2).text() == "render")
     widget.table.selectRow(row)
+    other = nuke.nodes.NoOp()
+    other.setSelected(True)
     assert widget.open_selected() is node and nuke.shown == [node]
+    assert node.isSelected() and not other.isSelected(), "Open in DAG selects the node alone"
+    assert nuke.zoomed == [(1, (node.xpos() + node.screenWidth() / 2, node.ypos() + node.screenHeight() / 2))]
     assert node["version"].value().startswith("v001 render")
     assert node.node("shotpass_read")["last"].value() == 2
     widget.hide()
@@ -733,3 +737,36 @@ def test_proxy_mode_renders_at_proxy_size_and_comes_back_as_the_proxy(nk, beachb
     (x0, y0, x1, y1), _display, _par = windows(pattern.replace("####", "0001"))
     (a0, b0, a1, b1), _d, _p = windows(beachball.replace("####", "0001"))
     assert (x1 - x0 + 1, y1 - y0 + 1) == ((a1 - a0 + 1) // 2, (b1 - b0 + 1) // 2)
+
+
+def test_an_roi_processes_only_its_box_and_the_plate_passes_through_outside(nk, beachball, tmp_path):
+    from helpers import windows
+
+    plate_read(beachball, 1, 1)
+    node = connected_node()
+    node.ui_set("pass", "stylize")
+    node.ui_set("model", "styletransfer-preset")
+    node.ui_set("use_roi", True)
+    node.ui_set("roi", [900, 600, 1100, 760])  # Nuke's pixels: y up; the display is 2048x1556
+    run(node, "render")
+    assert "1 frame(s) written" in status(node), status(node)
+    assert not nuke.allNodes("Crop") and not nuke.allNodes("Write"), "temporary nodes were left behind"
+    result = node.node("shotpass_read")["file"].value().replace("####", "0001")
+    assert windows(result)[0] == (900, 1556 - 760, 1099, 1555 - 600), "only the box was sent and processed"
+
+    write = nuke.nodes.Write(file=str(tmp_path / "comp.####.exr"), file_type="exr", channels="all")
+    write["datatype"].setValue("32 bit float")
+    write.setInput(0, node)
+    nuke.execute(write, 1, 1)  # what the node shows downstream
+    comp, plate, res = (channels(p) for p in (str(tmp_path / "comp.0001.exr"), beachball.replace("####", "0001"),
+                                              result))
+    plate_window = windows(beachball.replace("####", "0001"))[0]
+    assert windows(str(tmp_path / "comp.0001.exr"))[0] == plate_window, "the plate's bbox is kept"
+    x0, y0 = plate_window[:2]
+    box = (slice(796 - y0, 955 - y0 + 1), slice(900 - x0, 1099 - x0 + 1))
+    for name in ("R", "G", "B"):
+        expected = plate[name].astype(np.float32)
+        assert not np.array_equal(res[name].astype(np.float32), expected[box]), "the pass changed nothing"
+        expected[box] = res[name]
+        assert np.array_equal(comp[name], expected), f"{name}: outside the box the plate must pass untouched"
+    assert np.array_equal(comp["Z"], plate["Z"].astype(np.float32))

@@ -284,6 +284,10 @@ _DEFAULT_KNOBS: Dict[str, List[Callable[[], Knob]]] = {
               lambda: String_Knob("colorspace", "colorspace", "default"), lambda: Boolean_Knob("raw"),
               lambda: Boolean_Knob("create_directories")],
     "Switch": [lambda: Int_Knob("which")],
+    "Crop": [lambda: BBox_Knob("box"), lambda: Boolean_Knob("reformat"), lambda: Boolean_Knob("crop", value=True)],
+    "Rectangle": [lambda: BBox_Knob("area")],
+    "Keymix": [lambda: String_Knob("channels", value="all"),
+               lambda: Enumeration_Knob("bbox", "bbox", ["union", "B side", "A side"])],
     "Input": [lambda: Int_Knob("number")],
     "Root": [lambda: String_Knob("name", value="Root"), lambda: Int_Knob("first_frame", value=1),
              lambda: Int_Knob("last_frame", value=100), lambda: Double_Knob("frame", value=1),
@@ -527,6 +531,105 @@ def _source_read(node: Optional[Node], frame_no: int) -> Tuple[Node, int]:
             continue
         node = _upstream(node)
     raise RuntimeError("nothing to render: no Read upstream")
+
+
+_PASS_THROUGH = ("Dot", "NoOp", "Output", "Input", "Switch")
+
+
+def _pull(node: Optional[Node], frame_no: int, view: str) -> Tuple[Dict[str, Any], Dict[str, Any], bool]:
+    """What a node outputs at a frame: (channels by Nuke name as float32, EXR header, read from a proxy file).
+
+    The node classes the plugin builds are rendered as Nuke does; any other class is an error, never a guess.
+    """
+    if node is None:
+        raise RuntimeError("nothing to render: an input is not connected")
+    cls = node._class
+    if node._knobs["disable"]._value and cls not in ("Read",):
+        return _pull(node.input(0), frame_no, view)
+    if cls == "Read":
+        path = _read_path(node, frame_no - _read_offset(node), view)
+        if not os.path.isfile(path):
+            if node._knobs["on_error"].value() == "error":
+                raise RuntimeError(f"{node._name}: Read error: {path}: No such file or directory")
+            raise RuntimeError(f"{node._name}: the fake renders no black frames for missing files ({path})")
+        channels, header, _bits = _decode(path)
+        return channels, header, _uses_proxy_file(node)
+    if cls == "Group":
+        out = next((n for n in node._nodes if n._class == "Output"), None)
+        if out is None:
+            raise RuntimeError(f"{node._name}: a Group without an Output node renders nothing")
+        return _pull(out, frame_no, view)
+    if cls in _PASS_THROUGH:
+        return _pull(_upstream(node), frame_no, view)
+    if cls == "Crop":
+        return _crop(node, frame_no, view)
+    if cls == "Keymix":
+        return _keymix(node, frame_no, view)
+    raise RuntimeError(f"the fake nuke cannot render a {cls} node")
+
+
+def _exr_box(box: Tuple[float, ...], header: Dict[str, Any]) -> Tuple[int, int, int, int]:
+    """A Nuke box (x, y, r, t: y up, r and t exclusive) as an EXR window (x0, y0, x1, y1: y down, inclusive)."""
+    (dx0, dy0), (dx1, dy1) = header["displayWindow"]
+    height = int(dy1) - int(dy0) + 1
+    x, y, r, t = (int(round(v)) for v in box)
+    return x, int(dy0) + height - t, r - 1, int(dy0) + height - 1 - y
+
+
+def _window(header: Dict[str, Any]) -> Tuple[int, int, int, int]:
+    (x0, y0), (x1, y1) = header["dataWindow"]
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _place(values: Any, src: Tuple[int, int, int, int], dst: Tuple[int, int, int, int]) -> Any:
+    """Values on window src, placed on window dst (zero where src does not reach)."""
+    import numpy as np
+
+    out = np.zeros((dst[3] - dst[1] + 1, dst[2] - dst[0] + 1), np.float32)
+    x0, y0, x1, y1 = max(src[0], dst[0]), max(src[1], dst[1]), min(src[2], dst[2]), min(src[3], dst[3])
+    if x0 <= x1 and y0 <= y1:
+        out[y0 - dst[1]:y1 - dst[1] + 1, x0 - dst[0]:x1 - dst[0] + 1] = \
+            values[y0 - src[1]:y1 - src[1] + 1, x0 - src[0]:x1 - src[0] + 1]
+    return out
+
+
+def _crop(node: Node, frame_no: int, view: str) -> Tuple[Dict[str, Any], Dict[str, Any], bool]:
+    """Crop (reformat off): the bbox shrinks to the box; the pixels inside are untouched."""
+    import numpy as np
+
+    channels, header, proxy_file = _pull(node.input(0), frame_no, view)
+    box, window = _exr_box(node._knobs["box"]._value, header), _window(header)
+    inside = (max(box[0], window[0]), max(box[1], window[1]), min(box[2], window[2]), min(box[3], window[3]))
+    if inside[0] > inside[2] or inside[1] > inside[3]:
+        raise RuntimeError(f"{node._name}: the crop box lies outside the image")
+    header = dict(header)
+    header["dataWindow"] = (np.array(inside[:2], np.int32), np.array(inside[2:], np.int32))
+    return {k: _place(v, window, inside) for k, v in channels.items()}, header, proxy_file
+
+
+def _keymix(node: Node, frame_no: int, view: str) -> Tuple[Dict[str, Any], Dict[str, Any], bool]:
+    """Keymix (inputs B, A, mask; bbox "B side"): A where the mask is 1, B where it is 0, on B's bbox."""
+    import numpy as np
+
+    if node._knobs["bbox"].value() != "B side":
+        raise RuntimeError(f"{node._name}: the fake renders Keymix with bbox 'B side' only")
+    b, bhead, proxy_file = _pull(node.input(0), frame_no, view)
+    a, ahead, _ = _pull(node.input(1), frame_no, view)
+    window = _window(bhead)
+    mask_node = node.input(2)
+    if mask_node is None:
+        mask = np.ones((window[3] - window[1] + 1, window[2] - window[0] + 1), np.float32)
+    elif mask_node._class == "Rectangle":
+        box = _exr_box(mask_node._knobs["area"]._value, bhead)
+        mask = _place(np.ones((box[3] - box[1] + 1, box[2] - box[0] + 1), np.float32), box, window)
+    else:
+        m, mhead, _ = _pull(mask_node, frame_no, view)
+        mask = _place(m.get("rgba.alpha", np.zeros((1, 1), np.float32)), _window(mhead), window)
+    out = {}
+    for name, values in b.items():
+        placed = _place(a[name], _window(ahead), window) if name in a else np.zeros_like(values)
+        out[name] = np.where(mask >= 1.0, placed, np.where(mask <= 0.0, values, values * (1 - mask) + placed * mask))
+    return out, bhead, proxy_file
 
 
 def _views() -> List[str]:
@@ -799,15 +902,11 @@ def execute(node: Any, start: int, end: int, incr: int = 1, views: Optional[List
     for f in range(start, end + 1, incr):
         parts = []
         for view in chosen_views:
-            read, local = _source_read(write.input(0), f)
-            src = _read_path(read, local, view)
-            if not os.path.isfile(src):
-                raise RuntimeError(f"{read._name}: Read error: {src}: No such file or directory")
-            available, header, _bits = _decode(src)
+            available, header, from_proxy_file = _pull(write.input(0), f, view)
             picked = _pick_channels(write, available)
             if not picked:
                 raise RuntimeError(f"{write._name}: no channels to write")
-            if proxy and not _uses_proxy_file(read):
+            if proxy and not from_proxy_file:
                 _proxy_scaled(picked, header, float(_root._knobs["proxy_scale"]._value))
             header["compression"] = OpenEXR.ZIP_COMPRESSION
             pixels = {_exr_channel(k): v.astype(np.float16 if half else np.float32) for k, v in picked.items()}

@@ -104,6 +104,7 @@ class NodeJob:
     template: str  # the output template (with %V when several views render)
     views: List[str] = field(default_factory=lambda: [""])  # "": one view, files without a view token
     proxy: bool = False
+    roi: Optional[List[float]] = None
     files: Dict[str, Tuple[str, List[int]]] = field(default_factory=dict)  # plate/mask/reference pattern
     thread: Optional[threading.Thread] = None
     background: Optional[BackgroundRender] = None
@@ -479,15 +480,20 @@ class Controller:
         # Several views (stereo): a file per view (%V) and a render per view, all in one version's folder.
         stereo = len(views) > 1 and parent is None
         name = "{}_%V.####.exr" if stereo else "{}.####.exr"
+        roi = self.host.roi(node)
+        if roi is not None and (roi[2] <= roi[0] or roi[3] <= roi[1]):
+            raise SetupError(f"the roi box {roi} is empty: drag it over the part of the plate to process")
+        if roi is not None and parent is not None:
+            raise SetupError("an roi needs the plate itself: turn 'use roi' off to edit a render by reference")
         if parent is not None:
             request.parent_render = parent["render_id"]
             request.parent_frames = frames
         else:
-            request.plate_paths = None if stereo else self._plate_paths(src, frames)
+            request.plate_paths = None if stereo or roi is not None else self._plate_paths(src, frames)
             if not request.plate_paths:
                 half = self.host.is_half(src, frames[0])
                 local.writes.append(self._write(src, frames, os.path.join(work_dir, name.format("plate")), channels,
-                                                views, half))
+                                                views, half, roi))
         mask = self.host.input_node(node, 1)
         if mask is not None:
             local.writes.append(self._write(mask, frames, os.path.join(work_dir, name.format("mask")), "rgba",
@@ -505,11 +511,11 @@ class Controller:
         title = f"shotpass {'preview' if preview else 'render'}: {self.host.full_name(node)}"
         return NodeJob(self.host.node_id(node), title, request, local, self.option_values(node), preview,
                        with_view_token(template) if stereo else template, views if stereo else [""],
-                       self.host.proxy())
+                       self.host.proxy(), roi=list(roi) if roi is not None else None)
 
     def _write(self, src: Any, frames: List[int], pattern: str, channels: str, views: List[str],
-               half: bool) -> Tuple[Any, List[int], str]:
-        return self.host.make_write(src, pattern, channels, views, half), list(frames), pattern
+               half: bool, roi: Optional[Tuple[float, ...]] = None) -> Tuple[Any, List[int], str]:
+        return self.host.make_write(src, pattern, channels, views, half, roi), list(frames), pattern
 
     def _plate_paths(self, src: Any, frames: List[int]) -> Optional[Dict[int, str]]:
         """Path mode: a Read whose files lie under $SHOTPASS_PATH_MAP is read by the server; nothing travels.
@@ -556,7 +562,7 @@ class Controller:
                 job.background = BackgroundRender(self._view_request(job, view, version))
                 job.background.start()
                 meta = {"preview": job.preview, "template": job.template, "view": view, "primary": primary,
-                        "last": index == len(job.views) - 1, "proxy": job.proxy}
+                        "last": index == len(job.views) - 1, "proxy": job.proxy, "roi": job.roi}
                 finished, version = self._watch(job, task, meta)
                 primary = primary or job.background.render_id
                 if not finished:
@@ -572,7 +578,7 @@ class Controller:
                 self.host.end_progress_task(task)
             for write, _frames, _pattern in job.local.writes:
                 try:
-                    self.host.call_main(self.host.delete_node, write)
+                    self.host.call_main(self.host.delete_write, write)
                 except Exception:
                     traceback.print_exc()
             if job.local.work_dir:
@@ -687,6 +693,7 @@ class Controller:
                     entry["first"], entry["last"] = frames[0], frames[-1]
                 entry["bytes_uploaded"] = update.bytes_uploaded
                 entry["proxy"] = bool(meta["proxy"])
+                entry["roi"] = meta["roi"]
             uploaded = update.bytes_uploaded
             self.status(node, f"{where}{update.message}; {uploaded / 1e6:.1f} MB uploaded" if uploaded else
                         f"{where}{update.message}; nothing to upload")
@@ -726,7 +733,7 @@ class Controller:
     def show_entry(self, node: Any, entry: Optional[Dict[str, Any]]) -> None:
         if entry and entry.get("pattern") and entry.get("state") == "finished" and entry.get("fetched", True):
             self.host.show_read(node, entry["pattern"], int(entry["first"]), int(entry["last"]),
-                                bool(entry.get("proxy")))
+                                bool(entry.get("proxy")), entry.get("roi"))
         else:
             self.host.show_input(node)
 

@@ -25,6 +25,8 @@ from shotpass_client.ui_model import BOOL, CHOICE, FLOAT, INT, OptionField
 from .controller import CUSTOM_RANGE, ID_KNOB, INPUT_RANGE, NO_VERSIONS, STATE_KNOB, Controller
 
 READ, SWITCH = "shotpass_read", "shotpass_switch"
+ROI_MASK, ROI_MIX, ROI_CROP = "shotpass_roi_mask", "shotpass_roi_mix", "shotpass_roi_crop"
+SHOW_INPUT, SHOW_RESULT, SHOW_RESULT_IN_ROI = 0, 1, 2
 PANEL_ID = "io.shotpass.queue"
 HALF = "16-bit half float"
 
@@ -198,10 +200,25 @@ class NukeHost:
     def proxy(self) -> bool:
         return bool(nuke.root()["proxy"].value())
 
-    def make_write(self, src: Any, pattern: str, channels: str, views: Sequence[str], half: bool) -> Any:
-        """A temporary Write after src, writing what the controller asks for (in proxy mode: the same path)."""
+    def roi(self, node: Any) -> Optional[Tuple[float, float, float, float]]:
+        """The node's region of interest (x, y, r, t in Nuke's pixel coordinates) when 'use roi' is on."""
+        if not node["use_roi"].value():
+            return None
+        knob = node["roi"]
+        return float(knob.x()), float(knob.y()), float(knob.r()), float(knob.t())
+
+    def make_write(self, src: Any, pattern: str, channels: str, views: Sequence[str], half: bool,
+                   roi: Optional[Sequence[float]] = None) -> Any:
+        """A temporary Write after src, writing what the controller asks for (in proxy mode: the same path).
+        With an ROI a Crop comes first: only the box's pixels are written and sent."""
         os.makedirs(os.path.dirname(pattern), exist_ok=True)
         with self._context(src):
+            if roi is not None:
+                crop = nuke.nodes.Crop(name=ROI_CROP)
+                crop["box"].setValue(list(roi))
+                crop["reformat"].setValue(False)
+                crop.setInput(0, src)
+                src = crop
             write = nuke.nodes.Write(file=pattern, proxy=pattern, file_type="exr")
             write["datatype"].setValue("16 bit half" if half else "32 bit float")
             write["channels"].setValue(channels or "all")
@@ -213,16 +230,24 @@ class NukeHost:
     def execute_frame(self, write: Any, frame: int) -> None:
         nuke.execute(write, frame, frame, 1, views=list(write["views"].value().split()) or None)
 
-    def delete_node(self, node: Any) -> None:
-        nuke.delete(node)
+    def delete_write(self, write: Any) -> None:
+        """Remove a temporary Write and the ROI Crop made for it."""
+        crop = write.input(0)
+        nuke.delete(write)
+        if crop is not None and crop.Class() == "Crop" and crop.name().startswith(ROI_CROP):
+            nuke.delete(crop)
 
     # ----------------------------------------------------------- results
 
-    def show_read(self, node: Any, pattern: str, first: int, last: int, proxy: bool = False) -> None:
+    def show_read(self, node: Any, pattern: str, first: int, last: int, proxy: bool = False,
+                  roi: Optional[Sequence[float]] = None) -> None:
         """Point the node's Read at a version; one rendered in proxy mode is the Read's proxy file too, so
-        Nuke does not shrink it a second time."""
+        Nuke does not shrink it a second time. A version of an ROI is keyed over the plate inside its box:
+        outside it the plate passes through untouched and the plate's bbox is kept."""
         read = node.node(READ)
         with _NoUndo():
+            if roi is not None:
+                node.node(ROI_MASK)["area"].setValue(list(roi))
             read["file"].setValue(pattern)
             read["proxy"].setValue(pattern if proxy else "")
             for name, value in (("first", first), ("last", last), ("origfirst", first), ("origlast", last)):
@@ -230,11 +255,11 @@ class NukeHost:
             read["raw"].setValue(True)  # the files are in the plate's own colour space: no conversion twice
             if read.knob("reload") is not None:
                 read["reload"].execute()
-            node.node(SWITCH)["which"].setValue(1)
+            node.node(SWITCH)["which"].setValue(SHOW_RESULT if roi is None else SHOW_RESULT_IN_ROI)
 
     def show_input(self, node: Any) -> None:
         with _NoUndo():
-            node.node(SWITCH)["which"].setValue(0)
+            node.node(SWITCH)["which"].setValue(SHOW_INPUT)
 
     def take_out_read(self, node: Any, pattern: str, first: int, last: int, label: str) -> Any:
         """A plain Read of a version beside the node (the compositor's own, outside the group)."""
@@ -330,9 +355,14 @@ def _build(node: Any) -> Any:
         nuke.nodes.Input(name="reference")
         read = nuke.nodes.Read(name=READ)
         read["on_error"].setValue("black")
+        mask = nuke.nodes.Rectangle(name=ROI_MASK)
+        mix = nuke.nodes.Keymix(name=ROI_MIX)  # inputs: B (plate), A (result), mask
+        mix["bbox"].setValue("B side")
+        for index, upstream in enumerate((plate, read, mask)):
+            mix.setInput(index, upstream)
         switch = nuke.nodes.Switch(name=SWITCH)
-        switch.setInput(0, plate)
-        switch.setInput(1, read)
+        for index, upstream in enumerate((plate, read, mix)):
+            switch.setInput(index, upstream)
         nuke.nodes.Output().setInput(0, switch)
 
     def add(knob: Any, tooltip: str, newline: bool = True) -> Any:
@@ -364,6 +394,9 @@ def _build(node: Any) -> Any:
     add(nuke.String_Knob("channels", "channels"),
         "channels sent to the server: all (default: Z, motion and AOVs travel too), rgba, rgb or a layer name")\
         .setValue("all")
+    add(nuke.Boolean_Knob("use_roi", "use roi"), "process only the box below; outside it the plate passes "
+        "through untouched (its bbox is kept)")
+    add(nuke.BBox_Knob("roi", "roi"), "the box to process (x, y, r, t in pixels)", newline=False)
     add(nuke.File_Knob("output", "output"),
         "where results are written, like a Write's file: v### becomes the render's version, #### the frame")
     add(nuke.Text_Knob("actions", ""), "render this node, or work with its versions")
