@@ -32,6 +32,7 @@ def nk(tmp_path, monkeypatch, server):
     script = tmp_path / "proj" / "sh010_comp_v002.nk"
     script.parent.mkdir()
     nuke.root()["name"].setValue(str(script))
+    nuke.root()["OCIO_config"].setValue("aces_1.2")  # a studio's ACES config; nuke-default is tested on its own
     nuke.root()["workingSpaceLUT"].setValue("ACES - ACEScg")
     monkeypatch.setenv("SHOTPASS_SERVER", server.address)
     monkeypatch.setenv("SHOTPASS_OUTPUT", str(tmp_path / "out"))
@@ -92,7 +93,8 @@ def test_render_frames_1_to_8_points_the_read_at_aligned_outputs(nk, beachball):
     node = connected_node()
     assert node.input(0) is read
     assert (node["project"].value(), node["shot"].value(), node["colour_space"].value()) == (
-        "proj", "sh010_comp", "ACEScg")
+        "proj", "sh010_comp", "auto")
+    assert "ACES - ACEScg" in node["colour_space"].values()
     assert {"passthrough", "stylize", "upscale", "inpaint"} <= set(node["pass"].values())
     node.ui_set("pass", "passthrough")
     assert node["model"].value() == "passthrough"
@@ -111,6 +113,7 @@ def test_render_frames_1_to_8_points_the_read_at_aligned_outputs(nk, beachball):
         assert not np.array_equal(out, src[f % 8]), "frames are not distinct: alignment is untested"
     entry = state(node)["versions"][0]
     assert entry["state"] == "finished" and entry["version"] == 1 and (entry["first"], entry["last"]) == (1, 8)
+    assert inner["colorspace"].value() == "ACES - ACEScg" and inner["raw"].value() is False
     assert node["version"].value().startswith("v001 render finished")
     assert not nuke.allNodes("Write"), "the temporary Write was not removed"
     assert nuke.executed == [("Write1", f, f, ("main",)) for f in range(1, 9)], "one frame per main-thread call"
@@ -770,3 +773,122 @@ def test_an_roi_processes_only_its_box_and_the_plate_passes_through_outside(nk, 
         expected[box] = res[name]
         assert np.array_equal(comp[name], expected), f"{name}: outside the box the plate must pass untouched"
     assert np.array_equal(comp["Z"], plate["Z"].astype(np.float32))
+
+
+# ---------------------------------------------------------------- colour, file names, frame ranges
+
+
+def test_colour_names_map_to_the_servers_config():
+    from shotpass_client.colour_names import ColourNameError, server_colour_space
+    from shotpass_server.frames.colour import ColourSpaces
+
+    spaces = ColourSpaces().names()
+    assert server_colour_space("linear", spaces) == "Linear Rec.709 (sRGB)", "nuke-default linear is Rec.709"
+    assert server_colour_space("default (linear)", spaces) == "Linear Rec.709 (sRGB)"
+    assert server_colour_space("sRGB", spaces) == "sRGB Encoded Rec.709 (sRGB)"
+    assert server_colour_space("ACES - ACEScg", spaces) == "ACEScg"
+    assert server_colour_space("Utility - sRGB - Texture", spaces) == "sRGB Encoded Rec.709 (sRGB)"
+    assert server_colour_space("Linear Rec.2020", spaces) == "Linear Rec.2020"
+    with pytest.raises(ColourNameError, match="'Cineon' has no equivalent"):
+        server_colour_space("Cineon", spaces)
+
+
+def test_nuke_default_linear_is_sent_as_rec709_linear_and_the_result_read_uses_it(nk, beachball, client):
+    nuke.root()["OCIO_config"].setValue("nuke-default")
+    nuke.root()["workingSpaceLUT"].setValue("linear")
+    plate_read(beachball, 1, 1)
+    node = connected_node()
+    assert node["colour_space"].values()[:3] == ["auto", "linear", "sRGB"], "the menu is the script's config"
+    node.ui_set("pass", "passthrough")
+    run(node, "render")
+    rid = state(node)["versions"][0]["render_id"]
+    assert client.get_render(rid).settings.colour_space == "Linear Rec.709 (sRGB)"
+    inner = node.node("shotpass_read")
+    assert inner["colorspace"].value() == "linear" and inner["raw"].value() is False
+    node.ui_set("colour_space", "Cineon")
+    node["render"].execute()
+    assert status(node).startswith("cannot render: colour space 'Cineon' has no equivalent"), status(node)
+
+
+def test_path_mode_sends_the_reads_own_colour_space_evaluated_path_and_offset(nk, beachball, tmp_path, monkeypatch,
+                                                                             client):
+    from conftest import BEACHBALL
+
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+
+    srv = ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", path_roots=[BEACHBALL]))
+    srv.start()
+    try:
+        monkeypatch.setenv("SHOTPASS_SERVER", srv.address)
+        monkeypatch.setenv("SHOTPASS_PATH_MAP", f"{Path(beachball).parent}={BEACHBALL}")
+        monkeypatch.setenv("PLATES", str(Path(beachball).parent))
+        read = plate_read("[getenv PLATES]/singlepart.####.exr", 1, 3)
+        read["frame_mode"].setValue("offset")
+        read["frame"].setValue("1000")  # the plate's file frames 1-3 are the comp's frames 1001-1003
+        read["colorspace"].setValue("Utility - sRGB - Texture")
+        node = connected_node()
+        node.ui_set("pass", "passthrough")
+        run(node, "render")
+        assert "3 frame(s) written" in status(node), status(node)
+        assert nuke.executed == [], "path mode renders nothing locally"
+        from shotpass_client import Client
+
+        with Client(srv.address) as c:
+            render = c.get_render(state(node)["versions"][0]["render_id"])
+        assert render.settings.colour_space == "sRGB Encoded Rec.709 (sRGB)"
+        assert [(f.frame, f.input_name) for f in render.frames] == [
+            (1000 + f, f"singlepart.{f:04d}.exr") for f in (1, 2, 3)]
+        inner = node.node("shotpass_read")
+        assert inner["colorspace"].value() == "Utility - sRGB - Texture"
+        pattern = inner["file"].value()
+        for f in (1, 2, 3):
+            out = channels(pattern.replace("####", f"{1000 + f:04d}"))["R"]
+            assert np.array_equal(out, channels(beachball.replace("####", f"{f:04d}"))["R"])
+    finally:
+        srv.stop(0.5)
+
+
+def test_a_read_frame_offset_is_respected_when_the_plate_is_rendered(nk, beachball):
+    read = plate_read(beachball, 1, 2)
+    read["frame_mode"].setValue("start at")
+    read["frame"].setValue("1001")
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    run(node, "render")
+    inner = node.node("shotpass_read")
+    assert [inner[k].value() for k in ("first", "last")] == [1001, 1002]
+    for f in (1, 2):
+        out = channels(inner["file"].value().replace("####", f"{1000 + f:04d}"))["R"]
+        assert np.array_equal(out, channels(beachball.replace("####", f"{f:04d}"))["R"])
+
+
+@pytest.mark.parametrize("path_mode", [False, True])
+def test_an_unnumbered_still_renders_as_one_frame(nk, beachball, tmp_path, monkeypatch, path_mode):
+    import shutil
+
+    from conftest import BEACHBALL
+
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+
+    stills = tmp_path / "stills"
+    stills.mkdir()
+    still = stills / "still.exr"  # a file the server may read in path mode (its root), named without a number
+    shutil.copy(BEACHBALL / "singlepart.0004.exr", still)
+    srv = ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "d", path_roots=[stills]))
+    srv.start()
+    try:
+        monkeypatch.setenv("SHOTPASS_SERVER", srv.address)
+        if path_mode:
+            monkeypatch.setenv("SHOTPASS_PATH_MAP", f"{stills}={stills}")
+        plate_read(str(still), 1, 1)
+        node = connected_node()
+        node.ui_set("pass", "passthrough")
+        run(node, "render")
+        assert "1 frame(s) written" in status(node), status(node)
+        assert (nuke.executed == []) == path_mode
+        out = channels(node.node("shotpass_read")["file"].value().replace("####", "0001"))["R"]
+        assert np.array_equal(out, channels(str(still))["R"])
+    finally:
+        srv.stop(0.5)

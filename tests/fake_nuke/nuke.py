@@ -217,6 +217,44 @@ class Enumeration_Knob(Knob):
         return {**super()._saved(), "value": self.value(), "values": self._values}
 
 
+# What each OCIO config lists (Nuke 14's nuke-default, an ACES 1.2 studio config), for Colorspace knobs.
+OCIO_CONFIGS: Dict[str, List[str]] = {
+    "nuke-default": ["linear", "sRGB", "rec709", "Cineon", "Gamma1.8", "Gamma2.2", "Gamma2.4", "Panalog",
+                     "REDLog", "ViperLog", "AlexaV3LogC", "PLogLin", "SLog", "SLog1", "SLog2", "SLog3", "CLog",
+                     "Log3G10", "Log3G12", "HybridLogGamma", "Protune", "BT1886", "st2084", "raw"],
+    "aces_1.2": ["ACES - ACES2065-1", "ACES - ACEScc", "ACES - ACEScct", "ACES - ACEScg",
+                 "Utility - Linear - sRGB", "Utility - sRGB - Texture", "Utility - Raw",
+                 "Input - ARRI - V3 LogC (EI800) - Wide Gamut"],
+}
+
+
+class Colorspace_Knob(Enumeration_Knob):
+    """The script's OCIO colour spaces (Root's OCIO_config), "default" first on Reads and Writes."""
+
+    def __init__(self, name: str, label: Optional[str] = None, with_default: bool = True) -> None:
+        super().__init__(name, label, [])
+        self._with_default = with_default
+        self._chosen = "default" if with_default else "linear"
+
+    def values(self) -> List[str]:
+        holder = self._node if isinstance(self._node, Root) else globals().get("_root")
+        spaces = OCIO_CONFIGS[holder._knobs["OCIO_config"]._value] if holder is not None else []
+        return (["default"] if self._with_default else []) + spaces
+
+    def value(self) -> str:
+        return self._chosen
+
+    def setValue(self, value: Any) -> bool:
+        if str(value) not in self.values():
+            raise ValueError(f"{self._name}: {value!r} is not a colour space of the script's OCIO config")
+        self._chosen = str(value)
+        self._changed()
+        return True
+
+    def _saved(self) -> Dict[str, Any]:
+        return {**Knob._saved(self), "value": self._chosen}
+
+
 class PyScript_Knob(Knob):
     def __init__(self, name: str, label: Optional[str] = None, command: str = "") -> None:
         super().__init__(name, label, command)
@@ -274,14 +312,14 @@ _DEFAULT_KNOBS: Dict[str, List[Callable[[], Knob]]] = {
              lambda: Enumeration_Knob("frame_mode", "frame", ["expression", "start at", "offset"]),
              lambda: String_Knob("frame", "frame", ""),
              lambda: Enumeration_Knob("on_error", "missing frames", ["error", "black", "checkerboard"]),
-             lambda: String_Knob("colorspace", "colorspace", "default"), lambda: Boolean_Knob("raw"),
+             lambda: Colorspace_Knob("colorspace"), lambda: Boolean_Knob("raw"),
              lambda: PyScript_Knob("reload", "Reload")],
     "Write": [lambda: File_Knob("file"), lambda: File_Knob("proxy"),
               lambda: Enumeration_Knob("file_type", "file type", [" ", "exr", "png"]),
               lambda: Enumeration_Knob("datatype", "datatype", ["16 bit half", "32 bit float"]),
               lambda: String_Knob("channels", "channels", "rgb"),
               lambda: String_Knob("views", "views", ""),
-              lambda: String_Knob("colorspace", "colorspace", "default"), lambda: Boolean_Knob("raw"),
+              lambda: Colorspace_Knob("colorspace"), lambda: Boolean_Knob("raw"),
               lambda: Boolean_Knob("create_directories")],
     "Switch": [lambda: Int_Knob("which")],
     "Crop": [lambda: BBox_Knob("box"), lambda: Boolean_Knob("reformat"), lambda: Boolean_Knob("crop", value=True)],
@@ -295,7 +333,7 @@ _DEFAULT_KNOBS: Dict[str, List[Callable[[], Knob]]] = {
              lambda: Double_Knob("proxy_scale", value=0.5),
              lambda: String_Knob("colorManagement", value="Nuke"),
              lambda: String_Knob("OCIO_config", value="nuke-default"),
-             lambda: String_Knob("workingSpaceLUT", "working space", "linear")],
+             lambda: Colorspace_Knob("workingSpaceLUT", "working space", with_default=False)],
 }
 
 
@@ -898,6 +936,9 @@ def execute(node: Any, start: int, end: int, incr: int = 1, views: Optional[List
     if unknown:
         raise RuntimeError(f"{write._name}: views {unknown} are not in the script ({_views()})")
     half = write._knobs["datatype"].value() == "16 bit half"
+    space = write._knobs["colorspace"].value()
+    if not write._knobs["raw"]._value and space not in ("default", _root._knobs["workingSpaceLUT"].value()):
+        raise RuntimeError(f"{write._name}: the fake cannot convert to {space!r} (it writes working-space values)")
     executed.append((write._name, start, end, tuple(chosen_views)))
     for f in range(start, end + 1, incr):
         parts = []
@@ -923,6 +964,22 @@ def execute(node: Any, start: int, end: int, incr: int = 1, views: Optional[List
             exr_parts = [OpenEXR.Part({**header, "view": view}, {n: OpenEXR.Channel(n, p) for n, p in pixels.items()},
                                       view) for view, header, pixels in parts]
             OpenEXR.File(exr_parts).write(out)
+
+
+REPLACE = 1
+
+
+def filename(node: Node, flags: int = 0) -> Optional[str]:
+    """The file a Read/Write uses, TCL and environment expressions evaluated; frame tokens kept (printf
+    style, as Nuke returns them) unless REPLACE asks for the current frame's file."""
+    _main_only("nuke.filename")
+    knob = node._knobs.get("file")
+    if knob is None:
+        return None
+    text = _evaluate_tcl(str(knob._value), node)
+    if flags & REPLACE:
+        return _frame_path(text, int(_root._knobs["frame"]._value))
+    return re.sub(r"#+", lambda m: f"%0{len(m.group(0))}d", text)
 
 
 def executeInMainThread(call: Callable[..., Any], args: tuple = (), kwargs: Optional[dict] = None) -> None:
@@ -1048,7 +1105,9 @@ def _load_knobs(node: Node, data: Dict[str, Any]) -> None:
             node.addKnob(knob)
         if knob is None:
             continue
-        if isinstance(knob, Enumeration_Knob):
+        if isinstance(knob, Colorspace_Knob):
+            knob._chosen = saved["value"]
+        elif isinstance(knob, Enumeration_Knob):
             knob._values = list(saved.get("values", knob._values))
             knob._index = knob._values.index(saved["value"]) if saved["value"] in knob._values else 0
         else:

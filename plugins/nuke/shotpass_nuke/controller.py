@@ -34,6 +34,7 @@ from shotpass_client.background import (
     drain_updates,
 )
 from shotpass_client.client import DEFAULT_ADDRESS
+from shotpass_client.colour_names import ColourNameError, server_colour_space
 from shotpass_client.connection import Connection
 from shotpass_client.jobs import RenderSpec, fetch_outputs, server_paths
 from shotpass_client.naming import (
@@ -49,7 +50,6 @@ from shotpass_client.patterns import FramePattern, PatternError, parse_frame_ran
 from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.ui_model import (
     find_model,
-    match_colour_space,
     option_fields,
     pass_models,
     render_summary,
@@ -65,6 +65,7 @@ NO_VERSIONS = "(no renders yet)"
 SETTINGS_KNOBS = ("pass", "model", "prompt", "negative_prompt", "strength", "seed", "colour_space",
                   "range_mode", "frames", "channels")
 INPUT_RANGE, CUSTOM_RANGE = "input range", "custom"
+AUTO_SPACE = "auto"  # the plate's own: a Read's colour space when the server reads its files, else the working space
 CONNECT_TIMEOUT = 3.0
 ACTIVE = ("queued", "running")
 
@@ -105,6 +106,7 @@ class NodeJob:
     views: List[str] = field(default_factory=lambda: [""])  # "": one view, files without a view token
     proxy: bool = False
     roi: Optional[List[float]] = None
+    colour_space: str = ""  # the host's name of the plate's colour space (results come back in it)
     files: Dict[str, Tuple[str, List[int]]] = field(default_factory=dict)  # plate/mask/reference pattern
     thread: Optional[threading.Thread] = None
     background: Optional[BackgroundRender] = None
@@ -200,9 +202,7 @@ class Controller:
         self.host.set(node, "project", project)
         self.host.set(node, "shot", shot)
         self.host.set(node, "output", default_output_template(script, shot))
-        working = self.host.working_space()
-        if working:
-            self.host.set_choices(node, "colour_space", [working], working)
+        self.host.set_choices(node, "colour_space", [AUTO_SPACE] + self.host.colour_spaces(), AUTO_SPACE)
         self.save_state(node, self.state(node))
         self.refresh(node)
 
@@ -294,10 +294,6 @@ class Controller:
         self.host.set_choices(node, "pass", passes, current if current in passes else
                               ("stylize" if "stylize" in passes else passes[0] if passes else ""))
         self.update_models(node)
-        spaces = list(info.colour_spaces)
-        space = match_colour_space(self.host.get(node, "colour_space") or self.host.working_space(), spaces,
-                                   info.default_colour_space)
-        self.host.set_choices(node, "colour_space", spaces or [space], space)
         st = self.state(node)
         by_id = {r.id: r for r in renders}
         for e in st["versions"]:
@@ -485,15 +481,26 @@ class Controller:
             raise SetupError(f"the roi box {roi} is empty: drag it over the part of the plate to process")
         if roi is not None and parent is not None:
             raise SetupError("an roi needs the plate itself: turn 'use roi' off to edit a render by reference")
+        chosen = self.host.get(node, "colour_space") or AUTO_SPACE
+        working = self.host.working_space()
         if parent is not None:
             request.parent_render = parent["render_id"]
             request.parent_frames = frames
+            host_space = parent.get("colour_space") or working  # the parent's results are in its plate's space
         else:
             request.plate_paths = None if stereo or roi is not None else self._plate_paths(src, frames)
-            if not request.plate_paths:
+            if request.plate_paths:  # the server reads the files: they are in the Read's own colour space
+                host_space = self.host.read_colour_space(src) or working if chosen == AUTO_SPACE else chosen
+            else:
+                host_space = working if chosen == AUTO_SPACE else chosen
                 half = self.host.is_half(src, frames[0])
                 local.writes.append(self._write(src, frames, os.path.join(work_dir, name.format("plate")), channels,
-                                                views, half, roi))
+                                                views, half, roi, host_space))
+        if info is not None:
+            try:
+                request.spec.colour_space = server_colour_space(host_space, info.colour_spaces)
+            except ColourNameError as err:
+                raise SetupError(str(err)) from None
         mask = self.host.input_node(node, 1)
         if mask is not None:
             local.writes.append(self._write(mask, frames, os.path.join(work_dir, name.format("mask")), "rgba",
@@ -511,11 +518,12 @@ class Controller:
         title = f"shotpass {'preview' if preview else 'render'}: {self.host.full_name(node)}"
         return NodeJob(self.host.node_id(node), title, request, local, self.option_values(node), preview,
                        with_view_token(template) if stereo else template, views if stereo else [""],
-                       self.host.proxy(), roi=list(roi) if roi is not None else None)
+                       self.host.proxy(), roi=list(roi) if roi is not None else None, colour_space=host_space)
 
     def _write(self, src: Any, frames: List[int], pattern: str, channels: str, views: List[str],
-               half: bool, roi: Optional[Tuple[float, ...]] = None) -> Tuple[Any, List[int], str]:
-        return self.host.make_write(src, pattern, channels, views, half, roi), list(frames), pattern
+               half: bool, roi: Optional[Tuple[float, ...]] = None,
+               colour_space: Optional[str] = None) -> Tuple[Any, List[int], str]:
+        return self.host.make_write(src, pattern, channels, views, half, roi, colour_space), list(frames), pattern
 
     def _plate_paths(self, src: Any, frames: List[int]) -> Optional[Dict[int, str]]:
         """Path mode: a Read whose files lie under $SHOTPASS_PATH_MAP is read by the server; nothing travels.
@@ -525,7 +533,10 @@ class Controller:
         if not found or not path_map:
             return None
         pattern, offset = found
-        files = {f: FramePattern.parse(pattern).path(f - offset) for f in frames}
+        try:
+            files = {f: FramePattern.parse(pattern).path(f - offset) for f in frames}
+        except PatternError:  # an un-numbered still: the same file is its one frame
+            files = {f: pattern for f in frames[:1]}
         if not all(os.path.isfile(p) for p in files.values()):
             return None
         return server_paths(files, path_map)
@@ -554,19 +565,22 @@ class Controller:
             task = self.host.progress_task(job.title)
             self._render_locally(job, task)
             self._check_files(job)
-            info = self.info.get(job.request.server)
-            if info is not None:
-                job.request.spec.options = self.format_options(info, job.request.spec.model, job.values)
+            info = self._info_for(job)
+            job.request.spec.options = self.format_options(info, job.request.spec.model, job.values)
+            job.request.spec.colour_space = server_colour_space(job.colour_space, info.colour_spaces)
             primary, version = "", 0
             for index, view in enumerate(job.views):
                 job.background = BackgroundRender(self._view_request(job, view, version))
                 job.background.start()
                 meta = {"preview": job.preview, "template": job.template, "view": view, "primary": primary,
-                        "last": index == len(job.views) - 1, "proxy": job.proxy, "roi": job.roi}
+                        "last": index == len(job.views) - 1, "proxy": job.proxy, "roi": job.roi,
+                        "colour_space": job.colour_space}
                 finished, version = self._watch(job, task, meta)
                 primary = primary or job.background.render_id
                 if not finished:
                     break
+        except (ClientError, ColourNameError) as err:
+            self.host.main_thread(self._status_by_id, job.node_id, f"failed: {err}")
         except Cancelled:
             self.host.main_thread(self._status_by_id, job.node_id, "cancelled while rendering the plate locally: "
                                   "nothing was sent")
@@ -586,6 +600,18 @@ class Controller:
             with self._lock:
                 if self.jobs.get(job.node_id) is job:
                     del self.jobs[job.node_id]
+
+    def _info_for(self, job: NodeJob) -> Any:
+        """Worker: the server's models and colour spaces (asked now when the node has not connected yet,
+        e.g. right after a script was reopened)."""
+        info = self.info.get(job.request.server)
+        if info is None:
+            conn = Connection(job.request.server, job.request.token, job.request.tls_ca, job.request.tls_cert,
+                              job.request.tls_key)
+            with conn.client(CONNECT_TIMEOUT) as client:
+                info = client.server_info()
+            self.info[job.request.server] = info
+        return info
 
     def _render_locally(self, job: NodeJob, task: Any) -> None:
         """Each frame is one short main-thread call: Nuke redraws and the cancel button works in between."""
@@ -694,6 +720,7 @@ class Controller:
                 entry["bytes_uploaded"] = update.bytes_uploaded
                 entry["proxy"] = bool(meta["proxy"])
                 entry["roi"] = meta["roi"]
+                entry["colour_space"] = meta["colour_space"]
             uploaded = update.bytes_uploaded
             self.status(node, f"{where}{update.message}; {uploaded / 1e6:.1f} MB uploaded" if uploaded else
                         f"{where}{update.message}; nothing to upload")
@@ -733,7 +760,7 @@ class Controller:
     def show_entry(self, node: Any, entry: Optional[Dict[str, Any]]) -> None:
         if entry and entry.get("pattern") and entry.get("state") == "finished" and entry.get("fetched", True):
             self.host.show_read(node, entry["pattern"], int(entry["first"]), int(entry["last"]),
-                                bool(entry.get("proxy")), entry.get("roi"))
+                                bool(entry.get("proxy")), entry.get("roi"), entry.get("colour_space") or "")
         else:
             self.host.show_input(node)
 
@@ -753,7 +780,8 @@ class Controller:
             self.status(node, "take out as Read: select a finished version first")
             return None
         read = self.host.take_out_read(node, entry["pattern"], int(entry["first"]), int(entry["last"]),
-                                       f"{self.host.get(node, 'shot')} v{int(entry.get('version') or 0):03d}")
+                                       f"{self.host.get(node, 'shot')} v{int(entry.get('version') or 0):03d}",
+                                       entry.get("colour_space") or "")
         self.status(node, f"{version_label(entry)} taken out as {self.host.base_name(read)}")
         return read
 

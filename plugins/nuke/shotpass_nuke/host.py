@@ -152,12 +152,37 @@ class NukeHost:
         return int(node.firstFrame()), int(node.lastFrame())
 
     def read_file(self, node: Any) -> Optional[Tuple[str, int]]:
-        """A Read's file pattern with its TCL/environment expressions evaluated, and its frame offset."""
+        """A Read's file pattern with its TCL/environment expressions evaluated (frame token kept), and the
+        offset between the frames it outputs and its file frames."""
         if node.Class() != "Read":
             return None
-        pattern = node["file"].evaluate() if hasattr(node["file"], "evaluate") else node["file"].value()
+        pattern = nuke.filename(node)
         offset = int(node.firstFrame()) - int(node["first"].value())
-        return pattern, offset
+        return (pattern, offset) if pattern else None
+
+    def read_colour_space(self, node: Any) -> Optional[str]:
+        """The colour space a Read says its files are in ("default" resolved as Nuke does: the working space
+        for float files), or None for anything but a Read."""
+        if node.Class() != "Read":
+            return None
+        value = str(node["colorspace"].value())
+        if value.startswith("default"):
+            inner = value[value.find("(") + 1:value.rfind(")")] if "(" in value else ""
+            return inner or self.working_space()
+        return value
+
+    def colour_spaces(self) -> List[str]:
+        """The colour spaces of the script's OCIO config."""
+        try:
+            return [v for v in nuke.root()["workingSpaceLUT"].values() if not v.startswith("default")]
+        except Exception:
+            pass
+        try:
+            import PyOpenColorIO  # Nuke ships it; its current config is the script's
+
+            return list(PyOpenColorIO.GetCurrentConfig().getColorSpaceNames())
+        except Exception:
+            return [self.working_space()] if self.working_space() else []
 
     def selected_shotpass_nodes(self) -> List[Any]:
         with nuke.root():
@@ -208,7 +233,7 @@ class NukeHost:
         return float(knob.x()), float(knob.y()), float(knob.r()), float(knob.t())
 
     def make_write(self, src: Any, pattern: str, channels: str, views: Sequence[str], half: bool,
-                   roi: Optional[Sequence[float]] = None) -> Any:
+                   roi: Optional[Sequence[float]] = None, colour_space: Optional[str] = None) -> Any:
         """A temporary Write after src, writing what the controller asks for (in proxy mode: the same path).
         With an ROI a Crop comes first: only the box's pixels are written and sent."""
         os.makedirs(os.path.dirname(pattern), exist_ok=True)
@@ -223,7 +248,10 @@ class NukeHost:
             write["datatype"].setValue("16 bit half" if half else "32 bit float")
             write["channels"].setValue(channels or "all")
             write["views"].setValue(" ".join(views))
-            write["raw"].setValue(True)  # the working space's values as they are: the server is told their space
+            if colour_space and colour_space != self.working_space():
+                write["colorspace"].setValue(colour_space)  # the plate is sent in the space the user picked
+            else:
+                write["raw"].setValue(True)  # the working space's values as they are: the server is told so
             write.setInput(0, src)
         return write
 
@@ -240,7 +268,7 @@ class NukeHost:
     # ----------------------------------------------------------- results
 
     def show_read(self, node: Any, pattern: str, first: int, last: int, proxy: bool = False,
-                  roi: Optional[Sequence[float]] = None) -> None:
+                  roi: Optional[Sequence[float]] = None, colour_space: str = "") -> None:
         """Point the node's Read at a version; one rendered in proxy mode is the Read's proxy file too, so
         Nuke does not shrink it a second time. A version of an ROI is keyed over the plate inside its box:
         outside it the plate passes through untouched and the plate's bbox is kept."""
@@ -252,7 +280,7 @@ class NukeHost:
             read["proxy"].setValue(pattern if proxy else "")
             for name, value in (("first", first), ("last", last), ("origfirst", first), ("origlast", last)):
                 read[name].setValue(value)
-            read["raw"].setValue(True)  # the files are in the plate's own colour space: no conversion twice
+            _set_colour(read, colour_space or self.working_space())
             if read.knob("reload") is not None:
                 read["reload"].execute()
             node.node(SWITCH)["which"].setValue(SHOW_RESULT if roi is None else SHOW_RESULT_IN_ROI)
@@ -261,11 +289,12 @@ class NukeHost:
         with _NoUndo():
             node.node(SWITCH)["which"].setValue(SHOW_INPUT)
 
-    def take_out_read(self, node: Any, pattern: str, first: int, last: int, label: str) -> Any:
+    def take_out_read(self, node: Any, pattern: str, first: int, last: int, label: str,
+                      colour_space: str = "") -> Any:
         """A plain Read of a version beside the node (the compositor's own, outside the group)."""
         with self._context(node):
             read = nuke.nodes.Read(file=pattern, first=first, last=last, origfirst=first, origlast=last)
-            read["raw"].setValue(True)
+            _set_colour(read, colour_space or self.working_space())
             read["label"].setValue(label)
             read.setXYpos(node.xpos() + 150, node.ypos())
         return read
@@ -309,6 +338,15 @@ class NukeHost:
 
     def end_progress_task(self, task: Any) -> None:
         task.setProgress(100)
+
+
+def _set_colour(read: Any, colour_space: str) -> None:
+    """A Read of results: they are in the plate's colour space, so the Read converts from it as from any plate."""
+    read["raw"].setValue(False)
+    try:
+        read["colorspace"].setValue(colour_space)
+    except (ValueError, TypeError):  # not a name of this script's config: leave Nuke's default
+        traceback.print_exc()
 
 
 def _guarded(fn: Callable[..., Any], *args: Any) -> None:
