@@ -686,7 +686,8 @@ def test_take_out_as_read_gives_a_plain_read_of_the_version(nk, beachball):
     read = reads[0]
     assert read["file"].value() == node.node("shotpass_read")["file"].value()
     assert [read[k].value() for k in ("first", "last", "origfirst", "origlast")] == [1, 2, 1, 2]
-    assert read["raw"].value() is True and "v001" in read["label"].value()
+    assert read["raw"].value() is False and read["colorspace"].value() == "ACES - ACEScg"
+    assert "v001" in read["label"].value()
     assert "taken out as" in status(node)
 
 
