@@ -87,13 +87,33 @@ def test_vendored_closure_renders_through_a_real_server_in_a_bare_interpreter(ve
     folder = str(vendored[version])
     for module in ("grpc", "typing_extensions"):
         assert result[module].startswith(folder), f"{module} came from {result[module]}, not {folder}"
-    assert result["client"].startswith(str(PLUGIN / "vendor" / "common"))
+    assert result["client"].startswith(str(ROOT / "shared")), "from a checkout the checkout's client is used"
     # Nothing but the interpreter's own library and the plugin folder was loaded.
-    allowed = (result["base_prefix"], os.path.realpath(PLUGIN), str(BARE / "roundtrip.py"))
+    allowed = (result["base_prefix"], os.path.realpath(PLUGIN), str(BARE / "roundtrip.py"),
+               os.path.realpath(ROOT / "shared" / "shotpass_client"))
     strays = [f for f in result["loaded"] if not f.startswith(allowed)]
     assert strays == []
     out = result["outputs"]["7"]
     assert np.array_equal(channels(out)["R"], channels(plate)["R"])
+
+
+def test_an_installed_plugin_uses_its_own_copy_of_the_client(vendored, tmp_path, server, beachball):
+    """A plugin folder copied out of the checkout (how studios install it) runs on vendor/ alone."""
+    installed = tmp_path / "site" / "nuke" / "shotpass"
+    keep = {"common", vendored["3.11"].name}
+
+    def ignore(folder: str, names: list) -> list:
+        other_vendors = [n for n in names if Path(folder).name == "vendor" and n not in keep]
+        return other_vendors + [n for n in names if n == "__pycache__"]
+
+    shutil.copytree(PLUGIN, installed, symlinks=True, ignore=ignore)
+    exe = bare_python("3.11")
+    plate = beachball.replace("####", "0003")
+    result = run_bare(exe, BARE / "roundtrip.py", str(installed), server.address, plate, str(tmp_path / "out"))
+    assert result["client"].startswith(str(installed / "vendor" / "common"))
+    assert result["grpc"].startswith(str(installed / "vendor"))
+    allowed = (result["base_prefix"], os.path.realpath(installed), str(BARE / "roundtrip.py"))
+    assert [f for f in result["loaded"] if not f.startswith(allowed)] == []
 
 
 def test_every_vendored_folder_holds_its_whole_dependency_closure(vendored):

@@ -277,6 +277,17 @@ def test_queue_panel_lists_renders_and_opens_them_in_the_dag(nk, beachball, tmp_
     if os.environ.get("SHOTPASS_SCREENSHOT"):
         widget.grab().save(os.environ["SHOTPASS_SCREENSHOT"])
 
+    # A refresh in the background reads the server and project fields on the main thread only.
+    import threading
+
+    on_main, text = [], widget.server.text
+    widget.server.text = lambda: (on_main.append(threading.current_thread() is threading.main_thread()), text())[1]
+    widget.refresh()
+    deadline = time.monotonic() + 30
+    while widget._busy and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    assert not widget._busy and on_main and all(on_main)
     row = next(r for r in range(2) if widget.table.item(r, 2).text() == "render")
     widget.table.selectRow(row)
     other = nuke.nodes.NoOp()
@@ -893,3 +904,59 @@ def test_an_unnumbered_still_renders_as_one_frame(nk, beachball, tmp_path, monke
         assert np.array_equal(out, channels(str(still))["R"])
     finally:
         srv.stop(0.5)
+
+
+# ---------------------------------------------------------------- farm
+
+
+def test_nuke_t_renders_a_saved_script_headless_with_progress_on_stdout(nk, beachball, server):
+    plate_read(beachball, 1, 8)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    node.ui_set("range_mode", "custom")
+    node.ui_set("frames", "2-3")
+    script = nuke.root().name()
+    nuke.scriptSave(script)
+    # `nuke -t shotpass_render.py script.nk ShotPass1 --save`: Nuke's Python with the script's plugin path.
+    env = {**os.environ, "PYTHONPATH": str(FAKE), "SHOTPASS_SERVER": server.address}
+    done = subprocess.run([sys.executable, str(PLUGIN / "shotpass_render.py"), script, "ShotPass1", "--save"],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert any("rendering the plate locally: frame 2 (1/2)" in line for line in lines), done.stdout
+    assert any("rendering: 2/2 frames" in line for line in lines), done.stdout
+    assert any(line.endswith("2 frame(s) written") for line in lines), done.stdout
+    nuke.scriptOpen(script)  # saved back: the node lists its new version
+    node = nuke.toNode("ShotPass1")
+    entry = state(node)["versions"][0]
+    assert entry["state"] == "finished" and (entry["first"], entry["last"]) == (2, 3)
+    for f in (2, 3):
+        out = channels(entry["pattern"].replace("####", f"{f:04d}"))["R"]
+        assert np.array_equal(out, channels(beachball.replace("####", f"{f:04d}"))["R"])
+    bad = subprocess.run([sys.executable, str(PLUGIN / "shotpass_render.py"), script, "NoSuchNode"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "no ShotPass node NoSuchNode" in bad.stdout
+
+
+def test_the_farm_command_is_a_working_shotpass_render_line(nk, beachball, capsys):
+    import shlex
+
+    from helpers import run_cli
+
+    plate_read(beachball, 1, 8)
+    node = connected_node()
+    node.ui_set("pass", "stylize")
+    node.ui_set("model", "styletransfer-preset")
+    node.ui_set("opt_style", "3")
+    node.ui_set("range_mode", "custom")
+    node.ui_set("frames", "4")
+    node["farm"].execute()
+    lines = node["farm_command"].value().splitlines()
+    assert lines[0].startswith("nuke -t ") and "shotpass_render.py" in lines[0] and "ShotPass1 --save" in lines[0]
+    argv = shlex.split(lines[1])
+    assert argv[:2] == ["shotpass", "render"] and "style=3" in argv and "--colour-space" in argv
+    capsys.readouterr()
+    code, payload, err = run_cli(capsys, argv[1:] + ["--json"])
+    assert code == 0, err
+    out_dir = Path(argv[argv.index("--out") + 1])
+    assert out_dir.name == "farm" and (out_dir / "singlepart.0004.exr").is_file()

@@ -36,6 +36,7 @@ from shotpass_client.background import (
 from shotpass_client.client import DEFAULT_ADDRESS
 from shotpass_client.colour_names import ColourNameError, server_colour_space
 from shotpass_client.connection import Connection
+from shotpass_client.farm import render_command, shell_line
 from shotpass_client.jobs import RenderSpec, fetch_outputs, server_paths
 from shotpass_client.naming import (
     default_output_template,
@@ -109,6 +110,7 @@ class NodeJob:
     colour_space: str = ""  # the host's name of the plate's colour space (results come back in it)
     files: Dict[str, Tuple[str, List[int]]] = field(default_factory=dict)  # plate/mask/reference pattern
     thread: Optional[threading.Thread] = None
+    finished: bool = False  # every view's render finished and was fetched
     background: Optional[BackgroundRender] = None
     cancelled: threading.Event = field(default_factory=threading.Event)
 
@@ -352,6 +354,7 @@ class Controller:
             "edit_render": self.edit_render,
             "reuse_settings": self.reuse_settings,
             "take_out": self.take_out,
+            "farm": self.farm,
         }
         actions[name](node)
 
@@ -556,6 +559,54 @@ class Controller:
             return parse_frame_range(self.host.get(node, "frames") or "")
         return list(available)
 
+    # ------------------------------------------------------------------ farm and headless
+
+    def render_now(self, node: Any) -> bool:
+        """Render on the calling thread (headless: `nuke -t`, no event loop); True when every frame came back."""
+        try:
+            job = self._prepare(node, preview=False)
+        except (SetupError, PatternError, OSError, RuntimeError) as err:
+            self.status(node, f"cannot render: {err}")
+            return False
+        with self._lock:
+            self.jobs[job.node_id] = job
+        self._run(job)
+        return job.finished
+
+    def farm(self, node: Any) -> List[str]:
+        """The command lines that render this node without the UI; shown on the node and printed."""
+        script = self.host.script_path()
+        lines = []
+        if not script:
+            self.status(node, "farm: save the script first (the farm renders the saved script)")
+            return []
+        plugin = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        lines.append(shell_line(["nuke", "-t", os.path.join(plugin, "shotpass_render.py"), script,
+                                 self.host.full_name(node), "--save"]))
+        found = self.host.read_file(self.host.input_node(node, 0)) if self.host.input_node(node, 0) else None
+        plain = (found is not None and found[1] == 0 and self.host.roi(node) is None and len(self.host.views()) == 1
+                 and (self.host.get(node, "channels") or "all") == "all")
+        if plain:  # the plate is files on disk as they are: the CLI can send them itself
+            try:
+                spec = self.spec(node)
+                info = self._server_info(node)
+                chosen = self.host.get(node, "colour_space") or AUTO_SPACE
+                space = self.host.read_colour_space(self.host.input_node(node, 0)) if chosen == AUTO_SPACE else chosen
+                if info is not None and space:
+                    spec.colour_space = server_colour_space(space, info.colour_spaces)
+                frames = self._frames(node, self.host.input_node(node, 0), None, False)
+                template = self.host.get(node, "output") or default_output_template(script, spec.shot)
+                out_dir = os.path.dirname(fill_version(template, 0)).replace(os.sep + "v000", os.sep + "farm")
+                conn = connection(self.host.get(node, "server"))
+                lines.append(shell_line(render_command(spec, found[0], frames, out_dir, conn.address)))
+            except (SetupError, PatternError, ColourNameError) as err:
+                lines.append(f"# shotpass render: {err}")
+        text = "\n".join(lines)
+        self.host.set(node, "farm_command", text)
+        print(f"shotpass farm commands for {self.host.full_name(node)}:\n{text}")
+        self.status(node, "farm: the command lines are in 'farm command' (and printed to the script editor)")
+        return lines
+
     # ------------------------------------------------------------------ the worker
 
     def _run(self, job: NodeJob) -> None:
@@ -579,6 +630,8 @@ class Controller:
                 primary = primary or job.background.render_id
                 if not finished:
                     break
+            else:
+                job.finished = True
         except (ClientError, ColourNameError) as err:
             self.host.main_thread(self._status_by_id, job.node_id, f"failed: {err}")
         except Cancelled:

@@ -59,9 +59,30 @@ class _NoUndo:
         nuke.Undo.enable()
 
 
+class HeadlessTask:
+    """A progress task for `nuke -t`: progress and messages as lines on stdout (no UI, nothing to cancel)."""
+
+    def __init__(self, title: str) -> None:
+        self.title, self._last = title, -1
+
+    def setProgress(self, percent: int) -> None:  # noqa: N802 - nuke.ProgressTask's API
+        if int(percent) != self._last:
+            self._last = int(percent)
+            print(f"shotpass: {self.title}: {self._last}%", flush=True)
+
+    def setMessage(self, text: str) -> None:  # noqa: N802
+        print(f"shotpass: {self.title}: {text}", flush=True)
+
+    def isCancelled(self) -> bool:  # noqa: N802
+        return False
+
+
 class NukeHost:
     """The controller's view of Nuke. Everything here runs on Nuke's main thread except main_thread,
-    call_main and the progress-task methods, which workers use."""
+    call_main and the progress-task methods, which workers use. Headless (`nuke -t`) there is no event
+    loop: the controller then runs on the main thread and posted calls run at once."""
+
+    headless = False
 
     # ----------------------------------------------------------- knobs
 
@@ -73,6 +94,8 @@ class NukeHost:
         knob = node.knob(name)
         if knob is None:
             return
+        if self.headless and name == "status":
+            print(f"shotpass: {node.fullName()}: {value}", flush=True)
         if isinstance(knob, nuke.Enumeration_Knob) and str(value) not in knob.values():
             return
         with _NoUndo():
@@ -323,10 +346,15 @@ class NukeHost:
     # ----------------------------------------------------------- threads (any thread)
 
     def main_thread(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self.headless:
+            _guarded(fn, *args)
+            return
         nuke.executeInMainThread(_guarded, args=(fn,) + args)
 
     def call_main(self, fn: Callable[..., Any], *args: Any) -> Any:
         """From a worker: run fn on the main thread, wait, return its result or raise its error here."""
+        if self.headless:
+            return fn(*args)
         box = nuke.executeInMainThreadWithResult(_captured, args=(fn,) + args)
         ok, value = box
         if not ok:
@@ -334,7 +362,7 @@ class NukeHost:
         return value
 
     def progress_task(self, title: str) -> Any:
-        return nuke.ProgressTask(title)
+        return HeadlessTask(title) if self.headless else nuke.ProgressTask(title)
 
     def end_progress_task(self, task: Any) -> None:
         task.setProgress(100)
@@ -448,6 +476,9 @@ def _build(node: Any) -> Any:
         newline=False)
     add(nuke.PyScript_Knob("reuse_settings", "Reuse Settings", _cmd("reuse_settings")),
         "copy these settings to the selected ShotPass nodes", newline=False)
+    add(nuke.PyScript_Knob("farm", "Farm Command", _cmd("farm")),
+        "the command lines that render this node on a farm or in a terminal (nuke -t, shotpass render)",
+        newline=False)
     add(nuke.Enumeration_Knob("version", "version", [NO_VERSIONS]), "which of this node's renders it shows")
     add(nuke.PyScript_Knob("take_out", "Take out as Read", _cmd("take_out")),
         "a plain Read of the selected version beside this node", newline=False)
@@ -456,10 +487,12 @@ def _build(node: Any) -> Any:
     add(nuke.Boolean_Knob("pinned", "pin"), "keep this version (pinned renders are never cleaned up)",
         newline=False)
     status = add(nuke.Text_Knob("status", "status", ""), "what the node is doing, or what went wrong")
+    farm = add(nuke.Multiline_Eval_String_Knob("farm_command", "farm command"),
+               "filled by Farm Command: copy a line into a farm job or a terminal")
     summary = add(nuke.String_Knob("shotpass_summary", "summary"), "version and state, shown in the label")
     state = add(nuke.String_Knob(STATE_KNOB, STATE_KNOB), "this node's renders (saved with the script)")
     ident = add(nuke.String_Knob(ID_KNOB, ID_KNOB), "this node's stable id: renders find it even after a rename")
-    for knob in (status, summary, state, ident):
+    for knob in (status, summary, state, ident, farm):
         knob.setFlag(nuke.NO_UNDO)
     for knob in (summary, state, ident):
         knob.setFlag(nuke.INVISIBLE)
@@ -504,6 +537,25 @@ def knob_changed() -> None:
     node, knob = nuke.thisNode(), nuke.thisKnob()
     with nuke.root():
         _safe(node, CONTROLLER.knob_changed, node, knob.name())
+
+
+def render_headless(names: Sequence[str] = (), save: bool = False) -> int:
+    """`nuke -t shotpass_render.py script.nk [ShotPass1 ...]`: render the named ShotPass nodes (all when none
+    are named) one after the other on this thread, progress on stdout; 0 when every render came back."""
+    HOST.headless = True
+    try:
+        with nuke.root():
+            nodes = [nuke.toNode(n) for n in names] if names else HOST.all_shotpass_nodes()
+        missing = [n for n, node in zip(names, nodes) if node is None or not HOST.is_shotpass(node)]
+        if missing or not nodes:
+            print(f"shotpass: no ShotPass node {', '.join(missing) or 'in this script'}", flush=True)
+            return 2
+        ok = all([CONTROLLER.render_now(node) for node in nodes])
+        if save:
+            nuke.scriptSave()
+        return 0 if ok else 1
+    finally:
+        HOST.headless = False
 
 
 def script_loaded() -> None:
