@@ -19,17 +19,14 @@ def main(argv):
     from shotpass_nuke import bootstrap
 
     bootstrap.setup(here)
-    import nuke
-
     save = "--save" in argv
     args = [a for a in argv if a != "--save"]
     if not args:
         print(__doc__)
         return 2
-    nuke.scriptOpen(args[0])
-    from shotpass_nuke import host
+    from shotpass_nuke import host  # the one module that talks to nuke
 
-    return host.render_headless(args[1:], save=save)
+    return host.render_script(args[0], args[1:], save=save)
 
 
 if __name__ == "__main__":

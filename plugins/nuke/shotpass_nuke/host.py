@@ -539,6 +539,12 @@ def knob_changed() -> None:
         _safe(node, CONTROLLER.knob_changed, node, knob.name())
 
 
+def render_script(script: str, names: Sequence[str] = (), save: bool = False) -> int:
+    """shotpass_render.py under `nuke -t`: open the script, then render_headless."""
+    nuke.scriptOpen(script)
+    return render_headless(names, save)
+
+
 def render_headless(names: Sequence[str] = (), save: bool = False) -> int:
     """`nuke -t shotpass_render.py script.nk [ShotPass1 ...]`: render the named ShotPass nodes (all when none
     are named) one after the other on this thread, progress on stdout; 0 when every render came back."""
