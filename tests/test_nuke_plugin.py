@@ -960,3 +960,19 @@ def test_the_farm_command_is_a_working_shotpass_render_line(nk, beachball, capsy
     assert code == 0, err
     out_dir = Path(argv[argv.index("--out") + 1])
     assert out_dir.name == "farm" and (out_dir / "singlepart.0004.exr").is_file()
+
+
+def test_a_pasted_copy_gets_its_own_id_and_results_go_to_the_node_that_rendered(nk, beachball):
+    plate_read(beachball, 1, 2)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    for n in nuke.allNodes():
+        n.setSelected(n is node)
+    nuke.nodeCopy("%clipboard%")
+    copy = nuke.nodePaste("%clipboard%")
+    assert copy is not node and copy.name() == "ShotPass2"
+    assert copy["shotpass_id"].value() and copy["shotpass_id"].value() != node["shotpass_id"].value()
+    copy.setInput(0, node.input(0))
+    run(copy, "render")
+    assert "2 frame(s) written" in status(copy), status(copy)
+    assert state(copy)["versions"] and not state(node)["versions"], "the result went to the wrong node"

@@ -347,7 +347,8 @@ class Node(_MainThreadOnly):
         self._selected = False
         self._xy = (0, 0)
         for make in [lambda: String_Knob("label"), lambda: String_Knob("knobChanged"),
-                     lambda: Boolean_Knob("disable"), lambda: String_Knob("help")] + _DEFAULT_KNOBS.get(cls, []):
+                     lambda: String_Knob("onCreate"), lambda: Boolean_Knob("disable"),
+                     lambda: String_Knob("help")] + _DEFAULT_KNOBS.get(cls, []):
             self._add(make())
 
     def Class(self) -> str:
@@ -1115,20 +1116,54 @@ def _load_knobs(node: Node, data: Dict[str, Any]) -> None:
         knob._flags, knob._tooltip = saved["flags"], saved["tooltip"]
 
 
-def _load_nodes(parent: Group, items: List[Dict[str, Any]]) -> None:
+def _load_nodes(parent: Group, items: List[Dict[str, Any]], uncollide: bool = False) -> List[Node]:
+    """Nodes from saved data; their onCreate scripts run once all exist, as when Nuke loads or pastes them."""
     made: Dict[str, Node] = {}
     for data in items:
         node: Node = Group(data["class"], parent) if "nodes" in data else Node(data["class"], parent)
         parent._nodes.append(node)
-        node._name, node._xy, node._selected = data["name"], tuple(data["xy"]), data["selected"]
+        node._xy, node._selected = tuple(data["xy"]), data["selected"]
+        node._name = data["name"]
+        if uncollide:
+            node.setName(data["name"])
         _load_knobs(node, data)
         if "nodes" in data:
             _load_nodes(node, data["nodes"])  # type: ignore[arg-type]
-        made[node._name] = node
+        made[data["name"]] = node
     for data in items:
         for i, name in enumerate(data["inputs"]):
-            if name is not None:
+            if name is not None and name in made:
                 made[data["name"]].setInput(i, made[name])
+    for node in made.values():
+        _run_script(node._knobs["onCreate"]._value, node, node._knobs["onCreate"])
+    return list(made.values())
+
+
+_clipboard: Dict[str, str] = {}
+
+
+def nodeCopy(destination: str) -> bool:
+    """Copy the selected nodes (of the current context) as Nuke does, to '%clipboard%' or a file."""
+    _main_only("nuke.nodeCopy")
+    chosen = [n for n in _context[-1]._nodes if n._selected]
+    names = {n._name for n in chosen}
+    data = [_save_node(n) for n in chosen]
+    for item in data:  # connections to nodes outside the copy are not copied
+        item["inputs"] = [name if name in names else None for name in item["inputs"]]
+    _clipboard[destination] = json.dumps(data, default=list)
+    return True
+
+
+def nodePaste(source: str) -> Optional[Node]:
+    """Paste into the current context: new names where they collide, onCreate scripts run, pasted selected."""
+    _main_only("nuke.nodePaste")
+    for n in _context[-1]._nodes:
+        n._selected = False
+    pasted = _load_nodes(_context[-1], json.loads(_clipboard[source]), uncollide=True)
+    for n in pasted:
+        n._selected = True
+        n._xy = (n._xy[0] + 50, n._xy[1] + 50)
+    return pasted[-1] if pasted else None
 
 
 def scriptClose() -> None:

@@ -36,6 +36,7 @@ def _cmd(action: str) -> str:
 
 
 KNOB_CHANGED = "import shotpass_nuke.host\nshotpass_nuke.host.knob_changed()"
+ON_CREATE = "import shotpass_nuke.host\nshotpass_nuke.host.node_created()"
 HELP = """ShotPass sends its 'plate' input to a shotpass server (stylize, inpaint, upscale passes) and shows the
 result, frame for frame, as its output.
 
@@ -83,6 +84,9 @@ class NukeHost:
     loop: the controller then runs on the main thread and posted calls run at once."""
 
     headless = False
+
+    def __init__(self) -> None:
+        self._write_views: Dict[str, List[str]] = {}  # temporary Write -> the views it renders
 
     # ----------------------------------------------------------- knobs
 
@@ -150,7 +154,24 @@ class NukeHost:
     # ----------------------------------------------------------- nodes
 
     def node_id(self, node: Any) -> str:
-        return str(self.get(node, ID_KNOB) or "")
+        knob = node.knob(ID_KNOB)
+        if knob is None:  # a node made before ids existed: give it one now
+            knob = _knob(node, nuke.String_Knob(ID_KNOB, ID_KNOB), "this node's stable id")
+            knob.setFlag(nuke.INVISIBLE | nuke.NO_UNDO)
+        if not knob.value():
+            with _NoUndo():
+                knob.setValue(uuid.uuid4().hex)
+        return str(knob.value())
+
+    def renew_id_if_copied(self, node: Any) -> bool:
+        """onCreate (paste, duplicate, script load): a copy of a ShotPass node carries its original's id;
+        the copy gets its own, or results would go to whichever of the two is found first."""
+        mine = self.node_id(node)
+        if any(other is not node and self.node_id(other) == mine for other in self.all_shotpass_nodes()):
+            with _NoUndo():
+                node[ID_KNOB].setValue(uuid.uuid4().hex)
+            return True
+        return False
 
     def find_node(self, node_id: str) -> Any:
         """The ShotPass node with this id, wherever it is and whatever it is called now (renames are fine)."""
@@ -271,6 +292,7 @@ class NukeHost:
             write["datatype"].setValue("16 bit half" if half else "32 bit float")
             write["channels"].setValue(channels or "all")
             write["views"].setValue(" ".join(views))
+            self._write_views[write.fullName()] = list(views)
             if colour_space and colour_space != self.working_space():
                 write["colorspace"].setValue(colour_space)  # the plate is sent in the space the user picked
             else:
@@ -279,10 +301,11 @@ class NukeHost:
         return write
 
     def execute_frame(self, write: Any, frame: int) -> None:
-        nuke.execute(write, frame, frame, 1, views=list(write["views"].value().split()) or None)
+        nuke.execute(write, frame, frame, 1, views=self._write_views.get(write.fullName()) or None)
 
     def delete_write(self, write: Any) -> None:
         """Remove a temporary Write and the ROI Crop made for it."""
+        self._write_views.pop(write.fullName(), None)
         crop = write.input(0)
         nuke.delete(write)
         if crop is not None and crop.Class() == "Crop" and crop.name().startswith(ROI_CROP):
@@ -499,6 +522,7 @@ def _build(node: Any) -> Any:
     ident.setValue(uuid.uuid4().hex)
     add(nuke.Tab_Knob("options_tab", "Pass options"), "the options of the chosen model")
     node["knobChanged"].setValue(KNOB_CHANGED)
+    node["onCreate"].setValue(ON_CREATE)
     node["label"].setValue("[value model]\n[value shotpass_summary]")
     node["help"].setValue(HELP)
     return node
@@ -531,6 +555,12 @@ def button(action: str) -> None:
     node = nuke.thisNode()
     with nuke.root():  # knob scripts run inside the group: the controller looks at the whole script
         _safe(node, CONTROLLER.button, node, action)
+
+
+def node_created() -> None:
+    node = nuke.thisNode()
+    with nuke.root():
+        _safe(node, HOST.renew_id_if_copied, node)
 
 
 def knob_changed() -> None:
