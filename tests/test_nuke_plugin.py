@@ -708,6 +708,9 @@ def test_the_label_shows_version_and_state(nk, beachball):
     node.ui_set("pass", "passthrough")
     run(node, "render")
     assert nuke._evaluate_tcl(node["label"].value(), node) == "passthrough\nv001 finished"
+    # Only the user's own edit is undoable: status, versions, state and lists the plugin set are not.
+    mine = {(n, knob) for n, knob in nuke.undo_stack if n.split(".")[0] == node.name()}
+    assert mine == {(node.name(), "pass")}
 
 
 def test_a_stereo_script_renders_both_views_into_one_version(nk, beachball, tmp_path, client):
