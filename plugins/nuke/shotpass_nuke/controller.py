@@ -10,14 +10,12 @@ Nothing here raises into the host's UI: failures end up on the node's status lin
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
 import threading
 import traceback
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from shotpass_client import ClientError
@@ -41,7 +39,6 @@ from shotpass_client.jobs import RenderSpec, fetch_outputs, server_paths
 from shotpass_client.naming import (
     default_output_template,
     fill_version,
-    for_view,
     has_version_token,
     option_text,
     with_view_token,
@@ -57,6 +54,8 @@ from shotpass_client.ui_model import (
     script_project_shot,
     version_label,
 )
+
+from .render_job import Cancelled, LocalRender, NodeJob, check_files, renders_of, view_request
 
 STATE_KNOB = "shotpass_state"
 ID_KNOB = "shotpass_id"
@@ -79,57 +78,6 @@ def connection(address: str) -> Connection:
 
 class SetupError(ValueError):
     """Something the user can fix before a render starts (no plate connected, bad frame range)."""
-
-
-class Cancelled(Exception):
-    pass
-
-
-@dataclass
-class LocalRender:
-    """Temporary Writes to execute frame by frame before the upload: (write, frames, pattern) each."""
-
-    writes: List[Tuple[Any, List[int], str]] = field(default_factory=list)
-    work_dir: str = ""
-
-
-@dataclass
-class NodeJob:
-    """One render of one node: the local plate render, then the server part (BackgroundRender)."""
-
-    node_id: str
-    title: str
-    request: JobRequest
-    local: LocalRender
-    values: Dict[str, Any]  # raw option values read on the main thread, formatted with the model's schema
-    preview: bool
-    template: str  # the output template (with %V when several views render)
-    views: List[str] = field(default_factory=lambda: [""])  # "": one view, files without a view token
-    proxy: bool = False
-    roi: Optional[List[float]] = None
-    colour_space: str = ""  # the host's name of the plate's colour space (results come back in it)
-    files: Dict[str, Tuple[str, List[int]]] = field(default_factory=dict)  # plate/mask/reference pattern
-    thread: Optional[threading.Thread] = None
-    finished: bool = False  # every view's render finished and was fetched
-    background: Optional[BackgroundRender] = None
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
-
-    @property
-    def render_id(self) -> str:
-        return self.background.render_id if self.background is not None else ""
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-        if self.background is not None:
-            self.background.cancel()
-
-    def join(self, timeout: Optional[float] = None) -> None:
-        if self.thread is not None:
-            self.thread.join(timeout)
 
 
 class Controller:
@@ -215,7 +163,7 @@ class Controller:
         project, shot = self.host.get(node, "project"), self.host.get(node, "shot")
         running = self.jobs.get(node_id)
         busy = {running.render_id} if running is not None and running.running else set()
-        pending = [self._renders_of(e) for e in self.state(node)["versions"]
+        pending = [renders_of(e) for e in self.state(node)["versions"]
                    if e.get("pattern") and not e.get("fetched") and e["render_id"] not in busy]
         self.status(node, f"connecting to {address} ...")
 
@@ -234,14 +182,6 @@ class Controller:
                 self.host.main_thread(self._status_by_id, node_id, f"server: unexpected {type(err).__name__}: {err}")
 
         threading.Thread(target=work, name="shotpass-refresh", daemon=True).start()
-
-    @staticmethod
-    def _renders_of(entry: Dict[str, Any]) -> List[Tuple[str, str]]:
-        """(render id, output pattern) of a version: one, or one per view of a stereo version."""
-        views = entry.get("views") or {}
-        if not views:
-            return [(entry["render_id"], entry["pattern"])]
-        return [(rid, for_view(entry["pattern"], view)) for view, rid in views.items()]
 
     def _fetch_finished(self, client: Any, node_id: str, renders: List[Tuple[str, str]]) -> None:
         """Worker: wait for the renders of a version sent earlier (they may still run), fetch, show them."""
@@ -615,13 +555,13 @@ class Controller:
         try:
             task = self.host.progress_task(job.title)
             self._render_locally(job, task)
-            self._check_files(job)
+            check_files(job)
             info = self._info_for(job)
             job.request.spec.options = self.format_options(info, job.request.spec.model, job.values)
             job.request.spec.colour_space = server_colour_space(job.colour_space, info.colour_spaces)
             primary, version = "", 0
             for index, view in enumerate(job.views):
-                job.background = BackgroundRender(self._view_request(job, view, version))
+                job.background = BackgroundRender(view_request(job, view, version))
                 job.background.start()
                 meta = {"preview": job.preview, "template": job.template, "view": view, "primary": primary,
                         "last": index == len(job.views) - 1, "proxy": job.proxy, "roi": job.roi,
@@ -681,36 +621,6 @@ class Controller:
                 self.host.call_main(self.host.execute_frame, write, frame)
                 done += 1
                 task.setProgress(int(30 * done / max(1, total)))  # the local part is the first 30 %
-
-    @staticmethod
-    def _check_files(job: NodeJob) -> None:
-        for _write, frames, pattern in job.local.writes:
-            for view in job.views:
-                files = {f: FramePattern.parse(for_view(pattern, view)).path(f) for f in frames}
-                missing = [f for f, p in files.items() if not os.path.isfile(p)]
-                if missing:
-                    raise RuntimeError(f"frames {missing} of {os.path.basename(for_view(pattern, view))} were not "
-                                       "written")
-            job.files[os.path.basename(pattern).split(".")[0].split("_%V")[0]] = (pattern, frames)
-
-    @staticmethod
-    def _view_request(job: NodeJob, view: str, version: int) -> JobRequest:
-        """The server request for one view: its files; after the first view, the first view's version folder."""
-        request = copy.copy(job.request)
-        request.spec = copy.deepcopy(job.request.spec)
-        if view:
-            request.spec.label = f"{request.spec.label} ({view})"
-        for what, (pattern, frames) in job.files.items():
-            files = {f: FramePattern.parse(for_view(pattern, view)).path(f) for f in frames}
-            if what == "plate":
-                request.plate = files
-            elif what == "mask":
-                request.mask = files
-            else:
-                request.reference_file = next(iter(files.values()))
-        template = fill_version(job.template, version) if version else job.template
-        request.output_pattern = for_view(template, view)
-        return request
 
     def _watch(self, job: NodeJob, task: Any, meta: Dict[str, Any]) -> Tuple[bool, int]:
         """Drive one BackgroundRender to its end; (finished, the render's version)."""
