@@ -1040,13 +1040,15 @@ class ProgressTask:
 
 
 class Undo:
+    """Like Nuke's: disable/enable are a switch, not a counter (an inner enable turns undo back on)."""
+
     @staticmethod
     def disable() -> None:
-        _undo_disabled[0] += 1
+        _undo_disabled[0] = 1
 
     @staticmethod
     def enable() -> None:
-        _undo_disabled[0] = max(0, _undo_disabled[0] - 1)
+        _undo_disabled[0] = 0
 
     @staticmethod
     def disabled() -> bool:

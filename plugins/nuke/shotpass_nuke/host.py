@@ -51,13 +51,17 @@ Environment: SHOTPASS_SERVER, SHOTPASS_TOKEN, SHOTPASS_TLS_CA/CERT/KEY, SHOTPASS
 
 
 class _NoUndo:
-    """Knob changes the plugin makes (status, versions, lists) must not fill the user's undo history."""
+    """Knob changes the plugin makes (status, versions, lists) must not fill the user's undo history.
+    Nuke's disable/enable do not nest: an inner block leaves undo as the outer one set it."""
 
     def __enter__(self) -> None:
-        nuke.Undo.disable()
+        self._was_disabled = nuke.Undo.disabled()
+        if not self._was_disabled:
+            nuke.Undo.disable()
 
     def __exit__(self, *exc: object) -> None:
-        nuke.Undo.enable()
+        if not self._was_disabled:
+            nuke.Undo.enable()
 
 
 class HeadlessTask:
