@@ -573,6 +573,7 @@ def test_a_rename_mid_render_keeps_the_result(nk, beachball):
     node = connected_node()
     node.ui_set("pass", "passthrough")
     node["render"].execute()
+    node.setName("Hero")  # before the first plate frame: every update of this render comes later
     pump_until(lambda: state(node)["versions"])  # submitted
     node.setName("HeroGrade")
     pump_until(lambda: not host.CONTROLLER.jobs)
