@@ -980,3 +980,33 @@ def test_a_pasted_copy_gets_its_own_id_and_results_go_to_the_node_that_rendered(
     run(copy, "render")
     assert "2 frame(s) written" in status(copy), status(copy)
     assert state(copy)["versions"] and not state(node)["versions"], "the result went to the wrong node"
+
+
+def test_a_render_still_running_at_reopen_is_waited_for_then_shown(nk, beachball, client):
+    from shotpass_client.jobs import RenderSpec, submit_render
+
+    host.install_menu()
+    plate_read(beachball, 1, 4)
+    node = connected_node()
+    # What a node saved mid-render holds: the render's id and where its frames go (submitted here directly,
+    # so no job of this Nuke session is watching it).
+    submitted = submit_render(client, RenderSpec(project="proj", shot="sh010_comp", pass_name="stylize",
+                                                 model="styletransfer-preset", seed=1),
+                              {f: beachball.replace("####", f"{f:04d}") for f in range(1, 5)})
+    pattern = os.path.join(os.environ["SHOTPASS_OUTPUT"], "sh010_comp", "v001", "sh010_comp.####.exr")
+    node["shotpass_state"].setValue(json.dumps({"selected": "", "versions": [
+        {"render_id": submitted.render_id, "version": 1, "state": "queued", "pattern": pattern,
+         "first": 1, "last": 4, "lane": "render"}]}))
+    script = nuke.root().name()
+    nuke.scriptSave(script)
+    nuke.scriptClose()
+    host.CONTROLLER.info.clear()
+    nuke.scriptOpen(script)
+    node = nuke.toNode("ShotPass1")
+    pump_until(lambda: "finished meanwhile" in status(node), timeout=180)
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    assert client.get_render(submitted.render_id).state == pb.FINISHED
+    assert [Path(pattern.replace("####", f"{f:04d}")).is_file() for f in range(1, 5)] == [True] * 4
+    assert node.node("shotpass_read")["file"].value() == pattern
+    assert state(node)["versions"][0]["state"] == "finished"
