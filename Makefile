@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Blender-as-a-module for the extension's tests: its own venv (bpy pins numpy<2, the server needs numpy 2).
 BPY_VENV := plugins/blender/.venv-bpy
 
-.PHONY: demo test lint stubs bpy-env clean
+.PHONY: demo test lint stubs bpy-env nuke-vendor clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ bpy-env:
 	plugins/blender/dev/make_bpy_env.sh $(BPY_VENV)
 	PYTHON=$(PY) plugins/blender/build_wheels.sh
 
-test: $(STAMP) bpy-env
+# grpcio + protobuf + their dependencies for Nuke 14/15/16's Pythons on this platform (cached in
+# ~/.cache/shotpass/nuke-wheels; a second run does not touch the network). All platforms: drop --host.
+nuke-vendor: $(STAMP)
+	$(PY) plugins/nuke/vendor_wheels.py --host
+
+test: $(STAMP) bpy-env nuke-vendor
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
@@ -33,4 +38,4 @@ stubs: $(STAMP)
 	$(PY) proto/generate.py
 
 clean:
-	rm -rf $(VENV) $(BPY_VENV) demo-out .pytest_cache plugins/blender/wheels plugins/blender/dist
+	rm -rf $(VENV) $(BPY_VENV) demo-out .pytest_cache plugins/blender/wheels plugins/blender/dist plugins/nuke/vendor

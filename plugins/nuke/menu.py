@@ -1,6 +1,7 @@
 """shotpass for Nuke, UI stage: the "shotpass" menu, the ShotPass node entry and the queue panel.
 
-Any failure (server package missing, Qt binding missing) prints a traceback and leaves Nuke running.
+The menu and the node entry come first and need no Qt; the queue panel is added only when a Qt binding
+loads. Any failure prints a traceback and leaves Nuke running.
 """
 
 
@@ -21,7 +22,5 @@ del _shotpass_menu
 
 try:  # registerWidgetAsPanel evaluates "shotpass_nuke.panel.QueuePanel" in this (__main__) namespace
     import shotpass_nuke.panel  # noqa: F401
-except Exception:
-    import traceback
-
-    traceback.print_exc()
+except Exception:  # no Qt binding: install_menu already said so and left the panel out
+    pass

@@ -8,6 +8,7 @@ a bpy.app.timers callback, or the caller directly when headless) with `drain_upd
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from .client import Client, ClientError
 from .connection import Connection
 from .jobs import PlateError, RenderSpec, fetch_outputs, submit_render
+from .naming import fill_version
 from .patterns import FramePattern
 from .proto import shotpass_pb2 as pb
 
@@ -60,7 +62,8 @@ class JobRequest:
     tls_ca: Optional[str] = None
     tls_cert: Optional[str] = None
     tls_key: Optional[str] = None
-    output_pattern: Optional[str] = None  # e.g. "/out/sh010_v003.####.exr"; default: the input names
+    # e.g. "/out/sh010/v###/sh010.####.exr" (v### = the render's version); default: the input names
+    output_pattern: Optional[str] = None
     plate_paths: Optional[Mapping[int, str]] = None  # path mode: {frame: path as the server sees it}
 
 
@@ -112,7 +115,7 @@ class BackgroundRender:
                 self.render_id = submitted.render_id
                 total = submitted.render.frames_total
                 self._put(JobUpdate(SUBMITTED, f"render {submitted.render_id} submitted",
-                                    submitted.render_id, 0, total, submitted.bytes_uploaded))
+                                    submitted.render_id, 0, total, submitted.bytes_uploaded, render=submitted.render))
                 for w in submitted.warnings:
                     self._put(JobUpdate(WARNING, w, submitted.render_id))
                 if self._cancel.is_set():
@@ -125,8 +128,11 @@ class BackgroundRender:
                                         f"{reason}", render.id, render.frames_done, render.frames_total,
                                         submitted.bytes_uploaded, render=render))
                     return
-                pattern = FramePattern.parse(req.output_pattern) if req.output_pattern else None
-                outputs = fetch_outputs(client, render, req.out_dir, pattern)
+                # `v###` in the pattern is the render's version (naming.fill_version), known only now.
+                pattern = FramePattern.parse(fill_version(req.output_pattern, render.version)) \
+                    if req.output_pattern else None
+                out_dir = (os.path.dirname(pattern.prefix) if pattern else "") or req.out_dir
+                outputs = fetch_outputs(client, render, out_dir, pattern)
                 self._put(JobUpdate(DONE, f"render {render.id} finished: {len(outputs)} frames", render.id,
                                     render.frames_done, render.frames_total, submitted.bytes_uploaded,
                                     outputs, render))

@@ -33,10 +33,12 @@ def candidate_paths(plugin_dir: str, tag: Optional[str] = None) -> List[str]:
     """Existing folders to add: the vendored wheels for this Python, the bundled or checked-out client."""
     plugin_dir = os.path.abspath(plugin_dir)
     found = []
+    checkout = os.path.join(os.path.dirname(os.path.dirname(plugin_dir)), "shared")
     for path in (
         os.path.join(plugin_dir, "vendor", tag or vendor_tag()),
+        # Running from a checkout its client is the current one; an installed plugin has its copy.
+        checkout if os.path.isdir(os.path.join(checkout, "shotpass_client")) else
         os.path.join(plugin_dir, "vendor", "common"),  # a copy of shotpass_client (vendor_wheels.py)
-        os.path.join(os.path.dirname(os.path.dirname(plugin_dir)), "shared"),  # running from a checkout
     ):
         if os.path.isdir(path):
             found.append(path)
@@ -48,6 +50,6 @@ def setup(plugin_dir: str) -> List[str]:
     added = []
     for path in [os.path.abspath(plugin_dir)] + candidate_paths(plugin_dir):
         if path not in sys.path:
-            sys.path.insert(0 if "vendor" in path else len(sys.path), path)
+            sys.path.insert(0, path)
             added.append(path)
     return added

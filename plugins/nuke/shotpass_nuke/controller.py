@@ -1,8 +1,10 @@
 """What the ShotPass node does, written against a small host interface (see host.py) instead of `nuke`.
 
-Main-thread work (reading knobs, rendering the node's inputs to EXR files, pointing the internal Read at
-a version) goes through `self.host`; server work runs in `shotpass_client.background.BackgroundRender`,
-watched by a monitor thread that drives a progress task and posts every update back to the main thread.
+Main-thread work (reading knobs, pointing the internal Read at a version) goes through `self.host`. A
+render runs in a worker thread: the local plate render goes frame by frame, each frame one short call on
+the main thread (Nuke's UI stays live between frames, the progress task can cancel), then upload, submit,
+watch and fetch run in `shotpass_client.background.BackgroundRender`. Every update is posted back to the
+main thread and applied to the node found by its stable id (a rename mid-render keeps the result).
 Nothing here raises into the host's UI: failures end up on the node's status line.
 """
 
@@ -12,7 +14,6 @@ import json
 import os
 import shutil
 import threading
-import time
 import traceback
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -31,14 +32,22 @@ from shotpass_client.background import (
     drain_updates,
 )
 from shotpass_client.client import DEFAULT_ADDRESS
+from shotpass_client.colour_names import ColourNameError, server_colour_space
 from shotpass_client.connection import Connection
-from shotpass_client.jobs import RenderSpec, server_paths
+from shotpass_client.farm import render_command, shell_line
+from shotpass_client.jobs import RenderSpec, fetch_outputs, server_paths
+from shotpass_client.naming import (
+    default_output_template,
+    fill_version,
+    has_version_token,
+    option_text,
+    with_view_token,
+)
 from shotpass_client.pathmap import PathMap
 from shotpass_client.patterns import FramePattern, PatternError, parse_frame_range
+from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.ui_model import (
-    default_output_dir,
     find_model,
-    match_colour_space,
     option_fields,
     pass_models,
     render_summary,
@@ -46,14 +55,19 @@ from shotpass_client.ui_model import (
     version_label,
 )
 
+from .render_job import Cancelled, LocalRender, NodeJob, check_files, renders_of, view_request
+
 STATE_KNOB = "shotpass_state"
+ID_KNOB = "shotpass_id"
 OPTION_PREFIX = "opt_"
 NO_VERSIONS = "(no renders yet)"
 # Knobs that "Reuse Settings" copies; options (opt_*) are copied too.
 SETTINGS_KNOBS = ("pass", "model", "prompt", "negative_prompt", "strength", "seed", "colour_space",
-                  "range_mode", "frames")
+                  "range_mode", "frames", "channels")
 INPUT_RANGE, CUSTOM_RANGE = "input range", "custom"
+AUTO_SPACE = "auto"  # the plate's own: a Read's colour space when the server reads its files, else the working space
 CONNECT_TIMEOUT = 3.0
+ACTIVE = ("queued", "running")
 
 
 def connection(address: str) -> Connection:
@@ -69,7 +83,7 @@ class SetupError(ValueError):
 class Controller:
     def __init__(self, host: Any) -> None:
         self.host = host
-        self.jobs: Dict[str, BackgroundRender] = {}
+        self.jobs: Dict[str, NodeJob] = {}  # node id -> its running render
         self.info: Dict[str, Any] = {}  # server address -> pb.ServerInfo
         self._lock = threading.Lock()
         self._quiet = 0  # >0 while the controller itself sets knobs: their knobChanged is not a user edit
@@ -86,13 +100,18 @@ class Controller:
         return st
 
     def save_state(self, node: Any, st: Dict[str, Any]) -> None:
-        """Write the state and mirror it on the version/rating/pin knobs (their knobChanged is ignored)."""
+        """Write the state and mirror it on the version/rating/pin knobs and the label (knobChanged ignored)."""
         self._quiet += 1
         try:
             self.host.set(node, STATE_KNOB, json.dumps(st, sort_keys=True))
             labels = [version_label(e) for e in reversed(st["versions"])] or [NO_VERSIONS]
             selected = self.selected_entry(st)
             self.host.set_choices(node, "version", labels, version_label(selected) if selected else labels[0])
+            latest = selected or (st["versions"][-1] if st["versions"] else None)
+            summary = ""
+            if latest is not None:
+                summary = f"v{int(latest.get('version') or 0):03d} {latest.get('state', '')}"
+            self.host.set(node, "shotpass_summary", summary)
             if selected:
                 self.host.set(node, "rating", int(selected.get("rating") or 0))
                 self.host.set(node, "pinned", bool(selected.get("pinned")))
@@ -118,8 +137,8 @@ class Controller:
     def status(self, node: Any, text: str) -> None:
         self.host.set(node, "status", text)
 
-    def _status_by_name(self, name: str, text: str) -> None:
-        node = self.host.find_node(name)
+    def _status_by_id(self, node_id: str, text: str) -> None:
+        node = self.host.find_node(node_id)
         if node is not None:
             self.status(node, text)
 
@@ -132,15 +151,20 @@ class Controller:
         self.host.set(node, "server", os.environ.get("SHOTPASS_SERVER", DEFAULT_ADDRESS))
         self.host.set(node, "project", project)
         self.host.set(node, "shot", shot)
-        self.host.set(node, "output_dir", default_output_dir(script))
-        self.host.set(node, "colour_space", self.host.working_space())
+        self.host.set(node, "output", default_output_template(script, shot))
+        self.host.set_choices(node, "colour_space", [AUTO_SPACE] + self.host.colour_spaces(), AUTO_SPACE)
         self.save_state(node, self.state(node))
         self.refresh(node)
 
     def refresh(self, node: Any) -> None:
-        """Fetch models and option schemas and this node's render states, off the main thread."""
-        name, address = self.host.full_name(node), self.host.get(node, "server")
+        """Off the main thread: models and option schemas, this node's render states, and the results of
+        renders that finished while Nuke was closed (fetched into the paths recorded when they were sent)."""
+        node_id, address = self.host.node_id(node), self.host.get(node, "server")
         project, shot = self.host.get(node, "project"), self.host.get(node, "shot")
+        running = self.jobs.get(node_id)
+        busy = {running.render_id} if running is not None and running.running else set()
+        pending = [renders_of(e) for e in self.state(node)["versions"]
+                   if e.get("pattern") and not e.get("fetched") and e["render_id"] not in busy]
         self.status(node, f"connecting to {address} ...")
 
         def work() -> None:
@@ -148,16 +172,62 @@ class Controller:
                 with connection(address).client(CONNECT_TIMEOUT) as client:
                     info = client.server_info()
                     renders = client.list_renders(project=project, shot=shot)
-                self.host.main_thread(self._apply_info, name, address, info, renders)
+                    self.host.main_thread(self._apply_info, node_id, address, info, renders)
+                    for renders_of_version in pending:
+                        self._fetch_finished(client, node_id, renders_of_version)
             except ClientError as err:
-                self.host.main_thread(self._status_by_name, name, f"server: {err}")
+                self.host.main_thread(self._status_by_id, node_id, f"server: {err}")
             except Exception as err:  # a worker thread must never die into the host
-                self.host.main_thread(self._status_by_name, name, f"server: unexpected {type(err).__name__}: {err}")
+                traceback.print_exc()
+                self.host.main_thread(self._status_by_id, node_id, f"server: unexpected {type(err).__name__}: {err}")
 
         threading.Thread(target=work, name="shotpass-refresh", daemon=True).start()
 
-    def _apply_info(self, name: str, address: str, info: Any, renders: List[Any]) -> None:
-        node = self.host.find_node(name)
+    def _fetch_finished(self, client: Any, node_id: str, renders: List[Tuple[str, str]]) -> None:
+        """Worker: wait for the renders of a version sent earlier (they may still run), fetch, show them."""
+        primary, outputs = None, {}
+        for render_id, pattern in renders:
+            try:
+                render = client.get_render(render_id)
+                if render.state not in (pb.FINISHED, pb.FAILED, pb.CANCELLED):
+                    self.host.main_thread(self._status_by_id, node_id, f"v{render.version:03d} is still rendering "
+                                          "on the server: waiting for it")
+                    render = client.wait(render_id)
+            except ClientError as err:
+                self.host.main_thread(self._status_by_id, node_id, f"render {render_id[:8]}: {err}")
+                return
+            primary = primary or render
+            if render.state != pb.FINISHED:
+                primary, outputs = render, {}
+                break
+            frame_pattern = FramePattern.parse(pattern)
+            fetched = fetch_outputs(client, render, os.path.dirname(frame_pattern.prefix), frame_pattern)
+            outputs = outputs or fetched
+        self.host.main_thread(self._apply_fetched, node_id, primary, outputs)
+
+    def _apply_fetched(self, node_id: str, render: Any, outputs: Dict[int, str]) -> None:
+        node = self.host.find_node(node_id)
+        if node is None:
+            return
+        st = self.state(node)
+        entry = next((e for e in st["versions"] if render.id in (e.get("views") or {}).values()), None) \
+            or self.entry(st, render.id)
+        summary = render_summary(render)
+        entry.update(summary if summary["render_id"] == entry["render_id"] else {"state": summary["state"]})
+        if outputs:
+            frames = sorted(outputs)
+            entry["first"], entry["last"], entry["fetched"] = frames[0], frames[-1], True
+            st["selected"] = render.id
+            self.save_state(node, st)
+            self.show_entry(node, entry)
+            self.status(node, f"{version_label(entry)}: fetched {len(frames)} frame(s) that finished meanwhile")
+        else:
+            entry["fetched"] = True  # nothing to fetch: failed or cancelled while Nuke was closed
+            self.save_state(node, st)
+            self.status(node, f"v{render.version:03d} ended {entry['state']} while the script was closed")
+
+    def _apply_info(self, node_id: str, address: str, info: Any, renders: List[Any]) -> None:
+        node = self.host.find_node(node_id)
         if node is None:
             return
         self.info[address] = info
@@ -166,9 +236,6 @@ class Controller:
         self.host.set_choices(node, "pass", passes, current if current in passes else
                               ("stylize" if "stylize" in passes else passes[0] if passes else ""))
         self.update_models(node)
-        space = match_colour_space(self.host.get(node, "colour_space"), list(info.colour_spaces),
-                                   info.default_colour_space)
-        self.host.set(node, "colour_space", space)
         st = self.state(node)
         by_id = {r.id: r for r in renders}
         for e in st["versions"]:
@@ -215,39 +282,49 @@ class Controller:
             self.select_version(node, self.host.get(node, "version"))
         elif knob in ("rating", "pinned"):
             self.review(node)
+        elif knob == "showPanel" and self._server_info(node) is None:
+            self.refresh(node)  # a reopened script: lists, states and finished results come back
 
     def button(self, node: Any, name: str) -> None:
-        actions: Dict[str, Callable[[Any], None]] = {
+        actions: Dict[str, Callable[[Any], Any]] = {
             "connect": self.refresh,
             "render": self.render,
             "preview": lambda n: self.render(n, preview=True),
             "cancel": self.cancel,
             "edit_render": self.edit_render,
             "reuse_settings": self.reuse_settings,
+            "take_out": self.take_out,
+            "farm": self.farm,
         }
         actions[name](node)
 
     # ------------------------------------------------------------------ settings
 
+    def option_values(self, node: Any) -> Dict[str, Any]:
+        """The option knobs and strength as typed values (read on the main thread)."""
+        values = {k[len(OPTION_PREFIX):]: v for k, v in self.host.option_values(node, OPTION_PREFIX).items()}
+        values["strength"] = self.host.get(node, "strength")
+        return values
+
+    @staticmethod
+    def format_options(info: Any, model_name: str, values: Dict[str, Any]) -> Dict[str, str]:
+        """Options as the wire wants them: by the model's schema when known (clamped, only its own options);
+        without one (a script reopened, server not asked yet) every saved option knob as it is."""
+        model = find_model(info, model_name) if info is not None else None
+        if model is None:
+            return {k: option_text(v) for k, v in values.items() if k != "strength" and v is not None}
+        return {f.name: f.text(values[f.name]) for f in option_fields(model) if values.get(f.name) is not None}
+
     def spec(self, node: Any) -> RenderSpec:
-        options: Dict[str, str] = {}
-        model = find_model(self._server_info(node), self.host.get(node, "model")) if self._server_info(node) else None
-        if model is not None:
-            for field in option_fields(model):
-                if field.name == "strength":
-                    options["strength"] = field.text(self.host.get(node, "strength"))
-                else:
-                    value = self.host.get(node, OPTION_PREFIX + field.name)
-                    if value is not None:
-                        options[field.name] = field.text(value)
+        model = self.host.get(node, "model") or ""
         return RenderSpec(
             project=self.host.get(node, "project") or "default",
             shot=self.host.get(node, "shot") or "untitled",
             pass_name=self.host.get(node, "pass") or "",
-            model=self.host.get(node, "model") or "",
+            model=model,
             prompt=self.host.get(node, "prompt") or "",
             negative_prompt=self.host.get(node, "negative_prompt") or "",
-            options=options,
+            options=self.format_options(self._server_info(node), model, self.option_values(node)),
             seed=int(self.host.get(node, "seed") or 0),
             colour_space=self.host.get(node, "colour_space") or "",
             label=self.host.full_name(node),
@@ -259,21 +336,20 @@ class Controller:
         return values
 
     def reuse_settings(self, node: Any) -> None:
-        targets = [n for n in self.host.selected_shotpass_nodes()
-                   if self.host.full_name(n) != self.host.full_name(node)]
+        targets = [n for n in self.host.selected_shotpass_nodes() if self.host.node_id(n) != self.host.node_id(node)]
         if not targets:
             self.status(node, "reuse settings: select the ShotPass nodes to copy these settings to")
             return
         values = self.settings(node)
         for target in targets:
-            for key in ("server", "output_dir"):
+            for key in ("server",):
                 self.host.set(target, key, self.host.get(node, key))
             self.info.setdefault(self.host.get(target, "server"), self._server_info(node))
-            self.host.set_choices(target, "pass", self.host.choices(node, "pass"), values["pass"])
-            self.host.set_choices(target, "model", self.host.choices(node, "model"), values["model"])
+            for key in ("pass", "model", "colour_space"):
+                self.host.set_choices(target, key, self.host.choices(node, key), values[key])
             self.sync_options(target)
             for key, value in values.items():
-                if key not in ("pass", "model"):
+                if key not in ("pass", "model", "colour_space"):
                     self.host.set(target, key, value)
             self.status(target, f"settings copied from {self.host.full_name(node)}")
         names = ", ".join(self.host.full_name(t) for t in targets)
@@ -282,24 +358,23 @@ class Controller:
     # ------------------------------------------------------------------ render / preview
 
     def render(self, node: Any, preview: bool = False) -> None:
-        name = self.host.full_name(node)
-        running = self.jobs.get(name)
+        node_id = self.host.node_id(node)
+        running = self.jobs.get(node_id)
         if running is not None and running.running:
             self.status(node, "a render of this node is still running: cancel it first")
             return
         try:
-            request, work_dir = self._prepare(node, preview)
+            job = self._prepare(node, preview)
         except (SetupError, PatternError, OSError, RuntimeError) as err:
             self.status(node, f"cannot {'preview' if preview else 'render'}: {err}")
             return
-        job = BackgroundRender(request)
         with self._lock:
-            self.jobs[name] = job
-        what = "preview" if preview else "render"
-        self.status(node, f"{what}: sending to {request.server} ...")
-        job.start()
-        threading.Thread(target=self._monitor, args=(name, job, work_dir, preview), name="shotpass-monitor",
-                         daemon=True).start()
+            self.jobs[node_id] = job
+        n = len(job.local.writes[0][1]) if job.local.writes else 0
+        self.status(node, f"rendering the plate locally: 0/{n} frames" if n else
+                    f"{'preview' if preview else 'render'}: sending to {job.request.server} ...")
+        job.thread = threading.Thread(target=self._run, args=(job,), name="shotpass-job", daemon=True)
+        job.thread.start()
 
     def _chain_source(self, src: Any) -> Optional[Dict[str, Any]]:
         """A ShotPass node upstream with a finished version: its outputs are our input, by reference."""
@@ -310,11 +385,13 @@ class Controller:
             raise SetupError(f"{self.host.full_name(src)} has no finished version selected: render it first")
         return entry
 
-    def _prepare(self, node: Any, preview: bool) -> Tuple[JobRequest, str]:
+    def _prepare(self, node: Any, preview: bool) -> NodeJob:
+        """Main thread: read every knob, make the temporary Writes; the worker does the rest."""
         spec = self.spec(node)
         if not spec.model and not spec.pass_name:
             raise SetupError("choose a pass and a model (press Connect if the lists are empty)")
-        model = find_model(self._server_info(node), spec.model) if self._server_info(node) else None
+        info = self._server_info(node)
+        model = find_model(info, spec.model) if info is not None else None
         src = self.host.input_node(node, 0)
         if src is None:
             raise SetupError("connect a plate to the 'plate' input")
@@ -324,33 +401,53 @@ class Controller:
             raise SetupError(f"{spec.model} needs a mask: connect one to the 'mask' input")
         if model is not None and model.uses_reference and self.host.input_node(node, 2) is None:
             raise SetupError(f"{spec.model} needs a reference: connect one to the 'reference' input")
+        template = self.host.get(node, "output") or default_output_template(self.host.script_path(), spec.shot)
+        if not has_version_token(template):
+            raise SetupError(f"output {template}: put v### in it (the render's version), e.g. .../v###/name.####.exr")
+        FramePattern.parse(fill_version(template, 1))  # a frame token is required too
 
-        token = f"{self.host.base_name(node)}_{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:6]}"
-        out_root = self.host.get(node, "output_dir") or default_output_dir(self.host.script_path())
-        render_dir = os.path.join(out_root, spec.project, spec.shot, token)
+        token = f"{self.host.base_name(node)}_{uuid.uuid4().hex[:8]}"
+        out_root = os.path.dirname(os.path.dirname(fill_version(template, 1)))
         work_dir = os.path.join(out_root, ".work", token)
         conn = connection(self.host.get(node, "server"))
-        request = JobRequest(
-            server=conn.address,
-            token=conn.token,
-            tls_ca=conn.tls_ca,
-            tls_cert=conn.tls_cert,
-            tls_key=conn.tls_key,
-            spec=spec,
-            out_dir=render_dir,
-            preview=preview,
-            output_pattern=os.path.join(render_dir, f"{spec.shot}.####.exr"),
-        )
+        request = JobRequest(server=conn.address, token=conn.token, tls_ca=conn.tls_ca, tls_cert=conn.tls_cert,
+                             tls_key=conn.tls_key, spec=spec, out_dir=out_root, preview=preview,
+                             output_pattern=template)
+        local = LocalRender(work_dir=work_dir)
+        channels = (self.host.get(node, "channels") or "all").strip()
+        views = self.host.views()
+        # Several views (stereo): a file per view (%V) and a render per view, all in one version's folder.
+        stereo = len(views) > 1 and parent is None
+        name = "{}_%V.####.exr" if stereo else "{}.####.exr"
+        roi = self.host.roi(node)
+        if roi is not None and (roi[2] <= roi[0] or roi[3] <= roi[1]):
+            raise SetupError(f"the roi box {roi} is empty: drag it over the part of the plate to process")
+        if roi is not None and parent is not None:
+            raise SetupError("an roi needs the plate itself: turn 'use roi' off to edit a render by reference")
+        chosen = self.host.get(node, "colour_space") or AUTO_SPACE
+        working = self.host.working_space()
         if parent is not None:
             request.parent_render = parent["render_id"]
             request.parent_frames = frames
+            host_space = parent.get("colour_space") or working  # the parent's results are in its plate's space
         else:
-            request.plate_paths = self._plate_paths(src, frames)
-            if not request.plate_paths:
-                request.plate = self.host.render_to_files(src, frames, os.path.join(work_dir, "plate.####.exr"))
+            request.plate_paths = None if stereo or roi is not None else self._plate_paths(src, frames)
+            if request.plate_paths:  # the server reads the files: they are in the Read's own colour space
+                host_space = self.host.read_colour_space(src) or working if chosen == AUTO_SPACE else chosen
+            else:
+                host_space = working if chosen == AUTO_SPACE else chosen
+                half = self.host.is_half(src, frames[0])
+                local.writes.append(self._write(src, frames, os.path.join(work_dir, name.format("plate")), channels,
+                                                views, half, roi, host_space))
+        if info is not None:
+            try:
+                request.spec.colour_space = server_colour_space(host_space, info.colour_spaces)
+            except ColourNameError as err:
+                raise SetupError(str(err)) from None
         mask = self.host.input_node(node, 1)
         if mask is not None:
-            request.mask = self.host.render_to_files(mask, frames, os.path.join(work_dir, "mask.####.exr"))
+            local.writes.append(self._write(mask, frames, os.path.join(work_dir, name.format("mask")), "rgba",
+                                            views if stereo else views[:1], False))
         ref = self.host.input_node(node, 2)
         if ref is not None:
             ref_entry = self._chain_source(ref)
@@ -359,17 +456,30 @@ class Controller:
                 ref_frame = frame if ref_entry["first"] <= frame <= ref_entry["last"] else ref_entry["first"]
                 request.reference_render = (ref_entry["render_id"], ref_frame)
             else:
-                path = os.path.join(work_dir, "reference.####.exr")
-                request.reference_file = self.host.render_to_files(ref, [frame], path)[frame]
-        return request, work_dir
+                local.writes.append(self._write(ref, [frame], os.path.join(work_dir, "reference.####.exr"), "rgba",
+                                                views[:1], False))
+        title = f"shotpass {'preview' if preview else 'render'}: {self.host.full_name(node)}"
+        return NodeJob(self.host.node_id(node), title, request, local, self.option_values(node), preview,
+                       with_view_token(template) if stereo else template, views if stereo else [""],
+                       self.host.proxy(), roi=list(roi) if roi is not None else None, colour_space=host_space)
+
+    def _write(self, src: Any, frames: List[int], pattern: str, channels: str, views: List[str],
+               half: bool, roi: Optional[Tuple[float, ...]] = None,
+               colour_space: Optional[str] = None) -> Tuple[Any, List[int], str]:
+        return self.host.make_write(src, pattern, channels, views, half, roi, colour_space), list(frames), pattern
 
     def _plate_paths(self, src: Any, frames: List[int]) -> Optional[Dict[int, str]]:
-        """Path mode: a Read whose files lie under $SHOTPASS_PATH_MAP is read by the server; nothing travels."""
-        pattern = self.host.read_file(src)
+        """Path mode: a Read whose files lie under $SHOTPASS_PATH_MAP is read by the server; nothing travels.
+        Output frame f of a Read moved by an offset is its file frame f - offset."""
+        found = self.host.read_file(src)
         path_map = PathMap.from_env()
-        if not pattern or not path_map:
+        if not found or not path_map:
             return None
-        files = {f: FramePattern.parse(pattern).path(f) for f in frames}
+        pattern, offset = found
+        try:
+            files = {f: FramePattern.parse(pattern).path(f - offset) for f in frames}
+        except PatternError:  # an un-numbered still: the same file is its one frame
+            files = {f: pattern for f in frames[:1]}
         if not all(os.path.isfile(p) for p in files.values()):
             return None
         return server_paths(files, path_map)
@@ -389,87 +499,231 @@ class Controller:
             return parse_frame_range(self.host.get(node, "frames") or "")
         return list(available)
 
-    def _monitor(self, name: str, job: BackgroundRender, work_dir: str, preview: bool) -> None:
-        """Worker thread: progress task, cancel from the task, every update handed to the main thread."""
+    # ------------------------------------------------------------------ farm and headless
+
+    def render_now(self, node: Any) -> bool:
+        """Render on the calling thread (headless: `nuke -t`, no event loop); True when every frame came back."""
+        try:
+            job = self._prepare(node, preview=False)
+        except (SetupError, PatternError, OSError, RuntimeError) as err:
+            self.status(node, f"cannot render: {err}")
+            return False
+        with self._lock:
+            self.jobs[job.node_id] = job
+        self._run(job)
+        return job.finished
+
+    def farm(self, node: Any) -> List[str]:
+        """The command lines that render this node without the UI; shown on the node and printed."""
+        script = self.host.script_path()
+        lines = []
+        if not script:
+            self.status(node, "farm: save the script first (the farm renders the saved script)")
+            return []
+        plugin = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        lines.append(shell_line(["nuke", "-t", os.path.join(plugin, "shotpass_render.py"), script,
+                                 self.host.full_name(node), "--save"]))
+        found = self.host.read_file(self.host.input_node(node, 0)) if self.host.input_node(node, 0) else None
+        plain = (found is not None and found[1] == 0 and self.host.roi(node) is None and len(self.host.views()) == 1
+                 and (self.host.get(node, "channels") or "all") == "all")
+        if plain:  # the plate is files on disk as they are: the CLI can send them itself
+            try:
+                spec = self.spec(node)
+                info = self._server_info(node)
+                chosen = self.host.get(node, "colour_space") or AUTO_SPACE
+                space = self.host.read_colour_space(self.host.input_node(node, 0)) if chosen == AUTO_SPACE else chosen
+                if info is not None and space:
+                    spec.colour_space = server_colour_space(space, info.colour_spaces)
+                frames = self._frames(node, self.host.input_node(node, 0), None, False)
+                template = self.host.get(node, "output") or default_output_template(script, spec.shot)
+                out_dir = os.path.dirname(fill_version(template, 0)).replace(os.sep + "v000", os.sep + "farm")
+                conn = connection(self.host.get(node, "server"))
+                lines.append(shell_line(render_command(spec, found[0], frames, out_dir, conn.address)))
+            except (SetupError, PatternError, ColourNameError) as err:
+                lines.append(f"# shotpass render: {err}")
+        text = "\n".join(lines)
+        self.host.set(node, "farm_command", text)
+        print(f"shotpass farm commands for {self.host.full_name(node)}:\n{text}")
+        self.status(node, "farm: the command lines are in 'farm command' (and printed to the script editor)")
+        return lines
+
+    # ------------------------------------------------------------------ the worker
+
+    def _run(self, job: NodeJob) -> None:
+        """Worker thread: local plate frames, then the server render, every update handed to the main thread."""
         task = None
         try:
-            task = self.host.progress_task(f"shotpass {'preview' if preview else 'render'}: {name}")
-            cancelled = False
-
-            def handle(update: JobUpdate) -> None:
-                if update.kind == PROGRESS and update.frames_done >= 0:
-                    task.setProgress(int(100 * update.fraction))
-                if update.message:
-                    task.setMessage(update.message)
-                self.host.main_thread(self._apply_update, name, update, preview)
-
-            while True:
-                alive = job.running
-                drain_updates(job.updates, handle)
-                if not alive and job.updates.empty():
+            task = self.host.progress_task(job.title)
+            self._render_locally(job, task)
+            check_files(job)
+            info = self._info_for(job)
+            job.request.spec.options = self.format_options(info, job.request.spec.model, job.values)
+            job.request.spec.colour_space = server_colour_space(job.colour_space, info.colour_spaces)
+            primary, version = "", 0
+            for index, view in enumerate(job.views):
+                job.background = BackgroundRender(view_request(job, view, version))
+                job.background.start()
+                meta = {"preview": job.preview, "template": job.template, "view": view, "primary": primary,
+                        "last": index == len(job.views) - 1, "proxy": job.proxy, "roi": job.roi,
+                        "colour_space": job.colour_space}
+                finished, version = self._watch(job, task, meta)
+                primary = primary or job.background.render_id
+                if not finished:
                     break
-                if not cancelled and task.isCancelled():
-                    cancelled = True
-                    job.cancel()
-                job.join(0.1)
+            else:
+                job.finished = True
+        except (ClientError, ColourNameError) as err:
+            self.host.main_thread(self._status_by_id, job.node_id, f"failed: {err}")
+        except Cancelled:
+            self.host.main_thread(self._status_by_id, job.node_id, "cancelled while rendering the plate locally: "
+                                  "nothing was sent")
         except Exception as err:  # never raise in a worker thread inside the host
             traceback.print_exc()
-            self.host.main_thread(self._status_by_name, name, f"shotpass: unexpected {type(err).__name__}: {err}")
+            self.host.main_thread(self._status_by_id, job.node_id, f"failed: {type(err).__name__}: {err}")
         finally:
             if task is not None:
                 self.host.end_progress_task(task)
-            shutil.rmtree(work_dir, ignore_errors=True)
+            for write, _frames, _pattern in job.local.writes:
+                try:
+                    self.host.call_main(self.host.delete_write, write)
+                except Exception:
+                    traceback.print_exc()
+            if job.local.work_dir:
+                shutil.rmtree(job.local.work_dir, ignore_errors=True)
             with self._lock:
-                if self.jobs.get(name) is job:
-                    del self.jobs[name]
+                if self.jobs.get(job.node_id) is job:
+                    del self.jobs[job.node_id]
 
-    def _apply_update(self, name: str, update: JobUpdate, preview: bool) -> None:
-        """Main thread: record an update in the node's state, its status line and (when done) its Read."""
-        node = self.host.find_node(name)
+    def _info_for(self, job: NodeJob) -> Any:
+        """Worker: the server's models and colour spaces (asked now when the node has not connected yet,
+        e.g. right after a script was reopened)."""
+        info = self.info.get(job.request.server)
+        if info is None:
+            conn = Connection(job.request.server, job.request.token, job.request.tls_ca, job.request.tls_cert,
+                              job.request.tls_key)
+            with conn.client(CONNECT_TIMEOUT) as client:
+                info = client.server_info()
+            self.info[job.request.server] = info
+        return info
+
+    def _render_locally(self, job: NodeJob, task: Any) -> None:
+        """Each frame is one short main-thread call: Nuke redraws and the cancel button works in between."""
+        total = sum(len(frames) for _w, frames, _p in job.local.writes)
+        done = 0
+        for write, frames, pattern in job.local.writes:
+            what = os.path.basename(pattern).split(".")[0].split("_%V")[0]
+            for frame in frames:
+                if task.isCancelled() or job.cancelled.is_set():
+                    raise Cancelled()
+                message = f"rendering the {what} locally: frame {frame} ({done + 1}/{total})"
+                task.setMessage(message)
+                self.host.main_thread(self._status_by_id, job.node_id, message)
+                self.host.call_main(self.host.execute_frame, write, frame)
+                done += 1
+                task.setProgress(int(30 * done / max(1, total)))  # the local part is the first 30 %
+
+    def _watch(self, job: NodeJob, task: Any, meta: Dict[str, Any]) -> Tuple[bool, int]:
+        """Drive one BackgroundRender to its end; (finished, the render's version)."""
+        background = job.background
+        assert background is not None
+        cancelled, last, version = False, "", 0
+        share, offset = 70 / len(job.views), 30 + 70 * job.views.index(meta["view"]) / len(job.views)
+
+        def handle(update: JobUpdate) -> None:
+            nonlocal last, version
+            last = update.kind
+            if update.kind == SUBMITTED and update.render is not None:
+                version = update.render.version
+            if update.kind == PROGRESS and update.frames_done >= 0:
+                task.setProgress(int(offset + share * update.fraction))
+            if update.message:
+                task.setMessage(f"{meta['view']}: {update.message}" if meta["view"] else update.message)
+            self.host.main_thread(self._apply_update, job.node_id, update, meta)
+
+        while True:
+            alive = background.running
+            drain_updates(background.updates, handle)
+            if not alive and background.updates.empty():
+                break
+            if not cancelled and (task.isCancelled() or job.cancelled.is_set()):
+                cancelled = True
+                background.cancel()
+            background.join(0.1)
+        return last == DONE, version
+
+    def _apply_update(self, node_id: str, update: JobUpdate, meta: Dict[str, Any]) -> None:
+        """Main thread: record an update in the node's state, its status line and (when done) its Read.
+
+        A stereo version is one entry (its first view's render) listing every view's render in "views".
+        """
+        node = self.host.find_node(node_id)
         if node is None:
-            return
+            return  # the node was deleted: the render stays on the server (queue panel)
         st = self.state(node)
         if update.kind == UPLOADING:
             self.status(node, update.message)
             return
-        entry = self.entry(st, update.render_id) if update.render_id else None
+        view, primary = meta["view"], meta["primary"]
+        entry = self.entry(st, primary or update.render_id) if update.render_id else None
+        where = f"{view}: " if view else ""
         if entry is not None:
-            entry.setdefault("lane", "preview" if preview else "render")
-        if update.render is not None and entry is not None:
-            entry.update(render_summary(update.render))
+            entry.setdefault("lane", "preview" if meta["preview"] else "render")
+            if view:
+                entry.setdefault("views", {})[view] = update.render_id
+            if update.render is not None:
+                summary = render_summary(update.render)
+                entry.update(summary if not primary else {"state": summary["state"]})
         if update.kind == SUBMITTED:
+            if entry is not None and update.render is not None and not primary:
+                # Recorded now so a render that finishes after Nuke closed is fetched to the same place.
+                entry["pattern"] = FramePattern.parse(fill_version(meta["template"], update.render.version)).hashes()
+                frames = sorted(f.frame for f in update.render.frames)
+                if frames:
+                    entry["first"], entry["last"] = frames[0], frames[-1]
+                entry["bytes_uploaded"] = update.bytes_uploaded
+                entry["proxy"] = bool(meta["proxy"])
+                entry["roi"] = meta["roi"]
+                entry["colour_space"] = meta["colour_space"]
             uploaded = update.bytes_uploaded
-            if entry is not None:
-                entry["bytes_uploaded"] = uploaded
-            self.status(node, f"{update.message}; {uploaded / 1e6:.1f} MB uploaded" if uploaded else
-                        f"{update.message}; nothing to upload")
+            self.status(node, f"{where}{update.message}; {uploaded / 1e6:.1f} MB uploaded" if uploaded else
+                        f"{where}{update.message}; nothing to upload")
         elif update.kind == PROGRESS:
             if entry is not None:
                 entry["state"] = "running"
             if update.frames_done >= 0:
-                self.status(node, f"rendering: {update.frames_done}/{update.frames_total} frames")
+                self.status(node, f"{where}rendering: {update.frames_done}/{update.frames_total} frames")
         elif update.kind == WARNING:
-            self.status(node, f"warning: {update.message}")
+            self.status(node, f"{where}warning: {update.message}")
         elif update.kind == DONE and entry is not None:
             frames = sorted(update.outputs)
-            entry["pattern"] = FramePattern.parse(update.outputs[frames[0]]).hashes()
-            entry["first"], entry["last"] = frames[0], frames[-1]
+            if not meta["last"]:
+                entry["state"] = "running"  # the other views are still to come
+                self.save_state(node, st)
+                self.status(node, f"{where}{len(frames)} frame(s) written; next view")
+                return
+            if not view:
+                entry["pattern"] = FramePattern.parse(update.outputs[frames[0]]).hashes()
+            entry["first"], entry["last"], entry["fetched"] = frames[0], frames[-1], True
             st["selected"] = entry["render_id"]
             self.save_state(node, st)
             self.show_entry(node, entry)
-            self.status(node, f"{version_label(entry)}: {len(frames)} frame(s) written")
+            views = f" x {len(entry['views'])} views" if entry.get("views") else ""
+            self.status(node, f"{version_label(entry)}: {len(frames)} frame(s){views} written")
             return
         elif update.kind == FAILED:
-            if entry is not None and entry.get("state") in ("queued", "running"):
-                entry["state"] = "failed"
-            self.status(node, f"failed: {update.message}")
+            if entry is not None:
+                entry["fetched"] = True  # nothing will come: a reopen must not wait for it
+                if entry.get("state") in ACTIVE:
+                    entry["state"] = "failed"
+            self.status(node, f"{where}failed: {update.message}")
         self.save_state(node, st)
 
     # ------------------------------------------------------------------ versions, cancel, edit, review
 
     def show_entry(self, node: Any, entry: Optional[Dict[str, Any]]) -> None:
-        if entry and entry.get("pattern") and entry.get("state") == "finished":
-            self.host.show_read(node, entry["pattern"], int(entry["first"]), int(entry["last"]))
+        if entry and entry.get("pattern") and entry.get("state") == "finished" and entry.get("fetched", True):
+            self.host.show_read(node, entry["pattern"], int(entry["first"]), int(entry["last"]),
+                                bool(entry.get("proxy")), entry.get("roi"), entry.get("colour_space") or "")
         else:
             self.host.show_input(node)
 
@@ -482,8 +736,20 @@ class Controller:
                 self.show_entry(node, e)
                 return
 
+    def take_out(self, node: Any) -> Any:
+        """A plain Read of the selected version, for the compositor to use outside the ShotPass node."""
+        entry = self.selected_entry(self.state(node))
+        if entry is None or entry.get("state") != "finished" or not entry.get("pattern"):
+            self.status(node, "take out as Read: select a finished version first")
+            return None
+        read = self.host.take_out_read(node, entry["pattern"], int(entry["first"]), int(entry["last"]),
+                                       f"{self.host.get(node, 'shot')} v{int(entry.get('version') or 0):03d}",
+                                       entry.get("colour_space") or "")
+        self.status(node, f"{version_label(entry)} taken out as {self.host.base_name(read)}")
+        return read
+
     def cancel(self, node: Any) -> None:
-        job = self.jobs.get(self.host.full_name(node))
+        job = self.jobs.get(self.host.node_id(node))
         if job is None or not job.running:
             self.status(node, "nothing to cancel: no render of this node is running")
             return
@@ -496,8 +762,10 @@ class Controller:
             self.status(node, "edit this render: select a finished version first")
             return None
         child = self.host.create_shotpass_after(node)
-        for key in ("server", "project", "shot", "output_dir", "colour_space"):
+        for key in ("server", "project", "shot", "output", "channels"):
             self.host.set(child, key, self.host.get(node, key))
+        self.host.set_choices(child, "colour_space", self.host.choices(node, "colour_space"),
+                              self.host.get(node, "colour_space"))
         source = f"{self.host.full_name(node)} {version_label(entry)}"
         self.status(child, f"input: {source} (by reference, nothing uploaded)")
         self.status(node, f"{self.host.full_name(child)} edits this render")
@@ -513,19 +781,19 @@ class Controller:
             return
         entry["rating"], entry["pinned"] = rating, pinned
         self.save_state(node, st)
-        name, address, rid = self.host.full_name(node), self.host.get(node, "server"), entry["render_id"]
+        node_id, address, rid = self.host.node_id(node), self.host.get(node, "server"), entry["render_id"]
 
         def work() -> None:
             try:
                 with connection(address).client(CONNECT_TIMEOUT) as client:
                     client.review(rid, rating=rating, pinned=pinned)
             except ClientError as err:
-                self.host.main_thread(self._status_by_name, name, f"review not saved: {err}")
+                self.host.main_thread(self._status_by_id, node_id, f"review not saved: {err}")
 
         threading.Thread(target=work, name="shotpass-review", daemon=True).start()
 
     def open_render(self, render_id: str) -> Any:
-        """The ShotPass node holding a render (for the queue panel's 'open in DAG'), selected."""
+        """The ShotPass node holding a render (for the queue panel's 'open in DAG'), selected and centred."""
         for node in self.host.all_shotpass_nodes():
             st = self.state(node)
             if any(e["render_id"] == render_id for e in st["versions"]):

@@ -1,7 +1,7 @@
 """The "shotpass queue" panel: the server's renders of this script's project (state, progress, cancel, open).
 
-Qt through qtpy only, so the same code runs on PySide2 (Nuke 13-15) and PySide6 (Nuke 16). No nuke
-import: the host plugs in "open in DAG" and the default server/project through HOOKS.
+Qt through the small `qt` shim, so the same code runs on PySide2 (Nuke 13-15) and PySide6 (Nuke 16) with or
+without qtpy. No nuke import: the host plugs in "open in DAG" and the default server/project through HOOKS.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from qtpy import QtCore, QtWidgets
-
 from shotpass_client import ClientError
 from shotpass_client.client import DEFAULT_ADDRESS
 from shotpass_client.connection import Connection
 from shotpass_client.ui_model import STATE_NAMES, stars
+
+from .qt import QtCore, QtWidgets
 
 HOOKS: Dict[str, Optional[Callable[..., Any]]] = {"open_in_dag": None, "defaults": None}
 COLUMNS = ("shot", "version", "lane", "state", "progress", "model", "rating", "created", "render id")
@@ -86,10 +86,15 @@ class QueuePanel(QtWidgets.QWidget):
 
     # --------------------------------------------------------------- loading
 
-    def fetch(self) -> Tuple[List[Any], str]:
+    def where(self) -> Tuple[str, str]:
+        """(server, project) as typed; Qt widgets are read here, on the main thread, never by a worker."""
+        return self.server.text().strip(), self.project.text().strip()
+
+    @staticmethod
+    def fetch(address: str, project: str) -> Tuple[List[Any], str]:
         try:
-            with Connection.resolve(self.server.text()).client(2.0) as client:
-                return client.list_renders(project=self.project.text().strip()), ""
+            with Connection.resolve(address).client(2.0) as client:
+                return client.list_renders(project=project), ""
         except ClientError as err:
             return [], str(err)
 
@@ -98,16 +103,17 @@ class QueuePanel(QtWidgets.QWidget):
         if self._busy:
             return
         self._busy = True
+        address, project = self.where()
 
         def work() -> None:
-            renders, error = self.fetch()
+            renders, error = self.fetch(address, project)
             self.loaded.emit(renders, error)
 
         threading.Thread(target=work, name="shotpass-queue", daemon=True).start()
 
     def refresh_now(self) -> None:
         self._busy = True
-        self.show_renders(*self.fetch())
+        self.show_renders(*self.fetch(*self.where()))
 
     def _auto_refresh(self) -> None:
         if self.auto.isChecked() and self.isVisible():
@@ -154,7 +160,7 @@ class QueuePanel(QtWidgets.QWidget):
         return [self.renders[r].id for r in rows if r < len(self.renders)]
 
     def cancel_selected(self) -> None:
-        ids, address = self.selected_ids(), self.server.text().strip()
+        ids, (address, project) = self.selected_ids(), self.where()
         if not ids:
             self.status.setText("select the renders to cancel")
             return
@@ -167,7 +173,7 @@ class QueuePanel(QtWidgets.QWidget):
                         client.cancel(rid)
             except ClientError as err:
                 error = f"cancel failed: {err}"
-            renders, fetch_error = self.fetch()
+            renders, fetch_error = self.fetch(address, project)
             self.loaded.emit(renders, error or fetch_error)
 
         threading.Thread(target=work, name="shotpass-queue-cancel", daemon=True).start()
