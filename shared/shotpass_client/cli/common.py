@@ -42,6 +42,8 @@ def settings_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--colour-space", default="", help="the plate's colour space (default: scene-linear)")
     sp.add_argument("--view", default="", help="view of a stereo/multi-part EXR (default: the first)")
     sp.add_argument("--priority", type=int, default=0)
+    sp.add_argument("--frame-timeout", type=float, default=0.0, metavar="SECONDS",
+                    help="a frame still running after this many seconds fails with that reason (default: no limit)")
 
 
 def render_args(sp: argparse.ArgumentParser) -> None:
@@ -92,6 +94,8 @@ def spec_from_args(args: argparse.Namespace, plate: Optional[str]) -> RenderSpec
         view=args.view,
         priority=args.priority,
         label=args.label,
+        frame_timeout=args.frame_timeout,
+        job_key=getattr(args, "job_key", "") or "",
     )
 
 

@@ -1,9 +1,64 @@
-"""`shotpass batch | conform | farm | stats`: a sequence from an edit, back into the edit, on a farm."""
+"""`shotpass batch | conform | farm | stats`: a sequence from an edit, back into the edit, on a farm, and its cost."""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+from typing import Any, Dict, List
+
+from .common import client_args, connect, print_json
+
+STAT_FIELDS = ("renders", "previews", "frames_done", "frames_failed", "device_seconds")
 
 
 def add_commands(sub: Any) -> None:
-    """Filled in with the pipeline commands."""
+    st = sub.add_parser("stats", help="cost per shot, sequence and project: device-seconds and frames")
+    st.add_argument("--project", default="", help="one project (default: every project you may see)")
+    st.add_argument("--shot", default="", help="one shot")
+    st.add_argument("--shot-prefix", default="", metavar="PREFIX",
+                    help="a sequence: only shots whose names start with PREFIX (e.g. sq010_), totalled")
+    client_args(st)
+    st.set_defaults(func=cmd_stats)
+
+
+def totals(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {k: 0 for k in STAT_FIELDS}
+    for row in rows:
+        for k in STAT_FIELDS:
+            out[k] += row[k]
+    out["device_seconds"] = round(out["device_seconds"], 3)
+    out["shots"] = len(rows)
+    return out
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        shots = client.stats(args.project, args.shot)
+    rows = [
+        {"project": s.project, "shot": s.shot, "renders": s.renders, "previews": s.previews,
+         "frames_done": s.frames_done, "frames_failed": s.frames_failed,
+         "device_seconds": round(s.device_seconds, 3)}
+        for s in shots if s.shot.startswith(args.shot_prefix)
+    ]
+    projects = {p: totals([r for r in rows if r["project"] == p]) for p in sorted({r["project"] for r in rows})}
+    report = {"shots": rows, "projects": projects, "total": totals(rows)}
+    if args.shot_prefix:
+        report["sequence"] = dict(totals(rows), prefix=args.shot_prefix)
+    if args.json:
+        print_json(report)
+        return 0
+    head = f"{'project':<16} {'shot':<24} {'renders':>7} {'previews':>8} {'frames':>7} {'failed':>6} {'device-s':>10}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['project']:<16} {r['shot']:<24} {r['renders']:>7} {r['previews']:>8} {r['frames_done']:>7} "
+              f"{r['frames_failed']:>6} {r['device_seconds']:>10.1f}")
+    print("-" * len(head))
+    for name, t in projects.items():
+        label = f"{t['shots']} shots"
+        print(f"{name:<16} {label:<24} {t['renders']:>7} {t['previews']:>8} {t['frames_done']:>7} "
+              f"{t['frames_failed']:>6} {t['device_seconds']:>10.1f}")
+    if args.shot_prefix:
+        t = report["sequence"]
+        print(f"{'sequence':<16} {args.shot_prefix + '*':<24} {t['renders']:>7} {t['previews']:>8} "
+              f"{t['frames_done']:>7} {t['frames_failed']:>6} {t['device_seconds']:>10.1f}")
+    return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Dict, List, Optional
+import time
+from typing import Any, Dict, List, Optional, Set
 
 from ..client import Client, ClientError, state_name
 from ..jobs import PlateError, fetch_outputs, plate_frames, require_finished, server_paths, submit_render
@@ -29,6 +30,9 @@ def add_commands(sub: Any) -> None:
     r.add_argument("plate", nargs="?", help="frame pattern: name.####.exr, name.%%04d.exr or name.$F4.exr")
     r.add_argument("--frames", help="frame range, e.g. 1-8 or 1001-1100x2 (default: all on disk)")
     r.add_argument("--detach", action="store_true", help="submit and exit without waiting")
+    r.add_argument("--job-key", default="", metavar="KEY",
+                   help="farm task of a job: tasks with one key add their frames to one render (one version) of the "
+                   "shot; this task waits for, fetches and reports its own frames only")
     render_args(r)
     client_args(r)
     r.set_defaults(func=cmd_render)
@@ -103,7 +107,11 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"shotpass render: warning: {w}", file=sys.stderr)
         if args.detach:
             return _finish(args, submitted.render, {}, submitted.bytes_uploaded, submitted.warnings)
-        render = _watch(args, client, submitted.render_id, submitted.render.frames_total)
+        if args.job_key:
+            mine = set(plate) or set(frames or ()) or {f.frame for f in submitted.render.frames}
+            render = task_frames(_watch_task(args, client, submitted.render_id, mine), mine)
+        else:
+            render = _watch(args, client, submitted.render_id, submitted.render.frames_total)
         outputs: Dict[int, str] = {}
         if render.state == pb.FINISHED:
             pattern = FramePattern.parse(args.plate) if args.plate else None
@@ -152,6 +160,54 @@ def _watch(args: argparse.Namespace, client: Client, render_id: str, total: int)
     return client.get_render(render_id)
 
 
+def _watch_task(args: argparse.Namespace, client: Client, render_id: str, mine: Set[int]) -> pb.Render:
+    """A farm task's wait: until each of its own frames is done or failed (other tasks' frames share the render,
+    and the render may finish, take more frames and run again)."""
+    bar = None if args.json else Bar(total=len(mine), unit="frame", desc=render_id)
+    last = 0
+    try:
+        while True:
+            for event in client.watch(render_id, after_sequence=last):
+                last = event.sequence
+                ours = event.frame in mine or event.kind in (pb.RenderEvent.FINISHED, pb.RenderEvent.SUSPENDED)
+                if bar is not None and ours:
+                    show_event(bar, event)
+                if ours and _settled(client.get_render(render_id), mine):
+                    return client.get_render(render_id)
+            render = client.get_render(render_id)
+            if _settled(render, mine):
+                return render
+            time.sleep(0.5)  # the stream ended on a FINISHED that was followed by more frames: watch on
+    except KeyboardInterrupt:
+        raise ClientError(f"interrupted: render {render_id} goes on for the job's other tasks "
+                          f"(cancel it with: shotpass cancel {render_id})") from None
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _settled(render: pb.Render, mine: Set[int]) -> bool:
+    if render.state == pb.CANCELLED:
+        return True
+    ended = (pb.FRAME_DONE, pb.FRAME_FAILED, pb.FRAME_CANCELLED)
+    return all(f.state in ended for f in render.frames if f.frame in mine)
+
+
+def task_frames(render: pb.Render, mine: Set[int]) -> pb.Render:
+    """The render as a farm task sees it: its own frames only, FINISHED when all of them are done."""
+    task = pb.Render()
+    task.CopyFrom(render)
+    del task.frames[:]
+    task.frames.extend(f for f in render.frames if f.frame in mine)
+    task.frames_total = len(task.frames)
+    task.frames_done = sum(1 for f in task.frames if f.state == pb.FRAME_DONE)
+    if task.frames_done == task.frames_total:
+        task.state, task.error = pb.FINISHED, ""
+    elif render.state not in (pb.SUSPENDED,):
+        task.state = pb.CANCELLED if render.state == pb.CANCELLED else pb.FAILED
+    return task
+
+
 def show_event(bar: Bar, event: pb.RenderEvent) -> None:
     if event.kind == pb.RenderEvent.FRAME_DONE:
         bar.n = event.frames_done
@@ -169,6 +225,8 @@ def _finish(
 ) -> int:
     summary = render_summary(render)
     summary.update(outputs={str(k): v for k, v in sorted(outputs.items())}, bytes_uploaded=uploaded, warnings=warnings)
+    if getattr(args, "job_key", ""):
+        summary["job_key"] = args.job_key
     if args.json:
         print_json(summary)
     else:
