@@ -17,16 +17,19 @@ import logging
 import sys
 from typing import Any, List, Optional, Sequence, Tuple, Type
 
+from ..batch import PresetError
 from ..client import ClientError
 from ..jobs import PlateError
 from ..pathmap import PathMapError
 from ..patterns import PatternError
+from ..timeline import TimelineError
 from .common import EXIT_FAILED, EXIT_USAGE
 
 SERVER_COMMANDS = ("serve", "demo", "users", "projects", "gc")
 # Imported by the server's commands; one missing means the server extra is not installed.
 SERVER_MODULES = ("numpy", "OpenEXR", "PyOpenColorIO", "cv2", "onnxruntime")
-CLIENT_ERRORS: Tuple[Type[BaseException], ...] = (ClientError, PlateError, PatternError, PathMapError)
+CLIENT_ERRORS: Tuple[Type[BaseException], ...] = (ClientError, PlateError, PatternError, PathMapError, PresetError,
+                                                  TimelineError)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
