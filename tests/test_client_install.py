@@ -65,6 +65,8 @@ def test_client_only_install_renders_against_a_real_server(client_venv: Path, tm
              "--pass", "passthrough", "--server", address, "--out", str(tmp_path / "out"), "--json"],
             capture_output=True, text=True, timeout=300,
         )
+        stats = subprocess.run([str(client_venv / "bin" / "shotpass"), "stats", "--server", address, "--json"],
+                               capture_output=True, text=True, timeout=120)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -75,6 +77,9 @@ def test_client_only_install_renders_against_a_real_server(client_venv: Path, tm
     for frame in (1, 2, 3):
         written = Path(summary["outputs"][str(frame)])
         assert written.name == f"singlepart.{frame:04d}.exr" and written.stat().st_size > 0
+    assert stats.returncode == 0, stats.stderr
+    (shot,) = json.loads(stats.stdout.strip().splitlines()[-1])["shots"]
+    assert shot["shot"] == "singlepart" and shot["frames_done"] == 3
 
 
 def test_server_commands_name_the_missing_extra(client_venv: Path) -> None:
@@ -84,5 +89,8 @@ def test_server_commands_name_the_missing_extra(client_venv: Path) -> None:
         assert run.returncode == 2
         assert "pip install 'shotpass[server]'" in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1, run.stderr  # one line, no traceback
+    edit = subprocess.run([shotpass, "batch", "cut.otio", "--preset", "look.toml", "--dry-run"], capture_output=True,
+                          text=True, timeout=60)
+    assert edit.returncode == 1 and "pip install 'shotpass[pipeline]'" in edit.stderr and "Traceback" not in edit.stderr
     helped = subprocess.run([shotpass, "--help"], capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "render" in helped.stdout and "shotpass[server]" in helped.stdout
