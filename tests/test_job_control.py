@@ -80,6 +80,20 @@ def test_suspend_stops_new_frames_and_resume_finishes_each_frame_once(server, cl
     assert pb.RenderEvent.SUSPENDED in kinds and pb.RenderEvent.RESUMED in kinds
 
 
+def test_a_suspended_render_can_be_cancelled(server, client, tmp_path, gated) -> None:
+    plate = plate_frames(_plate(tmp_path))
+    sub = submit_render(client, RenderSpec(shot="sh011", pass_name="passthrough"), plate)
+    _until(client, sub.render_id, (pb.RUNNING,))
+    client.suspend(sub.render_id)
+    gated.set()
+    _until(client, sub.render_id, (pb.SUSPENDED,))
+    cancelled = client.cancel(sub.render_id)
+    assert cancelled.state == pb.CANCELLED
+    assert all(f.state in (pb.FRAME_DONE, pb.FRAME_CANCELLED) for f in cancelled.frames)
+    with pytest.raises(ClientError, match="only a queued or running render"):
+        client.suspend(sub.render_id)
+
+
 def test_a_frame_past_its_timeout_fails_with_the_reason_and_requeue_runs_it_again(capsys, server, client,
                                                                                   tmp_path) -> None:
     plate = _plate(tmp_path)

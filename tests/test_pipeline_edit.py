@@ -193,3 +193,13 @@ def test_batch_reads_a_cmx_3600_edl(capsys, server, edit) -> None:
     assert shot["shot"] == "sh020" and shot["cut"] == [1003, 1006] and shot["state"] == "FINISHED"
     assert shot["frames"] == list(range(1000 + 1, 1010))  # 3 handles each side, 1001 is the plate's first frame
     assert [s["clip"] for s in out["skipped"]] == ["sh060"] and "missing media" in out["skipped"][0]["reason"]
+    # --like copies a render's settings (seed included) to every shot of the edit: the next version of sh020.
+    code, like, err = run_cli(capsys, ["batch", str(edl), "--like", shot["render"], "--server", server.address,
+                                       "--json"])
+    assert code == 0, err
+    (again,) = like["shots"]
+    assert again["version"] == 2 and again["frames"] == list(range(1003, 1007))
+    from shotpass_client import Client
+
+    with Client(server.address) as c:
+        assert c.get_render(again["render"]).settings.seed == c.get_render(shot["render"]).settings.seed
