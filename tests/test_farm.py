@@ -138,3 +138,6 @@ def test_farm_refuses_unusable_requests_with_one_line(capsys, plate, tmp_path) -
     code, _, err = run_cli(capsys, ["farm", "opencue", plate, "--frames", "1-3,6-8", "--pass", "passthrough",
                                     "--out", "o", "--write", str(tmp_path / "j.xml")])
     assert code == 1 and "not one run" in err
+    code, _, err = run_cli(capsys, ["farm", "openjd", plate, "--pass", "passthrough", "--prompt", "a {{Param.X}} sky",
+                                    "--out", "o", "--write", str(tmp_path / "b2")])
+    assert code == 1 and "Open Job Description reads as an expression" in err

@@ -203,3 +203,11 @@ def test_batch_reads_a_cmx_3600_edl(capsys, server, edit) -> None:
 
     with Client(server.address) as c:
         assert c.get_render(again["render"]).settings.seed == c.get_render(shot["render"]).settings.seed
+    # Without --json: the shot table and one progress line per shot on stderr, a summary on stdout.
+    from shotpass_client.cli import main
+
+    assert main(["batch", str(edl), "--like", shot["render"], "--server", server.address]) == 0
+    captured = capsys.readouterr()
+    progress = [line for line in captured.err.splitlines() if line.startswith("sh020 ")]
+    assert progress and "v3" in progress[-1] and "FINISHED" in progress[-1] and "4/4" in progress[-1]
+    assert "skipped sh060" in captured.err and "batch: 1 shot(s) submitted, 1 finished, 1 item(s) skipped" in captured.out

@@ -98,6 +98,12 @@ def openjd_template(job: FarmJob) -> Dict[str, Any]:
     """A job template (specificationVersion jobtemplate-2023-09): one step per shot, one task per chunk."""
     steps = []
     for shot in job.shots:
+        args = task_argv(job, shot, OPENJD_FRAMES, OPENJD_SERVER)[1:]
+        for arg in args:
+            # OpenJD reads {{...}} in arguments as its own expressions and has no escape for them.
+            if "{{" in arg and arg not in (OPENJD_FRAMES, OPENJD_SERVER):
+                raise FarmError(f"shot {shot.shot}: {arg[:60]!r} holds '{{{{', which Open Job Description reads as "
+                                "an expression; reword it")
         steps.append({
             "name": shot.shot[:64],
             "parameterSpace": {"taskParameterDefinitions": [{
@@ -106,7 +112,7 @@ def openjd_template(job: FarmJob) -> Dict[str, Any]:
             }]},
             "script": {"actions": {"onRun": {
                 "command": "shotpass",
-                "args": task_argv(job, shot, OPENJD_FRAMES, OPENJD_SERVER)[1:],
+                "args": args,
                 "timeout": job.task_timeout_s,
             }}},
         })

@@ -172,6 +172,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         base = RenderSpec()
         if args.preset:
             base = with_preset(base, load_toml(args.preset), args.preset)
+        if args.project:
+            base.project = args.project
         jobs = shot_specs(plans, base, sidecar, args.shots or "")
         if args.json:
             print_json({"shots": [dict(j.plan.row(), settings=_spec_dict(j.spec)) for j in jobs], "skipped": skipped})
@@ -213,7 +215,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         done = sum(1 for j in jobs if j.render is not None and j.render.state == pb.FINISHED)
-        print(f"batch: {len(jobs)} shots submitted, {done} finished, {len(skipped)} items skipped")
+        print(f"batch: {len(jobs)} shot(s) submitted, {done} finished, {len(skipped)} item(s) skipped")
     if args.detach:
         return EXIT_FAILED if any(j.error for j in jobs) else 0
     ok = all(j.render is not None and j.render.state == pb.FINISHED for j in jobs)
@@ -299,9 +301,13 @@ def cmd_farm(args: argparse.Namespace) -> int:
                   job_key=args.job_key or f"{args.job_name}-{uuid.uuid4().hex[:8]}", out_root=args.out,
                   chunk=args.chunk, task_timeout_s=args.task_timeout, retries=args.retries, server=args.server)
     if args.format == "openjd":
+        try:
+            template = openjd_template(job)
+        except FarmError as err:
+            raise PresetMissing(str(err)) from None
         os.makedirs(args.write, exist_ok=True)
         with open(os.path.join(args.write, "template.json"), "w") as fh:
-            json.dump(openjd_template(job), fh, indent=2)
+            json.dump(template, fh, indent=2)
         with open(os.path.join(args.write, "parameter_values.json"), "w") as fh:
             json.dump(openjd_parameter_values(job), fh, indent=2)
     else:
