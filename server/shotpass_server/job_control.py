@@ -82,16 +82,20 @@ class JobControl:
         if not frames:
             raise InvalidInput(f"render {render_id} has no failed or cancelled frames to requeue "
                                f"({render.state.lower()})")
-        self._reopen(render, f"frames {format_frame_list(frames)} requeued")
+        self._reopen(render_id, f"frames {format_frame_list(frames)} requeued")
         return frames
 
-    def _reopen(self, render: cat.RenderRow, message: str) -> None:
-        """After frames went back to pending: a final render runs again; a suspended one stays suspended."""
-        if render.state in cat.FINAL_STATES:
-            self.m.catalog.reopen(render.id)
-        self.m.add_event(render.id, "REQUEUED", {"message": message})
-        if render.state != cat.SUSPENDED:
-            self.m.scheduler.enqueue(render.id)
+    def _reopen(self, render_id: str, message: str) -> None:
+        """After frames went back to pending: a final render runs again; a suspended one stays suspended.
+
+        The state is read after the frames were committed as pending: from then on the scheduler cannot finish
+        the render, so one that finished just before is seen final here and reopened."""
+        state = self.m.catalog.get_render(render_id, with_frames=False).state
+        if state in cat.FINAL_STATES:
+            self.m.catalog.reopen(render_id)
+        self.m.add_event(render_id, "REQUEUED", {"message": message})
+        if state != cat.SUSPENDED:
+            self.m.scheduler.enqueue(render_id)
 
     # ------------------------------------------------------------ farm job keys
 
@@ -124,7 +128,7 @@ class JobControl:
             notes.append(f"job {job_key!r}: frames {format_frame_list(kept)} are already in render {render_id}; "
                          "not rendered again")
         if added or retried:
-            self._reopen(render, f"job {job_key!r}: frames {format_frame_list(added + retried)} added")
+            self._reopen(render_id, f"job {job_key!r}: frames {format_frame_list(added + retried)} added")
         return render_id, notes
 
 
