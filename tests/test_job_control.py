@@ -152,6 +152,13 @@ def test_chunked_tasks_of_one_job_make_one_version_with_every_frame_once(capsys,
     shot = next(s for s in stats["shots"] if s["shot"] == "sh030")
     assert shot["renders"] == 2 and shot["frames_done"] == 10 and shot["device_seconds"] > 0
     assert stats["projects"]["default"]["frames_done"] >= 10
+    from shotpass_client.cli import main
+
+    assert main(["stats", "--shot-prefix", "sh03", "--server", server.address]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["project", "shot", "renders", "previews", "frames", "failed", "device-s"]
+    assert any(line.split()[:5] == ["default", "sh030", "2", "0", "10"] for line in table)
+    assert table[-1].split()[:2] == ["sequence", "sh03*"]
 
 
 def _add_user(data: Path, name: str) -> str:

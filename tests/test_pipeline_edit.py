@@ -170,6 +170,15 @@ def test_batch_then_conform_round_trip(capsys, server, client, edit) -> None:
             assert header(str(path))["shotpass/sourceFrame"] == str(frame)
         assert clip.metadata["shotpass"]["render"] == render
     assert clips["sh030"].media_reference.is_missing_reference  # a clip without a version keeps its media
+
+    # Cost of the sequence this edit holds: three batches of two shots.
+    code, stats, err = run_cli(capsys, ["stats", "--project", "show", "--timeline", edit["otio"], "--server",
+                                        server.address, "--json"])
+    assert code == 0, err
+    assert {s["shot"] for s in stats["shots"]} == {"sh010", "sh020"}
+    seq = stats["sequence"]
+    assert seq["shots"] == 2 and seq["renders"] == 6 and seq["device_seconds"] > 0
+    assert seq["frames_done"] == 8 + 8 + 6 + 10 + 10 + 8  # sh010: 1-8, 1-8, 2-7; sh020: 1001-1010 twice, 1002-1009
     # The edit keeps its gap and its length.
     assert cut.duration() == original.duration()
 
@@ -210,4 +219,5 @@ def test_batch_reads_a_cmx_3600_edl(capsys, server, edit) -> None:
     captured = capsys.readouterr()
     progress = [line for line in captured.err.splitlines() if line.startswith("sh020 ")]
     assert progress and "v3" in progress[-1] and "FINISHED" in progress[-1] and "4/4" in progress[-1]
-    assert "skipped sh060" in captured.err and "batch: 1 shot(s) submitted, 1 finished, 1 item(s) skipped" in captured.out
+    assert "skipped sh060" in captured.err
+    assert "batch: 1 shot(s) submitted, 1 finished, 1 item(s) skipped" in captured.out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ..jobs import PlateError, RenderSpec, fetch_outputs
 from ..pathmap import PathMap
@@ -81,6 +81,8 @@ def add_commands(sub: Any) -> None:
     st.add_argument("--shot", default="", help="one shot")
     st.add_argument("--shot-prefix", default="", metavar="PREFIX",
                     help="a sequence: only shots whose names start with PREFIX (e.g. sq010_), totalled")
+    st.add_argument("--timeline", metavar="CUT", help="a sequence: only the shots of this edit's clips, totalled")
+    st.add_argument("--rate", type=float, default=24.0, help="frames per second of an EDL's timecode (default 24)")
     client_args(st)
     st.set_defaults(func=cmd_stats)
 
@@ -96,18 +98,23 @@ def totals(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    cut: Optional[set] = None
+    if args.timeline:
+        from ..timeline import plan_shots, read_timeline
+
+        cut = {p.shot for p in plan_shots(read_timeline(args.timeline, args.rate)) if p.shot}
     with connect(args) as client:
         shots = client.stats(args.project, args.shot)
     rows = [
         {"project": s.project, "shot": s.shot, "renders": s.renders, "previews": s.previews,
          "frames_done": s.frames_done, "frames_failed": s.frames_failed,
          "device_seconds": round(s.device_seconds, 3)}
-        for s in shots if s.shot.startswith(args.shot_prefix)
+        for s in shots if s.shot.startswith(args.shot_prefix) and (cut is None or s.shot in cut)
     ]
     projects = {p: totals([r for r in rows if r["project"] == p]) for p in sorted({r["project"] for r in rows})}
     report = {"shots": rows, "projects": projects, "total": totals(rows)}
-    if args.shot_prefix:
-        report["sequence"] = dict(totals(rows), prefix=args.shot_prefix)
+    if args.shot_prefix or cut is not None:
+        report["sequence"] = dict(totals(rows), prefix=args.shot_prefix, timeline=args.timeline or "")
     if args.json:
         print_json(report)
         return 0
@@ -122,9 +129,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
         label = f"{t['shots']} shots"
         print(f"{name:<16} {label:<24} {t['renders']:>7} {t['previews']:>8} {t['frames_done']:>7} "
               f"{t['frames_failed']:>6} {t['device_seconds']:>10.1f}")
-    if args.shot_prefix:
+    if "sequence" in report:
         t = report["sequence"]
-        print(f"{'sequence':<16} {args.shot_prefix + '*':<24} {t['renders']:>7} {t['previews']:>8} "
+        which = os.path.basename(args.timeline) if args.timeline else args.shot_prefix + "*"
+        print(f"{'sequence':<16} {which:<24} {t['renders']:>7} {t['previews']:>8} "
               f"{t['frames_done']:>7} {t['frames_failed']:>6} {t['device_seconds']:>10.1f}")
     return 0
 
