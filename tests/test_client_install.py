@@ -7,6 +7,7 @@ and its `shotpass` command still uploads, renders and fetches. The server comes 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,9 +34,17 @@ def test_client_cli_imports_no_server_libraries() -> None:
 def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with only this checkout's wheel and what it declares (grpcio, protobuf)."""
     tmp = tmp_path_factory.mktemp("client-install")
+    # Built from a clean copy of the sources: an in-tree build/ folder could hold modules removed since.
+    source = tmp / "source"
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", ".venv*")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        source.mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    for name in ("shared", "server"):
+        shutil.copytree(ROOT / name, source / name, ignore=skip)
     wheels = tmp / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(wheels), str(ROOT)], check=True, capture_output=True)
+                    "-w", str(wheels), str(source)], check=True, capture_output=True)
     wheel = next(wheels.glob("shotpass-*.whl"))
     venv = tmp / "venv"
     # The base interpreter, not the dev venv's: the new venv must not see the dev venv's packages.
