@@ -123,8 +123,11 @@ def test_batch_then_conform_round_trip(capsys, server, client, edit) -> None:
     sidecar = edit["tmp"] / "shots.toml"
     sidecar.write_text('[shots.sh020]\nseed = 99\n')
     code, out, err = run_cli(capsys, ["batch", edit["otio"], "--handles", "2", "--preset", str(preset), "--shots",
-                                      str(sidecar), "--server", server.address, "--json"])
+                                      str(sidecar), "--server", server.address, "--out",
+                                      str(edit["tmp"] / "renders"), "--json"])
     assert code == 0, err
+    fetched = sorted(p.name for p in (edit["tmp"] / "renders" / "sh020").iterdir())
+    assert fetched == [f"gen.{f:04d}.exr" for f in range(1001, 1011)]  # the plate's names, handles included
     shots = {s["shot"]: s for s in out["shots"]}
     assert sorted(shots) == ["sh010", "sh020"] and len(out["skipped"]) == 4
     assert all(s["state"] == "FINISHED" and s["version"] == 1 for s in shots.values())

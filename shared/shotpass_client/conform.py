@@ -71,7 +71,9 @@ def conform(client: Client, timeline_path: str, project: str, media_root: str, r
         if not plan.ok:
             result.reason = plan.reason
             continue
-        renders = client.list_renders(project, plan.shot, MAX_RENDERS_PER_SHOT)
+        listed = client.list_renders(project, plan.shot, MAX_RENDERS_PER_SHOT)
+        # Each finished version read whole: its frame list decides whether it holds the cut.
+        renders = [client.get_render(r.id) for r in listed if r.lane == "render" and r.state == pb.FINISHED]
         render, why = choose_version(renders, plan.cut)
         if render is None:
             result.reason = why
