@@ -61,7 +61,7 @@ def missing_server_modules() -> List[str]:
 
 def build_parser() -> Tuple[argparse.ArgumentParser, Tuple[Type[BaseException], ...]]:
     """The parser with every command, and the error types a command reports as one line."""
-    from . import control, pipeline, renders
+    from . import control, edit, farm, renders, stats
 
     p = argparse.ArgumentParser(
         prog="shotpass", description="Frame-perfect stylize, inpaint and upscale passes over EXR shots.",
@@ -75,7 +75,9 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Tuple[Type[BaseException], 
         errors = errors + tuple(server.ERRORS)
     renders.add_commands(sub)
     control.add_commands(sub)
-    pipeline.add_commands(sub)
+    edit.add_commands(sub)
+    farm.add_commands(sub)
+    stats.add_commands(sub)
     return p, errors
 
 

@@ -17,6 +17,10 @@ from ..proto import shotpass_pb2 as pb
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
 
+class UsageError(PlateError):
+    """A command asked for something it cannot do as given (a missing setting, a bad option value)."""
+
+
 def client_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--server", default=DEFAULT_ADDRESS, help=f"HOST:PORT (default {DEFAULT_ADDRESS}, or $SHOTPASS_SERVER)"
