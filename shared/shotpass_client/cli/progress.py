@@ -35,9 +35,11 @@ class Bar:
         self.refresh()
 
     def line(self) -> str:
-        count = f"{_human(self.n)}/{_human(self.total)}" if self.unit == "B" else f"{self.n}/{self.total}"
-        unit = f" {self.unit}" if self.unit and self.unit != "B" else "B" if self.unit == "B" else ""
-        return f"{self.desc}: {count}{unit}" + (f"  {self.postfix}" if self.postfix else "")
+        if self.unit == "B":
+            count = f"{_human(self.n)}B/{_human(self.total)}B"
+        else:
+            count = f"{self.n}/{self.total}" + (f" {self.unit}s" if self.unit else "")
+        return f"{self.desc}: {count}" + (f"  {self.postfix}" if self.postfix else "")
 
     def refresh(self, force: bool = False) -> None:
         now = time.monotonic()
