@@ -224,3 +224,19 @@ def test_batch_reads_a_cmx_3600_edl(capsys, server, edit) -> None:
     assert progress and "v3" in progress[-1] and "FINISHED" in progress[-1] and "4/4" in progress[-1]
     assert "skipped sh060" in captured.err
     assert "batch: 1 shot(s) submitted, 1 finished, 1 item(s) skipped" in captured.out
+
+
+def test_batch_reads_fcp_xml_with_media_ranges(capsys, edit) -> None:
+    """FCP 7 XML through OTIO's adapter; the plate's media range starts at its first frame on disk."""
+    track = otio.schema.Track(name="V1")
+    ref = otio.schema.ExternalReference(target_url=edit["gen"], available_range=_range(1001, 12))
+    track.append(otio.schema.Clip(name="sh020 comp", media_reference=ref, source_range=_range(1003, 6)))
+    xml = edit["tmp"] / "cut.xml"
+    otio.adapters.write_to_file(otio.schema.Timeline(name="cut", tracks=[track]), str(xml), adapter_name="fcp_xml")
+    preset = edit["tmp"] / "look.toml"
+    preset.write_text('pass = "passthrough"\n')
+    code, out, err = run_cli(capsys, ["batch", str(xml), "--handles", "1", "--preset", str(preset), "--dry-run",
+                                      "--json"])
+    assert code == 0, err
+    (shot,) = out["shots"]
+    assert shot["shot"] == "sh020_comp" and shot["cut"] == [1003, 1008] and shot["frames"] == "1002-1009"
