@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from .renders import RenderManager
 
 MAX_FRAME_TIMEOUT_S = 7 * 24 * 3600.0
-# Settings that may differ between tasks of one job: the server draws the seed of a task without one.
-_PER_TASK = ("priority", "seed")
+# Settings that may differ between tasks of one job: they steer how frames run, not what they look like (the
+# server draws the seed of a task without one; a requeue may have changed the render's frame timeout).
+_PER_TASK = ("priority", "seed", FRAME_TIMEOUT)
 
 
 class FrameTimedOut(ShotpassError):
