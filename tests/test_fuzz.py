@@ -274,8 +274,10 @@ def corruptions(live: Live) -> st.SearchStrategy[Callable[[Any], None]]:
         "frames.0.digest": digests(live), "mask_frames.0.digest": digests(live),
         "settings.reference.digest": digests(live),
         "settings.reference.render_frame.render_id": render_ids(live),
+        "job_key": texts("job-1", "a/b"),
     }
     numbers = {
+        "settings.frame_timeout_seconds": st.floats(allow_nan=True, allow_infinity=True),
         "frames.0.frame": INT64, "mask_frames.0.frame": INT64, "settings.seed": INT64, "settings.priority": INT32,
         "settings.reference.render_frame.frame": INT64,
     }
@@ -357,6 +359,18 @@ def query_calls(live: Live) -> st.SearchStrategy[Callable[[], Any]]:
         st.builds(lambda p: lambda: stub.ListModels(pb.ListModelsRequest(pass_name=p), timeout=CALL_TIMEOUT),
                   texts(*live.passes, "")),
         st.builds(review, render_ids(live), review_fields),
+        # Job control and cost. Suspend only with ids that name no live render: a suspended render is never
+        # final, so a later watch of it would (rightly) wait past the call timeout.
+        st.builds(lambda r: lambda: stub.SuspendRender(pb.SuspendRenderRequest(render_id=r), timeout=CALL_TIMEOUT),
+                  texts("", "r-000000000000", "../../etc/passwd")),
+        st.builds(lambda r: lambda: stub.ResumeRender(pb.ResumeRenderRequest(render_id=r), timeout=CALL_TIMEOUT),
+                  render_ids(live)),
+        st.builds(lambda r, t: lambda: stub.RequeueRender(
+            pb.RequeueRenderRequest(render_id=r, **({} if t is None else {"frame_timeout_seconds": t})),
+            timeout=CALL_TIMEOUT), render_ids(live),
+            st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))),
+        st.builds(lambda p, s: lambda: stub.GetStats(pb.GetStatsRequest(project=p, shot=s), timeout=CALL_TIMEOUT),
+                  texts("", "fuzz", "default"), texts("", "sh010")),
     )
 
 

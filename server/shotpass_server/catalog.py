@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .catalog_jobs import SUSPENDED as SUSPENDED  # job control's render state, beside the others
+from .catalog_jobs import JobCatalogMixin
 from .errors import NotFound
 
 # Render states (names match the wire contract's RenderState).
@@ -132,7 +134,7 @@ class EventRow:
     body: Dict[str, Any]
 
 
-class Catalog:
+class Catalog(JobCatalogMixin):
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row

@@ -1,10 +1,9 @@
-"""`shotpass serve | render | preview | renders | fetch | cancel | models | review | demo | users | projects | gc`.
+"""The server's commands of `shotpass`: `serve | demo | users | projects | gc`.
 
-`users`, `projects` and `gc` act on a data dir directly (like `serve`), never over the network: whoever can
-write the data dir administers the server.
+The client commands live in shotpass_client.cli (they need no server extra); `main` is the one `shotpass`
+command with both. `users`, `projects` and `gc` act on a data dir directly (like `serve`), never over the
+network: whoever can write the data dir administers the server.
 
-Every client command accepts --json: progress then goes nowhere and the last stdout line is one JSON
-object. Errors are one line on stderr naming the file and frame, with a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -12,62 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
-from shotpass_client import Client, ClientError
-from shotpass_client.client import DEFAULT_ADDRESS, state_name
-from shotpass_client.connection import Connection
-from shotpass_client.jobs import (
-    PlateError,
-    RenderSpec,
-    fetch_outputs,
-    mask_frames,
-    plate_frames,
-    require_finished,
-    server_paths,
-    submit_render,
-)
-from shotpass_client.pathmap import PathMap, PathMapError
-from shotpass_client.patterns import FramePattern, PatternError, parse_frame_range
-from shotpass_client.proto import shotpass_pb2 as pb
+from shotpass_client.cli import main
 
 from .errors import ShotpassError
 
-EXIT_USAGE, EXIT_FAILED = 2, 1
+__all__ = ["main", "add_server_commands"]
+# One-line errors of the server's commands (the client CLI reports them like its own).
+ERRORS = (ShotpassError,)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.command == "serve" else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except (ClientError, PlateError, PatternError, PathMapError, ShotpassError) as err:
-        print(f"shotpass {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    except UnicodeEncodeError as err:  # text the wire cannot carry that no check above named more precisely
-        bad = err.object[err.start : err.end] if isinstance(err.object, str) else ""
-        print(f"shotpass {args.command}: error: an argument or file name is not valid UTF-8 text (near "
-              f"{err.object[max(0, err.start - 20) : err.end + 20]!r}, bad part {bad!r}); use UTF-8 names",
-              file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print(f"shotpass {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="shotpass", description="Frame-perfect stylize, inpaint and upscale passes over EXR shots."
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_server_commands(sub: Any) -> None:
+    """Register the server's commands on the `shotpass` parser (shotpass_client.cli builds it)."""
     s = sub.add_parser("serve", help="run the server")
     s.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:50051; port 0 picks a free one)")
     s.add_argument("--data-dir", type=Path, help="where the catalog and blobs live (default ./shotpass-data)")
@@ -139,100 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(g)
     g.set_defaults(func=cmd_gc)
 
-    def client_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument(
-            "--server", default=DEFAULT_ADDRESS, help=f"HOST:PORT (default {DEFAULT_ADDRESS}, or $SHOTPASS_SERVER)"
-        )
-        sp.add_argument("--token", default=os.environ.get("SHOTPASS_TOKEN"), help="access token (or $SHOTPASS_TOKEN)")
-        sp.add_argument("--json", action="store_true", help="no progress; print one JSON object as the last line")
-        env = os.environ.get
-        sp.add_argument("--tls-ca", default=env("SHOTPASS_TLS_CA"), help="connect with TLS, trusting this CA (PEM) "
-                        "($SHOTPASS_TLS_CA)")
-        sp.add_argument("--tls-cert", default=env("SHOTPASS_TLS_CERT"), help="client certificate (PEM) for mutual "
-                        "TLS ($SHOTPASS_TLS_CERT)")
-        sp.add_argument("--tls-key", default=env("SHOTPASS_TLS_KEY"), help="its private key ($SHOTPASS_TLS_KEY)")
-
-    def render_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--pass", dest="pass_name", default="", help="stylize, inpaint, upscale or passthrough")
-        sp.add_argument("--model", default="", help="model name (default: the pass's default; see `shotpass models`)")
-        sp.add_argument("--prompt", default="")
-        sp.add_argument("--negative-prompt", default="")
-        sp.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model option (repeatable)")
-        sp.add_argument("--seed", type=int)
-        sp.add_argument("--colour-space", default="", help="the plate's colour space (default: scene-linear)")
-        sp.add_argument("--view", default="", help="view of a stereo/multi-part EXR (default: the first)")
-        sp.add_argument("--mask", help="mask plate pattern (inpaint); default: the plate's alpha")
-        sp.add_argument("--reference", help="reference/style frame (EXR file)")
-        sp.add_argument("--reference-render", metavar="RENDER[:FRAME]", help="use a render's output as reference")
-        sp.add_argument("--from-render", default="", metavar="RENDER", help="chain: use a render's outputs as input")
-        sp.add_argument("--project", default="default")
-        sp.add_argument("--shot", default="", help="default: the plate's name")
-        sp.add_argument("--label", default="")
-        sp.add_argument("--priority", type=int, default=0)
-        sp.add_argument("--out", required=True, help="folder for the output frames")
-        sp.add_argument(
-            "--path-map",
-            default=os.environ.get("SHOTPASS_PATH_MAP", ""),
-            metavar="LOCAL=SERVER[;...]",
-            help="path mode: a plate under a mapped folder is read by the server from shared storage, "
-            "nothing is uploaded ($SHOTPASS_PATH_MAP; the server must list the folder in [paths] roots)",
-        )
-
-    r = sub.add_parser("render", help="render a shot's frames through a pass")
-    r.add_argument("plate", nargs="?", help="frame pattern: name.####.exr, name.%%04d.exr or name.$F4.exr")
-    r.add_argument("--frames", help="frame range, e.g. 1-8 or 1001-1100x2 (default: all on disk)")
-    r.add_argument("--detach", action="store_true", help="submit and exit without waiting")
-    render_args(r)
-    client_args(r)
-    r.set_defaults(func=cmd_render)
-
-    pv = sub.add_parser("preview", help="render one frame on the priority lane")
-    pv.add_argument("plate", nargs="?", help="frame pattern")
-    pv.add_argument("--frame", type=int, required=True)
-    render_args(pv)
-    client_args(pv)
-    pv.set_defaults(func=cmd_preview)
-
-    ls = sub.add_parser("renders", help="list renders")
-    ls.add_argument("--project", default="")
-    ls.add_argument("--shot", default="")
-    ls.add_argument("--limit", type=int, default=50)
-    client_args(ls)
-    ls.set_defaults(func=cmd_renders)
-
-    f = sub.add_parser("fetch", help="download a render's output frames")
-    f.add_argument("render")
-    f.add_argument("--out", required=True)
-    f.add_argument("--partial", action="store_true", help="also fetch the finished frames of an unfinished render")
-    client_args(f)
-    f.set_defaults(func=cmd_fetch)
-
-    c = sub.add_parser("cancel", help="cancel a render (finished frames are kept)")
-    c.add_argument("render")
-    client_args(c)
-    c.set_defaults(func=cmd_cancel)
-
-    m = sub.add_parser("models", help="list passes and models with their options")
-    m.add_argument("--pass", dest="pass_name", default="")
-    client_args(m)
-    m.set_defaults(func=cmd_models)
-
-    rv = sub.add_parser("review", help="rate, pin, note or approve a render")
-    rv.add_argument("render")
-    rv.add_argument("--rating", type=int)
-    rv.add_argument("--pin", dest="pinned", action="store_true", default=None)
-    rv.add_argument("--unpin", dest="pinned", action="store_false")
-    rv.add_argument("--note")
-    rv.add_argument("--approve", dest="approved", action="store_true", default=None)
-    rv.add_argument("--unapprove", dest="approved", action="store_false")
-    client_args(rv)
-    rv.set_defaults(func=cmd_review)
-
     d = sub.add_parser("demo", help="make a small plate, preview, stylize with it as reference, chain an upscale")
     d.add_argument("--out", type=Path, default=Path("demo-out"))
     d.add_argument("--frames", type=int, default=6)
     d.set_defaults(func=cmd_demo)
-    return p
 
 
 # -------------------------------------------------------------------- serve
@@ -384,257 +254,6 @@ def cmd_gc(args: argparse.Namespace) -> int:
     for path, size in report.partials:
         print(f"{verb} partial upload {path}  {human_bytes(size)}")
     print(report.summary())
-    return 0
-
-
-def _client(args: argparse.Namespace) -> Client:
-    return Connection.resolve(args.server, args.token, args.tls_ca, args.tls_cert, args.tls_key).client()
-
-
-# -------------------------------------------------------------------- render / preview
-
-
-def _spec(args: argparse.Namespace, plate: Optional[str]) -> RenderSpec:
-    options: Dict[str, str] = {}
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise PlateError(f"--option {item!r}: write it as KEY=VALUE")
-        options[key.strip()] = value.strip()
-    shot = args.shot or (_shot_from_plate(plate) if plate else "shot")
-    return RenderSpec(
-        project=args.project,
-        shot=shot,
-        pass_name=args.pass_name,
-        model=args.model,
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        options=options,
-        seed=args.seed,
-        colour_space=args.colour_space,
-        view=args.view,
-        priority=args.priority,
-        label=args.label,
-    )
-
-
-def _shot_from_plate(plate: str) -> str:
-    base = os.path.basename(FramePattern.parse(plate).prefix).rstrip("._-")
-    return base or "shot"
-
-
-def _reference_render(text: Optional[str]) -> Optional[tuple]:
-    if not text:
-        return None
-    render_id, _, frame = text.partition(":")
-    return render_id, int(frame or 0)
-
-
-def cmd_render(args: argparse.Namespace) -> int:
-    if not args.plate and not args.from_render:
-        raise PlateError("give a PLATE pattern, or --from-render RENDER to chain onto a render's outputs")
-    frames = parse_frame_range(args.frames) if args.frames else None
-    plate = plate_frames(args.plate, frames) if args.plate else {}
-    mask = mask_frames(args.mask, sorted(plate)) if args.mask else {}
-    spec = _spec(args, args.plate)
-    with _client(args) as client:
-        bar = _bytes_bar(args, plate, mask)
-        submitted = submit_render(
-            client, spec, plate, mask, args.reference, _reference_render(args.reference_render),
-            parent_render=args.from_render, parent_frames=frames or (), on_bytes=bar.update if bar else None,
-            plate_paths=server_paths(plate, PathMap.parse(args.path_map)),
-        )
-        if bar:
-            bar.close()
-        for w in submitted.warnings:
-            print(f"shotpass render: warning: {w}", file=sys.stderr)
-        if args.detach:
-            return _finish(args, submitted.render, {}, submitted.bytes_uploaded, submitted.warnings)
-        render = _watch(args, client, submitted.render_id, submitted.render.frames_total)
-        outputs: Dict[int, str] = {}
-        if render.state == pb.FINISHED:
-            pattern = FramePattern.parse(args.plate) if args.plate else None
-            outputs = fetch_outputs(client, render, args.out, pattern)
-        return _finish(args, render, outputs, submitted.bytes_uploaded, submitted.warnings)
-
-
-def cmd_preview(args: argparse.Namespace) -> int:
-    if not args.plate and not args.from_render:
-        raise PlateError("give a PLATE pattern, or --from-render RENDER")
-    plate = plate_frames(args.plate, [args.frame]) if args.plate else {}
-    mask = mask_frames(args.mask, [args.frame]) if args.mask else {}
-    with _client(args) as client:
-        submitted = submit_render(
-            client, _spec(args, args.plate), plate, mask, args.reference, _reference_render(args.reference_render),
-            parent_render=args.from_render, parent_frames=[args.frame] if args.from_render else (), preview=True,
-            plate_paths=server_paths(plate, PathMap.parse(args.path_map)),
-        )
-        for w in submitted.warnings:
-            print(f"shotpass preview: warning: {w}", file=sys.stderr)
-        pattern = FramePattern.parse(args.plate) if args.plate else None
-        outputs = fetch_outputs(client, submitted.render, args.out, pattern)
-        return _finish(args, submitted.render, outputs, submitted.bytes_uploaded, submitted.warnings)
-
-
-def _bytes_bar(args: argparse.Namespace, plate: Dict[int, str], mask: Dict[int, str]) -> Any:
-    if args.json:
-        return None
-    from tqdm import tqdm
-
-    total = sum(os.path.getsize(p) for p in list(plate.values()) + list(mask.values()))
-    return tqdm(total=total, unit="B", unit_scale=True, desc="upload", leave=False)
-
-
-def _watch(args: argparse.Namespace, client: Client, render_id: str, total: int) -> pb.Render:
-    bar = None
-    if not args.json:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="frame", desc=render_id)
-    try:
-        for event in client.watch(render_id):
-            if bar is None:
-                continue
-            if event.kind == pb.RenderEvent.FRAME_DONE:
-                bar.n = event.frames_done
-                bar.set_postfix_str(f"frame {event.frame}")
-                bar.refresh()
-            elif event.kind == pb.RenderEvent.STEP:
-                bar.set_postfix_str(f"frame {event.frame} step {event.step}/{event.total_steps}")
-            elif event.kind == pb.RenderEvent.QUEUED:
-                bar.set_postfix_str(f"queued, position {event.position}")
-            elif event.kind in (pb.RenderEvent.WARNING, pb.RenderEvent.FRAME_FAILED):
-                bar.write(f"{pb.RenderEvent.Kind.Name(event.kind).lower()}: frame {event.frame}: {event.message}")
-    except KeyboardInterrupt:
-        client.cancel(render_id)
-        raise ClientError(f"interrupted: render {render_id} cancelled (finished frames kept on the server)") from None
-    finally:
-        if bar is not None:
-            bar.close()
-    return client.get_render(render_id)
-
-
-def _finish(
-    args: argparse.Namespace, render: pb.Render, outputs: Dict[int, str], uploaded: int, warnings: List[str]
-) -> int:
-    summary = render_summary(render)
-    summary.update(outputs={str(k): v for k, v in sorted(outputs.items())}, bytes_uploaded=uploaded, warnings=warnings)
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"render {render.id} (v{render.version} of {render.project}/{render.shot}): "
-              f"{summary['state']}, {render.frames_done}/{render.frames_total} frames, "
-              f"{uploaded} bytes uploaded, {render.compute_seconds:.1f} device-seconds")
-        if outputs:
-            first, last = min(outputs), max(outputs)
-            print(f"outputs: {len(outputs)} frames {first}-{last} in {os.path.abspath(args.out)}")
-    if render.state in (pb.QUEUED, pb.RUNNING) and getattr(args, "detach", False):
-        return 0
-    try:
-        require_finished(render)
-    except ClientError as err:
-        print(f"shotpass {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
-
-
-def render_summary(render: pb.Render) -> Dict[str, Any]:
-    return {
-        "render": render.id,
-        "state": state_name(render.state),
-        "project": render.project,
-        "shot": render.shot,
-        "version": render.version,
-        "pass": render.settings.pass_name,
-        "model": render.settings.model,
-        "seed": render.settings.seed,
-        "parent": render.parent_render,
-        "frames": [f.frame for f in render.frames],
-        "frames_done": render.frames_done,
-        "failed": {str(f.frame): f.error for f in render.frames if f.error},
-        "compute_seconds": round(render.compute_seconds, 3),
-        "error": render.error,
-    }
-
-
-# -------------------------------------------------------------------- other client commands
-
-
-def cmd_renders(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        renders = client.list_renders(args.project, args.shot, args.limit)
-    if args.json:
-        print(json.dumps({"renders": [render_summary(r) for r in renders]}))
-        return 0
-    for r in renders:
-        review = "*" * r.review.rating
-        review += (" pinned" if r.review.pinned else "") + (" approved" if r.review.approved else "")
-        parent = f" <- {r.parent_render}" if r.parent_render else ""
-        print(f"{r.id}  {r.project}/{r.shot} v{r.version:<3} {r.lane:<7} {state_name(r.state):<9} "
-              f"{r.settings.pass_name}/{r.settings.model} {r.frames_done}/{r.frames_total}{parent} {review}".rstrip())
-    return 0
-
-
-def cmd_fetch(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        render = client.get_render(args.render)
-        if render.state != pb.FINISHED and not args.partial:
-            require_finished(render)
-        outputs = fetch_outputs(client, render, args.out)
-    summary = render_summary(render)
-    summary["outputs"] = {str(k): v for k, v in sorted(outputs.items())}
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"fetched {len(outputs)} frames of {render.id} into {os.path.abspath(args.out)}")
-    return 0
-
-
-def cmd_cancel(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        render = client.cancel(args.render)
-    if args.json:
-        print(json.dumps(render_summary(render)))
-    else:
-        kept = f"{render.frames_done}/{render.frames_total}"
-        print(f"render {render.id}: {state_name(render.state)} ({kept} frames kept)")
-    return 0
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        models = client.list_models(args.pass_name)
-    if args.json:
-        print(json.dumps({"models": [_model_dict(m) for m in models]}))
-        return 0
-    for m in models:
-        print(f"{m.pass_name:<12} {m.name:<30} {m.family:<11} x{m.scale}  {m.description}")
-        for o in m.options:
-            kind = pb.OptionSpec.Type.Name(o.type).lower()
-            extra = f" [{'|'.join(o.choices)}]" if o.choices else ""
-            print(f"{'':14}--option {o.name}=<{kind}> (default {o.default_value}){extra}: {o.description}")
-    return 0
-
-
-def _model_dict(m: pb.ModelInfo) -> Dict[str, Any]:
-    return {
-        "name": m.name, "pass": m.pass_name, "family": m.family, "scale": m.scale, "description": m.description,
-        "licence": m.licence, "needs_mask": m.needs_mask, "uses_reference": m.uses_reference,
-        "options": {o.name: o.default_value for o in m.options},
-    }
-
-
-def cmd_review(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        render = client.review(args.render, args.rating, args.pinned, args.note, args.approved)
-    if args.json:
-        summary = render_summary(render)
-        summary["review"] = {"rating": render.review.rating, "pinned": render.review.pinned,
-                             "note": render.review.note, "approved": render.review.approved}
-        print(json.dumps(summary))
-    else:
-        print(f"render {render.id}: rating {render.review.rating}, pinned {render.review.pinned}, "
-              f"approved {render.review.approved}, note {render.review.note!r}")
     return 0
 
 

@@ -22,6 +22,7 @@ from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError, Shut
 from .frame_pipeline import FrameRequest, frame_seed, reference_in_working_space, run_clip, run_frame
 from .frames.colour import ColourSpaces
 from .frames.exr import check_output_size, decode_exr, select_colour
+from .job_control import JOB_KEY, FrameTimedOut, JobControl, frame_timeout, timed_out
 from .metrics import NO_METRICS, NoMetrics
 from .passes.base import ClipModel, Model, parse_options
 from .passes.registry import ModelRegistry
@@ -62,6 +63,7 @@ class Submission:
     label: str = ""
     owner: str = ""  # the caller's user name ("" on a single-user server): fair share and quotas
     max_priority: Optional[int] = None  # the caller's priority cap (None: not capped)
+    job_key: str = ""  # farm tasks of one job: their frames go into one render (job_control.py)
 
 
 class RenderManager:
@@ -93,6 +95,7 @@ class RenderManager:
         self._generation = 0
         self._references: OrderedDict[str, np.ndarray] = OrderedDict()
         self.scheduler = Scheduler(catalog, self._run_chunk, devices, chunk_frames, on_event=self._notify)
+        self.jobs = JobControl(self)
 
     def start(self) -> None:
         self.scheduler.start()
@@ -115,6 +118,9 @@ class RenderManager:
         settings["colour_space"] = self.colours.check(settings.get("colour_space") or self.colours.scene_linear)
         if not sub.seed_set:
             settings["seed"] = random.randrange(1, 2**31)
+        if sub.job_key:
+            _check_name("job key", sub.job_key)
+            settings[JOB_KEY] = sub.job_key
         _check_name("project", sub.project)
         _check_name("shot", sub.shot)
         if len(settings.get("prompt", "")) > MAX_PROMPT or len(settings.get("negative_prompt", "")) > MAX_PROMPT:
@@ -153,10 +159,20 @@ class RenderManager:
                 rows.append(row)
             with self._quota_lock:
                 self.quotas.check(self.catalog, sub.owner, sub.lane, len(rows))
-                render_id = self.catalog.create_render(
-                    sub.project, sub.shot, sub.lane, settings, rows, sub.parent or None, sub.label[:MAX_NAME],
-                    reference, model.scale, warnings, owner=sub.owner,
-                )
+
+                def create() -> str:
+                    return self.catalog.create_render(
+                        sub.project, sub.shot, sub.lane, settings, rows, sub.parent or None, sub.label[:MAX_NAME],
+                        reference, model.scale, warnings, owner=sub.owner,
+                    )
+
+                if sub.job_key and sub.lane == "render":
+                    render_id, notes = self.jobs.submit_to_job(
+                        sub.job_key, sub.project, sub.shot, settings, sub.seed_set, rows, create
+                    )
+                    warnings = warnings + notes
+                else:
+                    render_id = create()
         for w in warnings:
             self.catalog.add_event(render_id, "WARNING", {"message": w})
         self.scheduler.enqueue(render_id)
@@ -306,7 +322,11 @@ class RenderManager:
             for event in batch:
                 last = event.seq
                 yield event
-                if event.kind == "FINISHED":
+                # A requeued render (job control, or a farm task adding frames) runs again after a FINISHED:
+                # the stream ends at one only while the render is still final.
+                if event.kind == "FINISHED" and self.catalog.get_render(render_id, with_frames=False).state in (
+                    cat.FINAL_STATES
+                ):
                     return
             if not batch:
                 # Asked for events after the final one, a watcher would wait forever: once the render is
@@ -335,14 +355,14 @@ class RenderManager:
             self._run_clip(render, chunk, model, options, reference, device, scheduler)
             return
         for frame in chunk:
-            if scheduler.is_cancelled(render_id):
+            if scheduler.should_stop(render_id):
                 return
             row = rows[frame]
             if row.state != cat.F_PENDING:
                 continue  # finished before a restart: never recomputed
             self.catalog.frame_started(render_id, frame)
             started = time.perf_counter()
-            progress = self._progress(render_id, frame, scheduler)
+            progress = self._progress(render_id, frame, scheduler, frame_timeout(settings))
 
             request = self._request(render, rows[frame], options, reference, device)
             try:
@@ -395,7 +415,7 @@ class RenderManager:
         """A clip model gets the chunk's pending frames together; each frame still finishes (or fails) by number."""
         rows = {f.frame: f for f in render.frames}
         frames = [f for f in chunk if rows[f].state == cat.F_PENDING]
-        if not frames or scheduler.is_cancelled(render.id):
+        if not frames or scheduler.should_stop(render.id):
             return
         for frame in frames:
             self.catalog.frame_started(render.id, frame)
@@ -433,7 +453,7 @@ class RenderManager:
         assert self.executor is not None
         rows = {f.frame: f for f in render.frames}
         frames = [f for f in chunk if rows[f].state == cat.F_PENDING]
-        if not frames or scheduler.is_cancelled(render.id):
+        if not frames or scheduler.should_stop(render.id):
             return
         requests = [self._request(render, rows[f], options, reference, device) for f in frames]
         total = len(rows)
@@ -462,6 +482,10 @@ class RenderManager:
         self, render_id: str, frame: int, out: bytes, seconds: float, total: int, device: str = ""
     ) -> None:
         """Store the output, then record and announce it: a frame is done only once its blob is stored."""
+        late = timed_out(frame, seconds, frame_timeout(self.catalog.get_render(render_id, with_frames=False).settings))
+        if late:  # a frame past its timeout fails, even when it did finish (a model that reports no steps)
+            self._frame_failed(render_id, frame, late, time.perf_counter() - seconds)
+            return
         try:
             digest = self.blobs.put(out)
         except StoreFull as err:  # the output cannot be kept: the frame fails with the reason, the server stays up
@@ -476,13 +500,18 @@ class RenderManager:
             {"frame": frame, "digest": digest, "frames_done": done, "frames_total": total, "device": device},
         )
 
-    def _progress(self, render_id: str, frame: int, scheduler: Scheduler) -> Any:
-        """A model's step callback: sees cancellation, and reports steps at most 5 times a second."""
+    def _progress(self, render_id: str, frame: int, scheduler: Scheduler, timeout: float = 0.0) -> Any:
+        """A model's step callback: sees cancellation and the frame timeout, and reports steps at most 5 times a
+        second."""
         last = [0.0]
+        started = time.perf_counter()
 
         def progress(step: int, total: int) -> None:
             scheduler.check_cancel(render_id)
             now = time.perf_counter()
+            late = timed_out(frame, now - started, timeout)
+            if late:
+                raise FrameTimedOut(late)
             if step >= total or now - last[0] > 0.2:
                 last[0] = now
                 self.add_event(render_id, "STEP", {"frame": frame, "step": step, "total_steps": total})

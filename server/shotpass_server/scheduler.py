@@ -85,6 +85,7 @@ class Scheduler:
         self._owner_chunks: Dict[str, int] = {}  # user -> chunks running
         self._usage = _Usage(USAGE_HALF_LIFE_S)
         self._cancelled: Set[str] = set()
+        self._suspended: Set[str] = set()  # job control: their frames are not handed out until resumed
         self._order = 0
         self._cv = threading.Condition()
         self._stop = False  # no new chunks (shutting down)
@@ -172,7 +173,7 @@ class Scheduler:
     def enqueue(self, render_id: str) -> None:
         render = self.catalog.get_render(render_id, with_frames=False)
         with self._cv:
-            if render_id in self._queue:
+            if render_id in self._queue or render_id in self._suspended:
                 return
             self._order += 1
             self._queue[render_id] = _Entry(
@@ -194,11 +195,34 @@ class Scheduler:
             return
         with self._cv:
             self._cancelled.add(render_id)
-            waiting = render_id in self._queue and self._in_flight.get(render_id, 0) == 0
-            if waiting:
+            self._suspended.discard(render_id)
+            queued = render_id in self._queue or render.state == cat.SUSPENDED
+            waiting = queued and self._in_flight.get(render_id, 0) == 0
+            if render_id in self._queue:
                 del self._queue[render_id]
         if waiting:
             self._finish(render_id, cat.CANCELLED, "cancelled before it started")
+
+    # ------------------------------------------------------------ job control
+
+    def suspend(self, render_id: str) -> None:
+        """No more chunks of this render start; a running frame finishes, then it waits SUSPENDED."""
+        with self._cv:
+            self._suspended.add(render_id)
+            self._queue.pop(render_id, None)
+        self._maybe_finish(render_id)
+
+    def resume(self, render_id: str) -> None:
+        with self._cv:
+            self._suspended.discard(render_id)
+        self.enqueue(render_id)
+
+    def is_suspended(self, render_id: str) -> bool:
+        return render_id in self._suspended
+
+    def should_stop(self, render_id: str) -> bool:
+        """Between frames: stop this render's chunk (cancelled, suspended, or the server is stopping)."""
+        return self.is_cancelled(render_id) or render_id in self._suspended
 
     def is_cancelled(self, render_id: str) -> bool:
         return self._halting or render_id in self._cancelled
@@ -239,7 +263,8 @@ class Scheduler:
             while not self._stop:
                 for entry in self._ordered():
                     render_id = entry.render_id
-                    frames = [] if render_id in self._cancelled else self._pending(render_id)
+                    stopped = render_id in self._cancelled or render_id in self._suspended
+                    frames = [] if stopped else self._pending(render_id)
                     if not frames:
                         del self._queue[render_id]
                         if self._in_flight.get(render_id, 0) == 0:
@@ -309,7 +334,13 @@ class Scheduler:
         if render_id in self._cancelled:
             self._finish(render_id, cat.CANCELLED, "cancelled")
             return
-        if any(f.state == cat.F_PENDING for f in render.frames):
+        pending = any(f.state == cat.F_PENDING for f in render.frames)
+        if pending and render_id in self._suspended:
+            if render.state != cat.SUSPENDED:
+                self.catalog.mark_suspended(render_id)
+                self._event(render_id, "SUSPENDED", {"message": "suspended; resume it to go on"})
+            return
+        if pending:
             if not self._stop:  # shutting down: the next start resumes it
                 self.enqueue(render_id)
             return

@@ -17,6 +17,7 @@ from . import __version__
 from . import catalog as cat
 from .accounts import LOCAL, Accounts, Caller, PermissionDenied, Unauthenticated
 from .blobs import MAX_BLOB_BYTES, BlobWriter, check_digest
+from .catalog_jobs import FRAME_TIMEOUT, JOB_KEY
 from .errors import (
     InvalidInput,
     ModelUnavailable,
@@ -26,6 +27,7 @@ from .errors import (
     ShotpassError,
     ShuttingDown,
 )
+from .job_control import check_frame_timeout
 from .passes.base import Model, Option
 from .renders import FrameSpec, RenderManager, Submission
 from .validation import (
@@ -365,6 +367,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     @rpc
     def SubmitRender(self, request: pb.SubmitRenderRequest, context: Ctx, caller: Caller) -> pb.SubmitRenderResponse:
         check_submit(request)
+        check_text("job_key", request.job_key, MAX_NAME)
         render_id, warnings = self._submit(caller, submission(request, "render"))
         return pb.SubmitRenderResponse(
             render_id=render_id, warnings=warnings, render=render_message(self.m.catalog.get_render(render_id))
@@ -424,6 +427,42 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         self.m.scheduler.cancel(request.render_id)
         return render_message(self.m.catalog.get_render(request.render_id))
 
+    # ------------------------------------------------------------ job control and cost
+
+    @rpc
+    def SuspendRender(self, request: pb.SuspendRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
+        check_render_id("render_id", request.render_id)
+        self._check_render(caller, request.render_id)
+        self.m.jobs.suspend(request.render_id)
+        return render_message(self.m.catalog.get_render(request.render_id))
+
+    @rpc
+    def ResumeRender(self, request: pb.ResumeRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
+        check_render_id("render_id", request.render_id)
+        self._check_render(caller, request.render_id)
+        self.m.jobs.resume(request.render_id)
+        return render_message(self.m.catalog.get_render(request.render_id))
+
+    @rpc
+    def RequeueRender(self, request: pb.RequeueRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
+        check_render_id("render_id", request.render_id)
+        timeout = request.frame_timeout_seconds if request.HasField("frame_timeout_seconds") else None
+        if timeout is not None:
+            check_frame_timeout(timeout)
+        self._check_render(caller, request.render_id)
+        self.m.jobs.requeue(request.render_id, timeout)
+        return render_message(self.m.catalog.get_render(request.render_id))
+
+    @rpc
+    def GetStats(self, request: pb.GetStatsRequest, context: Ctx, caller: Caller) -> pb.StatsResponse:
+        check_text("project", request.project, MAX_NAME)
+        check_text("shot", request.shot, MAX_NAME)
+        projects = self.accounts.visible_projects(caller) if self.accounts else None
+        if projects is not None and request.project:
+            self.accounts.check_project(caller, request.project)  # type: ignore[union-attr]
+        rows = self.m.catalog.shot_stats(request.project, request.shot, projects)
+        return pb.StatsResponse(shots=[pb.ShotStats(**row) for row in rows])
+
     @rpc
     def ReviewRender(self, request: pb.ReviewRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
         check_review(request)
@@ -456,6 +495,7 @@ def _upload_owner(caller: Caller) -> str:
 
 def submission(request: pb.SubmitRenderRequest, lane: str) -> Submission:
     s = request.settings
+    check_frame_timeout(s.frame_timeout_seconds, "settings.frame_timeout_seconds")
     ref = s.reference
     which = ref.WhichOneof("source")
     return Submission(
@@ -472,6 +512,7 @@ def submission(request: pb.SubmitRenderRequest, lane: str) -> Submission:
             "colour_space": s.colour_space,
             "view": s.view,
             "priority": s.priority,
+            **({FRAME_TIMEOUT: s.frame_timeout_seconds} if s.frame_timeout_seconds else {}),
         },
         frames=[_frame_spec(f) for f in request.frames],
         mask_frames=[_frame_spec(f) for f in request.mask_frames],
@@ -481,6 +522,7 @@ def submission(request: pb.SubmitRenderRequest, lane: str) -> Submission:
         reference_digest=ref.digest if which == "digest" else "",
         reference_render=(ref.render_frame.render_id, ref.render_frame.frame) if which == "render_frame" else None,
         label=request.label,
+        job_key=request.job_key,
     )
 
 
@@ -538,6 +580,7 @@ def render_message(r: cat.RenderRow) -> pb.Render:
         colour_space=s.get("colour_space", ""),
         view=s.get("view", ""),
         priority=int(s.get("priority", 0)),
+        frame_timeout_seconds=float(s.get(FRAME_TIMEOUT, 0) or 0),
     )
     if r.reference_digest:
         settings.reference.digest = r.reference_digest
@@ -580,6 +623,7 @@ def render_message(r: cat.RenderRow) -> pb.Render:
         scale=r.scale,
         children=r.children,
         owner=r.owner,
+        job_key=s.get(JOB_KEY, ""),
     )
 
 

@@ -224,6 +224,26 @@ class Client:
     def cancel(self, render_id: str) -> pb.Render:
         return self._call(self._stub.CancelRender, pb.CancelRenderRequest(render_id=render_id))
 
+    # ----------------------------------------------------------------- job control and cost
+
+    def suspend(self, render_id: str) -> pb.Render:
+        """No more frames of the render start (a running one finishes); it waits SUSPENDED until resumed."""
+        return self._call(self._stub.SuspendRender, pb.SuspendRenderRequest(render_id=render_id))
+
+    def resume(self, render_id: str) -> pb.Render:
+        return self._call(self._stub.ResumeRender, pb.ResumeRenderRequest(render_id=render_id))
+
+    def requeue(self, render_id: str, frame_timeout: Optional[float] = None) -> pb.Render:
+        """Failed and cancelled frames run again (finished ones are kept); frame_timeout replaces the render's."""
+        req = pb.RequeueRenderRequest(render_id=render_id)
+        if frame_timeout is not None:
+            req.frame_timeout_seconds = frame_timeout
+        return self._call(self._stub.RequeueRender, req)
+
+    def stats(self, project: str = "", shot: str = "") -> List[pb.ShotStats]:
+        """Renders, frames and device-seconds per shot of the projects this caller may see."""
+        return list(self._call(self._stub.GetStats, pb.GetStatsRequest(project=project, shot=shot)).shots)
+
     def review(
         self,
         render_id: str,

@@ -40,6 +40,8 @@ class RenderSpec:
     view: str = ""
     priority: int = 0
     label: str = ""
+    frame_timeout: float = 0.0  # seconds a frame may run before it fails (0: no limit)
+    job_key: str = ""  # farm tasks of one job share it: their frames land in one render of the shot
 
     def settings(self) -> pb.RenderSettings:
         return pb.RenderSettings(
@@ -52,6 +54,7 @@ class RenderSpec:
             colour_space=self.colour_space,
             view=self.view,
             priority=self.priority,
+            frame_timeout_seconds=self.frame_timeout,
         )
 
 
@@ -153,6 +156,7 @@ def submit_render(
         parent_frames=list(parent_frames),
         seed_set=spec.seed is not None,
         label=spec.label,
+        job_key=spec.job_key,
     )
     if reference_file:
         request.settings.reference.digest = digests[reference_file]

@@ -31,6 +31,7 @@ STATE_NAMES = {
     pb.FINISHED: "finished",
     pb.FAILED: "failed",
     pb.CANCELLED: "cancelled",
+    pb.SUSPENDED: "suspended",
 }
 
 

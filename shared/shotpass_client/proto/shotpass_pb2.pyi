@@ -14,6 +14,7 @@ class RenderState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FINISHED: _ClassVar[RenderState]
     FAILED: _ClassVar[RenderState]
     CANCELLED: _ClassVar[RenderState]
+    SUSPENDED: _ClassVar[RenderState]
 
 class FrameState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -29,6 +30,7 @@ RUNNING: RenderState
 FINISHED: RenderState
 FAILED: RenderState
 CANCELLED: RenderState
+SUSPENDED: RenderState
 FRAME_STATE_UNSPECIFIED: FrameState
 FRAME_PENDING: FrameState
 FRAME_RUNNING: FrameState
@@ -257,7 +259,7 @@ class RenderFrame(_message.Message):
     def __init__(self, render_id: _Optional[str] = ..., frame: _Optional[int] = ...) -> None: ...
 
 class RenderSettings(_message.Message):
-    __slots__ = ("pass_name", "model", "prompt", "negative_prompt", "options", "seed", "colour_space", "view", "priority", "reference")
+    __slots__ = ("pass_name", "model", "prompt", "negative_prompt", "options", "seed", "colour_space", "view", "priority", "reference", "frame_timeout_seconds")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +277,7 @@ class RenderSettings(_message.Message):
     VIEW_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     pass_name: str
     model: str
     prompt: str
@@ -285,10 +288,11 @@ class RenderSettings(_message.Message):
     view: str
     priority: int
     reference: Reference
-    def __init__(self, pass_name: _Optional[str] = ..., model: _Optional[str] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., colour_space: _Optional[str] = ..., view: _Optional[str] = ..., priority: _Optional[int] = ..., reference: _Optional[_Union[Reference, _Mapping]] = ...) -> None: ...
+    frame_timeout_seconds: float
+    def __init__(self, pass_name: _Optional[str] = ..., model: _Optional[str] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., colour_space: _Optional[str] = ..., view: _Optional[str] = ..., priority: _Optional[int] = ..., reference: _Optional[_Union[Reference, _Mapping]] = ..., frame_timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class SubmitRenderRequest(_message.Message):
-    __slots__ = ("project", "shot", "settings", "frames", "mask_frames", "parent_render", "parent_frames", "seed_set", "label")
+    __slots__ = ("project", "shot", "settings", "frames", "mask_frames", "parent_render", "parent_frames", "seed_set", "label", "job_key")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SHOT_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
@@ -298,6 +302,7 @@ class SubmitRenderRequest(_message.Message):
     PARENT_FRAMES_FIELD_NUMBER: _ClassVar[int]
     SEED_SET_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    JOB_KEY_FIELD_NUMBER: _ClassVar[int]
     project: str
     shot: str
     settings: RenderSettings
@@ -307,7 +312,8 @@ class SubmitRenderRequest(_message.Message):
     parent_frames: _containers.RepeatedScalarFieldContainer[int]
     seed_set: bool
     label: str
-    def __init__(self, project: _Optional[str] = ..., shot: _Optional[str] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., mask_frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., parent_render: _Optional[str] = ..., parent_frames: _Optional[_Iterable[int]] = ..., seed_set: bool = ..., label: _Optional[str] = ...) -> None: ...
+    job_key: str
+    def __init__(self, project: _Optional[str] = ..., shot: _Optional[str] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., mask_frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., parent_render: _Optional[str] = ..., parent_frames: _Optional[_Iterable[int]] = ..., seed_set: bool = ..., label: _Optional[str] = ..., job_key: _Optional[str] = ...) -> None: ...
 
 class SubmitRenderResponse(_message.Message):
     __slots__ = ("render_id", "warnings", "render")
@@ -356,7 +362,7 @@ class Review(_message.Message):
     def __init__(self, rating: _Optional[int] = ..., pinned: bool = ..., note: _Optional[str] = ..., approved: bool = ...) -> None: ...
 
 class Render(_message.Message):
-    __slots__ = ("id", "project", "shot", "version", "lane", "state", "settings", "parent_render", "frames", "created_at", "started_at", "finished_at", "compute_seconds", "device", "review", "error", "warnings", "frames_done", "frames_total", "label", "reference_digest", "scale", "children", "owner")
+    __slots__ = ("id", "project", "shot", "version", "lane", "state", "settings", "parent_render", "frames", "created_at", "started_at", "finished_at", "compute_seconds", "device", "review", "error", "warnings", "frames_done", "frames_total", "label", "reference_digest", "scale", "children", "owner", "job_key")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SHOT_FIELD_NUMBER: _ClassVar[int]
@@ -381,6 +387,7 @@ class Render(_message.Message):
     SCALE_FIELD_NUMBER: _ClassVar[int]
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    JOB_KEY_FIELD_NUMBER: _ClassVar[int]
     id: str
     project: str
     shot: str
@@ -405,7 +412,8 @@ class Render(_message.Message):
     scale: int
     children: _containers.RepeatedScalarFieldContainer[str]
     owner: str
-    def __init__(self, id: _Optional[str] = ..., project: _Optional[str] = ..., shot: _Optional[str] = ..., version: _Optional[int] = ..., lane: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., parent_render: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[FrameRecord, _Mapping]]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., device: _Optional[str] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., error: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., label: _Optional[str] = ..., reference_digest: _Optional[str] = ..., scale: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ...) -> None: ...
+    job_key: str
+    def __init__(self, id: _Optional[str] = ..., project: _Optional[str] = ..., shot: _Optional[str] = ..., version: _Optional[int] = ..., lane: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., parent_render: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[FrameRecord, _Mapping]]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., device: _Optional[str] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., error: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., label: _Optional[str] = ..., reference_digest: _Optional[str] = ..., scale: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., job_key: _Optional[str] = ...) -> None: ...
 
 class WatchRenderRequest(_message.Message):
     __slots__ = ("render_id", "after_sequence")
@@ -428,6 +436,8 @@ class RenderEvent(_message.Message):
         WARNING: _ClassVar[RenderEvent.Kind]
         FINISHED: _ClassVar[RenderEvent.Kind]
         RESUMED: _ClassVar[RenderEvent.Kind]
+        SUSPENDED: _ClassVar[RenderEvent.Kind]
+        REQUEUED: _ClassVar[RenderEvent.Kind]
     KIND_UNSPECIFIED: RenderEvent.Kind
     QUEUED: RenderEvent.Kind
     STARTED: RenderEvent.Kind
@@ -437,6 +447,8 @@ class RenderEvent(_message.Message):
     WARNING: RenderEvent.Kind
     FINISHED: RenderEvent.Kind
     RESUMED: RenderEvent.Kind
+    SUSPENDED: RenderEvent.Kind
+    REQUEUED: RenderEvent.Kind
     RENDER_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -528,3 +540,55 @@ class ReviewRenderRequest(_message.Message):
     note: str
     approved: bool
     def __init__(self, render_id: _Optional[str] = ..., rating: _Optional[int] = ..., pinned: bool = ..., note: _Optional[str] = ..., approved: bool = ...) -> None: ...
+
+class SuspendRenderRequest(_message.Message):
+    __slots__ = ("render_id",)
+    RENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    render_id: str
+    def __init__(self, render_id: _Optional[str] = ...) -> None: ...
+
+class ResumeRenderRequest(_message.Message):
+    __slots__ = ("render_id",)
+    RENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    render_id: str
+    def __init__(self, render_id: _Optional[str] = ...) -> None: ...
+
+class RequeueRenderRequest(_message.Message):
+    __slots__ = ("render_id", "frame_timeout_seconds")
+    RENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    render_id: str
+    frame_timeout_seconds: float
+    def __init__(self, render_id: _Optional[str] = ..., frame_timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ("project", "shot")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SHOT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    shot: str
+    def __init__(self, project: _Optional[str] = ..., shot: _Optional[str] = ...) -> None: ...
+
+class ShotStats(_message.Message):
+    __slots__ = ("project", "shot", "renders", "previews", "frames_done", "frames_failed", "device_seconds")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SHOT_FIELD_NUMBER: _ClassVar[int]
+    RENDERS_FIELD_NUMBER: _ClassVar[int]
+    PREVIEWS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DONE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FAILED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    shot: str
+    renders: int
+    previews: int
+    frames_done: int
+    frames_failed: int
+    device_seconds: float
+    def __init__(self, project: _Optional[str] = ..., shot: _Optional[str] = ..., renders: _Optional[int] = ..., previews: _Optional[int] = ..., frames_done: _Optional[int] = ..., frames_failed: _Optional[int] = ..., device_seconds: _Optional[float] = ...) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("shots",)
+    SHOTS_FIELD_NUMBER: _ClassVar[int]
+    shots: _containers.RepeatedCompositeFieldContainer[ShotStats]
+    def __init__(self, shots: _Optional[_Iterable[_Union[ShotStats, _Mapping]]] = ...) -> None: ...

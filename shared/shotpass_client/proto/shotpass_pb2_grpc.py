@@ -94,6 +94,26 @@ class ShotPassStub(object):
                 request_serializer=shotpass_dot_v1_dot_shotpass__pb2.ReviewRenderRequest.SerializeToString,
                 response_deserializer=shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
                 _registered_method=True)
+        self.SuspendRender = channel.unary_unary(
+                '/shotpass.v1.ShotPass/SuspendRender',
+                request_serializer=shotpass_dot_v1_dot_shotpass__pb2.SuspendRenderRequest.SerializeToString,
+                response_deserializer=shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
+                _registered_method=True)
+        self.ResumeRender = channel.unary_unary(
+                '/shotpass.v1.ShotPass/ResumeRender',
+                request_serializer=shotpass_dot_v1_dot_shotpass__pb2.ResumeRenderRequest.SerializeToString,
+                response_deserializer=shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
+                _registered_method=True)
+        self.RequeueRender = channel.unary_unary(
+                '/shotpass.v1.ShotPass/RequeueRender',
+                request_serializer=shotpass_dot_v1_dot_shotpass__pb2.RequeueRenderRequest.SerializeToString,
+                response_deserializer=shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
+                _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/shotpass.v1.ShotPass/GetStats',
+                request_serializer=shotpass_dot_v1_dot_shotpass__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=shotpass_dot_v1_dot_shotpass__pb2.StatsResponse.FromString,
+                _registered_method=True)
 
 
 class ShotPassServicer(object):
@@ -182,6 +202,34 @@ class ShotPassServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SuspendRender(self, request, context):
+        """Job control. Suspend: no more frames of the render start (a running frame finishes); it waits SUSPENDED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeRender(self, request, context):
+        """A suspended render goes back to the queue where it stopped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequeueRender(self, request, context):
+        """Failed and cancelled frames of a render run again; finished frames are kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStats(self, request, context):
+        """Cost: device-seconds and frames per shot of the caller's projects.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShotPassServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -244,6 +292,26 @@ def add_ShotPassServicer_to_server(servicer, server):
                     servicer.ReviewRender,
                     request_deserializer=shotpass_dot_v1_dot_shotpass__pb2.ReviewRenderRequest.FromString,
                     response_serializer=shotpass_dot_v1_dot_shotpass__pb2.Render.SerializeToString,
+            ),
+            'SuspendRender': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendRender,
+                    request_deserializer=shotpass_dot_v1_dot_shotpass__pb2.SuspendRenderRequest.FromString,
+                    response_serializer=shotpass_dot_v1_dot_shotpass__pb2.Render.SerializeToString,
+            ),
+            'ResumeRender': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeRender,
+                    request_deserializer=shotpass_dot_v1_dot_shotpass__pb2.ResumeRenderRequest.FromString,
+                    response_serializer=shotpass_dot_v1_dot_shotpass__pb2.Render.SerializeToString,
+            ),
+            'RequeueRender': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequeueRender,
+                    request_deserializer=shotpass_dot_v1_dot_shotpass__pb2.RequeueRenderRequest.FromString,
+                    response_serializer=shotpass_dot_v1_dot_shotpass__pb2.Render.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=shotpass_dot_v1_dot_shotpass__pb2.GetStatsRequest.FromString,
+                    response_serializer=shotpass_dot_v1_dot_shotpass__pb2.StatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -570,6 +638,114 @@ class ShotPass(object):
             '/shotpass.v1.ShotPass/ReviewRender',
             shotpass_dot_v1_dot_shotpass__pb2.ReviewRenderRequest.SerializeToString,
             shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendRender(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shotpass.v1.ShotPass/SuspendRender',
+            shotpass_dot_v1_dot_shotpass__pb2.SuspendRenderRequest.SerializeToString,
+            shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeRender(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shotpass.v1.ShotPass/ResumeRender',
+            shotpass_dot_v1_dot_shotpass__pb2.ResumeRenderRequest.SerializeToString,
+            shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequeueRender(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shotpass.v1.ShotPass/RequeueRender',
+            shotpass_dot_v1_dot_shotpass__pb2.RequeueRenderRequest.SerializeToString,
+            shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shotpass.v1.ShotPass/GetStats',
+            shotpass_dot_v1_dot_shotpass__pb2.GetStatsRequest.SerializeToString,
+            shotpass_dot_v1_dot_shotpass__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
