@@ -138,7 +138,7 @@ def test_render_detail_bad_ids_and_foreign_renders(site: Dict[str, Any]) -> None
     assert alice.get("/api/renders/%2E%2E%20x").status == 400
     assert alice.get("/api/renders/" + "r" * 65).status == 400
     assert alice.get("/api/renders/r-000000000000").status == 404
-    assert alice.get(f"/api/renders/{site['bob']}").status == 404  # as for a missing one: which renders exist is not told
+    assert alice.get(f"/api/renders/{site['bob']}").status == 404  # as a missing one
     assert alice.get(f"/renders/{site['bob']}").status == 404  # the page too
     assert alice.get(f"/renders/{site['v1']}").status == 200
 
