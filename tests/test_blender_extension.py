@@ -1,14 +1,17 @@
-"""The Blender extension in real Blender: bpy 5.0.1 from PyPI in its own venv, the real server as a subprocess.
+"""The Blender extension in real Blender: bpy from PyPI in venvs that hold only bpy, the real server as a subprocess.
 
-The bpy venv is made by plugins/blender/dev/make_bpy_env.sh (bpy pins numpy<2, the server needs numpy 2).
-Each test runs tests/blender_scripts/shotpass_scene.py in a fresh Blender process with its user folders
-in tmp_path; that script installs the built zip, drives ``bpy.ops.shotpass.*`` and reports what it saw.
+The bpy venvs are made by `make bpy-env` (plugins/blender/dev/make_bpy_env.sh): bpy 5.0.1 on Python 3.11 and
+bpy 5.3.0 on Python 3.13; bpy 4.2 LTS (Python 3.11) when SHOTPASS_BPY_42=1. They hold no grpcio, protobuf or
+typing-extensions, so the extension must bring its whole dependency closure in its zip. Each test runs
+tests/blender_scripts/shotpass_scene.py in a fresh Blender process with its user folders in tmp_path; that
+script installs the built zip for this machine's platform, drives ``bpy.ops.shotpass.*`` and reports what it saw.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -21,17 +24,30 @@ import pytest
 from conftest import BEACHBALL, ROOT, require_data
 from helpers import channels
 
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    tomllib = pytest.importorskip("tomli")
+
 BLENDER_DIR = ROOT / "plugins" / "blender"
-BPY_VENV = Path(os.environ.get("SHOTPASS_BPY_VENV", BLENDER_DIR / ".venv-bpy"))
+# Blender version -> (venv, Python): one host per Blender Python in the default run, 4.2 LTS opt-in.
+BPY_HOSTS = {
+    "5.0": (BLENDER_DIR / ".venv-bpy-5.0", "3.11"),
+    "5.3": (BLENDER_DIR / ".venv-bpy-5.3", "3.13"),
+    "4.2": (BLENDER_DIR / ".venv-bpy-4.2", "3.11"),
+}
+MATRIX = ["5.0", "5.3"] + (["4.2"] if os.environ.get("SHOTPASS_BPY_42") else [])
+PRIMARY = os.environ.get("SHOTPASS_BPY_HOST", "5.0")  # the host the flow tests run on
 SCRIPT = ROOT / "tests" / "blender_scripts" / "shotpass_scene.py"
 BIKES = Path(__file__).resolve().parents[1].parent / "shared/data/footage/bikes.mp4"  # 640x272, 25 fps
 
 
-def bpy_python() -> Path:
-    python = BPY_VENV / "bin" / "python"
+def bpy_python(host: str = PRIMARY) -> Path:
+    venv, py = BPY_HOSTS[host]
+    python = venv / "bin" / "python"
     if not python.exists():
-        pytest.fail(f"no bpy test environment at {BPY_VENV}: create it with "
-                    f"plugins/blender/dev/make_bpy_env.sh {BPY_VENV} (or set SHOTPASS_BPY_VENV)")
+        pytest.fail(f"no bpy {host} test environment at {venv}: run `make bpy-env` "
+                    f"(4.2: `make bpy-env SHOTPASS_BPY_42=1`; it needs Python {py})")
     return python
 
 
@@ -42,8 +58,19 @@ def blender_env(home: Path) -> Dict[str, str]:
             "XDG_CACHE_HOME": str(home / "cache"), "PYTHONUNBUFFERED": "1"}
 
 
+def this_platform() -> str:
+    """This machine as Blender names platforms (linux-x64, macos-arm64, windows-x64)."""
+    import platform
+
+    machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(platform.machine().lower(),
+                                                                       platform.machine().lower())
+    system = {"darwin": "macos"}.get(platform.system().lower(), platform.system().lower())
+    return f"{system}-{machine}"
+
+
 @pytest.fixture(scope="module")
-def ext_zip(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, str]:
+def ext_build(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Dict[str, Path], str]:
+    """Every platform's zip (platform -> path) and the build log."""
     python = bpy_python()
     if not list((BLENDER_DIR / "wheels").glob("*.whl")):
         pytest.fail("no bundled wheels: run plugins/blender/build_wheels.sh first")
@@ -51,9 +78,16 @@ def ext_zip(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, str]:
     proc = subprocess.run([str(python), str(BLENDER_DIR / "build_extension.py"), "--output-dir", str(out / "dist")],
                           capture_output=True, text=True, env=blender_env(out / "home"), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    zips = list((out / "dist").glob("shotpass-*.zip"))
-    assert len(zips) == 1, proc.stdout
-    return zips[0], proc.stdout
+    zips = {z.name[:-4].rsplit("-", 1)[1].replace("_", "-"): z for z in (out / "dist").glob("shotpass-*.zip")}
+    return zips, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def ext_zip(ext_build: Tuple[Dict[str, Path], str]) -> Tuple[Path, str]:
+    """The zip for this machine's platform, as an artist would pick it."""
+    zips, log = ext_build
+    assert this_platform() in zips, f"no zip for {this_platform()}: {sorted(zips)}"
+    return zips[this_platform()], log
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +107,12 @@ def server_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(30)
 
 
-def run_blender(mode: str, tmp_path: Path, ext: Path, server: str, **extra: Any) -> Tuple[Dict[str, Any], str]:
+def run_blender(mode: str, tmp_path: Path, ext: Path, server: str, host: str = PRIMARY,
+                **extra: Any) -> Tuple[Dict[str, Any], str]:
     args = {"zip": str(ext), "server": server, "cache": str(tmp_path / "cache"), "tmp": str(tmp_path), **extra}
     args_file, result_file = tmp_path / "args.json", tmp_path / "result.json"
     args_file.write_text(json.dumps(args))
-    proc = subprocess.run([str(bpy_python()), str(SCRIPT), mode, str(args_file), str(result_file)],
+    proc = subprocess.run([str(bpy_python(host)), str(SCRIPT), mode, str(args_file), str(result_file)],
                           capture_output=True, text=True, env=blender_env(tmp_path / "home"), timeout=540)
     assert proc.returncode == 0 and result_file.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(result_file.read_text()), proc.stdout + proc.stderr
@@ -93,21 +128,59 @@ def beachball_files() -> list:
     return [str(p) for p in sorted(BEACHBALL.glob("singlepart.*.exr"))]
 
 
-def test_extension_zip_builds_and_validates(ext_zip: Tuple[Path, str]) -> None:
-    path, log = ext_zip
-    # Validated by Blender's own extension tooling, source first, then the built zip.
-    assert log.count("Success parsing TOML") == 2, log
-    names = set(zipfile.ZipFile(path).namelist())
-    manifest = zipfile.ZipFile(path).read("blender_manifest.toml").decode()
-    bundled = sorted(n for n in names if n.startswith("wheels/") and n.endswith(".whl"))
-    assert any("grpcio" in n and "manylinux" in n for n in bundled)
-    assert any("grpcio" in n and "win_amd64" in n for n in bundled)
-    assert any(n.startswith("wheels/protobuf-") for n in bundled)
-    for whl in bundled:
-        assert f'"./{whl}"' in manifest, f"{whl} bundled but not listed in the manifest"
-    assert "_vendor/shotpass_client/client.py" in names
-    assert "_vendor/shotpass_client/proto/shotpass_pb2_grpc.py" in names
-    assert not any("__pycache__" in n for n in names)
+def wheel_tags(name: str) -> Tuple[str, str, str]:
+    """(distribution, python tag, platform tag) of a wheel file name."""
+    dist, _version, python, _abi, platform = Path(name).name[:-4].split("-")
+    return dist, python, platform
+
+
+def test_one_zip_per_platform_with_the_whole_closure(ext_build: Tuple[Dict[str, Path], str]) -> None:
+    zips, log = ext_build
+    source = tomllib.loads((BLENDER_DIR / "shotpass" / "blender_manifest.toml").read_text())
+    assert source["blender_version_min"] == "4.2.0"
+    assert set(zips) == set(source["platforms"]), "one zip per claimed platform, and no other"
+    # Validated by Blender's own extension tooling: the staged source, then every zip.
+    assert log.count("Success parsing TOML") == 1 + len(zips), log
+    closure = {re.split("[=<>]", line)[0].strip().replace("-", "_") for line in
+               (BLENDER_DIR / "wheels.txt").read_text().splitlines() if line.strip() and not line.startswith("#")}
+    assert {"grpcio", "protobuf", "typing_extensions"} <= closure
+    for platform, path in zips.items():
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
+        generated = manifest["build"]["generated"]
+        assert generated["platforms"] == [platform]
+        bundled = sorted(n for n in names if n.startswith("wheels/"))
+        assert sorted(w[2:] for w in generated["wheels"]) == bundled, platform
+        assert {wheel_tags(w)[0] for w in bundled} == closure, (platform, bundled)
+        grpc = [wheel_tags(w) for w in bundled if w.startswith("wheels/grpcio-")]
+        # A compiled wheel for each Blender Python (3.11: 4.2-5.0, 3.13: 5.1+), and only for this platform.
+        assert sorted(py for _, py, _ in grpc) == ["cp311", "cp313"], (platform, grpc)
+        arch = platform.split("-")[1]
+        for _, _, tag in grpc:
+            assert tag.startswith({"linux": "manylinux", "macos": "macosx", "windows": "win"}[platform.split("-")[0]])
+            assert tag.endswith({"x64": ("x86_64", "amd64", "universal2"),
+                                 "arm64": ("aarch64", "arm64", "universal2")}[arch]), (platform, tag)
+        assert "_vendor/shotpass_client/client.py" in names
+        assert "_vendor/shotpass_client/proto/shotpass_pb2_grpc.py" in names
+        assert not any("__pycache__" in n for n in names)
+
+
+@pytest.mark.parametrize("host", MATRIX)
+def test_enables_in_a_venv_with_only_bpy(host: str, tmp_path: Path, ext_zip: Tuple[Path, str],
+                                        server_address: str) -> None:
+    """Installed from the zip into a bpy that has none of the dependencies, then one render round trip."""
+    venv, python = BPY_HOSTS[host]
+    probe = subprocess.run([str(bpy_python(host)), "-c", "import importlib.util as u, sys, bpy; "
+                            "print(sys.version_info[:2], bpy.app.version[:2], u.find_spec('grpc'), "
+                            "u.find_spec('google'))"], capture_output=True, text=True, env=blender_env(tmp_path / "p"))
+    major, minor = python.split(".")
+    assert probe.stdout.startswith(f"({major}, {minor}) ({host.replace('.', ', ')}) None None"), probe.stdout
+    res, log = run_blender("enable", tmp_path, ext_zip[0], server_address, host=host)
+    assert res["enabled"] and res["bpy"].startswith(host), res
+    assert "/extensions/" in res["grpc_file"] and "/extensions/" in res["protobuf_file"], res  # from the zip
+    assert res["submit"] == res["wait"] == "", log
+    assert sorted(int(f) for f in res["outputs"]) == [1, 2]
 
 
 def test_render_submit_results_aligned_in_comp_and_sequencer(tmp_path: Path, ext_zip: Tuple[Path, str],

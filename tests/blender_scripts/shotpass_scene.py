@@ -296,6 +296,24 @@ def mode_tls(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     return res
 
 
+def mode_enable(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """Enabled from the zip in a bpy with nothing else: the dependencies come from the zip's wheels."""
+    import google.protobuf
+    import grpc
+
+    scene = tiny_scene()
+    scene.frame_start, scene.frame_end = 1, 2
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model = "en", "", "passthrough"
+    res: Dict[str, Any] = {"enabled": "bl_ext.user_default.shotpass" in bpy.context.preferences.addons,
+                           "bpy": bpy.app.version_string, "grpc_file": grpc.__file__,
+                           "protobuf_file": google.protobuf.__file__}
+    res["submit"] = call(bpy.ops.shotpass.submit)
+    res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    res["outputs"] = last_job(ext).outputs
+    return res
+
+
 def mode_down(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
