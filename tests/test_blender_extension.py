@@ -110,6 +110,7 @@ def server_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def run_blender(mode: str, tmp_path: Path, ext: Path, server: str, host: str = PRIMARY,
                 **extra: Any) -> Tuple[Dict[str, Any], str]:
     args = {"zip": str(ext), "server": server, "cache": str(tmp_path / "cache"), "tmp": str(tmp_path), **extra}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     args_file, result_file = tmp_path / "args.json", tmp_path / "result.json"
     args_file.write_text(json.dumps(args))
     proc = subprocess.run([str(bpy_python(host)), str(SCRIPT), mode, str(args_file), str(result_file)],
@@ -176,20 +177,25 @@ def test_enables_in_a_venv_with_only_bpy(host: str, tmp_path: Path, ext_zip: Tup
                             "u.find_spec('google'))"], capture_output=True, text=True, env=blender_env(tmp_path / "p"))
     major, minor = python.split(".")
     assert probe.stdout.startswith(f"({major}, {minor}) ({host.replace('.', ', ')}) None None"), probe.stdout
-    res, log = run_blender("enable", tmp_path, ext_zip[0], server_address, host=host)
+    res, log = run_blender("enable", tmp_path / "enable", ext_zip[0], server_address, host=host)
     assert res["enabled"] and res["bpy"].startswith(host), res
     assert "/extensions/" in res["grpc_file"] and "/extensions/" in res["protobuf_file"], res  # from the zip
     assert res["submit"] == res["wait"] == "", log
     assert sorted(int(f) for f in res["outputs"]) == [1, 2]
+    if host != PRIMARY:  # the whole artist flow on this Blender too (the primary runs it below)
+        res, log = run_blender("scene", tmp_path / "scene", ext_zip[0], server_address, host=host,
+                               project=f"bpy-{host}")
+        check_scene_flow(res, log)
 
 
-def test_render_submit_results_aligned_in_comp_and_sequencer(tmp_path: Path, ext_zip: Tuple[Path, str],
-                                                           server_address: str) -> None:
-    res, log = run_blender("scene", tmp_path, ext_zip[0], server_address)
-    # Installed and enabled from the zip; the client came from the zip's vendored copy.
+def check_scene_flow(res: Dict[str, Any], log: str) -> None:
+    """Render the plate, submit, chain, F12, undo/redo, connect on request, versions, save and reopen."""
     assert "/extensions/user_default/shotpass/" in res["extension_file"]
     assert "/extensions/user_default/shotpass/_vendor/shotpass_client/" in res["client_file"]
-    assert res["render_plate"] == res["submit"] == res["wait"] == "", log
+    assert res["render_plate"] == res["plate_wait"] == res["submit"] == res["wait"] == "", log
+    # The plate was rendered by a separate Blender process, and reused by the submit (it was current).
+    assert res["plate_job"] == {"kind": "plate", "separate_process": True}
+    assert res["submit_rendered_plate"] is False
     plate = {int(f): p for f, p in res["plate"].items()}
     assert sorted(plate) == [11, 12, 13]
     for p in plate.values():  # RGBA half, one layer
@@ -197,36 +203,93 @@ def test_render_submit_results_aligned_in_comp_and_sequencer(tmp_path: Path, ext
         assert sorted(ch) == ["A", "B", "G", "R"] and ch["R"].dtype == np.float16
 
     first = res["first"]
-    assert first["linked"] and first["image_source"] == "SEQUENCE"
+    assert first["image_source"] == "SEQUENCE"
+    assert not first["linked"], "the result must not drive the compositor unless asked"
     assert (first["frame_start"], first["frame_offset"], first["frame_duration"]) == (11, 10, 3)
+    # Paths under the .blend's folder are relative; the strip lives in the review scene, not the artist's.
+    assert first["image_path"].startswith("//") and first["strip"]["directory"].startswith("//")
+    assert first["scene_strips"] == [] and first["strips"] == 1
     strip = first["strip"]
     assert (strip["start"], strip["end"]) == (11, 14)
     outputs = {11 + i: f for i, f in enumerate(strip["files"])}
     assert [Path(f).name for f in outputs.values()] == ["sh010.0011.exr", "sh010.0012.exr", "sh010.0013.exr"]
-
-    comp = {int(f): rgba(p) for f, p in res["comp"].items()}
-    out = {f: rgba(p) for f, p in outputs.items()}
     for f in (11, 12, 13):
-        assert comp[f].shape == out[f].shape == (48, 64, 4)
-        np.testing.assert_allclose(comp[f], out[f], atol=1e-3, err_msg=f"compositor frame {f} != output {f}")
-        np.testing.assert_allclose(out[f], rgba(plate[f]), atol=1e-3)  # passthrough
-        for g in (11, 12, 13):
-            if g != f:  # the cube moves, so a one-frame slip could not pass the equality above
-                assert np.abs(comp[f] - out[g]).max() > 0.05
+        np.testing.assert_allclose(rgba(outputs[f]), rgba(plate[f]), atol=1e-3)  # passthrough
 
     # Edit this Render (chained by reference) swaps the version in place: same node and strip counts.
     assert res["chain"] == res["chain_wait"] == "", log
     second = res["second"]
     assert res["second_render"] != res["first_render"]
     assert (second["nodes"], second["strips"]) == (first["nodes"], first["strips"])
-    assert second["image"] != first["image"] and second["linked"]
-    assert second["strip"]["channel"] == strip["channel"]
+    assert second["image"] != first["image"] and not second["linked"]
     assert (second["strip"]["start"], second["strip"]["end"]) == (11, 14)
-    assert not np.allclose(rgba(second["strip"]["files"][0]), out[11], atol=1e-3)  # stylized, not passthrough
-    assert res["versions_call"] == "" and len(res["versions"]) == 2
+    stylized = {11 + i: rgba(f) for i, f in enumerate(second["strip"]["files"])}
+    assert not np.allclose(stylized[11], rgba(outputs[11]), atol=1e-3)  # stylized, not passthrough
+
+    # F12 with the scene's own settings still renders the scene: the plate, not the stylized result.
+    for f, path in res["f12"].items():
+        shown = rgba(path)
+        np.testing.assert_allclose(shown[..., :3], rgba(plate[int(f)])[..., :3], atol=2e-2, err_msg=f"F12 {f}")
+        assert np.abs(shown[..., :3] - stylized[int(f)][..., :3]).mean() > 0.02
+
+    # Undo right after the result arrived takes back exactly that result; redo brings it back.
+    assert res["undo"] == res["redo"] == "", log
+    assert res["after_undo"]["last_render_id"] == res["first_render"]
+    assert res["after_undo"]["state"]["image"] == first["image"]
+    assert res["after_redo"] == res["second_render"]
+
+    # Asked for: the result node drives the compositor, output N on scene frame N.
+    assert res["connect"] == "" and res["connected"] is True
+    comp = {int(f): rgba(p) for f, p in res["comp"].items()}
+    for f in (11, 12, 13):
+        assert comp[f].shape == stylized[f].shape == (48, 64, 4)
+        np.testing.assert_allclose(comp[f], stylized[f], atol=1e-3, err_msg=f"compositor frame {f} != output {f}")
+        for g in (11, 12, 13):
+            if g != f:  # the cube moves, so a one-frame slip could not pass the equality above
+                assert np.abs(comp[f] - stylized[g]).max() > 0.05
+
+    # List Versions answers at once and fills in from the background.
+    assert res["versions_call"] == res["versions_wait"] == "" and "listing" in res["versions_status"]
+    assert len(res["versions"]) == 2
     assert "FINISHED" in res["versions"][0] and res["first_render"] in res["versions"][0]
     assert res["second_render"] in res["versions"][1] and "<-" in res["versions"][1]  # lineage shown
     assert res["reuse"] == "" and res["reused_model"] == "passthrough"
+
+    # Saved and reopened: settings, node, review strip and the (still current) plate are all there.
+    reopened = res["reopened"]
+    assert reopened["last_render_id"] == res["second_render"]
+    assert reopened["state"]["image"] == second["image"] and reopened["state"]["linked"]
+    assert reopened["state"]["strip"]["files"] == second["strip"]["files"]
+    assert reopened["plate_current"], reopened["why"]
+    assert {int(f): p for f, p in reopened["plate"].items()} == plate
+
+
+def test_render_submit_chain_f12_undo_reopen(tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
+    res, log = run_blender("scene", tmp_path, ext_zip[0], server_address)
+    check_scene_flow(res, log)
+
+
+def test_stale_plate_is_rendered_again_and_cancel_stops_the_plate_render(
+        tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
+    res, log = run_blender("stale", tmp_path, ext_zip[0], server_address)
+    assert res["plate"] == "", log
+    current, changed, edited = res["current"], res["range"], res["edit"]
+    assert not current["rendered_plate"] and current["call"] == current["wait"] == "", log
+    assert current["outputs"] == [11, 12, 13]
+    # The frame range grew: rendered again before sending, and the artist is told why.
+    assert changed["rendered_plate"] and "frames 11-13 -> 11-14" in changed["status"], changed["status"]
+    assert changed["wait"] == "" and changed["outputs"] == [11, 12, 13, 14]
+    assert all(changed["sent"][f] > current["sent"][f] for f in current["sent"])  # new files, not the old ones
+    assert edited["rendered_plate"] and "contents edited" in edited["status"], edited["status"]
+    assert edited["wait"] == "" and edited["outputs"] == [11, 12, 13, 14]
+    assert "resolution" in res["resolution_why"], res["resolution_why"]
+    assert res["undo"] == "" and res["after_undo"]["current"], res["after_undo"]
+    # Cancelled while the plate rendered: nothing reached the server, no staging folder is left behind.
+    assert res["cancel_submit"] == res["cancel"] == "" and res["cancel_rendering"], log
+    assert "plate render cancelled" in res["cancel_wait"] and "cancelled" in res["cancel_status"]
+    assert res["cancel_render_id"] == ""
+    assert not any(name.startswith(".rendering") for name in res["plate_dir"]), res["plate_dir"]
+    assert "st.plate.json" in res["plate_dir"] and "frames 11-14 -> 11-60" in res["after_cancel_why"]
 
 
 def test_beachball_strip_plate_round_trip(tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
@@ -237,7 +300,7 @@ def test_beachball_strip_plate_round_trip(tmp_path: Path, ext_zip: Tuple[Path, s
     assert plate == {101 + i: f for i, f in enumerate(files)}
     src, got = res["source_strip"], res["state"]["strip"]
     assert (got["start"], got["end"]) == (src["start"], src["end"]) == (101, 109)
-    assert got["channel"] > src["channel"]
+    assert res["state"]["scene_strips"] == ["beachball"]  # the result went to the review scene
     assert (res["state"]["frame_start"], res["state"]["frame_offset"]) == (101, 100)
     for i, out_file in enumerate(got["files"]):
         assert Path(out_file).name == f"beachball.{101 + i:04d}.exr"
@@ -284,7 +347,7 @@ def test_movie_strip_plate_lands_on_its_frames(tmp_path: Path, ext_zip: Tuple[Pa
     for p in plate.values():
         ch = channels(p)
         assert sorted(ch) == ["A", "B", "G", "R"] and ch["R"].dtype == np.float16 and ch["R"].shape == (28, 64)
-    assert res["scenes"] == ["Scene"] and res["source_muted"] is False
+    assert res["scenes"] == ["Scene", "shotpass bikes"] and res["source_muted"] is False  # + the review scene
     # Plate frame N is clip frame N - start (the strip's offset), checked against an independent decoder.
     import cv2
 
@@ -303,9 +366,9 @@ def test_movie_strip_plate_lands_on_its_frames(tmp_path: Path, ext_zip: Tuple[Pa
     assert sorted(outputs) == frames and all(Path(p).name == f"bikes.{f:04d}.exr" for f, p in outputs.items())
     got, src = res["state"]["strip"], res["source_strip"]
     assert (got["start"], got["end"]) == (src["start"], src["end"]) == (first, first + count)
-    assert got["channel"] > src["channel"]
+    assert res["state"]["scene_strips"] == ["bikes"]  # the artist's edit is left alone
     assert [Path(f).name for f in got["files"]] == [Path(outputs[f]).name for f in frames]
-    # Frame N of the sequencer (the source strip muted) shows output N, and only N.
+    # Frame N of the review scene's sequencer shows output N, and only N.
     seq = {int(f): rgba(p) for f, p in res["seq"].items()}
     for f in frames:
         out = rgba(outputs[f])
@@ -314,7 +377,6 @@ def test_movie_strip_plate_lands_on_its_frames(tmp_path: Path, ext_zip: Tuple[Pa
         for g in frames:
             if g != f:
                 assert np.abs(seq[f] - rgba(outputs[g])).max() > 0.05, (f, g)
-    assert seq[first - 1][..., 3].max() == seq[first + count][..., 3].max() == 0  # nothing outside the range
 
 
 def test_preview_renders_the_current_frame_into_an_image(tmp_path: Path, ext_zip: Tuple[Path, str],
@@ -324,7 +386,7 @@ def test_preview_renders_the_current_frame_into_an_image(tmp_path: Path, ext_zip
     res, log = run_blender("preview", tmp_path, ext_zip[0], server_address)
     assert res["preview"] == res["wait"] == "", log
     # Only the current frame (12 of 11-13) was rendered and sent, on the preview lane.
-    assert res["cache"] == {"preview": ["pv.0012.exr"]}
+    assert res["cache"] == {"preview": ["pv.0012.exr", "pv.plate.json"]}
     with Client(server_address) as client:
         render = client.get_render(res["render_id"])
     assert render.lane == "preview" and [fr.frame for fr in render.frames] == [12]
@@ -414,12 +476,19 @@ def test_cancel_reports_and_wires_nothing(tmp_path: Path, ext_zip: Tuple[Path, s
 def test_server_down_gives_one_clear_report(tmp_path: Path, ext_zip: Tuple[Path, str]) -> None:
     import socket
 
-    with socket.socket() as s:  # a port nothing listens on
+    with socket.socket() as s, socket.socket() as silent:  # a port nothing listens on; one that never answers
         s.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{s.getsockname()[1]}"
-    res, log = run_blender("down", tmp_path, ext_zip[0], dead)
-    for key in ("list", "wait"):
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        quiet = f"127.0.0.1:{silent.getsockname()[1]}"
+        res, log = run_blender("down", tmp_path, ext_zip[0], dead, silent=quiet)
+    # List Versions / Load Model Options return at once; the failure arrives from the background.
+    assert res["list"] == res["options"] == res["silent_list"] == "", log
+    assert "listing" in res["list_status"] and "listing" in res["silent_status"]
+    for key in ("list_wait", "wait"):
         assert "cannot reach a shotpass server" in res[key] and dead in res[key], res[key]
+    assert "cannot reach a shotpass server" in res["silent_wait"] or "unreachable" in res["silent_wait"], res
     assert res["submit"] == ""  # the failure arrives from the worker, through the queue
     assert "cannot reach" in res["status"]
     assert res["online_access"] is False and "online access is off" in res["remote"]

@@ -54,32 +54,68 @@ def call(op: Any, **kw: Any) -> str:
         return str(err)
 
 
+def seq_strips(scene: Any) -> Any:
+    se = scene.sequence_editor if scene is not None else None
+    if se is None:
+        return []
+    return se.strips if hasattr(se, "strips") else se.sequences  # 5.x / 4.x
+
+
+def review_strips(shot: str) -> Any:
+    return seq_strips(bpy.data.scenes.get(f"shotpass {shot}"))
+
+
+def comp_tree(scene: bpy.types.Scene) -> Any:
+    if "compositing_node_group" in scene.bl_rna.properties:
+        return scene.compositing_node_group
+    return scene.node_tree
+
+
 def comp_state(scene: bpy.types.Scene) -> Dict[str, Any]:
-    tree = scene.compositing_node_group
-    if tree is None:
+    tree = comp_tree(scene)
+    if tree is None or "shotpass result" not in tree.nodes:
         return {}  # nothing was wired (a failed or refused render)
     node = tree.nodes["shotpass result"]
-    out = next(n for n in tree.nodes if n.bl_idname == "NodeGroupOutput")
-    strips = scene.sequence_editor.strips
+    out = next(n for n in tree.nodes if n.bl_idname in ("NodeGroupOutput", "CompositorNodeComposite"))
+    strips = review_strips(scene.shotpass.shot)
     strip = strips.get(f"shotpass {scene.shotpass.shot}")
+    own = seq_strips(scene)
     return {
         "nodes": len(tree.nodes),
         "linked": out.inputs[0].is_linked and out.inputs[0].links[0].from_node == node,
+        "image_path": node.image.filepath,
         "image": bpy.path.abspath(node.image.filepath),
         "image_source": node.image.source,
         "frame_start": node.frame_start, "frame_offset": node.frame_offset, "frame_duration": node.frame_duration,
-        "strips": len(strips),
+        "strips": len(strips), "scene_strips": [st.name for st in own],
         "strip": {
             "start": int(strip.frame_final_start), "end": int(strip.frame_final_end), "channel": strip.channel,
+            "directory": strip.directory,
             "files": [os.path.join(bpy.path.abspath(strip.directory), e.filename) for e in strip.elements],
         },
     }
 
 
+def render_f12(scene: bpy.types.Scene, out_dir: str) -> Dict[int, str]:
+    """What F12 gives with the scene's own settings (compositor and sequencer as they are): one still per frame."""
+    r = scene.render
+    written = {}
+    for f in range(scene.frame_start, scene.frame_end + 1):
+        scene.frame_set(f)
+        r.filepath = os.path.join(out_dir, f"f12.{f:04d}.exr")
+        saved = (r.image_settings.file_format, r.image_settings.color_depth)
+        r.image_settings.file_format, r.image_settings.color_depth = "OPEN_EXR", "32"
+        bpy.ops.render.render(write_still=True)
+        r.image_settings.file_format, r.image_settings.color_depth = saved
+        written[f] = r.filepath
+    return written
+
+
 def render_comp(scene: bpy.types.Scene, out_dir: str) -> Dict[int, str]:
     """Render the compositor (float EXR) for every frame of the range."""
     r = scene.render
-    r.image_settings.media_type = "IMAGE"
+    if hasattr(r.image_settings, "media_type"):
+        r.image_settings.media_type = "IMAGE"
     r.image_settings.file_format = "OPEN_EXR"
     r.image_settings.color_mode = "RGBA"
     r.image_settings.color_depth = "32"
@@ -94,26 +130,57 @@ def render_comp(scene: bpy.types.Scene, out_dir: str) -> Dict[int, str]:
 
 
 def mode_scene(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """Render the plate, submit, chain, F12, connect on request, undo, save and reopen."""
     scene = tiny_scene()
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(tmp, "shot.blend"))  # the cache lies beside it
     s = scene.shotpass
+    s.project = args.get("project", "blender")
     s.shot, s.pass_name, s.model = "sh010", "", "passthrough"
     res: Dict[str, Any] = {"render_plate": call(bpy.ops.shotpass.render_plate)}
-    res["plate"] = {f: p for f, p in ext.core.sequence_pattern(s.plate_pattern).existing().items()}
+    res["plate_job"] = {"kind": last_job(ext).kind, "separate_process": last_job(ext).plate_render is not None}
+    res["plate_wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    res["plate"] = dict(ext.core.sequence_pattern(s.plate_pattern).existing())
     res["submit"] = call(bpy.ops.shotpass.submit)
+    res["submit_rendered_plate"] = last_job(ext).plate_render is not None  # current: reused, not re-rendered
     res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
     res["first_render"] = s.last_render_id
     res["first"] = comp_state(scene)
-    res["comp"] = render_comp(scene, os.path.join(tmp, "comp"))
     # Chain on the finished render (nothing re-uploaded), then check the version swapped in place.
     s.pass_name, s.model, s.use_seed, s.seed = "stylize", "styletransfer-preset", True, 3
     res["chain"] = call(bpy.ops.shotpass.edit_render)
     res["chain_wait"] = call(bpy.ops.shotpass.wait, timeout=300)
     res["second_render"] = s.last_render_id
     res["second"] = comp_state(scene)
+    res["status"] = s.status
+    # F12 / animation render with the scene's own settings: still the scene, not the result.
+    res["f12"] = render_f12(scene, os.path.join(tmp, "f12"))
+    # Undo right after a result arrived takes back that result alone; redo brings it back.
+    res["undo"] = call(bpy.ops.ed.undo)
+    scene = bpy.context.scene
+    res["after_undo"] = {"last_render_id": scene.shotpass.last_render_id, "state": comp_state(scene)}
+    res["redo"] = call(bpy.ops.ed.redo)
+    scene = bpy.context.scene
+    s = scene.shotpass
+    res["after_redo"] = s.last_render_id
+    # Asked: the result node drives the compositor, frame N on frame N.
+    res["connect"] = call(bpy.ops.shotpass.connect_result)
+    res["connected"] = comp_state(scene)["linked"]
+    res["comp"] = render_comp(scene, os.path.join(tmp, "comp"))
     res["versions_call"] = call(bpy.ops.shotpass.list_versions)
+    res["versions_status"] = s.status  # asked in the background: not there yet
+    res["versions_wait"] = call(bpy.ops.shotpass.wait, timeout=60)
     res["versions"] = [v.line for v in s.versions]
     res["reuse"] = call(bpy.ops.shotpass.reuse_settings, render_id=res["first_render"])
     res["reused_model"] = s.model
+    # Save and reopen: the settings, the result node, the review strip and the current plate survive.
+    bpy.ops.wm.save_mainfile()
+    bpy.ops.wm.open_mainfile(filepath=os.path.join(tmp, "shot.blend"))
+    scene = bpy.context.scene
+    plate, plate_job, why = ext.host.ops.plan_plate(scene)
+    res["reopened"] = {"last_render_id": scene.shotpass.last_render_id, "state": comp_state(scene),
+                       "plate_current": plate_job is None, "why": why, "plate": plate}
+    if plate_job is not None:
+        plate_job.cancel()
     return res
 
 
@@ -153,7 +220,8 @@ def render_sequencer(scene: bpy.types.Scene, out_dir: str, frames: list) -> Dict
     for f in frames:
         scene.frame_set(f)
         r.filepath = os.path.join(out_dir, f"seq.{f:04d}.exr")
-        bpy.ops.render.render(write_still=True)
+        with bpy.context.temp_override(scene=scene, view_layer=scene.view_layers[0]):  # as if switched to it
+            bpy.ops.render.render(write_still=True)
         written[f] = r.filepath
     return written
 
@@ -186,9 +254,12 @@ def mode_movie(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["source_strip"] = {"start": int(strip.frame_final_start), "end": int(strip.frame_final_end),
                            "channel": strip.channel}
     res["state"] = comp_state(scene)
-    strip.mute = True  # what the sequencer shows on frame N must now come from the result strip alone
-    res["seq"] = render_sequencer(scene, os.path.join(tmp, "seq"), list(range(args["first"] - 1,
-                                                                              args["first"] + args["count"] + 1)))
+    # What the review scene's sequencer shows on frame N must come from output N.
+    review = bpy.data.scenes[f"shotpass {s.shot}"]
+    review.render.engine = scene.render.engine
+    # (the review scene has no camera: only frames with a strip render)
+    res["seq"] = render_sequencer(review, os.path.join(tmp, "seq"), list(range(args["first"],
+                                                                               args["first"] + args["count"])))
     return res
 
 
@@ -257,7 +328,7 @@ def mode_review(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["render_id"] = s.last_render_id
     res["review1"] = call(bpy.ops.shotpass.review, rating=4, pinned="PIN", note="too blue, keep the grain")
     res["review2"] = call(bpy.ops.shotpass.review, rating=2)  # only the rating changes
-    res["versions_call"] = call(bpy.ops.shotpass.list_versions)
+    res["versions_call"] = call(bpy.ops.shotpass.list_versions) + call(bpy.ops.shotpass.wait, timeout=60)
     res["versions"] = [v.line for v in s.versions]
     res["no_render"] = call(bpy.ops.shotpass.review, render_id="no-such-render", rating=1)
     return res
@@ -289,10 +360,65 @@ def mode_tls(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["submit"] = call(bpy.ops.shotpass.submit)
     res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
     res["render_id"], res["outputs"] = last_job(ext).render_id, last_job(ext).outputs
-    res["versions_call"] = call(bpy.ops.shotpass.list_versions)
+    res["versions_call"] = call(bpy.ops.shotpass.list_versions) + call(bpy.ops.shotpass.wait, timeout=60)
     prefs = bpy.context.preferences.addons["bl_ext.user_default.shotpass"].preferences
     prefs.tls_cert = prefs.tls_key = ""
-    res["no_client_cert"] = call(bpy.ops.shotpass.list_versions)
+    res["no_client_cert"] = call(bpy.ops.shotpass.list_versions) + call(bpy.ops.shotpass.wait, timeout=60)
+    return res
+
+
+def mode_stale(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """A plate on disk is reused only while it matches the scene; otherwise it is rendered again, and said so."""
+    scene = tiny_scene()
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model = "st", "", "passthrough"
+    res: Dict[str, Any] = {"plate": call(bpy.ops.shotpass.render_plate) + call(bpy.ops.shotpass.wait, timeout=300)}
+
+    def submit(label: str) -> None:
+        res[label] = {"call": call(bpy.ops.shotpass.submit)}
+        job = last_job(ext)
+        res[label]["rendered_plate"] = job.plate_render is not None
+        res[label]["status"] = s.status
+        res[label]["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+        res[label]["outputs"] = sorted(job.outputs)
+        res[label]["sent"] = {f: os.path.getmtime(p) for f, p in job.worker.request.plate.items()}
+
+    submit("current")
+    scene.frame_end = 14  # frame range changed
+    submit("range")
+    bpy.data.objects["Cube"].scale = (0.5, 0.5, 0.5)  # an edit of what renders
+    submit("edit")
+    scene.render.resolution_percentage = 50
+    _, job, res["resolution_why"] = ext.host.ops.plan_plate(scene)
+    job.cancel()
+    scene.render.resolution_percentage = 100
+    bpy.ops.ed.undo_push(message="before an edit")
+    bpy.data.objects["Cube"].scale = (2.0, 2.0, 2.0)
+    bpy.ops.ed.undo_push(message="edit")
+    res["undo"] = call(bpy.ops.ed.undo)
+    scene = bpy.context.scene  # undo replaced every datablock: older Python references are dead
+    s = scene.shotpass
+    _, job, why = ext.host.ops.plan_plate(scene)  # the edit was undone: the plate is current again
+    res["after_undo"] = {"current": job is None, "why": why}
+    if job is not None:
+        job.cancel()
+    # Cancel while the plate renders: the process stops, nothing is sent, nothing half-made stays.
+    scene.frame_end = 60
+    scene.cycles.samples = 64
+    res["cancel_submit"] = call(bpy.ops.shotpass.submit)
+    job = last_job(ext)
+    res["cancel_rendering"] = job.plate_render is not None
+    res["cancel"] = call(bpy.ops.shotpass.cancel)
+    res["cancel_wait"] = call(bpy.ops.shotpass.wait, timeout=120)
+    res["cancel_status"] = scene.shotpass.status
+    res["cancel_render_id"] = job.render_id
+    plate_dir = os.path.dirname(s.plate_pattern) if s.plate_pattern else os.path.join(args["cache"], "blender", "st",
+                                                                                       "plate")
+    res["plate_dir"] = sorted(os.listdir(plate_dir))
+    _, job, why = ext.host.ops.plan_plate(scene)
+    res["after_cancel_why"] = why
+    if job is not None:
+        job.cancel()
     return res
 
 
@@ -320,11 +446,19 @@ def mode_down(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     scene.cycles.samples = 1
     scene.render.resolution_x, scene.render.resolution_y = 32, 24
     scene.frame_start = scene.frame_end = 1
-    res = {"list": call(bpy.ops.shotpass.list_versions)}
+    # Answered at once, from the background: the operator returns before the server could have answered.
+    res = {"list": call(bpy.ops.shotpass.list_versions), "list_status": scene.shotpass.status}
+    res["options"] = call(bpy.ops.shotpass.load_options)
+    res["list_wait"] = call(bpy.ops.shotpass.wait, timeout=60)
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.shotpass"].preferences
+    prefs.server_address = args["silent"]  # accepts connections, never answers
+    res["silent_list"] = call(bpy.ops.shotpass.list_versions)
+    res["silent_status"] = scene.shotpass.status
+    res["silent_wait"] = call(bpy.ops.shotpass.wait, timeout=60)
+    prefs.server_address = args["server"]
     res["submit"] = call(bpy.ops.shotpass.submit)
     res["wait"] = call(bpy.ops.shotpass.wait, timeout=60)
     res["status"] = scene.shotpass.status
-    prefs = bpy.context.preferences.addons["bl_ext.user_default.shotpass"].preferences
     prefs.server_address = "render.example.com:50051"
     res["online_access"] = bpy.app.online_access
     res["remote"] = call(bpy.ops.shotpass.submit)

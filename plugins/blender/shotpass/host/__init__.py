@@ -13,6 +13,7 @@ def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.shotpass = bpy.props.PointerProperty(type=props.ShotpassSceneSettings)
+    runner.add_handlers()
 
 
 def unregister() -> None:

@@ -41,6 +41,10 @@ class ShotpassSceneSettings(bpy.types.PropertyGroup):
     plate_pattern: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Plate Files", description="The last rendered plate (####: frame number)")
     last_render_id: bpy.props.StringProperty(name="Last Render")  # type: ignore[valid-type]
+    last_preview_id: bpy.props.StringProperty(name="Last Preview")  # type: ignore[valid-type]
+    drive_compositor: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Result Drives Compositor", default=False,
+        description="Connect the result node to the compositor's output (F12 then shows the result)")
     status: bpy.props.StringProperty(name="Status")  # type: ignore[valid-type]
     versions: bpy.props.CollectionProperty(type=ShotpassVersion)  # type: ignore[valid-type]
     versions_index: bpy.props.IntProperty()  # type: ignore[valid-type]
