@@ -269,6 +269,44 @@ def test_render_submit_chain_f12_undo_reopen(tmp_path: Path, ext_zip: Tuple[Path
     check_scene_flow(res, log)
 
 
+def test_panel_menus_typed_options_approve_reference_chain_upscale_browser(
+        tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
+    from shotpass_client import Client
+
+    res, log = run_blender("panel", tmp_path, ext_zip[0], server_address)
+    assert res["load_options"] == "" and "loading" in res["asking"] and res["options_wait"] == "", log
+    assert {"stylize", "upscale", "inpaint"} <= set(res["passes"])
+    assert res["models"]["styletransfer-preset"] == "stylize" and res["models"]["opencv-telea"] == "inpaint"
+    assert res["default_model_options"], "the pass's default model brought its options"
+    opts = res["options"]
+    assert "strength" not in opts  # the panel has its own field for it
+    assert opts["tile_size"]["kind"] == "INT"
+    assert opts["tile_size"]["value"] == 1024 == int(opts["tile_size"]["default"])
+    assert opts["preserve_colour"]["kind"] == "BOOL" and opts["preserve_colour"]["value"] is False
+    assert opts["style"]["kind"] == "STRING" and opts["tile_size"]["help"]
+    assert res["sent_options"] == {"style": "0", "preserve_colour": "true", "tile_size": "128"}
+    assert res["preview"] == res["approve"] == res["submit"] == res["chain"] == "", log
+    assert res["reference"] == [res["preview_id"], 12]
+    with Client(server_address) as client:
+        preview = client.get_render(res["preview_id"])
+        styled = client.get_render(res["styled_id"])
+        upscaled = client.get_render(res["upscaled_id"])
+    assert preview.review.approved and preview.lane == "preview"
+    assert styled.reference_digest == preview.frames[0].output_digest  # steered by the approved frame
+    assert res["upscale_options"] == {"tile_size": "INT"}
+    assert upscaled.parent_render == res["styled_id"] and upscaled.settings.pass_name == "upscale"
+    outputs = {int(f): p for f, p in res["upscaled"].items()}
+    assert sorted(outputs) == [11, 12, 13] and all(rgba(p).shape == (96, 128, 4) for p in outputs.values())
+    rows = {v["id"]: v for v in res["versions"]}
+    assert rows[res["preview_id"]]["lane"] == "preview" and rows[res["preview_id"]]["approved"]
+    assert rows[res["upscaled_id"]]["parent"] == res["styled_id"]
+    assert rows[res["styled_id"]]["qc"] == "3/3 frames" and rows[res["styled_id"]]["state"] == "finished"
+    assert res["rate"] == "" and res["rated"] == 4
+    assert res["load"] == "" and res["loaded"]["last_render_id"] == res["styled_id"]
+    loaded = res["loaded"]["state"]
+    assert Path(loaded["image"]).name == "pn.0011.exr" and rgba(loaded["image"]).shape == (48, 64, 4)
+
+
 def test_stale_plate_is_rendered_again_and_cancel_stops_the_plate_render(
         tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
     res, log = run_blender("stale", tmp_path, ext_zip[0], server_address)

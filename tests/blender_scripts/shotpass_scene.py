@@ -326,11 +326,13 @@ def mode_review(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["submit"] = call(bpy.ops.shotpass.submit)
     res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
     res["render_id"] = s.last_render_id
-    res["review1"] = call(bpy.ops.shotpass.review, rating=4, pinned="PIN", note="too blue, keep the grain")
-    res["review2"] = call(bpy.ops.shotpass.review, rating=2)  # only the rating changes
+    res["review1"] = (call(bpy.ops.shotpass.review, rating=4, pinned="PIN", note="too blue, keep the grain")
+                      + call(bpy.ops.shotpass.wait, timeout=60))
+    res["review2"] = call(bpy.ops.shotpass.review, rating=2) + call(bpy.ops.shotpass.wait, timeout=60)  # rating only
     res["versions_call"] = call(bpy.ops.shotpass.list_versions) + call(bpy.ops.shotpass.wait, timeout=60)
     res["versions"] = [v.line for v in s.versions]
-    res["no_render"] = call(bpy.ops.shotpass.review, render_id="no-such-render", rating=1)
+    res["no_render"] = (call(bpy.ops.shotpass.review, render_id="no-such-render", rating=1)
+                        + call(bpy.ops.shotpass.wait, timeout=60))
     return res
 
 
@@ -364,6 +366,54 @@ def mode_tls(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     prefs = bpy.context.preferences.addons["bl_ext.user_default.shotpass"].preferences
     prefs.tls_cert = prefs.tls_key = ""
     res["no_client_cert"] = call(bpy.ops.shotpass.list_versions) + call(bpy.ops.shotpass.wait, timeout=60)
+    return res
+
+
+def mode_panel(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """What the panel drives: menus and typed options from the server, preview, approve as reference, a render
+    steered by it, chain an upscale, the version browser (load, rate)."""
+    scene = tiny_scene()
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model = "pn", "stylize", ""
+    res: Dict[str, Any] = {"load_options": call(bpy.ops.shotpass.load_options), "asking": s.status}
+    res["options_wait"] = call(bpy.ops.shotpass.wait, timeout=60)
+    res["passes"] = sorted(p.name for p in s.server_passes)
+    res["models"] = {m.name: m.pass_name for m in s.server_models}
+    res["default_model_options"] = sorted(o.name for o in s.option_values)
+    s.model = "styletransfer-preset"  # picked from the menu: its typed options follow
+    res["options"] = {o.name: {"kind": o.kind, "default": o.default, "help": o.description,
+                               "value": ext.host.options.value_of(o)} for o in s.option_values}
+    s.option_values["tile_size"].int_value = 64  # below the schema's minimum: clamped when sent
+    s.option_values["preserve_colour"].bool_value = True
+    res["sent_options"] = ext.host.ops._settings(scene).spec().options
+    # Preview, then approve it as the shot's reference.
+    scene.frame_set(12)
+    s.model = "passthrough"  # its pass comes with it
+    res["preview"] = call(bpy.ops.shotpass.preview) + call(bpy.ops.shotpass.wait, timeout=300)
+    res["preview_id"] = s.last_preview_id
+    res["approve"] = call(bpy.ops.shotpass.approve_reference) + call(bpy.ops.shotpass.wait, timeout=60)
+    res["reference"] = [s.reference_render, s.reference_frame]
+    # A render steered by the approved frame.
+    res["preview_pass"] = s.pass_name
+    s.model = "styletransfer-reference"
+    res["submit"] = call(bpy.ops.shotpass.submit) + call(bpy.ops.shotpass.wait, timeout=300)
+    res["styled_id"] = s.last_render_id
+    # Chain an upscale on it: typed options of the upscaler, 2x frames on the same frame numbers.
+    s.pass_name, s.model = "upscale", "realesrgan-animevideov3-x2"
+    res["upscale_options"] = {o.name: o.kind for o in s.option_values}
+    s.reference_render = ""
+    res["chain"] = call(bpy.ops.shotpass.edit_render) + call(bpy.ops.shotpass.wait, timeout=300)
+    res["upscaled_id"] = s.last_render_id
+    res["upscaled"] = dict(last_job(ext).outputs)
+    # The version browser: list, rate, load an older version back.
+    res["list"] = call(bpy.ops.shotpass.list_versions) + call(bpy.ops.shotpass.wait, timeout=60)
+    res["versions"] = [{"id": v.render_id, "lane": v.lane, "state": v.state, "parent": v.parent, "qc": v.qc,
+                        "approved": v.approved, "model": v.model} for v in s.versions]
+    s.versions_index = [v.render_id for v in s.versions].index(res["styled_id"])
+    res["rate"] = call(bpy.ops.shotpass.review, rating=4) + call(bpy.ops.shotpass.wait, timeout=60)
+    res["rated"] = s.versions[s.versions_index].rating
+    res["load"] = call(bpy.ops.shotpass.load_version) + call(bpy.ops.shotpass.wait, timeout=120)
+    res["loaded"] = {"last_render_id": s.last_render_id, "state": comp_state(scene)}
     return res
 
 

@@ -6,7 +6,8 @@ import bpy
 
 from . import ops, prefs, props, runner, ui
 
-CLASSES = (prefs.ShotpassPreferences, props.ShotpassVersion, props.ShotpassSceneSettings) + ops.CLASSES + ui.CLASSES
+CLASSES = (prefs.ShotpassPreferences, props.ShotpassVersion, props.ShotpassNamed, props.ShotpassOption,
+           props.ShotpassSceneSettings) + ops.CLASSES + ui.CLASSES
 
 
 def register() -> None:

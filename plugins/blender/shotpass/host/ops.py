@@ -18,6 +18,7 @@ from ..core import (
     sequence_pattern,
     version_line,
 )
+from . import options as option_fields
 from . import plates, prefs, runner
 from . import scene as blender_scene
 
@@ -53,9 +54,11 @@ def _client():  # type: ignore[no-untyped-def]
 
 
 def _settings(scene: bpy.types.Scene) -> PassSettings:
+    """The next render's settings: the typed option fields, then the free-text options (they win)."""
     s = scene.shotpass
+    opts = {**option_fields.typed_options(s), **parse_options(s.options)}
     return PassSettings(project=s.project, shot=s.shot, pass_name=s.pass_name, model=s.model, prompt=s.prompt,
-                        strength=s.strength, seed=s.seed, use_seed=s.use_seed, options=parse_options(s.options))
+                        strength=s.strength, seed=s.seed, use_seed=s.use_seed, options=opts)
 
 
 def _plate_dir(scene: bpy.types.Scene, lane: str) -> str:
@@ -157,6 +160,8 @@ def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") ->
             tls_key=conn.tls_key, spec=spec, out_dir=out_dir, plate=plate,
             mask=_mask(scene, plate) if plate else {},
             reference_file=bpy.path.abspath(s.reference) if s.reference else None,
+            reference_render=(s.reference_render, s.reference_frame) if s.reference_render and not s.reference
+            else None,
             parent_render=parent_render, preview=kind == "preview",
             output_pattern=os.path.join(out_dir, f"{s.shot}.####.exr"),
         )
@@ -396,8 +401,24 @@ def fill_versions(scene_name: str, renders: list) -> None:
     s.versions.clear()
     for r in sorted(renders, key=lambda r: r.version):
         item = s.versions.add()
-        item.render_id, item.line = r.id, version_line(r)
+        fill_version(item, r)
     s.status = f"{len(renders)} version(s) of {s.project}/{s.shot}"
+
+
+def fill_version(item: object, r: object) -> None:
+    """One row of the version browser from a server render: state, review, lineage and QC."""
+    from shotpass_client.ui_model import STATE_NAMES
+
+    failed = sum(1 for f in r.frames if f.error)  # type: ignore[attr-defined]
+    item.render_id, item.line, item.version = r.id, version_line(r), r.version  # type: ignore[attr-defined]
+    item.lane, item.state = r.lane or "render", STATE_NAMES.get(r.state, "unknown")  # type: ignore[attr-defined]
+    review = r.review  # type: ignore[attr-defined]
+    item.rating, item.pinned, item.approved, item.note = review.rating, review.pinned, review.approved, review.note  # type: ignore[attr-defined]
+    item.parent, item.model = r.parent_render, f"{r.settings.pass_name}/{r.settings.model}"  # type: ignore[attr-defined]
+    item.qc = (f"{r.frames_done}/{r.frames_total} frames"  # type: ignore[attr-defined]
+               + (f", {failed} failed" if failed else "")
+               + (f", {len(r.warnings)} warning(s)" if r.warnings else ""))  # type: ignore[attr-defined]
+    item.warnings = "\n".join(r.warnings)  # type: ignore[attr-defined]
 
 
 class SHOTPASS_OT_list_versions(_Base):
@@ -446,31 +467,147 @@ class SHOTPASS_OT_reuse_settings(_Base):
         return {"FINISHED"}
 
 
+def _update_version(scene_name: str, render: object, message: str) -> None:
+    scene = bpy.data.scenes.get(scene_name)
+    if scene is None:
+        return
+    s = scene.shotpass
+    for item in s.versions:
+        if item.render_id == render.id:  # type: ignore[attr-defined]
+            fill_version(item, render)
+    s.status = message
+
+
+def _selected_render(context: bpy.types.Context, given: str, fallback: str) -> str:
+    s = context.scene.shotpass
+    if given:
+        return given
+    if 0 <= s.versions_index < len(s.versions):
+        return s.versions[s.versions_index].render_id
+    return fallback
+
+
 class SHOTPASS_OT_review(_Base):
-    """Rate, pin or annotate a render (only what is given changes)"""
+    """Rate, pin, approve or annotate a render (only what is given changes; sent in the background)"""
 
     bl_idname = "shotpass.review"
     bl_label = "Review Render"
 
-    render_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+    render_id: bpy.props.StringProperty(description="Empty: the version selected in the browser, else the last render")  # type: ignore[valid-type]
     rating: bpy.props.IntProperty(min=-1, max=5, default=-1, description="-1: unchanged")  # type: ignore[valid-type]
     pinned: bpy.props.EnumProperty(  # type: ignore[valid-type]
         items=[("KEEP", "Unchanged", ""), ("PIN", "Pin", ""), ("UNPIN", "Unpin", "")], default="KEEP")
     note: bpy.props.StringProperty(description="Review note (not given: unchanged; empty: cleared)")  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> Result:
-        render_id = self.render_id or context.scene.shotpass.last_render_id
+        scene = context.scene
+        render_id = _selected_render(context, self.render_id, scene.shotpass.last_render_id)
         if not render_id:
             return self.fail(ShotpassProblem("no render to review yet"))
         try:
-            with _client() as client:
-                r = client.review(render_id, rating=self.rating if self.rating >= 0 else None,
-                                  pinned=None if self.pinned == "KEEP" else self.pinned == "PIN",
-                                  note=self.note if self.properties.is_property_set("note") else None)
+            conn = _server()
         except _client_errors() as err:
             return self.fail(err)
-        self.report({"INFO"}, f"render {render_id}: rating {r.review.rating}, "
-                              f"{'pinned' if r.review.pinned else 'not pinned'}, note {r.review.note!r}")
+        rating = self.rating if self.rating >= 0 else None
+        pinned = None if self.pinned == "KEEP" else self.pinned == "PIN"
+        note = self.note if self.properties.is_property_set("note") else None
+        name = scene.name
+
+        def call() -> object:
+            with conn.client(connect_timeout=3.0) as client:
+                return client.review(render_id, rating=rating, pinned=pinned, note=note)
+
+        def done(r: object) -> None:
+            review = r.review  # type: ignore[attr-defined]
+            _update_version(name, r, f"render {render_id}: rating {review.rating}, "
+                                     f"{'pinned' if review.pinned else 'not pinned'}, note {review.note!r}")
+
+        runner.ask(scene, f"reviewing {render_id}", call, done)
+        return {"FINISHED"}
+
+
+class SHOTPASS_OT_approve_reference(_Base):
+    """Approve a preview and use its frame as the reference that steers the shot's next renders"""
+
+    bl_idname = "shotpass.approve_reference"
+    bl_label = "Approve as Reference"
+    bl_options = {"REGISTER", "UNDO"}
+
+    render_id: bpy.props.StringProperty(description="Empty: the selected version, else the last preview")  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        scene = context.scene
+        render_id = _selected_render(context, self.render_id, scene.shotpass.last_preview_id)
+        if not render_id:
+            return self.fail(ShotpassProblem("no preview to approve yet"))
+        try:
+            conn = _server()
+        except _client_errors() as err:
+            return self.fail(err)
+        name = scene.name
+
+        def call() -> object:
+            with conn.client(connect_timeout=3.0) as client:
+                return client.review(render_id, approved=True)
+
+        def done(r: object) -> None:
+            target = bpy.data.scenes.get(name)
+            if target is None:
+                return
+            frames = [f.frame for f in r.frames if f.output_digest]  # type: ignore[attr-defined]
+            target.shotpass.reference_render = render_id
+            target.shotpass.reference_frame = frames[0] if len(frames) == 1 else 0
+            target.shotpass.reference = ""  # the approved frame replaces a reference file
+            _update_version(name, r, f"render {render_id} approved: the shot's reference from now on")
+            runner.undo_step("shotpass: approve reference")
+
+        runner.ask(scene, f"approving {render_id}", call, done)
+        return {"FINISHED"}
+
+
+class SHOTPASS_OT_load_version(_Base):
+    """Bring any version of the shot back into the scene (fetched in the background)"""
+
+    bl_idname = "shotpass.load_version"
+    bl_label = "Load Version"
+
+    render_id: bpy.props.StringProperty(description="Empty: the version selected in the browser")  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        from shotpass_client.background import DONE, JobUpdate
+        from shotpass_client.jobs import fetch_outputs
+
+        scene = context.scene
+        s = scene.shotpass
+        render_id = _selected_render(context, self.render_id, "")
+        if not render_id:
+            return self.fail(ShotpassProblem("select a version to load"))
+        try:
+            conn = _server()
+        except _client_errors() as err:
+            return self.fail(err)
+        out_dir = runner.job_out_dir(prefs.cache_root(), s.project, s.shot)
+        shot, name = s.shot, scene.name
+
+        def call() -> tuple:
+            from shotpass_client.patterns import FramePattern
+
+            with conn.client(connect_timeout=3.0) as client:
+                render = client.get_render(render_id)
+                pattern = FramePattern.parse(os.path.join(out_dir, f"{shot}.####.exr"))
+                return render, fetch_outputs(client, render, out_dir, pattern)
+
+        def done(result: tuple) -> None:
+            render, outputs = result
+            if not outputs:
+                runner.fail_message(name, f"render {render_id} has no finished frames to load")
+                return
+            kind = "preview" if render.lane == "preview" else "render"
+            job = Job(kind, None, name, "RENDER", render_id=render_id, outputs=dict(outputs), finished=True)
+            runner.on_done(job, JobUpdate(DONE, f"render {render_id} loaded: {len(outputs)} frames", render_id,
+                                          outputs=dict(outputs), render=render))
+
+        runner.ask(scene, f"loading {render_id}", call, done)
         return {"FINISHED"}
 
 
@@ -480,14 +617,12 @@ def apply_server_info(scene_name: str, info: object) -> None:
     if scene is None:
         return
     s = scene.shotpass
-    model_name = s.model or next((p.default_model for p in info.passes if p.name == s.pass_name), "")  # type: ignore[attr-defined]
-    model = next((m for m in info.models if m.name == model_name), None)  # type: ignore[attr-defined]
-    if model is None:
-        s.status = f"the server has no model {model_name!r} for pass {s.pass_name!r}"
-        return
-    s.model = model.name
-    s.options = ", ".join(f"{o.name}={o.default_value}" for o in model.options if o.name != "strength")
-    s.status = "; ".join(f"{o.name}: {o.description}" for o in model.options) or "no options"
+    option_fields.set_server_info(info)
+    option_fields.fill_menus(s, info)
+    problem = option_fields.sync(s)
+    s.status = problem or (f"{len(s.server_models)} model(s) from the server; "
+                           f"{len(s.option_values)} option(s) of {s.model or s.pass_name!r}")
+    runner.undo_step("shotpass: model options")
 
 
 class SHOTPASS_OT_load_options(_Base):
@@ -538,6 +673,8 @@ class SHOTPASS_OT_connect_result(_Base):
 
 
 CLASSES = (
+    SHOTPASS_OT_approve_reference,
+    SHOTPASS_OT_load_version,
     SHOTPASS_OT_connect_result,
     SHOTPASS_OT_render_plate, SHOTPASS_OT_use_plate, SHOTPASS_OT_submit, SHOTPASS_OT_preview,
     SHOTPASS_OT_edit_render, SHOTPASS_OT_wait, SHOTPASS_OT_cancel, SHOTPASS_OT_list_versions,

@@ -32,6 +32,18 @@ def _scene(job: Job) -> Optional[bpy.types.Scene]:
     return bpy.data.scenes.get(job.scene_name)
 
 
+def fail_message(scene_name: str, message: str) -> None:
+    scene = bpy.data.scenes.get(scene_name)
+    if scene is not None:
+        scene.shotpass.status = message
+    _failures.append(message)
+    log(message)
+
+
+def on_done(job: Job, update: JobUpdate) -> None:
+    _on_done(job, update)
+
+
 def _on_done(job: Job, update: JobUpdate) -> None:
     try:
         _wire(job, update)
