@@ -307,6 +307,49 @@ def test_panel_menus_typed_options_approve_reference_chain_upscale_browser(
     assert Path(loaded["image"]).name == "pn.0011.exr" and rgba(loaded["image"]).shape == (48, 64, 4)
 
 
+def test_server_reads_a_blender_multilayer_plate_and_its_depth(tmp_path: Path) -> None:
+    """Blender names a multilayer plate's colour '<view layer>.Combined.R'; Z sits in '<view layer>.Depth.Z'."""
+    from shotpass_server.frame_pipeline import _depth_for
+    from shotpass_server.frames.exr import decode_exr, select_colour
+
+    rng = np.random.default_rng(3)
+    rgba_in, z = rng.uniform(0, 1, (4, 12, 16)), rng.uniform(1, 9, (12, 16))
+    chans = {f"ViewLayer.Combined.{c}": rgba_in[i] for i, c in enumerate("RGBA")}
+    chans.update({"ViewLayer.Depth.Z": z, **{f"ViewLayer.Vector.{c}": z for c in "XYZW"}})
+    path = Path(write_exr(tmp_path / "plate.0001.exr", chans))
+    image = decode_exr(path.read_bytes(), path.name)
+    plane = select_colour(image, None)
+    assert plane.prefix == "ViewLayer.Combined." and plane.alpha is not None
+    np.testing.assert_allclose(plane.rgb[..., 0], rgba_in[0].astype(np.float16), rtol=1e-3)
+    np.testing.assert_allclose(_depth_for(image, plane), z.astype(np.float16), rtol=1e-3)
+
+
+@pytest.mark.skipif("4.2" not in MATRIX, reason="bpy 5.x as a module renders no Depth/Vector pass into any file "
+                    "(render output, File Output node, save_render); checked on bpy 4.2: SHOTPASS_BPY_42=1")
+def test_depth_and_vector_passes_travel_in_a_multilayer_plate(
+        tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
+    from shotpass_server.frame_pipeline import _depth_for
+    from shotpass_server.frames.exr import decode_exr, select_colour
+
+    res, log = run_blender("passes", tmp_path, ext_zip[0], server_address, host="4.2")
+    assert res["plate"] == res["submit"] == "", log
+    plate = {int(f): p for f, p in res["files"].items()}
+    assert sorted(plate) == [11, 12, 13]
+    layer = res["layer"]
+    for path in plate.values():
+        ch = channels(path)
+        assert {f"{layer}.Combined.{c}" for c in "RGBA"} <= set(ch), sorted(ch)
+        assert f"{layer}.Depth.Z" in ch and {f"{layer}.Vector.{c}" for c in "XYZW"} <= set(ch), sorted(ch)
+        # The server finds the colour and, beside it, the Z its depth ControlNet reads.
+        image = decode_exr(Path(path).read_bytes(), Path(path).name)
+        plane = select_colour(image, None)
+        depth = _depth_for(image, plane)
+        assert depth is not None and depth.shape == (48, 64)
+        np.testing.assert_allclose(depth, ch[f"{layer}.Depth.Z"].astype(np.float32))
+        assert np.isfinite(depth).any() and depth.min() < depth.max()  # the cube in front of the background
+    assert not res["submit_rendered_plate"] and sorted(int(f) for f in res["outputs"]) == [11, 12, 13]
+
+
 def test_stale_plate_is_rendered_again_and_cancel_stops_the_plate_render(
         tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
     res, log = run_blender("stale", tmp_path, ext_zip[0], server_address)

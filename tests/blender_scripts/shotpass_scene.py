@@ -417,6 +417,22 @@ def mode_panel(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     return res
 
 
+def mode_passes(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """Depth and vector passes on: the plate is a multilayer EXR that carries them to the server."""
+    scene = tiny_scene()
+    layer = scene.view_layers[0]
+    layer.use_pass_z = layer.use_pass_vector = True
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model = "zv", "", "passthrough"
+    res: Dict[str, Any] = {"plate": call(bpy.ops.shotpass.render_plate) + call(bpy.ops.shotpass.wait, timeout=300)}
+    res["files"] = dict(ext.core.sequence_pattern(s.plate_pattern).existing())
+    res["submit"] = call(bpy.ops.shotpass.submit) + call(bpy.ops.shotpass.wait, timeout=300)
+    res["submit_rendered_plate"] = last_job(ext).plate_render is not None
+    res["outputs"] = dict(last_job(ext).outputs)
+    res["layer"] = layer.name
+    return res
+
+
 def mode_stale(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     """A plate on disk is reused only while it matches the scene; otherwise it is rendered again, and said so."""
     scene = tiny_scene()
