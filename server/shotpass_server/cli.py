@@ -34,6 +34,7 @@ from shotpass_client.jobs import (
 from shotpass_client.pathmap import PathMap, PathMapError
 from shotpass_client.patterns import FramePattern, PatternError, parse_frame_range
 from shotpass_client.proto import shotpass_pb2 as pb
+from shotpass_client.schedule import ScheduleError, as_settings, parse_option_at, parse_prompt_at
 
 from .errors import ShotpassError
 
@@ -147,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--prompt", default="")
         sp.add_argument("--negative-prompt", default="")
         sp.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model option (repeatable)")
+        sp.add_argument("--prompt-at", action="append", default=[], metavar="FRAME:PROMPT",
+                        help="the prompt from this frame on, up to the next key (repeatable; before the first key: "
+                             "--prompt)")
+        sp.add_argument("--option-at", action="append", default=[], metavar="FRAME:KEY=VALUE",
+                        help="a model option from this frame on, e.g. 1001:strength=0.4 (repeatable)")
         sp.add_argument("--seed", type=int)
         sp.add_argument("--colour-space", default="", help="the plate's colour space (default: scene-linear)")
         sp.add_argument("--view", default="", help="view of a stereo/multi-part EXR (default: the first)")
@@ -387,6 +393,10 @@ def _spec(args: argparse.Namespace, plate: Optional[str]) -> RenderSpec:
             raise PlateError(f"--option {item!r}: write it as KEY=VALUE")
         options[key.strip()] = value.strip()
     shot = args.shot or (_shot_from_plate(plate) if plate else "shot")
+    try:
+        prompt_by_frame, options_by_frame = parse_prompt_at(args.prompt_at), parse_option_at(args.option_at)
+    except ScheduleError as err:
+        raise PlateError(str(err)) from None
     return RenderSpec(
         project=args.project,
         shot=shot,
@@ -400,6 +410,8 @@ def _spec(args: argparse.Namespace, plate: Optional[str]) -> RenderSpec:
         view=args.view,
         priority=args.priority,
         label=args.label,
+        prompt_by_frame=prompt_by_frame,
+        options_by_frame=options_by_frame,
     )
 
 
@@ -539,6 +551,8 @@ def render_summary(render: pb.Render) -> Dict[str, Any]:
         "failed": {str(f.frame): f.error for f in render.frames if f.error},
         "compute_seconds": round(render.compute_seconds, 3),
         "error": render.error,
+        **as_settings(dict(render.settings.prompt_by_frame),
+                      {k: dict(v.values) for k, v in render.settings.options_by_frame.items()}),
     }
 
 

@@ -36,9 +36,12 @@ class RenderSpec:
     view: str = ""
     priority: int = 0
     label: str = ""
+    # Per-frame values (see schedule.py): frame -> prompt, option -> {frame -> value}.
+    prompt_by_frame: Dict[int, str] = field(default_factory=dict)
+    options_by_frame: Dict[str, Dict[int, str]] = field(default_factory=dict)
 
     def settings(self) -> pb.RenderSettings:
-        return pb.RenderSettings(
+        settings = pb.RenderSettings(
             pass_name=self.pass_name,
             model=self.model,
             prompt=self.prompt,
@@ -49,6 +52,12 @@ class RenderSpec:
             view=self.view,
             priority=self.priority,
         )
+        for frame, text in self.prompt_by_frame.items():
+            settings.prompt_by_frame[int(frame)] = text
+        for name, keys in self.options_by_frame.items():
+            for frame, value in keys.items():
+                settings.options_by_frame[name].values[int(frame)] = str(value)
+        return settings
 
 
 @dataclass
