@@ -350,6 +350,26 @@ def test_depth_and_vector_passes_travel_in_a_multilayer_plate(
     assert not res["submit_rendered_plate"] and sorted(int(f) for f in res["outputs"]) == [11, 12, 13]
 
 
+def test_animated_strength_option_and_prompt_keys_go_per_frame(
+        tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
+    from shotpass_client import Client
+
+    res, log = run_blender("animated", tmp_path, ext_zip[0], server_address)
+    assert res["options"] == res["key1"] == res["key2"] == res["submit"] == "", log
+    with Client(server_address) as client:
+        settings = client.get_render(res["render_id"]).settings
+    strength = {f: float(v) for f, v in settings.options_by_frame["strength"].values.items()}
+    assert sorted(strength) == [11, 12, 13] and strength[11] == 0.0 and strength[13] == 1.0
+    assert 0.0 < strength[12] < 1.0  # Blender's interpolation, evaluated on frame 12
+    tiles = {f: int(v) for f, v in settings.options_by_frame["tile_size"].values.items()}
+    assert tiles[11] == 200 and tiles[13] == 300 and 200 < tiles[12] < 300
+    assert dict(settings.prompt_by_frame) == {11: "a sunny street", 13: "the same street at night"}
+    outputs = {int(f): p for f, p in res["outputs"].items()}
+    plate = {int(f): p for f, p in res["plate"].items()}
+    np.testing.assert_allclose(rgba(outputs[11])[..., :3], rgba(plate[11])[..., :3], atol=2e-3)  # strength 0
+    assert np.abs(rgba(outputs[13])[..., :3] - rgba(plate[13])[..., :3]).mean() > 0.02  # strength 1
+
+
 def test_stale_plate_is_rendered_again_and_cancel_stops_the_plate_render(
         tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
     res, log = run_blender("stale", tmp_path, ext_zip[0], server_address)

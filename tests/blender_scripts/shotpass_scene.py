@@ -433,6 +433,32 @@ def mode_passes(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     return res
 
 
+def mode_animated(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """Keyframed strength and a keyframed typed option, prompt keys: sent per frame."""
+    scene = tiny_scene()
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model = "an", "stylize", "styletransfer-preset"
+    res: Dict[str, Any] = {"options": call(bpy.ops.shotpass.load_options) + call(bpy.ops.shotpass.wait, timeout=60)}
+    for frame, value in ((11, 0.0), (13, 1.0)):
+        s.strength = value
+        scene.keyframe_insert('shotpass.strength', frame=frame)
+    for frame, value in ((11, 200), (13, 300)):
+        s.option_values["tile_size"].int_value = value
+        scene.keyframe_insert('shotpass.option_values["tile_size"].int_value', frame=frame)
+    scene.frame_set(11)
+    s.prompt = "a sunny street"
+    res["key1"] = call(bpy.ops.shotpass.prompt_key)
+    scene.frame_set(13)
+    s.prompt = "the same street at night"
+    res["key2"] = call(bpy.ops.shotpass.prompt_key)
+    res["submit"] = call(bpy.ops.shotpass.submit) + call(bpy.ops.shotpass.wait, timeout=300)
+    job = last_job(ext)
+    res["render_id"], res["outputs"], res["plate"] = job.render_id, dict(job.outputs), dict(job.worker.request.plate)
+    res["curves"] = [fc.data_path for fc in ext.host.animation.fcurves(scene)]
+    res["sent"] = job.worker.request.spec.options_by_frame
+    return res
+
+
 def mode_stale(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     """A plate on disk is reused only while it matches the scene; otherwise it is rendered again, and said so."""
     scene = tiny_scene()

@@ -7,7 +7,7 @@ import bpy
 from . import ops, prefs, props, runner, ui
 
 CLASSES = (prefs.ShotpassPreferences, props.ShotpassVersion, props.ShotpassNamed, props.ShotpassOption,
-           props.ShotpassSceneSettings) + ops.CLASSES + ui.CLASSES
+           props.ShotpassPromptKey, props.ShotpassSceneSettings) + ops.CLASSES + ui.CLASSES
 
 
 def register() -> None:

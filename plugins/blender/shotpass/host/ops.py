@@ -18,8 +18,8 @@ from ..core import (
     sequence_pattern,
     version_line,
 )
+from . import animation, plates, prefs, runner
 from . import options as option_fields
-from . import plates, prefs, runner
 from . import scene as blender_scene
 
 Result = Set[str]
@@ -154,6 +154,8 @@ def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") ->
     if not parent_render:
         plate, plate_job, why = plan_plate(scene, scene.frame_current if kind == "preview" else None)
     out_dir = runner.job_out_dir(prefs.cache_root(), s.project, s.shot)
+    spec.prompt_by_frame, spec.options_by_frame = animation.schedule(
+        scene, plate or range(scene.frame_start, scene.frame_end + 1))
     try:
         request = JobRequest(
             server=conn.address, token=conn.token, tls_ca=conn.tls_ca, tls_cert=conn.tls_cert,
@@ -672,7 +674,31 @@ class SHOTPASS_OT_connect_result(_Base):
         return {"FINISHED"}
 
 
+class SHOTPASS_OT_prompt_key(_Base):
+    """Add a prompt key at the current frame (the prompt from here on), or remove the key of this frame"""
+
+    bl_idname = "shotpass.prompt_key"
+    bl_label = "Prompt Key"
+    bl_options = {"REGISTER", "UNDO"}
+
+    remove: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        s = context.scene.shotpass
+        frame = context.scene.frame_current
+        index = next((i for i, k in enumerate(s.prompt_keys) if k.frame == frame), -1)
+        if self.remove:
+            if index < 0:
+                return self.fail(ShotpassProblem(f"no prompt key on frame {frame}"))
+            s.prompt_keys.remove(index)
+            return {"FINISHED"}
+        key = s.prompt_keys[index] if index >= 0 else s.prompt_keys.add()
+        key.frame, key.prompt = frame, s.prompt
+        return {"FINISHED"}
+
+
 CLASSES = (
+    SHOTPASS_OT_prompt_key,
     SHOTPASS_OT_approve_reference,
     SHOTPASS_OT_load_version,
     SHOTPASS_OT_connect_result,

@@ -60,6 +60,13 @@ class ShotpassOption(bpy.types.PropertyGroup):
     choice_value: bpy.props.EnumProperty(name="Value", items=_choices)  # type: ignore[valid-type]
 
 
+class ShotpassPromptKey(bpy.types.PropertyGroup):
+    """The prompt from this frame on, up to the next key (Blender cannot keyframe text)."""
+
+    frame: bpy.props.IntProperty(name="Frame")  # type: ignore[valid-type]
+    prompt: bpy.props.StringProperty(name="Prompt")  # type: ignore[valid-type]
+
+
 def _model_changed(settings: ShotpassSceneSettings, context: object) -> None:
     from . import options
 
@@ -75,7 +82,8 @@ class ShotpassSceneSettings(bpy.types.PropertyGroup):
         name="Model", description="Empty: the pass's default model", update=_model_changed)
     prompt: bpy.props.StringProperty(name="Prompt", description="Describe the result")  # type: ignore[valid-type]
     strength: bpy.props.FloatProperty(  # type: ignore[valid-type]
-        name="Strength", default=-1.0, min=-1.0, max=1.0, description="Below 0: the model's default")
+        name="Strength", default=-1.0, min=-1.0, max=1.0,
+        description="Below 0: the model's default. Keyframe it to send a value per frame")
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0)  # type: ignore[valid-type]
     use_seed: bpy.props.BoolProperty(name="Fixed Seed", default=False)  # type: ignore[valid-type]
     options: bpy.props.StringProperty(  # type: ignore[valid-type]
@@ -101,6 +109,7 @@ class ShotpassSceneSettings(bpy.types.PropertyGroup):
     server_passes: bpy.props.CollectionProperty(type=ShotpassNamed)  # type: ignore[valid-type]
     server_models: bpy.props.CollectionProperty(type=ShotpassNamed)  # type: ignore[valid-type]
     option_values: bpy.props.CollectionProperty(type=ShotpassOption)  # type: ignore[valid-type]
+    prompt_keys: bpy.props.CollectionProperty(type=ShotpassPromptKey)  # type: ignore[valid-type]
     show_option_help: bpy.props.BoolProperty(name="Option Help", default=False)  # type: ignore[valid-type]
     reference_render: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Reference Render", description="An approved preview that steers the next renders (empty: none)")

@@ -114,7 +114,13 @@ class _ShotpassPanel:
             col.prop_search(s, "model", s, "server_models")
         else:
             col.prop(s, "model")
-        for prop in ("prompt", "strength", "use_seed", "seed", "reference", "mask", "mask_from_alpha"):
+        row = col.row(align=True)
+        row.prop(s, "prompt")
+        row.operator("shotpass.prompt_key", text="", icon="KEYFRAME_HLT")
+        for key in sorted(s.prompt_keys, key=lambda k: k.frame):
+            row = col.row(align=True)
+            row.label(text=f"{key.frame}: {key.prompt}", icon="KEYFRAME")
+        for prop in ("strength", "use_seed", "seed", "reference", "mask", "mask_from_alpha"):
             col.prop(s, prop)
         if s.reference_render:
             row = col.row(align=True)
