@@ -391,6 +391,8 @@ def test_stale_plate_is_rendered_again_and_cancel_stops_the_plate_render(
     assert res["cancel_render_id"] == ""
     assert not any(name.startswith(".rendering") for name in res["plate_dir"]), res["plate_dir"]
     assert "st.plate.json" in res["plate_dir"] and "frames 11-14 -> 11-60" in res["after_cancel_why"]
+    # Another file opened while a plate rendered: its process was stopped and no job is left to wire.
+    assert res["load_submit"] == "" and res["load_process"] not in (0, None) and res["load_jobs"] == 0, res
 
 
 def test_beachball_strip_plate_round_trip(tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:

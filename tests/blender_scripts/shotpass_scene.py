@@ -511,6 +511,17 @@ def mode_stale(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["after_cancel_why"] = why
     if job is not None:
         job.cancel()
+    # Opening another file while a plate renders: the job is stopped and forgotten (load_pre).
+    res["load_submit"] = call(bpy.ops.shotpass.submit)
+    process = last_job(ext).plate_render._proc
+    bpy.ops.wm.read_homefile(use_empty=True)
+    try:
+        process.wait(timeout=30)
+    except Exception as err:  # still running: reported, the test fails on it
+        res["load_process"] = repr(err)
+    else:
+        res["load_process"] = process.returncode
+    res["load_jobs"] = len(ext.host.runner.BOARD.jobs)
     return res
 
 
