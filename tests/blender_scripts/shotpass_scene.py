@@ -185,9 +185,9 @@ def mode_scene(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
 
 
 def beachball_strip(scene: bpy.types.Scene, files: list, start: int) -> bpy.types.Strip:
-    se = scene.sequence_editor_create()
-    strip = se.strips.new_image(name="beachball", filepath=files[0], channel=1, frame_start=start,
-                                fit_method="ORIGINAL")
+    scene.sequence_editor_create()
+    strip = seq_strips(scene).new_image(name="beachball", filepath=files[0], channel=1, frame_start=start,
+                                        fit_method="ORIGINAL")
     for f in files[1:]:
         strip.elements.append(os.path.basename(f))
     return strip
@@ -211,7 +211,8 @@ def mode_plate(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
 def render_sequencer(scene: bpy.types.Scene, out_dir: str, frames: list) -> Dict[int, str]:
     """Render the sequencer alone (no compositor) to float EXR for the given frames."""
     r = scene.render
-    r.image_settings.media_type = "IMAGE"
+    if hasattr(r.image_settings, "media_type"):
+        r.image_settings.media_type = "IMAGE"
     r.image_settings.file_format = "OPEN_EXR"
     r.image_settings.color_mode = "RGBA"
     r.image_settings.color_depth = "32"
@@ -236,9 +237,9 @@ def mode_movie(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     r = scene.render
     r.resolution_x, r.resolution_y, r.resolution_percentage = args["size"][0], args["size"][1], 100
     r.fps, r.fps_base = 25, 1.0
-    se = scene.sequence_editor_create()
-    strip = se.strips.new_movie(name="bikes", filepath=args["movie"], channel=2, frame_start=args["strip_start"],
-                                fit_method="FIT")
+    scene.sequence_editor_create()
+    strip = seq_strips(scene).new_movie(name="bikes", filepath=args["movie"], channel=2,
+                                        frame_start=args["strip_start"], fit_method="FIT")
     strip.frame_final_start = args["first"]  # trim the head: scene frame `first` shows clip frame first-start
     strip.frame_final_duration = args["count"]
     s = scene.shotpass
@@ -282,8 +283,8 @@ def mode_preview(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     }
     res["background"] = bpy.app.background
     res["last_render_id"] = s.last_render_id  # a preview is not a version of the shot
-    res["strips"] = 0 if scene.sequence_editor is None else len(scene.sequence_editor.strips)
-    tree = scene.compositing_node_group
+    res["strips"] = len(seq_strips(scene))
+    tree = comp_tree(scene)
     res["comp_node"] = tree is not None and "shotpass result" in tree.nodes
     return res
 
@@ -349,7 +350,7 @@ def mode_cancel(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
     res["render_id"] = job.render_id
     res["status"] = s.status
-    res["result_strip"] = f"shotpass {s.shot}" in scene.sequence_editor.strips
+    res["result_strip"] = f"shotpass {s.shot}" in seq_strips(scene) or f"shotpass {s.shot}" in review_strips(s.shot)
     return res
 
 
