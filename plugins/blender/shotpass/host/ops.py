@@ -405,6 +405,7 @@ def fill_versions(scene_name: str, renders: list) -> None:
         item = s.versions.add()
         fill_version(item, r)
     s.status = f"{len(renders)} version(s) of {s.project}/{s.shot}"
+    runner.undo_step("shotpass: versions")
 
 
 def fill_version(item: object, r: object) -> None:
@@ -478,6 +479,7 @@ def _update_version(scene_name: str, render: object, message: str) -> None:
         if item.render_id == render.id:  # type: ignore[attr-defined]
             fill_version(item, render)
     s.status = message
+    runner.undo_step("shotpass: review")
 
 
 def _selected_render(context: bpy.types.Context, given: str, fallback: str) -> str:
