@@ -106,7 +106,19 @@ def _on_failed(job: Job, update: JobUpdate) -> None:
 def drain() -> Optional[float]:
     """Apply waiting job updates; returns the next timer interval, or None (stop the timer) when all are done."""
     running = BOARD.drain(_on_done, _on_failed)
+    _redraw_panels()
     return TIMER_INTERVAL if running else None
+
+
+def _redraw_panels() -> None:
+    """The sidebar's progress bar and status follow the jobs (Blender redraws a region only when told)."""
+    wm = bpy.context.window_manager
+    if bpy.app.background or wm is None:
+        return
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type in {"VIEW_3D", "SEQUENCE_EDITOR", "NODE_EDITOR"}:
+                area.tag_redraw()
 
 
 def ensure_timer() -> None:
