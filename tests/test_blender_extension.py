@@ -385,6 +385,7 @@ def test_stale_plate_is_rendered_again_and_cancel_stops_the_plate_render(
     assert edited["wait"] == "" and edited["outputs"] == [11, 12, 13, 14]
     assert "resolution" in res["resolution_why"], res["resolution_why"]
     assert res["undo"] == "" and res["after_undo"]["current"], res["after_undo"]
+    assert "contents edited" in res["modifier_why"] and res["modifier_digest_moved"]
     # Cancelled while the plate rendered: nothing reached the server, no staging folder is left behind.
     assert res["cancel_submit"] == res["cancel"] == "" and res["cancel_rendering"], log
     assert "plate render cancelled" in res["cancel_wait"] and "cancelled" in res["cancel_status"]

@@ -495,6 +495,19 @@ def mode_stale(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["after_undo"] = {"current": job is None, "why": why}
     if job is not None:
         job.cancel()
+    # A modifier's setting is an edit too (its values, not only its presence, are in the digest).
+    cube = bpy.data.objects["Cube"]
+    bevel = cube.modifiers.new("bevel", "BEVEL")
+    _, job, _ = ext.host.ops.plan_plate(scene)
+    job.cancel()
+    bevel.width = 0.3
+    _, job, res["modifier_why"] = ext.host.ops.plan_plate(scene)
+    res["modifier_digest_moved"] = ext.host.plates.settings(scene, [11])["contents_digest"]
+    job.cancel()
+    bevel.width = 0.1
+    res["modifier_digest_moved"] = res["modifier_digest_moved"] != ext.host.plates.settings(scene, [11])[
+        "contents_digest"]
+    cube.modifiers.remove(bevel)
     # Cancel while the plate renders: the process stops, nothing is sent, nothing half-made stays.
     scene.frame_end = 60
     scene.cycles.samples = 64

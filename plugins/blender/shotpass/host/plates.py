@@ -35,6 +35,38 @@ def _values(struct: Any, names: Iterable[str]) -> List[Any]:
     return out
 
 
+_SIMPLE = {"BOOLEAN", "INT", "FLOAT", "STRING", "ENUM"}
+
+
+def _rna_simple(struct: Any, custom: bool = False) -> List[Any]:
+    """The editable plain values of a struct (numbers, flags, enums, text), and the datablocks it points at
+    by name; with ``custom``, its custom properties too (a geometry-nodes modifier's inputs live there;
+    a datablock's own may appear on save, e.g. Cycles' legacy settings)."""
+    out: List[Any] = []
+    for prop in struct.bl_rna.properties:
+        if prop.is_readonly or prop.identifier == "rna_type":
+            continue
+        value = getattr(struct, prop.identifier, None)
+        if prop.type in _SIMPLE:
+            out.append((prop.identifier, tuple(value) if hasattr(value, "__len__") and not isinstance(value, str)
+                        else value))
+        elif prop.type == "POINTER" and hasattr(value, "name_full"):
+            out.append((prop.identifier, value.name_full))
+    try:
+        keys = list(struct.keys()) if custom else []
+    except TypeError:
+        return out  # no custom properties on this struct
+    for key in keys:
+        value = struct[key]
+        # ID property groups and arrays by content: their repr names a memory address.
+        for convert in ("to_dict", "to_list"):
+            if hasattr(value, convert):
+                value = getattr(value, convert)()
+                break
+        out.append((key, repr(value)))
+    return out
+
+
 def _node_tree(tree: Any) -> List[Any]:
     if tree is None:
         return []
@@ -90,7 +122,7 @@ def content_digest(scene: bpy.types.Scene) -> str:
         if obj.hide_render:
             continue
         add(obj.name, obj.type, obj.parent.name if obj.parent else "", [tuple(row) for row in obj.matrix_basis],
-            [(m.name, m.type, m.show_render) for m in obj.modifiers], obj.data.name if obj.data else "")
+            [(m.name, m.type, _rna_simple(m, custom=True)) for m in obj.modifiers], obj.data.name if obj.data else "")
         add_action(obj)
         for slot in obj.material_slots:
             add_material(slot.material)
@@ -101,10 +133,11 @@ def content_digest(scene: bpy.types.Scene) -> str:
         add_action(data)
         if obj.type == "MESH":
             add(len(data.vertices), len(data.polygons), _array(data.vertices, "co", 3))
-        elif obj.type == "LIGHT":
-            add(_values(data, ["type", "energy", "color", "shadow_soft_size", "spot_size"]))
-        elif obj.type == "CAMERA":
-            add(_values(data, ["type", "lens", "sensor_width", "clip_start", "clip_end", "shift_x", "shift_y"]))
+            keys = data.shape_keys
+            if keys is not None:
+                add([(k.name, k.value, k.mute, _array(k.data, "co", 3)) for k in keys.key_blocks])
+        elif obj.type in ("LIGHT", "CAMERA"):
+            add(_rna_simple(data))
     return h.hexdigest()
 
 
