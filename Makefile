@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Blender-as-a-module for the extension's tests: its own venv (bpy pins numpy<2, the server needs numpy 2).
-BPY_VENV := plugins/blender/.venv-bpy
+# Blender-as-a-module for the extension's tests: venvs holding only bpy (bpy 4.x/5.0 pin numpy<2, the
+# server needs numpy 2), one per Blender Python. 4.2 LTS is opt-in: `make bpy-env SHOTPASS_BPY_42=1`.
+BPY_DIR := plugins/blender
+BPY_VENVS := $(BPY_DIR)/.venv-bpy-5.0 $(BPY_DIR)/.venv-bpy-5.3 $(BPY_DIR)/.venv-bpy-4.2
 
 .PHONY: demo test lint stubs bpy-env nuke-vendor clean
 
@@ -18,9 +20,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/shotpass demo --out demo-out
 
-bpy-env:
-	plugins/blender/dev/make_bpy_env.sh $(BPY_VENV)
-	PYTHON=$(PY) plugins/blender/build_wheels.sh
+bpy-env: $(STAMP)
+	$(BPY_DIR)/dev/make_bpy_env.sh $(BPY_DIR)/.venv-bpy-5.0 5.0.1 3.11
+	$(BPY_DIR)/dev/make_bpy_env.sh $(BPY_DIR)/.venv-bpy-5.3 5.3.0 3.13
+	if [ -n "$${SHOTPASS_BPY_42:-}" ]; then $(BPY_DIR)/dev/make_bpy_env.sh $(BPY_DIR)/.venv-bpy-4.2 4.2.23 3.11; fi
+	PYTHON=$(PY) $(BPY_DIR)/build_wheels.sh
 
 # grpcio + protobuf + their dependencies for Nuke 14/15/16's Pythons on this platform (cached in
 # ~/.cache/shotpass/nuke-wheels; a second run does not touch the network). All platforms: drop --host.
@@ -38,4 +42,4 @@ stubs: $(STAMP)
 	$(PY) proto/generate.py
 
 clean:
-	rm -rf $(VENV) $(BPY_VENV) demo-out .pytest_cache plugins/blender/wheels plugins/blender/dist plugins/nuke/vendor
+	rm -rf $(VENV) $(BPY_VENVS) demo-out .pytest_cache plugins/blender/wheels plugins/blender/dist plugins/nuke/vendor

@@ -15,6 +15,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from shotpass_client.patterns import format_frame_list
+from shotpass_client.schedule import MAX_KEYS as MAX_SCHEDULE_KEYS
+from shotpass_client.schedule import frame_values, key_count
 
 from . import catalog as cat
 from .blobs import BlobStore, StoreFull, check_digest
@@ -125,6 +127,7 @@ class RenderManager:
         _check_name("shot", sub.shot)
         if len(settings.get("prompt", "")) > MAX_PROMPT or len(settings.get("negative_prompt", "")) > MAX_PROMPT:
             raise InvalidInput(f"prompts are limited to {MAX_PROMPT} characters")
+        self._check_schedule(settings, model)
 
         # Shared with other submits, exclusive to blob GC: no blob this render names is deleted between
         # checking that it exists and recording the render that uses it (`shotpass gc` included).
@@ -177,6 +180,22 @@ class RenderManager:
             self.catalog.add_event(render_id, "WARNING", {"message": w})
         self.scheduler.enqueue(render_id)
         return render_id, warnings
+
+    def _check_schedule(self, settings: Dict[str, Any], model: Model) -> None:
+        """Per-frame prompts and options are checked like the constant ones, each key on its own."""
+        prompts, options = settings.get("prompt_by_frame") or {}, settings.get("options_by_frame") or {}
+        if key_count(prompts, options) > MAX_SCHEDULE_KEYS:
+            raise InvalidInput(f"a render's per-frame values are limited to {MAX_SCHEDULE_KEYS} keys")
+        for frame, text in prompts.items():
+            if len(text) > MAX_PROMPT:
+                raise InvalidInput(f"prompt of frame {frame}: prompts are limited to {MAX_PROMPT} characters")
+        constant = dict(settings.get("options", {}))
+        for name, keys in options.items():
+            for frame, value in keys.items():
+                try:
+                    parse_options(model.options, {**constant, name: value}, model.name)
+                except InvalidInput as err:
+                    raise InvalidInput(f"option {name} at frame {frame}: {err}") from None
 
     def _model_and_options(self, settings: Dict[str, Any]) -> Tuple[Model, Dict[str, Any]]:
         pass_name = settings.get("pass_name", "")
@@ -384,6 +403,10 @@ class RenderManager:
         self, render: cat.RenderRow, row: cat.FrameRow, options: Dict[str, Any], reference: Any, device: str
     ) -> FrameRequest:
         settings = render.settings
+        # The one place a frame's own values are resolved: a schedule (animated prompt/options) wins.
+        prompt, overrides = frame_values(settings, row.frame)
+        if overrides:
+            options = self._model_and_options({**settings, "options": {**settings.get("options", {}), **overrides}})[1]
         return FrameRequest(
             render_id=render.id,
             frame=row.frame,
@@ -394,7 +417,7 @@ class RenderManager:
             options=options,
             colour_space=settings["colour_space"],
             view=settings.get("view", ""),
-            prompt=settings.get("prompt", ""),
+            prompt=prompt,
             negative_prompt=settings.get("negative_prompt", ""),
             mask=self.blobs.get(row.mask_digest) if row.mask_digest else None,
             mask_name=f"mask of frame {row.frame}",

@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError, Message
 
 from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
+from shotpass_client.schedule import as_settings
 
 from . import __version__
 from . import catalog as cat
@@ -513,6 +514,7 @@ def submission(request: pb.SubmitRenderRequest, lane: str) -> Submission:
             "view": s.view,
             "priority": s.priority,
             **({FRAME_TIMEOUT: s.frame_timeout_seconds} if s.frame_timeout_seconds else {}),
+            **as_settings(dict(s.prompt_by_frame), {k: dict(v.values) for k, v in s.options_by_frame.items()}),
         },
         frames=[_frame_spec(f) for f in request.frames],
         mask_frames=[_frame_spec(f) for f in request.mask_frames],
@@ -582,6 +584,11 @@ def render_message(r: cat.RenderRow) -> pb.Render:
         priority=int(s.get("priority", 0)),
         frame_timeout_seconds=float(s.get(FRAME_TIMEOUT, 0) or 0),
     )
+    for frame, text in (s.get("prompt_by_frame") or {}).items():
+        settings.prompt_by_frame[int(frame)] = text
+    for name, keys in (s.get("options_by_frame") or {}).items():
+        for frame, value in keys.items():
+            settings.options_by_frame[name].values[int(frame)] = value
     if r.reference_digest:
         settings.reference.digest = r.reference_digest
     return pb.Render(

@@ -65,6 +65,10 @@ def settings_flags(spec: RenderSpec) -> List[str]:
             flags += [flag, value]
     for key, value in sorted(spec.options.items()):
         flags += ["--option", f"{key}={value}"]
+    for frame, text in sorted(spec.prompt_by_frame.items()):
+        flags += ["--prompt-at", f"{frame}:{text}"]
+    for key, keys in sorted(spec.options_by_frame.items()):
+        flags += [arg for frame, value in sorted(keys.items()) for arg in ("--option-at", f"{frame}:{key}={value}")]
     if spec.seed is not None:
         flags += ["--seed", str(spec.seed)]
     if spec.priority:

@@ -42,9 +42,12 @@ class RenderSpec:
     label: str = ""
     frame_timeout: float = 0.0  # seconds a frame may run before it fails (0: no limit)
     job_key: str = ""  # farm tasks of one job share it: their frames land in one render of the shot
+    # Per-frame values (see schedule.py): frame -> prompt, option -> {frame -> value}.
+    prompt_by_frame: Dict[int, str] = field(default_factory=dict)
+    options_by_frame: Dict[str, Dict[int, str]] = field(default_factory=dict)
 
     def settings(self) -> pb.RenderSettings:
-        return pb.RenderSettings(
+        settings = pb.RenderSettings(
             pass_name=self.pass_name,
             model=self.model,
             prompt=self.prompt,
@@ -56,6 +59,12 @@ class RenderSpec:
             priority=self.priority,
             frame_timeout_seconds=self.frame_timeout,
         )
+        for frame, text in self.prompt_by_frame.items():
+            settings.prompt_by_frame[int(frame)] = text
+        for name, keys in self.options_by_frame.items():
+            for frame, value in keys.items():
+                settings.options_by_frame[name].values[int(frame)] = str(value)
+        return settings
 
 
 @dataclass

@@ -10,9 +10,12 @@ import ipaddress
 import json
 import os
 import queue
+import shutil
+import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 _VENDOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_vendor")
 
@@ -38,6 +41,7 @@ from shotpass_client.background import (  # noqa: E402
     FAILED,
     PROGRESS,
     SUBMITTED,
+    WARNING,
     BackgroundRender,
     JobRequest,
     JobUpdate,
@@ -46,6 +50,7 @@ from shotpass_client.background import (  # noqa: E402
 from shotpass_client.jobs import RenderSpec  # noqa: E402
 from shotpass_client.pathmap import PathMap  # noqa: E402
 from shotpass_client.patterns import FramePattern  # noqa: E402
+from shotpass_client.plate_stamp import clear_stamp, frame_files, stale_reason, write_stamp  # noqa: E402, F401
 
 LOCAL_HOSTS = {"localhost", "ip6-localhost"}
 
@@ -177,12 +182,113 @@ def version_line(render: object) -> str:
             f"({r.id}){parent}")  # type: ignore[attr-defined]
 
 
+class PlateRender:
+    """Renders plate frames in a separate Blender process, so the artist's Blender never waits for it.
+
+    The process writes into a staging folder; only when every frame is there are they moved into the plate
+    folder and the stamp written, so a cancelled or failed render never leaves a plate that looks current.
+    """
+
+    def __init__(self, command: List[str], staging: str, plate_dir: str, name: str, frames: Sequence[int],
+                 settings: Mapping[str, Any], env: Optional[Mapping[str, str]] = None) -> None:
+        self.command, self.staging, self.plate_dir, self.name = command, staging, plate_dir, name
+        self.frames, self.settings, self.env = list(frames), dict(settings), env
+        self.message = ""
+        self._proc: Optional[subprocess.Popen] = None
+        self._cancelled = False
+        self.log_path = os.path.join(staging, "render.log")
+
+    @property
+    def plate(self) -> Dict[int, str]:
+        return frame_files(self.plate_dir, self.name, self.frames)
+
+    def start(self) -> PlateRender:
+        os.makedirs(self.staging, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self._proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          env=dict(self.env) if self.env is not None else None)
+        return self
+
+    def written(self) -> int:
+        return sum(os.path.isfile(p) for p in frame_files(self.staging, self.name, self.frames).values())
+
+    @property
+    def fraction(self) -> float:
+        return self.written() / len(self.frames) if self.frames else 0.0
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._proc is None:  # never started: only its staging folder (the .blend copy) to remove
+            shutil.rmtree(self.staging, ignore_errors=True)
+        elif self._proc.poll() is None:
+            self._proc.terminate()
+
+    def _log_tail(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                lines = [ln.strip() for ln in fh if ln.strip()]
+        except OSError:
+            return ""
+        errors = [ln for ln in lines if "error" in ln.lower()]
+        return " | ".join((errors or lines)[-3:])
+
+    def poll(self) -> Optional[bool]:
+        """None while rendering; True once the plate is in place; False on failure or cancel (see message)."""
+        assert self._proc is not None, "start() first"
+        rc = self._proc.poll()
+        if rc is None:
+            return None
+        staged = frame_files(self.staging, self.name, self.frames)
+        missing = [f for f, p in staged.items() if not os.path.isfile(p)]
+        if self._cancelled:
+            self.message = "plate render cancelled"
+        elif rc != 0 or missing:
+            self.message = (f"the plate render wrote no file for frame(s) {missing[:10]} (exit code {rc}): "
+                            f"{self._log_tail() or 'no output'}")
+        else:
+            os.makedirs(self.plate_dir, exist_ok=True)
+            clear_stamp(self.plate_dir, self.name)  # the old stamp goes first: a half-swapped plate is stale
+            for f, path in self.plate.items():
+                os.replace(staged[f], path)
+            write_stamp(self.plate_dir, self.name, self.settings)
+            shutil.rmtree(self.staging, ignore_errors=True)
+            return True
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return False
+
+
+class Task:
+    """One quick server call (versions, model options) in a thread, so a slow or absent server never
+    freezes the UI; its result is applied on the main thread by `JobBoard.drain`."""
+
+    def __init__(self, label: str, call: Callable[[], Any], on_result: Callable[[Any], None],
+                 on_error: Callable[[str], None]) -> None:
+        self.label, self.call, self.on_result, self.on_error = label, call, on_result, on_error
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name=f"shotpass {label}", daemon=True)
+
+    def start(self) -> Task:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.result = self.call()
+        except Exception as err:  # delivered to the main thread as a message, never raised in a thread
+            self.error = err
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+
 @dataclass
 class Job:
     """One background render the extension is following, and what it reported last."""
 
-    kind: str  # "render" or "preview"
-    worker: BackgroundRender
+    kind: str  # "render", "preview" or "plate" (a plate render alone, nothing sent)
+    worker: Optional[BackgroundRender]
     scene_name: str
     plate_kind: str  # "render", "image" or "strip": where the results go back
     strip_name: str = ""
@@ -193,6 +299,8 @@ class Job:
     outputs: Dict[int, str] = field(default_factory=dict)
     finished: bool = False
     failed: bool = False
+    plate_render: Optional[PlateRender] = None  # rendered first, then the worker starts
+    warnings: List[str] = field(default_factory=list)
 
 
 class JobBoard:
@@ -200,20 +308,69 @@ class JobBoard:
 
     def __init__(self) -> None:
         self.jobs: List[Job] = []
+        self.tasks: List[Task] = []
 
-    def start(self, request: JobRequest, kind: str, scene_name: str, plate_kind: str, strip_name: str = "") -> Job:
-        job = Job(kind, BackgroundRender(request, queue.Queue()), scene_name, plate_kind, strip_name)
+    def start(self, request: Optional[JobRequest], kind: str, scene_name: str, plate_kind: str,
+              strip_name: str = "", plate_render: Optional[PlateRender] = None) -> Job:
+        """A job: the plate render first (if any), then the server render (none for a plate-only job)."""
+        worker = BackgroundRender(request, queue.Queue()) if request is not None else None
+        job = Job(kind, worker, scene_name, plate_kind, strip_name, plate_render=plate_render)
         self.jobs.append(job)
-        job.worker.start()
+        if plate_render is not None:
+            job.state, job.message = "rendering plate", f"rendering the plate: 0/{len(plate_render.frames)} frames"
+            plate_render.start()
+        elif worker is not None:
+            worker.start()
         return job
+
+    def ask(self, task: Task) -> Task:
+        self.tasks.append(task.start())
+        return task
 
     @property
     def active(self) -> List[Job]:
         return [j for j in self.jobs if not j.finished]
 
+    def _drain_tasks(self) -> None:
+        for task in [t for t in self.tasks if t.done]:
+            self.tasks.remove(task)
+            if task.error is not None:
+                task.on_error(str(task.error))
+            else:
+                task.on_result(task.result)
+
+    def _advance_plate(self, job: Job, on_done: Callable[[Job, JobUpdate], None],
+                       on_failed: Callable[[Job, JobUpdate], None]) -> bool:
+        """Follow a job's plate render; True once the job has moved on to the server."""
+        plate = job.plate_render
+        assert plate is not None
+        state = plate.poll()
+        if state is None:
+            job.fraction = plate.fraction
+            job.message = f"rendering the plate: {plate.written()}/{len(plate.frames)} frames"
+            return False
+        job.plate_render = None
+        if state and job.worker is None:
+            message = f"plate rendered: {len(plate.frames)} frame(s) in {plate.plate_dir}"
+            job.state, job.fraction, job.message, job.finished = "finished", 1.0, message, True
+            job.outputs = plate.plate
+            on_done(job, JobUpdate(DONE, message, outputs=plate.plate))
+            return False
+        if state:
+            job.state, job.fraction, job.message = "uploading", 0.0, "plate rendered; sending it"
+            assert job.worker is not None
+            job.worker.start()
+            return True
+        job.state, job.finished, job.failed, job.message = "failed", True, True, plate.message
+        on_failed(job, JobUpdate(FAILED, plate.message))
+        return False
+
     def drain(self, on_done: Callable[[Job, JobUpdate], None], on_failed: Callable[[Job, JobUpdate], None]) -> int:
-        """Apply every waiting update on the calling (main) thread; returns how many jobs are still running."""
+        """Apply every waiting update on the calling (main) thread; returns how many jobs and calls still run."""
+        self._drain_tasks()
         for job in self.active:
+            if job.plate_render is not None and not self._advance_plate(job, on_done, on_failed):
+                continue
 
             def handle(update: JobUpdate, job: Job = job) -> None:
                 job.message = update.message
@@ -221,6 +378,8 @@ class JobBoard:
                     job.render_id = update.render_id
                 if update.kind == SUBMITTED:
                     job.state = "submitted"
+                elif update.kind == WARNING:
+                    job.warnings.append(update.message)
                 elif update.kind == PROGRESS and update.frames_done >= 0:
                     job.state, job.fraction = "running", update.fraction
                 elif update.kind == DONE:
@@ -230,15 +389,18 @@ class JobBoard:
                     job.state, job.finished, job.failed = "failed", True, True
                     on_failed(job, update)
 
-            drain_updates(job.worker.updates, handle)
-        return len(self.active)
+            if job.worker is not None:
+                drain_updates(job.worker.updates, handle)
+        return len(self.active) + len(self.tasks)
 
     def cancel_all(self) -> int:
         running = self.active
         for job in running:
-            job.worker.cancel()
+            if job.plate_render is not None:
+                job.plate_render.cancel()
+            elif job.worker is not None:
+                job.worker.cancel()
         return len(running)
-
 
 
 def path_map_problem(text: str) -> Optional[str]:

@@ -738,8 +738,19 @@ def _single_part_view(image: ExrImage, view: str | None) -> tuple[int, str, str 
         return 0, "" if chosen == views[0] else chosen + ".", chosen
     own = header.get("view")
     if view is None or view == own:
-        return 0, "", own
+        return 0, _render_layer_prefix(image.parts[0]), own
     raise _unknown_view(image, view)
+
+
+def _render_layer_prefix(part: ExrPart) -> str:
+    """"" for plain R,G,B; for Blender's multilayer EXR, "<view layer>.Combined." (its passes, e.g.
+    "<view layer>.Depth.Z", sit beside it and stay in the output)."""
+    if _has_colour(part):
+        return ""
+    for name in part.channels:
+        if name.endswith(".Combined.R") and _has_colour(part, name[:-1]):
+            return name[:-1]
+    return ""
 
 
 def _unknown_view(image: ExrImage, view: str) -> FrameError:

@@ -22,6 +22,7 @@ from ..client import ClientError
 from ..jobs import PlateError
 from ..pathmap import PathMapError
 from ..patterns import PatternError
+from ..schedule import ScheduleError
 from ..timeline import TimelineError
 from .common import EXIT_FAILED, EXIT_USAGE
 
@@ -29,7 +30,7 @@ SERVER_COMMANDS = ("serve", "demo", "users", "projects", "gc")
 # Imported by the server's commands; one missing means the server extra is not installed.
 SERVER_MODULES = ("numpy", "OpenEXR", "PyOpenColorIO", "cv2", "onnxruntime")
 CLIENT_ERRORS: Tuple[Type[BaseException], ...] = (ClientError, PlateError, PatternError, PathMapError, PresetError,
-                                                  TimelineError)
+                                                  TimelineError, ScheduleError)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -13,6 +13,7 @@ from ..connection import Connection
 from ..jobs import PlateError, RenderSpec, require_finished
 from ..patterns import FramePattern
 from ..proto import shotpass_pb2 as pb
+from ..schedule import ScheduleError, as_settings, parse_option_at, parse_prompt_at
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
@@ -42,6 +43,11 @@ def settings_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--prompt", default="")
     sp.add_argument("--negative-prompt", default="")
     sp.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model option (repeatable)")
+    sp.add_argument("--prompt-at", action="append", default=[], metavar="FRAME:PROMPT",
+                    help="the prompt from this frame on, up to the next key (repeatable; before the first key: "
+                         "--prompt)")
+    sp.add_argument("--option-at", action="append", default=[], metavar="FRAME:KEY=VALUE",
+                    help="a model option from this frame on, e.g. 1001:strength=0.4 (repeatable)")
     sp.add_argument("--seed", type=int)
     sp.add_argument("--colour-space", default="", help="the plate's colour space (default: scene-linear)")
     sp.add_argument("--view", default="", help="view of a stereo/multi-part EXR (default: the first)")
@@ -85,6 +91,10 @@ def parse_options(items: List[str]) -> Dict[str, str]:
 
 def spec_from_args(args: argparse.Namespace, plate: Optional[str]) -> RenderSpec:
     shot = args.shot or (shot_from_plate(plate) if plate else "shot")
+    try:
+        prompt_by_frame, options_by_frame = parse_prompt_at(args.prompt_at), parse_option_at(args.option_at)
+    except ScheduleError as err:
+        raise PlateError(str(err)) from None
     return RenderSpec(
         project=args.project,
         shot=shot,
@@ -100,6 +110,8 @@ def spec_from_args(args: argparse.Namespace, plate: Optional[str]) -> RenderSpec
         label=args.label,
         frame_timeout=args.frame_timeout,
         job_key=getattr(args, "job_key", "") or "",
+        prompt_by_frame=prompt_by_frame,
+        options_by_frame=options_by_frame,
     )
 
 
@@ -124,6 +136,8 @@ def render_summary(render: pb.Render) -> Dict[str, Any]:
         "failed": {str(f.frame): f.error for f in render.frames if f.error},
         "compute_seconds": round(render.compute_seconds, 3),
         "error": render.error,
+        **as_settings(dict(render.settings.prompt_by_frame),
+                      {k: dict(v.values) for k, v in render.settings.options_by_frame.items()}),
     }
 
 

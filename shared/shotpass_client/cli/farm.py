@@ -58,6 +58,7 @@ def cmd_farm(args: argparse.Namespace) -> int:
     )
     from ..jobs import plate_frames
     from ..patterns import parse_frame_range
+    from ..schedule import parse_option_at, parse_prompt_at
 
     if bool(args.plate) == bool(args.timeline):
         raise UsageError("give one PLATE pattern, or --timeline CUT for every clip of an edit")
@@ -69,7 +70,8 @@ def cmd_farm(args: argparse.Namespace) -> int:
     spec = RenderSpec(project=args.project, pass_name=args.pass_name, model=args.model, prompt=args.prompt,
                       negative_prompt=args.negative_prompt, options=parse_options(args.option), seed=args.seed,
                       colour_space=args.colour_space, view=args.view, priority=args.priority, label=args.label,
-                      frame_timeout=args.frame_timeout)
+                      frame_timeout=args.frame_timeout, prompt_by_frame=parse_prompt_at(args.prompt_at),
+                      options_by_frame=parse_option_at(args.option_at))
     if args.preset:
         spec = apply_settings(spec, load_toml(args.preset), args.preset)
     if not spec.pass_name and not spec.model:

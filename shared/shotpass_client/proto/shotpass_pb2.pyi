@@ -259,7 +259,7 @@ class RenderFrame(_message.Message):
     def __init__(self, render_id: _Optional[str] = ..., frame: _Optional[int] = ...) -> None: ...
 
 class RenderSettings(_message.Message):
-    __slots__ = ("pass_name", "model", "prompt", "negative_prompt", "options", "seed", "colour_space", "view", "priority", "reference", "frame_timeout_seconds")
+    __slots__ = ("pass_name", "model", "prompt", "negative_prompt", "options", "seed", "colour_space", "view", "priority", "reference", "frame_timeout_seconds", "prompt_by_frame", "options_by_frame")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +267,20 @@ class RenderSettings(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class PromptByFrameEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: str
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
+    class OptionsByFrameEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: FrameValues
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[FrameValues, _Mapping]] = ...) -> None: ...
     PASS_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -278,6 +292,8 @@ class RenderSettings(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     FRAME_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_BY_FRAME_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_BY_FRAME_FIELD_NUMBER: _ClassVar[int]
     pass_name: str
     model: str
     prompt: str
@@ -289,7 +305,22 @@ class RenderSettings(_message.Message):
     priority: int
     reference: Reference
     frame_timeout_seconds: float
-    def __init__(self, pass_name: _Optional[str] = ..., model: _Optional[str] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., colour_space: _Optional[str] = ..., view: _Optional[str] = ..., priority: _Optional[int] = ..., reference: _Optional[_Union[Reference, _Mapping]] = ..., frame_timeout_seconds: _Optional[float] = ...) -> None: ...
+    prompt_by_frame: _containers.ScalarMap[int, str]
+    options_by_frame: _containers.MessageMap[str, FrameValues]
+    def __init__(self, pass_name: _Optional[str] = ..., model: _Optional[str] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., colour_space: _Optional[str] = ..., view: _Optional[str] = ..., priority: _Optional[int] = ..., reference: _Optional[_Union[Reference, _Mapping]] = ..., frame_timeout_seconds: _Optional[float] = ..., prompt_by_frame: _Optional[_Mapping[int, str]] = ..., options_by_frame: _Optional[_Mapping[str, FrameValues]] = ...) -> None: ...
+
+class FrameValues(_message.Message):
+    __slots__ = ("values",)
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: str
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.ScalarMap[int, str]
+    def __init__(self, values: _Optional[_Mapping[int, str]] = ...) -> None: ...
 
 class SubmitRenderRequest(_message.Message):
     __slots__ = ("project", "shot", "settings", "frames", "mask_frames", "parent_render", "parent_frames", "seed_set", "label", "job_key")

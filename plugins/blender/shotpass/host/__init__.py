@@ -6,13 +6,15 @@ import bpy
 
 from . import ops, prefs, props, runner, ui
 
-CLASSES = (prefs.ShotpassPreferences, props.ShotpassVersion, props.ShotpassSceneSettings) + ops.CLASSES + ui.CLASSES
+CLASSES = (prefs.ShotpassPreferences, props.ShotpassVersion, props.ShotpassNamed, props.ShotpassOption,
+           props.ShotpassPromptKey, props.ShotpassSceneSettings) + ops.CLASSES + ui.CLASSES
 
 
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.shotpass = bpy.props.PointerProperty(type=props.ShotpassSceneSettings)
+    runner.add_handlers()
 
 
 def unregister() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 import bpy
 
@@ -11,13 +11,15 @@ from ..core import (
     Job,
     JobRequest,
     PassSettings,
+    PlateRender,
     online_access_problem,
     parse_options,
     path_map_problem,
     sequence_pattern,
     version_line,
 )
-from . import prefs, runner
+from . import animation, plates, prefs, runner
+from . import options as option_fields
 from . import scene as blender_scene
 
 Result = Set[str]
@@ -52,9 +54,11 @@ def _client():  # type: ignore[no-untyped-def]
 
 
 def _settings(scene: bpy.types.Scene) -> PassSettings:
+    """The next render's settings: the typed option fields, then the free-text options (they win)."""
     s = scene.shotpass
+    opts = {**option_fields.typed_options(s), **parse_options(s.options)}
     return PassSettings(project=s.project, shot=s.shot, pass_name=s.pass_name, model=s.model, prompt=s.prompt,
-                        strength=s.strength, seed=s.seed, use_seed=s.use_seed, options=parse_options(s.options))
+                        strength=s.strength, seed=s.seed, use_seed=s.use_seed, options=opts)
 
 
 def _plate_dir(scene: bpy.types.Scene, lane: str) -> str:
@@ -62,31 +66,59 @@ def _plate_dir(scene: bpy.types.Scene, lane: str) -> str:
     return os.path.join(prefs.cache_root(), s.project, s.shot, lane)
 
 
-def scene_plate(scene: bpy.types.Scene) -> Dict[int, str]:
-    """The plate the settings point at: the last rendered plate (rendered now if none), an image or a strip."""
+Plan = Tuple[Dict[int, str], Optional[PlateRender], str]  # (plate files, render to run first, why it runs)
+
+
+def rendered_plate(scene: bpy.types.Scene, lane: str, frames: List[int], strip: Optional[bpy.types.Strip] = None,
+                   force: bool = False) -> Plan:
+    """The plate files of a scene (or movie strip) render: reused when current, else rendered first in a
+    separate Blender process, with the reason it is rendered."""
+    s = scene.shotpass
+    plate_dir = _plate_dir(scene, lane) if strip is None else os.path.join(
+        _plate_dir(scene, lane), bpy.path.clean_name(strip.name))
+    stamp = plates.settings(scene, frames, strip)
+    files, reason = plates.current_plate(plate_dir, s.shot, stamp, frames)
+    if files and not force:
+        return files, None, ""
+    job = plates.start_render(scene, plate_dir, s.shot, frames, stamp, strip)
+    return job.plate, job, "asked" if force else reason
+
+
+def plan_plate(scene: bpy.types.Scene, frame: Optional[int] = None) -> Plan:
+    """The plate the settings point at (only `frame` for a preview): a scene render, an image or a strip."""
     s = scene.shotpass
     if s.plate_kind == "IMAGE":
         image = bpy.data.images.get(s.plate_image)
         if image is None:
             raise ShotpassProblem(f"no image named {s.plate_image!r} to use as the plate")
-        return blender_scene.image_plate(image, scene)
-    if s.plate_kind == "STRIP":
-        return strip_plate(scene, blender_scene.find_strip(scene, s.plate_strip))
-    if s.plate_pattern:
-        return {f: p for f, p in sequence_pattern(s.plate_pattern).existing().items()
-                if scene.frame_start <= f <= scene.frame_end}
-    plate = blender_scene.render_frames(scene, _plate_dir(scene, "plate"), s.shot)
-    s.plate_pattern = os.path.join(_plate_dir(scene, "plate"), f"{s.shot}.####.exr")
+        plate = blender_scene.image_plate(image, scene)
+    elif s.plate_kind == "STRIP":
+        strip = blender_scene.find_strip(scene, s.plate_strip)
+        frames = list(blender_scene.strip_frames(strip))
+        if frame is not None and frame not in frames:
+            raise ShotpassProblem(f"the plate has no frame {frame} to preview "
+                                  f"(strip {strip.name!r} covers {frames[0]}-{frames[-1]})")
+        if blender_scene.strip_is_rendered(strip):
+            lane = "strip" if frame is None else "preview-strip"
+            return rendered_plate(scene, lane, [frame] if frame is not None else frames, strip)
+        plate = blender_scene.strip_plate(strip)
+    else:
+        if frame is not None:
+            return rendered_plate(scene, "preview", [frame])
+        return rendered_plate(scene, "plate", plates.frames_of(scene))
+    if frame is None:
+        return plate, None, ""
+    if frame not in plate:
+        raise ShotpassProblem(f"the plate has no frame {frame} to preview")
+    return {frame: plate[frame]}, None, ""
+
+
+def scene_plate(scene: bpy.types.Scene) -> Dict[int, str]:
+    """The plate files as they would be sent now (a plate that must be rendered first: its future files)."""
+    plate, job, _ = plan_plate(scene)
+    if job is not None:
+        job.cancel()
     return plate
-
-
-def strip_plate(scene: bpy.types.Scene, strip: bpy.types.Strip, frame: Optional[int] = None) -> Dict[int, str]:
-    """An image strip's own files; a movie strip rendered through the sequencer into the cache first."""
-    if blender_scene.strip_is_rendered(strip):
-        out_dir = os.path.join(_plate_dir(scene, "strip"), bpy.path.clean_name(strip.name))
-        return blender_scene.render_strip(scene, strip, out_dir, scene.shotpass.shot, frame=frame)
-    plate = blender_scene.strip_plate(strip)
-    return plate if frame is None else {f: p for f, p in plate.items() if f == frame}
 
 
 def _mask(scene: bpy.types.Scene, plate: Dict[int, str]) -> Dict[int, str]:
@@ -117,34 +149,36 @@ def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") ->
     conn = _server()
     spec = _settings(scene).spec()
     plate: Dict[int, str] = {}
-    if kind == "preview":
-        frame = scene.frame_current
-        if s.plate_kind == "RENDER":
-            plate = blender_scene.render_frames(scene, _plate_dir(scene, "preview"), s.shot, frame=frame)
-        elif s.plate_kind == "STRIP":  # only the current frame, even of a movie strip
-            plate = strip_plate(scene, blender_scene.find_strip(scene, s.plate_strip), frame=frame)
-            if not plate:
-                raise ShotpassProblem(f"the plate has no frame {frame} to preview")
-        else:
-            source = scene_plate(scene)
-            if frame not in source:
-                raise ShotpassProblem(f"the plate has no frame {frame} to preview")
-            plate = {frame: source[frame]}
-    elif not parent_render:
-        plate = scene_plate(scene)
+    plate_job: Optional[PlateRender] = None
+    why = ""
+    if not parent_render:
+        plate, plate_job, why = plan_plate(scene, scene.frame_current if kind == "preview" else None)
     out_dir = runner.job_out_dir(prefs.cache_root(), s.project, s.shot)
-    request = JobRequest(
-        server=conn.address, token=conn.token, tls_ca=conn.tls_ca, tls_cert=conn.tls_cert, tls_key=conn.tls_key,
-        spec=spec, out_dir=out_dir, plate=plate,
-        mask=_mask(scene, plate) if plate else {},
-        reference_file=bpy.path.abspath(s.reference) if s.reference else None,
-        parent_render=parent_render, preview=kind == "preview",
-        output_pattern=os.path.join(out_dir, f"{s.shot}.####.exr"),
-    )
-    request.plate_paths = _plate_paths(plate)
-    s.status = f"sending {len(plate) or 'the parent render'} frame(s) to {conn.address}"
+    spec.prompt_by_frame, spec.options_by_frame = animation.schedule(
+        scene, plate or range(scene.frame_start, scene.frame_end + 1))
+    try:
+        request = JobRequest(
+            server=conn.address, token=conn.token, tls_ca=conn.tls_ca, tls_cert=conn.tls_cert,
+            tls_key=conn.tls_key, spec=spec, out_dir=out_dir, plate=plate,
+            mask=_mask(scene, plate) if plate else {},
+            reference_file=bpy.path.abspath(s.reference) if s.reference else None,
+            reference_render=(s.reference_render, s.reference_frame) if s.reference_render and not s.reference
+            else None,
+            parent_render=parent_render, preview=kind == "preview",
+            output_pattern=os.path.join(out_dir, f"{s.shot}.####.exr"),
+        )
+        request.plate_paths = _plate_paths(plate)
+    except BaseException:
+        if plate_job is not None:
+            plate_job.cancel()
+        raise
+    if plate_job is not None:
+        s.status = f"rendering the plate ({why}), then sending {len(plate)} frame(s) to {conn.address}"
+    else:
+        s.status = f"sending {len(plate) or 'the parent render'} frame(s) to {conn.address}"
     plate_kind = s.plate_kind if not parent_render else "RENDER"
-    return runner.start(request, kind, scene, plate_kind, s.plate_strip if plate_kind == "STRIP" else "")
+    return runner.start(request, kind, scene, plate_kind, s.plate_strip if plate_kind == "STRIP" else "",
+                        plate_render=plate_job)
 
 
 class _Base(bpy.types.Operator):
@@ -155,23 +189,87 @@ class _Base(bpy.types.Operator):
         return {"CANCELLED"}
 
 
-class SHOTPASS_OT_render_plate(_Base):
-    """Render the scene's frame range to EXR (RGBA half, one layer, real frame numbers) as the plate"""
+class _Follow:
+    """GUI only: a modal operator that shows a job's progress in the status bar until it ends.
+
+    The job itself runs on without it (bpy.app.timers drains the queues); Esc is left to playback and
+    every other tool (cancel with the panel's Cancel button), and `cancel()` cleans up when Blender ends
+    the operator itself, e.g. when another file is opened.
+    """
+
+    _job: Optional[Job] = None
+    _timer = None
+
+    def follow(self, context: bpy.types.Context, job: Job) -> Result:
+        if bpy.app.background or context.window is None:
+            return {"FINISHED"}
+        self._job = job
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(runner.TIMER_INTERVAL, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> Result:
+        job = self._job
+        if event.type != "TIMER" or job is None:
+            return {"PASS_THROUGH"}
+        runner.drain()
+        if context.workspace is not None:
+            context.workspace.status_text_set(f"shotpass {job.kind} {job.state}: {job.message} "
+                                              f"({int(job.fraction * 100)}%)")
+        for area in context.screen.areas if context.screen else ():
+            area.tag_redraw()  # the panel's progress bar
+        if not job.finished:
+            return {"PASS_THROUGH"}
+        self._end(context)
+        if job.failed:
+            self.report({"ERROR"}, job.message)  # type: ignore[attr-defined]
+            return {"CANCELLED"}
+        self.report({"INFO"}, context.scene.shotpass.status)  # type: ignore[attr-defined]
+        return {"FINISHED"}
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        self._end(context)
+
+    def _end(self, context: bpy.types.Context) -> None:
+        try:
+            if self._timer is not None:
+                context.window_manager.event_timer_remove(self._timer)
+            if context.workspace is not None:
+                context.workspace.status_text_set(None)
+        except (ReferenceError, AttributeError):
+            pass  # the window is already gone (file closed)
+        self._timer = None
+        self._job = None
+
+
+class SHOTPASS_OT_render_plate(_Follow, _Base):
+    """Render the scene's frame range to EXR as the plate, in a separate Blender process (the UI stays live)"""
 
     bl_idname = "shotpass.render_plate"
     bl_label = "Render Plate to EXR"
+    bl_options = {"REGISTER", "UNDO"}
 
-    def execute(self, context: bpy.types.Context) -> Result:
+    def _start(self, context: bpy.types.Context) -> Optional[Job]:
         scene = context.scene
         s = scene.shotpass
         try:
-            plate = blender_scene.render_frames(scene, _plate_dir(scene, "plate"), s.shot)
+            plate, plate_job, _ = rendered_plate(scene, "plate", plates.frames_of(scene), force=True)
         except _client_errors() as err:
-            return self.fail(err)
+            self.fail(err)
+            return None
+        assert plate_job is not None
         s.plate_kind = "RENDER"
-        s.plate_pattern = os.path.join(_plate_dir(scene, "plate"), f"{s.shot}.####.exr")
-        self.report({"INFO"}, f"plate: {len(plate)} frames in {s.plate_pattern}")
-        return {"FINISHED"}
+        s.plate_pattern = os.path.join(plate_job.plate_dir, f"{s.shot}.####.exr")
+        s.status = f"rendering the plate: {len(plate)} frames into {s.plate_pattern}"
+        return runner.start(None, "plate", scene, "RENDER", plate_render=plate_job)
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        return {"FINISHED"} if self._start(context) is not None else {"CANCELLED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> Result:
+        job = self._start(context)
+        return self.follow(context, job) if job is not None else {"CANCELLED"}
 
 
 class SHOTPASS_OT_use_plate(_Base):
@@ -179,6 +277,7 @@ class SHOTPASS_OT_use_plate(_Base):
 
     bl_idname = "shotpass.use_plate"
     bl_label = "Use as Plate"
+    bl_options = {"REGISTER", "UNDO"}
 
     kind: bpy.props.EnumProperty(items=[("IMAGE", "Image", ""), ("STRIP", "Strip", "")])  # type: ignore[valid-type]
     name: bpy.props.StringProperty(description="Image or strip name (empty strip: the active strip)")  # type: ignore[valid-type]
@@ -208,14 +307,12 @@ class SHOTPASS_OT_use_plate(_Base):
         return {"FINISHED"}
 
 
-class _SubmitBase(_Base):
+class _SubmitBase(_Follow, _Base):
     """Shared by submit, preview and edit_render (a registered operator class must not be subclassed)."""
 
     parent_render: bpy.props.StringProperty(  # type: ignore[valid-type]
         description="Chain: use this render's outputs as the input (nothing is uploaded again)")
     kind = "render"
-    _job: Optional[Job] = None
-    _timer = None
 
     def parent(self, context: bpy.types.Context) -> str:
         return self.parent_render
@@ -235,42 +332,8 @@ class _SubmitBase(_Base):
         return {"FINISHED"}
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> Result:
-        if bpy.app.background or context.window is None:
-            return self.execute(context)
-        self._job = self.begin(context)
-        if self._job is None:
-            return {"CANCELLED"}
-        wm = context.window_manager
-        wm.progress_begin(0, 100)
-        self._timer = wm.event_timer_add(runner.TIMER_INTERVAL, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> Result:
-        job = self._job
-        assert job is not None
-        if event.type == "ESC" and event.value == "PRESS":
-            job.worker.cancel()
-            context.workspace.status_text_set("shotpass: cancelling...")
-            return {"RUNNING_MODAL"}
-        if event.type == "TIMER":
-            runner.drain()
-            context.window_manager.progress_update(int(job.fraction * 100))
-            context.workspace.status_text_set(f"shotpass {job.state}: {job.message} (Esc cancels)")
-            if job.finished:
-                self._end(context)
-                if job.failed:
-                    self.report({"ERROR"}, job.message)
-                    return {"CANCELLED"}
-                self.report({"INFO"}, context.scene.shotpass.status)
-                return {"FINISHED"}
-        return {"PASS_THROUGH"}
-
-    def _end(self, context: bpy.types.Context) -> None:
-        wm = context.window_manager
-        wm.event_timer_remove(self._timer)
-        wm.progress_end()
-        context.workspace.status_text_set(None)
+        job = self.begin(context)
+        return self.follow(context, job) if job is not None else {"CANCELLED"}
 
 
 class SHOTPASS_OT_submit(_SubmitBase):
@@ -332,24 +395,55 @@ class SHOTPASS_OT_cancel(_Base):
         return {"FINISHED"}
 
 
+def fill_versions(scene_name: str, renders: list) -> None:
+    scene = bpy.data.scenes.get(scene_name)
+    if scene is None:
+        return
+    s = scene.shotpass
+    s.versions.clear()
+    for r in sorted(renders, key=lambda r: r.version):
+        item = s.versions.add()
+        fill_version(item, r)
+    s.status = f"{len(renders)} version(s) of {s.project}/{s.shot}"
+    runner.undo_step("shotpass: versions")
+
+
+def fill_version(item: object, r: object) -> None:
+    """One row of the version browser from a server render: state, review, lineage and QC."""
+    from shotpass_client.ui_model import STATE_NAMES
+
+    failed = sum(1 for f in r.frames if f.error)  # type: ignore[attr-defined]
+    item.render_id, item.line, item.version = r.id, version_line(r), r.version  # type: ignore[attr-defined]
+    item.lane, item.state = r.lane or "render", STATE_NAMES.get(r.state, "unknown")  # type: ignore[attr-defined]
+    review = r.review  # type: ignore[attr-defined]
+    item.rating, item.pinned, item.approved, item.note = review.rating, review.pinned, review.approved, review.note  # type: ignore[attr-defined]
+    item.parent, item.model = r.parent_render, f"{r.settings.pass_name}/{r.settings.model}"  # type: ignore[attr-defined]
+    item.qc = (f"{r.frames_done}/{r.frames_total} frames"  # type: ignore[attr-defined]
+               + (f", {failed} failed" if failed else "")
+               + (f", {len(r.warnings)} warning(s)" if r.warnings else ""))  # type: ignore[attr-defined]
+    item.warnings = "\n".join(r.warnings)  # type: ignore[attr-defined]
+
+
 class SHOTPASS_OT_list_versions(_Base):
-    """List the shot's renders with state, rating and pin"""
+    """List the shot's renders with state, rating, pin, lineage and QC (asked in the background)"""
 
     bl_idname = "shotpass.list_versions"
     bl_label = "List Versions"
 
     def execute(self, context: bpy.types.Context) -> Result:
-        s = context.scene.shotpass
+        scene = context.scene
+        s = scene.shotpass
         try:
-            with _client() as client:
-                renders = client.list_renders(s.project, s.shot)
+            conn = _server()
         except _client_errors() as err:
             return self.fail(err)
-        s.versions.clear()
-        for r in sorted(renders, key=lambda r: r.version):
-            item = s.versions.add()
-            item.render_id, item.line = r.id, version_line(r)
-        self.report({"INFO"}, "\n".join(v.line for v in s.versions) or f"no renders for {s.project}/{s.shot}")
+        project, shot, name = s.project, s.shot, scene.name
+
+        def call() -> list:
+            with conn.client(connect_timeout=3.0) as client:
+                return list(client.list_renders(project, shot))
+
+        runner.ask(scene, f"listing the versions of {project}/{shot}", call, lambda rs: fill_versions(name, rs))
         return {"FINISHED"}
 
 
@@ -358,6 +452,7 @@ class SHOTPASS_OT_reuse_settings(_Base):
 
     bl_idname = "shotpass.reuse_settings"
     bl_label = "Reuse Settings"
+    bl_options = {"REGISTER", "UNDO"}
 
     render_id: bpy.props.StringProperty(description="Empty: the last render")  # type: ignore[valid-type]
 
@@ -375,58 +470,240 @@ class SHOTPASS_OT_reuse_settings(_Base):
         return {"FINISHED"}
 
 
+def _update_version(scene_name: str, render: object, message: str) -> None:
+    scene = bpy.data.scenes.get(scene_name)
+    if scene is None:
+        return
+    s = scene.shotpass
+    for item in s.versions:
+        if item.render_id == render.id:  # type: ignore[attr-defined]
+            fill_version(item, render)
+    s.status = message
+    runner.undo_step("shotpass: review")
+
+
+def _selected_render(context: bpy.types.Context, given: str, fallback: str) -> str:
+    s = context.scene.shotpass
+    if given:
+        return given
+    if 0 <= s.versions_index < len(s.versions):
+        return s.versions[s.versions_index].render_id
+    return fallback
+
+
 class SHOTPASS_OT_review(_Base):
-    """Rate, pin or annotate a render (only what is given changes)"""
+    """Rate, pin, approve or annotate a render (only what is given changes; sent in the background)"""
 
     bl_idname = "shotpass.review"
     bl_label = "Review Render"
 
-    render_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+    render_id: bpy.props.StringProperty(description="Empty: the version selected in the browser, else the last render")  # type: ignore[valid-type]
     rating: bpy.props.IntProperty(min=-1, max=5, default=-1, description="-1: unchanged")  # type: ignore[valid-type]
     pinned: bpy.props.EnumProperty(  # type: ignore[valid-type]
         items=[("KEEP", "Unchanged", ""), ("PIN", "Pin", ""), ("UNPIN", "Unpin", "")], default="KEEP")
     note: bpy.props.StringProperty(description="Review note (not given: unchanged; empty: cleared)")  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> Result:
-        render_id = self.render_id or context.scene.shotpass.last_render_id
+        scene = context.scene
+        render_id = _selected_render(context, self.render_id, scene.shotpass.last_render_id)
         if not render_id:
             return self.fail(ShotpassProblem("no render to review yet"))
         try:
-            with _client() as client:
-                r = client.review(render_id, rating=self.rating if self.rating >= 0 else None,
-                                  pinned=None if self.pinned == "KEEP" else self.pinned == "PIN",
-                                  note=self.note if self.properties.is_property_set("note") else None)
+            conn = _server()
         except _client_errors() as err:
             return self.fail(err)
-        self.report({"INFO"}, f"render {render_id}: rating {r.review.rating}, "
-                              f"{'pinned' if r.review.pinned else 'not pinned'}, note {r.review.note!r}")
+        rating = self.rating if self.rating >= 0 else None
+        pinned = None if self.pinned == "KEEP" else self.pinned == "PIN"
+        note = self.note if self.properties.is_property_set("note") else None
+        name = scene.name
+
+        def call() -> object:
+            with conn.client(connect_timeout=3.0) as client:
+                return client.review(render_id, rating=rating, pinned=pinned, note=note)
+
+        def done(r: object) -> None:
+            review = r.review  # type: ignore[attr-defined]
+            _update_version(name, r, f"render {render_id}: rating {review.rating}, "
+                                     f"{'pinned' if review.pinned else 'not pinned'}, note {review.note!r}")
+
+        runner.ask(scene, f"reviewing {render_id}", call, done)
         return {"FINISHED"}
 
 
+class SHOTPASS_OT_approve_reference(_Base):
+    """Approve a preview and use its frame as the reference that steers the shot's next renders"""
+
+    bl_idname = "shotpass.approve_reference"
+    bl_label = "Approve as Reference"
+    bl_options = {"REGISTER", "UNDO"}
+
+    render_id: bpy.props.StringProperty(description="Empty: the selected version, else the last preview")  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        scene = context.scene
+        render_id = _selected_render(context, self.render_id, scene.shotpass.last_preview_id)
+        if not render_id:
+            return self.fail(ShotpassProblem("no preview to approve yet"))
+        try:
+            conn = _server()
+        except _client_errors() as err:
+            return self.fail(err)
+        name = scene.name
+
+        def call() -> object:
+            with conn.client(connect_timeout=3.0) as client:
+                return client.review(render_id, approved=True)
+
+        def done(r: object) -> None:
+            target = bpy.data.scenes.get(name)
+            if target is None:
+                return
+            frames = [f.frame for f in r.frames if f.output_digest]  # type: ignore[attr-defined]
+            target.shotpass.reference_render = render_id
+            target.shotpass.reference_frame = frames[0] if len(frames) == 1 else 0
+            target.shotpass.reference = ""  # the approved frame replaces a reference file
+            _update_version(name, r, f"render {render_id} approved: the shot's reference from now on")
+            runner.undo_step("shotpass: approve reference")
+
+        runner.ask(scene, f"approving {render_id}", call, done)
+        return {"FINISHED"}
+
+
+class SHOTPASS_OT_load_version(_Base):
+    """Bring any version of the shot back into the scene (fetched in the background)"""
+
+    bl_idname = "shotpass.load_version"
+    bl_label = "Load Version"
+
+    render_id: bpy.props.StringProperty(description="Empty: the version selected in the browser")  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        from shotpass_client.background import DONE, JobUpdate
+        from shotpass_client.jobs import fetch_outputs
+
+        scene = context.scene
+        s = scene.shotpass
+        render_id = _selected_render(context, self.render_id, "")
+        if not render_id:
+            return self.fail(ShotpassProblem("select a version to load"))
+        try:
+            conn = _server()
+        except _client_errors() as err:
+            return self.fail(err)
+        out_dir = runner.job_out_dir(prefs.cache_root(), s.project, s.shot)
+        shot, name = s.shot, scene.name
+
+        def call() -> tuple:
+            from shotpass_client.patterns import FramePattern
+
+            with conn.client(connect_timeout=3.0) as client:
+                render = client.get_render(render_id)
+                pattern = FramePattern.parse(os.path.join(out_dir, f"{shot}.####.exr"))
+                return render, fetch_outputs(client, render, out_dir, pattern)
+
+        def done(result: tuple) -> None:
+            render, outputs = result
+            if not outputs:
+                runner.fail_message(name, f"render {render_id} has no finished frames to load")
+                return
+            kind = "preview" if render.lane == "preview" else "render"
+            job = Job(kind, None, name, "RENDER", render_id=render_id, outputs=dict(outputs), finished=True)
+            runner.on_done(job, JobUpdate(DONE, f"render {render_id} loaded: {len(outputs)} frames", render_id,
+                                          outputs=dict(outputs), render=render))
+
+        runner.ask(scene, f"loading {render_id}", call, done)
+        return {"FINISHED"}
+
+
+def apply_server_info(scene_name: str, info: object) -> None:
+    """ListModels/ServerInfo arrived: the pass and model menus and the typed options follow it."""
+    scene = bpy.data.scenes.get(scene_name)
+    if scene is None:
+        return
+    s = scene.shotpass
+    option_fields.set_server_info(info)
+    option_fields.fill_menus(s, info)
+    problem = option_fields.sync(s)
+    s.status = problem or (f"{len(s.server_models)} model(s) from the server; "
+                           f"{len(s.option_values)} option(s) of {s.model or s.pass_name!r}")
+    runner.undo_step("shotpass: model options")
+
+
 class SHOTPASS_OT_load_options(_Base):
-    """Fill the options with the model's defaults from the server's schema"""
+    """Ask the server for its passes, models and their options (in the background; fills the menus)"""
 
     bl_idname = "shotpass.load_options"
     bl_label = "Load Model Options"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        scene = context.scene
+        try:
+            conn = _server()
+        except _client_errors() as err:
+            return self.fail(err)
+        name = scene.name
+
+        def call() -> object:
+            with conn.client(connect_timeout=3.0) as client:
+                return client.server_info()
+
+        runner.ask(scene, "loading the server's models", call, lambda info: apply_server_info(name, info))
+        return {"FINISHED"}
+
+
+class SHOTPASS_OT_connect_result(_Base):
+    """Connect the result node to the compositor's output (F12 then shows the result), or disconnect it"""
+
+    bl_idname = "shotpass.connect_result"
+    bl_label = "Result Drives Compositor"
+    bl_options = {"REGISTER", "UNDO"}
+
+    connect: bpy.props.BoolProperty(default=True)  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        scene = context.scene
+        s = scene.shotpass
+        s.drive_compositor = self.connect
+        node = blender_scene.result_node(scene)
+        if node is None or node.image is None:
+            return self.fail(ShotpassProblem("no result in the compositor yet"))
+        if self.connect:
+            if not blender_scene.connect_result(scene):
+                return self.fail(ShotpassProblem("the compositor output is fed by another node: connect it by hand"))
+        else:
+            blender_scene.disconnect_result(scene)
+        return {"FINISHED"}
+
+
+class SHOTPASS_OT_prompt_key(_Base):
+    """Add a prompt key at the current frame (the prompt from here on), or remove the key of this frame"""
+
+    bl_idname = "shotpass.prompt_key"
+    bl_label = "Prompt Key"
+    bl_options = {"REGISTER", "UNDO"}
+
+    remove: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> Result:
         s = context.scene.shotpass
-        try:
-            with _client() as client:
-                info = client.server_info()
-        except _client_errors() as err:
-            return self.fail(err)
-        model_name = s.model or next((p.default_model for p in info.passes if p.name == s.pass_name), "")
-        model = next((m for m in info.models if m.name == model_name), None)
-        if model is None:
-            return self.fail(ShotpassProblem(f"the server has no model {model_name!r} for pass {s.pass_name!r}"))
-        s.model = model.name
-        s.options = ", ".join(f"{o.name}={o.default_value}" for o in model.options if o.name != "strength")
-        self.report({"INFO"}, "; ".join(f"{o.name}: {o.description}" for o in model.options) or "no options")
+        frame = context.scene.frame_current
+        index = next((i for i, k in enumerate(s.prompt_keys) if k.frame == frame), -1)
+        if self.remove:
+            if index < 0:
+                return self.fail(ShotpassProblem(f"no prompt key on frame {frame}"))
+            s.prompt_keys.remove(index)
+            return {"FINISHED"}
+        key = s.prompt_keys[index] if index >= 0 else s.prompt_keys.add()
+        key.frame, key.prompt = frame, s.prompt
         return {"FINISHED"}
 
 
 CLASSES = (
+    SHOTPASS_OT_prompt_key,
+    SHOTPASS_OT_approve_reference,
+    SHOTPASS_OT_load_version,
+    SHOTPASS_OT_connect_result,
     SHOTPASS_OT_render_plate, SHOTPASS_OT_use_plate, SHOTPASS_OT_submit, SHOTPASS_OT_preview,
     SHOTPASS_OT_edit_render, SHOTPASS_OT_wait, SHOTPASS_OT_cancel, SHOTPASS_OT_list_versions,
     SHOTPASS_OT_reuse_settings, SHOTPASS_OT_review, SHOTPASS_OT_load_options,

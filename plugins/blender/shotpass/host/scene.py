@@ -1,9 +1,15 @@
-"""Blender data in and out: render a plate, read an image/strip plate, wire results into comp and sequencer."""
+"""Blender data in and out: read an image/strip plate, put results where the artist can use them.
+
+Results never take over the artist's render: the compositor gets an Image node that drives the output
+only when asked, and sequencer strips go into a review scene of their own, never into the scene's
+sequencer (which would replace its F12 and animation renders). Paths under the .blend's folder are
+stored relative (//).
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Dict, Mapping, Optional
+from typing import Dict, Iterable, Mapping
 
 import bpy
 
@@ -19,54 +25,6 @@ class PlateProblem(Exception):
 def _strips(scene: bpy.types.Scene) -> bpy.types.bpy_prop_collection:
     se = scene.sequence_editor or scene.sequence_editor_create()
     return se.strips if hasattr(se, "strips") else se.sequences  # 5.x / 4.x
-
-
-def _set_exr_output(settings: bpy.types.ImageFormatSettings, depth: str) -> None:
-    if hasattr(settings, "media_type"):  # 5.x: multilayer is a media type, not a file format
-        settings.media_type = "IMAGE"
-    settings.file_format = "OPEN_EXR"
-    settings.color_mode = "RGBA"
-    settings.color_depth = depth
-    settings.exr_codec = "ZIP"
-
-
-def render_frames(scene: bpy.types.Scene, out_dir: str, name: str,
-                  frame: Optional[int] = None) -> Dict[int, str]:
-    """Render the frame range (or one frame) to single-layer RGBA half EXRs named by the real frame numbers.
-
-    The compositor and sequencer are switched off meanwhile: once results are wired in, they would
-    otherwise be rendered into the plate that produced them.
-    """
-    r = scene.render
-    im = r.image_settings
-    saved = (r.filepath, r.use_file_extension, r.use_compositing, r.use_sequencer, im.file_format,
-             im.color_mode, im.color_depth, im.exr_codec, getattr(im, "media_type", None), scene.frame_current)
-    os.makedirs(out_dir, exist_ok=True)
-    try:
-        r.filepath = os.path.join(out_dir, name + ".####")
-        r.use_file_extension = True
-        r.use_compositing = False
-        r.use_sequencer = False
-        _set_exr_output(im, "16")
-        if frame is None:
-            bpy.ops.render.render(animation=True, scene=scene.name)
-            frames = range(scene.frame_start, scene.frame_end + 1, scene.frame_step)
-        else:
-            scene.frame_set(frame)
-            r.filepath = os.path.join(out_dir, f"{name}.{frame:04d}")
-            bpy.ops.render.render(write_still=True, scene=scene.name)
-            frames = range(frame, frame + 1)
-    finally:
-        (r.filepath, r.use_file_extension, r.use_compositing, r.use_sequencer, im.file_format) = saved[:5]
-        im.color_mode, im.color_depth, im.exr_codec = saved[5:8]
-        if saved[8] is not None:
-            im.media_type = saved[8]
-        scene.frame_set(saved[9])
-    plate = {f: os.path.join(out_dir, f"{name}.{f:04d}.exr") for f in frames}
-    missing = [f for f, p in plate.items() if not os.path.isfile(p)]
-    if missing:
-        raise PlateProblem(f"the render wrote no file for frame(s) {missing}")
-    return plate
 
 
 def image_plate(image: bpy.types.Image, scene: bpy.types.Scene) -> Dict[int, str]:
@@ -111,49 +69,22 @@ def strip_plate(strip: bpy.types.Strip) -> Dict[int, str]:
     return plate
 
 
-def render_strip(scene: bpy.types.Scene, strip: bpy.types.Strip, out_dir: str, name: str,
-                 frame: Optional[int] = None) -> Dict[int, str]:
-    """Render a (movie) strip alone through the sequencer to RGBA half EXRs named by its scene frame numbers.
-
-    The render runs on a temporary copy of the scene, so the strip keeps everything the artist set on it
-    (trims, offsets, fit, transform, colour space, modifiers) and the scene's resolution and frame rate,
-    while every other strip is muted, the compositor is off, and the artist's scene is left untouched.
-    """
-    frames = strip_frames(strip)
-    if frame is not None:
-        if frame not in frames:
-            raise PlateProblem(f"strip {strip.name!r} has no frame {frame} "
-                               f"(it covers {frames.start}-{frames.stop - 1})")
-        frames = range(frame, frame + 1)
-    os.makedirs(out_dir, exist_ok=True)
-    temp = scene.copy()  # copies the sequencer's strips, links (does not copy) the objects
-    try:
-        temp.name = f"{scene.name} shotpass strip"
-        for s in _strips(temp):
-            s.mute = s.name != strip.name
-        temp.frame_start, temp.frame_end, temp.frame_step = frames.start, frames.stop - 1, 1
-        r = temp.render
-        r.filepath = os.path.join(out_dir, name + ".####")
-        r.use_file_extension = True
-        r.use_compositing = False
-        r.use_sequencer = True
-        _set_exr_output(r.image_settings, "16")
-        bpy.ops.render.render(animation=True, scene=temp.name)
-    finally:
-        bpy.data.scenes.remove(temp, do_unlink=True)
-    plate = {f: os.path.join(out_dir, f"{name}.{f:04d}.exr") for f in frames}
-    missing = [f for f, p in plate.items() if not os.path.isfile(p)]
-    if missing:
-        raise PlateProblem(f"rendering strip {strip.name!r} wrote no file for frame(s) {missing}")
-    return plate
-
-
 def find_strip(scene: bpy.types.Scene, name: str) -> bpy.types.Strip:
     strips = _strips(scene)
     strip = strips.get(name) if name else scene.sequence_editor.active_strip
     if strip is None:
         raise PlateProblem(f"no sequencer strip named {name!r}" if name else "no active sequencer strip")
     return strip
+
+
+def blend_relative(path: str) -> str:
+    """``//relative`` for a file under the saved .blend's folder, else the absolute path."""
+    if bpy.data.filepath:
+        folder = os.path.dirname(os.path.abspath(bpy.data.filepath))
+        absolute = os.path.abspath(path)
+        if os.path.commonpath([folder, absolute]) == folder:
+            return bpy.path.relpath(absolute)
+    return path
 
 
 def result_image(name: str, outputs: Mapping[int, str]) -> bpy.types.Image:
@@ -163,8 +94,7 @@ def result_image(name: str, outputs: Mapping[int, str]) -> bpy.types.Image:
     if image is None:
         image = bpy.data.images.load(first, check_existing=False)
         image.name = name
-    else:
-        image.filepath = first
+    image.filepath = blend_relative(first)
     image.source = "SEQUENCE" if len(outputs) > 1 else "FILE"
     image.reload()
     return image
@@ -173,8 +103,12 @@ def result_image(name: str, outputs: Mapping[int, str]) -> bpy.types.Image:
 def _comp_tree_5x(scene: bpy.types.Scene) -> tuple:
     """Blender 5.x: the compositor is a node group (scene.compositing_node_group) ending in a Group Output."""
     tree = scene.compositing_node_group
-    if tree is None:
+    if tree is None:  # a new compositor passes the render through, as Blender's default one does
         tree = bpy.data.node_groups.new(f"{scene.name} compositor", "CompositorNodeTree")
+        tree.interface.new_socket(name="Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        layers, out = tree.nodes.new("CompositorNodeRLayers"), tree.nodes.new("NodeGroupOutput")
+        layers.location, out.location = (-300, 0), (200, 0)
+        tree.links.new(layers.outputs["Image"], out.inputs[0])
         scene.compositing_node_group = tree
     if not any(i.in_out == "OUTPUT" for i in tree.interface.items_tree if i.item_type == "SOCKET"):
         tree.interface.new_socket(name="Image", in_out="OUTPUT", socket_type="NodeSocketColor")
@@ -184,10 +118,7 @@ def _comp_tree_5x(scene: bpy.types.Scene) -> tuple:
 
 
 def _comp_tree_4x(scene: bpy.types.Scene) -> tuple:
-    """Blender 4.2-4.5: the scene's own node tree (scene.use_nodes, scene.node_tree) ending in a Composite node.
-
-    Not exercised by the tests (they run bpy 5.0.1, which has no scene.node_tree); see the README's limits.
-    """
+    """Blender 4.2-4.5: the scene's own node tree (scene.use_nodes, scene.node_tree) ending in a Composite node."""
     scene.use_nodes = True
     tree = scene.node_tree
     out = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite"), None)
@@ -202,33 +133,82 @@ def _comp_tree(scene: bpy.types.Scene) -> tuple:
     return _comp_tree_4x(scene)
 
 
-def wire_compositor(scene: bpy.types.Scene, image: bpy.types.Image, frames: Mapping[int, str]) -> bool:
-    """Put the results in an Image node; connect it to the output unless the artist wired something else there.
+def result_node(scene: bpy.types.Scene) -> object:
+    """The compositor's result node, or None (without creating a compositor)."""
+    tree = (scene.compositing_node_group if "compositing_node_group" in scene.bl_rna.properties
+            else scene.node_tree)  # 4.x: kept while the compositor is off
+    return tree.nodes.get(RESULT_NODE) if tree is not None else None
+
+
+def wire_compositor(scene: bpy.types.Scene, image: bpy.types.Image, frames: Iterable[int],
+                    connect: bool = False) -> bool:
+    """Put the results in an Image node, left unconnected so F12 still renders the scene; with ``connect``
+    (the artist asked) it drives the output unless something else is already wired there.
 
     Returns whether the result node drives the compositor output.
     """
+    use_nodes = getattr(scene, "use_nodes", None)
     tree, out, socket = _comp_tree(scene)
     node = tree.nodes.get(RESULT_NODE) or tree.nodes.new("CompositorNodeImage")
     node.name = node.label = RESULT_NODE
     node.image = image
     node.frame_start, node.frame_offset, node.frame_duration = image_user_frames(list(frames))
     node.use_cyclic = False
-    node.location = (out.location.x - 300, out.location.y)
+    node.location = (out.location.x - 300, out.location.y - 300)
     # A multilayer/multi-view EXR (Beachball) names its sockets after its layers, and Blender 5.0 builds
     # none for passes it cannot type: then the node stays unconnected and the status says so.
     image_out = node.outputs.get("Image") or next((o for o in node.outputs if o.enabled), None)
     linked_from = socket.links[0].from_node if socket.is_linked else None
-    if image_out is None or (linked_from is not None and linked_from != node):
+    if not connect:
+        if use_nodes is False:
+            scene.use_nodes = False  # 4.x: the artist's compositor stays off until asked
+        return linked_from == node
+    passthrough = linked_from is not None and linked_from.bl_idname == "CompositorNodeRLayers"
+    if image_out is None or (linked_from is not None and linked_from != node and not passthrough):
         return False
-    if linked_from is None:
+    if linked_from != node:
         tree.links.new(image_out, socket)
     scene.render.use_compositing = True
     return True
 
 
-def wire_sequencer(scene: bpy.types.Scene, name: str, outputs: Mapping[int, str], channel: int) -> bpy.types.Strip:
+def connect_result(scene: bpy.types.Scene) -> bool:
+    """Drive the compositor output with the existing result node (the artist asked)."""
+    node = result_node(scene)
+    if node is None or node.image is None:
+        return False
+    return wire_compositor(scene, node.image, _node_frames(node), connect=True)
+
+
+def disconnect_result(scene: bpy.types.Scene) -> None:
+    node = result_node(scene)
+    if node is None:
+        return
+    tree = node.id_data
+    for link in [lk for lk in tree.links if lk.from_node == node]:
+        tree.links.remove(link)
+
+
+def _node_frames(node: bpy.types.Node) -> range:
+    return range(node.frame_start, node.frame_start + node.frame_duration)
+
+
+def review_scene(scene: bpy.types.Scene, name: str) -> bpy.types.Scene:
+    """The scene whose sequencer shows the results: the source scene's size, rate and frame range."""
+    review = bpy.data.scenes.get(name)
+    if review is None:
+        review = bpy.data.scenes.new(name)
+    r, src = review.render, scene.render
+    r.resolution_x, r.resolution_y, r.resolution_percentage = src.resolution_x, src.resolution_y, 100
+    r.fps, r.fps_base = src.fps, src.fps_base
+    review.frame_start, review.frame_end = scene.frame_start, scene.frame_end
+    review.sequence_editor_create()
+    return review
+
+
+def wire_sequencer(review: bpy.types.Scene, name: str, outputs: Mapping[int, str], channel: int) -> bpy.types.Strip:
     """An image strip on the plate's frames; an earlier version of the same strip is replaced in place."""
-    strips = _strips(scene)
+    strips = _strips(review)
     old = strips.get(name)
     if old is not None:
         channel = old.channel
@@ -239,6 +219,9 @@ def wire_sequencer(scene: bpy.types.Scene, name: str, outputs: Mapping[int, str]
                              frame_start=first, fit_method="ORIGINAL")
     for n in names[1:]:
         strip.elements.append(n)
+    strip.directory = blend_relative(directory) + os.sep if bpy.data.filepath else strip.directory
+    review.frame_start = min(review.frame_start, first)
+    review.frame_end = max(review.frame_end, first + len(names) - 1)
     return strip
 
 
@@ -251,7 +234,7 @@ def free_channel(scene: bpy.types.Scene, above: int = 0) -> int:
 
 
 def show_in_image_editor(image: bpy.types.Image) -> bool:
-    """Show an image in an Image editor of the open UI (none in background mode)."""
+    """Show an image in an Image editor that is already open; no editor is ever turned into another type."""
     wm = bpy.context.window_manager
     if bpy.app.background or not wm.windows:
         return False
@@ -260,11 +243,4 @@ def show_in_image_editor(image: bpy.types.Image) -> bool:
             if area.type == "IMAGE_EDITOR":
                 area.spaces.active.image = image
                 return True
-    # No Image editor open: turn the largest non-3D-view area into one rather than opening a window.
-    areas = [a for w in wm.windows for a in w.screen.areas if a.type not in {"VIEW_3D", "PROPERTIES"}]
-    if not areas:
-        return False
-    area = max(areas, key=lambda a: a.width * a.height)
-    area.type = "IMAGE_EDITOR"
-    area.spaces.active.image = image
-    return True
+    return False

@@ -1,8 +1,87 @@
-"""The sidebar panel (3D view, sequencer and compositor: Shotpass tab)."""
+"""The sidebar panel (3D view, sequencer and compositor: Shotpass tab) and its version browser."""
 
 from __future__ import annotations
 
 import bpy
+
+from . import runner
+
+
+class SHOTPASS_UL_versions(bpy.types.UIList):
+    """The shot's renders: version, lane, state, rating, pin, approval and lineage in one row."""
+
+    def draw_item(self, context: bpy.types.Context, layout: bpy.types.UILayout, data: object, item: object,
+                  icon: int, active_data: object, active_propname: str, index: int = 0) -> None:
+        v = item
+        row = layout.row(align=True)
+        state_icon = {"finished": "CHECKMARK", "failed": "ERROR", "cancelled": "CANCEL", "running": "RENDER_ANIMATION",
+                      "queued": "TIME"}.get(v.state, "DOT")  # type: ignore[attr-defined]
+        row.label(text=f"v{v.version:03d} {v.lane}", icon=state_icon)  # type: ignore[attr-defined]
+        row.label(text="*" * v.rating or "-")  # type: ignore[attr-defined]
+        if v.pinned:  # type: ignore[attr-defined]
+            row.label(text="", icon="PINNED")
+        if v.approved:  # type: ignore[attr-defined]
+            row.label(text="", icon="SOLO_ON")
+        if v.warnings:  # type: ignore[attr-defined]
+            row.label(text="", icon="ERROR")
+        if v.parent:  # type: ignore[attr-defined]
+            row.label(text=f"<- {v.parent[:8]}")  # type: ignore[attr-defined]
+
+
+def draw_progress(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
+    job = runner.busy(scene)
+    if job is None:
+        return
+    text = f"{job.kind} {job.state}: {job.message}"
+    if hasattr(layout, "progress"):  # Blender 4.0+; kept guarded for builds without it
+        layout.progress(factor=job.fraction, type="BAR", text=text)
+    else:
+        layout.label(text=f"{int(job.fraction * 100)}% {text}", icon="TIME")
+    layout.operator("shotpass.cancel", icon="CANCEL")
+
+
+def draw_options(layout: bpy.types.UILayout, s: object) -> None:
+    box = layout.box()
+    row = box.row()
+    row.label(text="Options")
+    row.prop(s, "show_option_help", text="", icon="QUESTION")
+    for o in s.option_values:  # type: ignore[attr-defined]
+        box.prop(o, f"{o.kind.lower()}_value", text=o.name.replace("_", " "))
+        if s.show_option_help:  # type: ignore[attr-defined]
+            box.label(text=f"{o.description} (default {o.default})")
+    box.prop(s, "options", text="Extra")
+
+
+def draw_versions(layout: bpy.types.UILayout, s: object) -> None:
+    box = layout.box()
+    row = box.row()
+    row.label(text="Versions")
+    row.operator("shotpass.list_versions", text="", icon="FILE_REFRESH")
+    box.template_list("SHOTPASS_UL_versions", "", s, "versions", s, "versions_index", rows=4)
+    if not (0 <= s.versions_index < len(s.versions)):  # type: ignore[attr-defined]
+        return
+    v = s.versions[s.versions_index]  # type: ignore[attr-defined]
+    col = box.column(align=True)
+    col.label(text=f"{v.render_id}  {v.state}  {v.model}")
+    col.label(text=f"QC: {v.qc}")
+    if v.parent:
+        col.label(text=f"from {v.parent}")
+    for warning in filter(None, v.warnings.split("\n")):
+        col.label(text=warning, icon="ERROR")
+    row = box.row(align=True)
+    row.operator("shotpass.load_version", icon="IMPORT").render_id = v.render_id
+    if v.lane == "preview":
+        row.operator("shotpass.approve_reference", icon="SOLO_ON").render_id = v.render_id
+    row = box.row(align=True)
+    for n in range(1, 6):
+        op = row.operator("shotpass.review", text="*" * n, depress=v.rating == n)
+        op.render_id, op.rating = v.render_id, n
+    op = row.operator("shotpass.review", text="", icon="UNPINNED" if v.pinned else "PINNED")
+    op.render_id, op.pinned = v.render_id, "UNPIN" if v.pinned else "PIN"
+    row = box.row(align=True)
+    row.prop(v, "note", text="Note")
+    op = row.operator("shotpass.review", text="", icon="CHECKMARK")
+    op.render_id, op.note = v.render_id, v.note
 
 
 class _ShotpassPanel:
@@ -14,30 +93,53 @@ class _ShotpassPanel:
         s = context.scene.shotpass
         layout = self.layout
         col = layout.column()
-        for prop in ("project", "shot", "plate_kind"):
-            col.prop(s, prop)
+        col.prop(s, "project")
+        col.prop(s, "shot")
+        row = col.row(align=True)
+        row.prop(s, "plate_kind")
         if s.plate_kind == "IMAGE":
             col.prop_search(s, "plate_image", bpy.data, "images")
         elif s.plate_kind == "STRIP":
             col.prop(s, "plate_strip")
         else:
             col.operator("shotpass.render_plate", icon="RENDER_ANIMATION")
-        for prop in ("pass_name", "model", "prompt", "strength", "use_seed", "seed", "options", "reference",
-                     "mask", "mask_from_alpha"):
+        # Pass and model: menus of what the server offers (typed in when it was never asked).
+        row = col.row(align=True)
+        if len(s.server_passes):
+            row.prop_search(s, "pass_name", s, "server_passes")
+        else:
+            row.prop(s, "pass_name")
+        row.operator("shotpass.load_options", text="", icon="FILE_REFRESH")
+        if len(s.server_models):
+            col.prop_search(s, "model", s, "server_models")
+        else:
+            col.prop(s, "model")
+        row = col.row(align=True)
+        row.prop(s, "prompt")
+        row.operator("shotpass.prompt_key", text="", icon="KEYFRAME_HLT")
+        for key in sorted(s.prompt_keys, key=lambda k: k.frame):
+            row = col.row(align=True)
+            row.label(text=f"{key.frame}: {key.prompt}", icon="KEYFRAME")
+        for prop in ("strength", "use_seed", "seed", "reference", "mask", "mask_from_alpha"):
             col.prop(s, prop)
-        col.operator("shotpass.load_options", icon="PRESET")
+        if s.reference_render:
+            row = col.row(align=True)
+            row.label(text=f"Reference: {s.reference_render} frame {s.reference_frame}", icon="SOLO_ON")
+            row.prop(s, "reference_render", text="")
+        draw_options(col, s)
         row = col.row(align=True)
         row.operator("shotpass.preview", icon="IMAGE_DATA")
         row.operator("shotpass.submit", icon="PLAY")
         row = col.row(align=True)
         row.operator("shotpass.edit_render", icon="NODETREE")
         row.operator("shotpass.reuse_settings", icon="DUPLICATE")
-        row.operator("shotpass.cancel", icon="CANCEL")
+        row = col.row(align=True)
+        row.operator("shotpass.connect_result", text="Result Drives Compositor",
+                     depress=s.drive_compositor).connect = not s.drive_compositor
+        draw_progress(col, context.scene)
         if s.status:
             col.label(text=s.status)
-        col.operator("shotpass.list_versions", icon="SORTTIME")
-        for v in s.versions:
-            col.label(text=v.line)
+        draw_versions(col, s)
 
 
 class SHOTPASS_PT_view3d(_ShotpassPanel, bpy.types.Panel):
@@ -56,4 +158,4 @@ class SHOTPASS_PT_nodes(_ShotpassPanel, bpy.types.Panel):
         return getattr(context.space_data, "tree_type", "") == "CompositorNodeTree"
 
 
-CLASSES = (SHOTPASS_PT_view3d, SHOTPASS_PT_sequencer, SHOTPASS_PT_nodes)
+CLASSES = (SHOTPASS_UL_versions, SHOTPASS_PT_view3d, SHOTPASS_PT_sequencer, SHOTPASS_PT_nodes)
