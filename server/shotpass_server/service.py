@@ -433,14 +433,14 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     @rpc
     def SuspendRender(self, request: pb.SuspendRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
         check_render_id("render_id", request.render_id)
-        self._check_render(caller, request.render_id)
+        self._check_render(caller, request.render_id, write=True)
         self.m.jobs.suspend(request.render_id)
         return render_message(self.m.catalog.get_render(request.render_id))
 
     @rpc
     def ResumeRender(self, request: pb.ResumeRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
         check_render_id("render_id", request.render_id)
-        self._check_render(caller, request.render_id)
+        self._check_render(caller, request.render_id, write=True)
         self.m.jobs.resume(request.render_id)
         return render_message(self.m.catalog.get_render(request.render_id))
 
@@ -450,7 +450,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         timeout = request.frame_timeout_seconds if request.HasField("frame_timeout_seconds") else None
         if timeout is not None:
             check_frame_timeout(timeout)
-        self._check_render(caller, request.render_id)
+        self._check_render(caller, request.render_id, write=True)
         self.m.jobs.requeue(request.render_id, timeout)
         return render_message(self.m.catalog.get_render(request.render_id))
 
