@@ -30,6 +30,8 @@ from .prompts import instruction_warning, unused_prompt_warning
 from .quotas import Quotas, cap_priority
 from .ray_executor import ChunkHooks, RayExecutor, is_slot
 from .scheduler import Scheduler
+from .temporal.plan import SETTINGS_KEY as TEMPORAL_PLAN
+from .temporal.runner import TemporalRenders, check_vectors
 
 log = logging.getLogger("shotpass.renders")
 
@@ -93,6 +95,10 @@ class RenderManager:
         self._generation = 0
         self._references: OrderedDict[str, np.ndarray] = OrderedDict()
         self.scheduler = Scheduler(catalog, self._run_chunk, devices, chunk_frames, on_event=self._notify)
+        # Temporal renders (temporal/): frame order, each frame's neighbours, and the QC before FINISHED.
+        self.temporal = TemporalRenders(catalog, blobs, colours)
+        self.scheduler.plan_chunk = self.temporal.next_chunk
+        self.scheduler.before_finish = self._quality_check
 
     def start(self) -> None:
         self.scheduler.start()
@@ -130,6 +136,9 @@ class RenderManager:
             if model.needs_uniform_size:
                 _check_uniform(sizes, frames, model)
             reference = self._reference_digest(sub, model)
+            plan = self.temporal.plan_settings(options, list(frames), sub.project, sub.shot, model.name)
+            if plan:
+                settings[TEMPORAL_PLAN] = plan
 
             warnings = [
                 w
@@ -247,6 +256,7 @@ class RenderManager:
         except ShotpassError as err:
             raise InvalidInput(f"frame {row.frame}: {err}") from None
         model.validate_plate(image, plane, options or {}, name, row.frame)
+        check_vectors(image, plane, options or {}, name, row.frame)
         return plane.rgb.shape[1], plane.rgb.shape[0]
 
     def _reference_digest(self, sub: Submission, model: Model) -> str:
@@ -343,9 +353,8 @@ class RenderManager:
             self.catalog.frame_started(render_id, frame)
             started = time.perf_counter()
             progress = self._progress(render_id, frame, scheduler)
-
-            request = self._request(render, rows[frame], options, reference, device)
             try:
+                request = self._request(render, rows[frame], options, reference, device)
                 out = run_frame(request, model, self.colours, progress)
             except RenderCancelled:
                 self.catalog.reset_frame(render_id, frame)
@@ -364,6 +373,7 @@ class RenderManager:
         self, render: cat.RenderRow, row: cat.FrameRow, options: Dict[str, Any], reference: Any, device: str
     ) -> FrameRequest:
         settings = render.settings
+        temporal, provenance = self.temporal.inputs(render, row.frame, options)
         return FrameRequest(
             render_id=render.id,
             frame=row.frame,
@@ -380,6 +390,8 @@ class RenderManager:
             mask_name=f"mask of frame {row.frame}",
             reference_rgb=reference,
             device=device,
+            temporal=temporal,
+            provenance=provenance,
         )
 
     def _run_clip(
@@ -435,7 +447,6 @@ class RenderManager:
         frames = [f for f in chunk if rows[f].state == cat.F_PENDING]
         if not frames or scheduler.is_cancelled(render.id):
             return
-        requests = [self._request(render, rows[f], options, reference, device) for f in frames]
         total = len(rows)
 
         def started(started_frames: List[int]) -> None:
@@ -456,7 +467,24 @@ class RenderManager:
                 render.id, "STEP", {"frame": frame, "step": step, "total_steps": steps}
             ),
         )
-        self.executor.run_chunk(device, model.name, requests, hooks)
+        if self.temporal.plan(render.id) is None:
+            requests = [self._request(render, rows[f], options, reference, device) for f in frames]
+            self.executor.run_chunk(device, model.name, requests, hooks)
+            return
+        # A temporal frame carries its neighbours' stored outputs: each request is built once the one before it
+        # is stored, so the actor gets one frame at a time, in the plan's order.
+        for frame in frames:
+            if scheduler.is_cancelled(render.id):
+                return
+            try:
+                request = self._request(render, rows[frame], options, reference, device)
+            except ShotpassError as err:
+                self._frame_failed(render.id, frame, str(err), time.perf_counter())
+                continue
+            self.executor.run_chunk(device, model.name, [request], hooks)
+
+    def _quality_check(self, render_id: str) -> None:
+        self.temporal.quality_check(render_id, lambda m: self.add_event(render_id, "WARNING", {"message": m}))
 
     def _frame_finished(
         self, render_id: str, frame: int, out: bytes, seconds: float, total: int, device: str = ""

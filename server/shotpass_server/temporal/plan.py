@@ -1,0 +1,106 @@
+"""The order a temporal render's frames must run in, fixed at submit and stored with the render's settings.
+
+``flow``: every frame needs the previous frame's stored output, so the range runs in frame order, one chunk
+at a time. ``keyframes``: keyframes first (independent of each other, so chunks of them may run side by side),
+then the frames between, each from its two neighbouring keyframes' stored outputs. Because every frame reads
+only *stored* outputs, a render resumed after a restart or picked up after a cancel gives the same frames as
+one that ran straight through.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+from shotpass_client.patterns import PatternError, format_frame_list, parse_frame_range
+
+from ..errors import InvalidInput
+from .options import temporal_mode
+
+SETTINGS_KEY = "temporal_plan"
+
+
+@dataclass
+class TemporalPlan:
+    mode: str  # "flow" | "keyframes"
+    frames: List[int]  # every frame of the render, sorted
+    keyframes: List[int] = field(default_factory=list)  # keyframes mode, sorted
+    previews: Dict[int, str] = field(default_factory=dict)  # keyframe -> approved preview output used as it is
+
+    @property
+    def sequential(self) -> bool:
+        return self.mode == "flow"
+
+    def stages(self) -> List[List[int]]:
+        if self.mode == "flow":
+            return [self.frames]
+        keys = set(self.keyframes)
+        return [self.keyframes, [f for f in self.frames if f not in keys]]
+
+    def next_chunk(self, pending: Sequence[int], reserved: Set[int], limit: int) -> List[int]:
+        """The next frames to hand to a worker, in order; [] while earlier frames they depend on still run."""
+        waiting = set(pending)
+        for stage in self.stages():
+            if not any(f in waiting or f in reserved for f in stage):
+                continue  # this stage is done (or failed): the next one may start
+            if self.sequential and any(f in reserved for f in stage):
+                return []
+            return [f for f in stage if f in waiting][:limit]
+        return []
+
+    def previous(self, frame: int) -> Optional[int]:
+        i = bisect.bisect_left(self.frames, frame)
+        return self.frames[i - 1] if i > 0 else None
+
+    def is_keyframe(self, frame: int) -> bool:
+        return self.mode == "keyframes" and frame in set(self.keyframes)
+
+    def neighbours(self, frame: int) -> Tuple[Optional[int], Optional[int]]:
+        """The keyframes before and after a propagated frame (None past either end)."""
+        i = bisect.bisect_left(self.keyframes, frame)
+        before = self.keyframes[i - 1] if i > 0 else None
+        after = self.keyframes[i] if i < len(self.keyframes) else None
+        return before, after
+
+    def to_settings(self) -> Dict[str, Any]:
+        previews = {str(k): v for k, v in self.previews.items()}
+        return {"mode": self.mode, "keyframes": self.keyframes, "previews": previews}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], frames: Sequence[int]) -> Optional[TemporalPlan]:
+        raw = settings.get(SETTINGS_KEY)
+        if not raw:
+            return None
+        return cls(raw["mode"], sorted(frames), list(raw.get("keyframes", [])),
+                   {int(k): v for k, v in dict(raw.get("previews", {})).items()})
+
+
+def make_plan(options: Mapping[str, Any], frames: Sequence[int], previews: Mapping[int, str]) -> Optional[TemporalPlan]:
+    """The plan of a render with these options, or None when it runs frame by frame (off, or one frame)."""
+    mode = temporal_mode(dict(options))
+    ordered = sorted(frames)
+    if mode == "off" or len(ordered) < 2:
+        return None
+    if mode == "flow":
+        return TemporalPlan("flow", ordered)
+    inside = set(ordered)
+    text = str(options.get("keyframes", "")).strip()
+    if text:
+        try:
+            asked = parse_frame_range(text)
+        except PatternError as err:
+            raise InvalidInput(f"option keyframes={text!r}: {err}") from None
+        outside = [f for f in asked if f not in inside]
+        if outside:
+            raise InvalidInput(
+                f"option keyframes: frame(s) {format_frame_list(outside)} are not frames of this render "
+                f"({format_frame_list(ordered)}); give keyframes inside the range"
+            )
+        keys = set(asked)
+    else:
+        every = max(1, int(options.get("keyframe_every", 8)))
+        keys = set(ordered[::every]) | {ordered[-1]}
+    used = {f: d for f, d in previews.items() if f in inside}
+    keys |= set(used)
+    return TemporalPlan("keyframes", ordered, sorted(keys), used)
