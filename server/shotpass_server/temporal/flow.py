@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -25,11 +25,15 @@ import numpy as np
 from ..frame_pipeline import clip_canvas, to_canvas
 from ..frames.exr import Box
 from .frames import Plate
+from .vectors import MotionVectors
 
 # Flow is computed with the longer side at most this many pixels, then scaled up: DIS is coarse-to-fine and
 # the flow field is smooth, so a 2K plate loses nothing visible and the cost stays ~constant per frame.
 FLOW_MAX_SIDE = 1024
-CACHE_BYTES = 256 << 20  # pair flows kept per process: a render's own flows are reused by its QC
+CACHE_BYTES = 256 << 20  # flows kept per process
+# DIS MEDIUM: FAST is ~4x cheaper, but its errors show up as flicker along the true motion (measured on
+# bikes.mp4: flow-mode flicker 2.0 -> 3.0). Renders and the QC use the same flows, so the QC reuses them.
+PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 PHOTOMETRIC_LIMIT = 0.08  # vectors without a forward field: trusted where the warped source matches
 
 
@@ -44,25 +48,25 @@ class PairFlow:
 
 
 class _FlowCache:
-    """DIS flows by (from digest, to digest, canvas): a pair's two directions serve both of its orders, and a
-    render's flows serve its QC."""
+    """Flows by source digests and canvas: DIS results (a pair's two directions serve both of its orders) and
+    finished pair flows (the frames of a keyframe run walk the same pairs)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> Optional[np.ndarray]:
+    def get(self, key: tuple) -> Any:
         with self._lock:
             item = self._items.get(key)
             if item is not None:
                 self._items.move_to_end(key)
             return item
 
-    def put(self, key: tuple, flow: np.ndarray) -> None:
+    def put(self, key: tuple, flow: Any) -> None:
         with self._lock:
             self._items[key] = flow
-            while sum(f.nbytes for f in self._items.values()) > self.limit and len(self._items) > 1:
+            while sum(_nbytes(f) for f in self._items.values()) > self.limit and len(self._items) > 1:
                 self._items.popitem(last=False)
 
 
@@ -76,6 +80,15 @@ def pair_flow(a: Plate, b: Plate, use_vectors: bool = True) -> PairFlow:
     """
     canvas = clip_canvas([a.window, b.window])
     vectors = b.vectors if use_vectors and b.frame == a.frame + 1 else None
+    key = ("pair", a.digest, b.digest, a.view_key, canvas, vectors is not None)
+    cached = _CACHE.get(key)
+    if cached is None:
+        cached = _pair_flow(a, b, canvas, vectors)
+        _CACHE.put(key, cached)
+    return cached
+
+
+def _pair_flow(a: Plate, b: Plate, canvas: Box, vectors: Optional[MotionVectors]) -> PairFlow:
     if vectors is not None:
         gray_a = to_canvas(a.gray, a.window, canvas).astype(np.float32)
         backward = to_canvas(vectors.backward, b.window, canvas)
@@ -118,24 +131,31 @@ def chain_flow(plates: Sequence[Plate], use_vectors: bool = True) -> PairFlow:
 
 
 def _computed(first: Plate, second: Plate, canvas: Box) -> np.ndarray:
-    key = (first.digest, second.digest, first.view_key, canvas)
+    key = ("dis", first.digest, second.digest, first.view_key, canvas)
     flow = _CACHE.get(key)
     if flow is None:
-        flow = dis_flow(to_canvas(first.gray, first.window, canvas), to_canvas(second.gray, second.window, canvas))
+        flow = dis_flow(to_canvas(first.gray, first.window, canvas), to_canvas(second.gray, second.window, canvas),
+                        PRESET)
         _CACHE.put(key, flow)
     return flow
 
 
-def dis_flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+def _nbytes(item: Any) -> int:
+    if isinstance(item, PairFlow):
+        return int(item.backward.nbytes + item.valid.nbytes)
+    return int(item.nbytes)
+
+
+def dis_flow(first: np.ndarray, second: np.ndarray, preset: int = PRESET) -> np.ndarray:
     """Flow (dx, dy) per pixel of ``first`` to its match in ``second`` (uint8 grey images of one size)."""
     h, w = first.shape
     scale = min(1.0, FLOW_MAX_SIDE / max(h, w))
     if scale < 1.0:
         size = (max(8, round(w * scale)), max(8, round(h * scale)))
         small = dis_flow(cv2.resize(first, size, interpolation=cv2.INTER_AREA),
-                         cv2.resize(second, size, interpolation=cv2.INTER_AREA))
+                         cv2.resize(second, size, interpolation=cv2.INTER_AREA), preset)
         return resize_flow(small, (h, w))
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis = cv2.DISOpticalFlow_create(preset)
     return np.ascontiguousarray(dis.calc(first, second, None), dtype=np.float32)
 
 
@@ -175,7 +195,7 @@ def warp(image: np.ndarray, backward: np.ndarray) -> np.ndarray:
     return cv2.remap(np.ascontiguousarray(image), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def soften(mask: np.ndarray, radius: int = 2) -> np.ndarray:
+def soften(mask: np.ndarray, radius: int = 1) -> np.ndarray:
     """A trust mask with feathered edges, so blends between sources show no hard seams."""
     if radius <= 0:
         return mask

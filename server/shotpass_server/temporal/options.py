@@ -15,6 +15,9 @@ from ..passes.base import ClipModel, Model, Option
 MODES = ("off", "flow", "keyframes")
 FLOW_SOURCES = ("auto", "vectors", "computed")
 DEFAULT_MODE = {"stylize": "flow"}
+# Where the motion is trusted, 0.92 of each frame is the previous output carried along it: the model's own
+# frame-to-frame boil drops ~10x, and the 0.08 keeps it following changes in the plate within a few frames.
+DEFAULT_STRENGTH = 0.92
 
 
 def temporal_options(pass_name: str) -> List[Option]:
@@ -24,7 +27,7 @@ def temporal_options(pass_name: str) -> List[Option]:
                "with the previous output warped along the plate's motion (uncovered content from the current "
                "frame); keyframes = the model runs on keyframes only, frames between are warped from both "
                "neighbouring keyframes", choices=MODES),
-        Option("temporal_strength", "float", 0.85,
+        Option("temporal_strength", "float", DEFAULT_STRENGTH,
                "flow: weight of the warped previous output where the motion is trusted (0 = off, 1 = hold)",
                minimum=0.0, maximum=1.0),
         Option("keyframe_every", "int", 8,

@@ -8,6 +8,8 @@ for the image models), at the model's output size: an upscale's flow is the sour
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import List, Optional, Sequence, Tuple
 
@@ -16,7 +18,7 @@ import numpy as np
 from ..errors import InvalidInput
 from ..frame_pipeline import FrameRequest, _finish, _prepare, from_canvas, to_canvas, to_working
 from ..frames.colour import ColourSpaces
-from ..frames.exr import decode_exr, scale_box, select_colour
+from ..frames.exr import Box, decode_exr, scale_box, select_colour
 from ..passes.base import FrameResult, Model, ProgressFn
 from .flow import chain_flow, resize_flow, resize_mask, soften, warp
 from .frames import Plate, cached_plate
@@ -37,6 +39,7 @@ class Neighbour(SourceFrame):
     """A frame this one is built from: its source and its stored output."""
 
     output: bytes = b""
+    output_digest: str = ""
 
 
 @dataclass
@@ -44,7 +47,7 @@ class TemporalInputs:
     # "flow" (blend with the previous output) | "keyframes" (propagate from keyframes) | "preview" (an approved
     # preview is this keyframe's output). Keyframes the model renders run as plain frames.
     mode: str
-    strength: float = 0.85
+    strength: float = 0.92
     use_vectors: bool = True
     previous: Optional[Neighbour] = None  # flow: the previous frame of the range, when it has an output
     before: Optional[Neighbour] = None  # keyframes: the keyframe before this frame
@@ -119,17 +122,39 @@ def pull(
     ]
     flow = chain_flow(plates, use_vectors)
     k = model.scale
-    out_plane = select_colour(decode_exr(n.output, f"output of frame {n.frame}"), None)
     expected = scale_box(plates[-1].window, k)
-    if out_plane.data_window != expected:
+    window, out = _output(n, req, model, colours)
+    if window != expected:
         raise InvalidInput(
             f"{req.source_name} (frame {req.frame}): the stored output of frame {n.frame} has data window "
-            f"{out_plane.data_window}, not {expected}; re-render frame {n.frame}"
+            f"{window}, not {expected}; re-render frame {n.frame}"
         )
-    out = to_working(out_plane.rgb, model, req.colour_space, colours)
     canvas_k = scale_box(flow.canvas, k)
     on_canvas = to_canvas(out, expected, canvas_k)
     shape = on_canvas.shape[:2]
     warped = warp(on_canvas, resize_flow(flow.backward, shape))
     trust = soften(resize_mask(flow.valid, shape))
     return from_canvas(warped, current.window, flow.canvas, k), from_canvas(trust, current.window, flow.canvas, k)
+
+
+OUTPUT_CACHE_BYTES = 128 << 20
+_outputs: OrderedDict[tuple, Tuple[Box, np.ndarray]] = OrderedDict()
+_outputs_lock = threading.Lock()
+
+
+def _output(n: Neighbour, req: FrameRequest, model: Model, colours: ColourSpaces) -> Tuple[Box, np.ndarray]:
+    """A stored output in the model's working space, kept per process: a keyframe feeds every frame up to the next."""
+    key = (n.output_digest, model.working_space, req.colour_space, req.view)
+    with _outputs_lock:
+        hit = _outputs.get(key) if n.output_digest else None
+        if hit is not None:
+            _outputs.move_to_end(key)
+            return hit
+    plane = select_colour(decode_exr(n.output, f"output of frame {n.frame}"), None)
+    item = (plane.data_window, to_working(plane.rgb, model, req.colour_space, colours))
+    if n.output_digest:
+        with _outputs_lock:
+            _outputs[key] = item
+            while len(_outputs) > 1 and sum(v[1].nbytes for v in _outputs.values()) > OUTPUT_CACHE_BYTES:
+                _outputs.popitem(last=False)
+    return item

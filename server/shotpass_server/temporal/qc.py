@@ -144,6 +144,7 @@ def _load(
 def _pair(a: _Frame, b: _Frame, scale: int, vectors: bool) -> Optional[tuple]:
     flow = pair_flow(a.plate, b.plate, vectors)
     canvas = flow.canvas
+    assert a.plate.srgb is not None and b.plate.srgb is not None
     src_a = to_canvas(np.clip(a.plate.srgb, 0.0, 1.0), a.plate.window, canvas)
     src_b = to_canvas(np.clip(b.plate.srgb, 0.0, 1.0), b.plate.window, canvas)
     source_error, trusted = warping_error(src_a, src_b, flow.backward, flow.valid)

@@ -11,7 +11,7 @@ from ..blobs import BlobStore
 from ..errors import InvalidInput
 from ..frames.colour import ColourSpaces
 from ..frames.exr import ColourPlane, ExrImage
-from .options import temporal_mode
+from .options import DEFAULT_STRENGTH, temporal_mode
 from .plan import SETTINGS_KEY, TemporalPlan, make_plan
 from .propagate import Neighbour, SourceFrame, TemporalInputs
 from .qc import QcFrame, render_qc
@@ -104,7 +104,7 @@ class TemporalRenders:
         if plan is None:
             return None, {}
         rows = {f.frame: f for f in self.catalog.frames(render.id)}
-        strength = float(options.get("temporal_strength", 0.85))
+        strength = float(options.get("temporal_strength", DEFAULT_STRENGTH))
         use_vectors = options.get("flow_source") != "computed"
         if plan.mode == "flow":
             prev = plan.previous(frame)
@@ -146,7 +146,7 @@ class TemporalRenders:
         if row is None or row.state != cat.F_DONE or not row.output_digest:
             return None
         return Neighbour(frame, self.blobs.get(row.input_digest), row.input_name or f"frame {frame}",
-                         row.input_digest, output=self.blobs.get(row.output_digest))
+                         row.input_digest, output=self.blobs.get(row.output_digest), output_digest=row.output_digest)
 
     # ------------------------------------------------------------ QC
 
