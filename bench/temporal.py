@@ -7,13 +7,14 @@ Every render goes through the real server and client in this process; the flicke
 server itself measures and stores for each render (temporal/qc.py); compute time is the render's
 device-seconds (frames only; the QC after the last frame is the same for every mode and not included).
 
-    .venv/bin/python bench/temporal.py [--frames 24] [--every 8] [--scale 1.0] [--upscale-scale 0.5]
+    .venv/bin/python bench/temporal.py [--frames 24] [--every 8] [--scale 1.0] [--upscale-scale 0.25] [--reps 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -68,17 +69,24 @@ def write_plate(folder: Path, frames: int, scale: float, mask: bool = False) -> 
 
 
 def render(
-    srv: object, client: object, plate: Dict[int, str], model: str, options: Dict[str, str]
+    srv: object, client: object, plate: Dict[int, str], model: str, options: Dict[str, str], reps: int = 1
 ) -> Tuple[float, float]:
-    """(flicker ratio, compute seconds) of one render through the server."""
+    """(flicker ratio, median compute seconds over `reps` renders) through the server."""
     from shotpass_client.jobs import RenderSpec, submit_render
 
-    sub = submit_render(client, RenderSpec(model=model, options=options, seed=7, shot="bikes"), plate)  # type: ignore[arg-type]
-    srv.manager.wait_final(sub.render_id, 900)  # type: ignore[attr-defined]
-    row = srv.catalog.get_render(sub.render_id)  # type: ignore[attr-defined]
-    if row.state != "FINISHED" or not row.qc:
-        raise SystemExit(f"{model} {options}: render {row.state}: {row.error}")
-    return float(row.qc["flicker_ratio"]), float(row.compute_seconds)
+    ratios, seconds = [], []
+    for _ in range(reps):
+        spec = RenderSpec(model=model, options=options, seed=7, shot="bikes")
+        sub = submit_render(client, spec, plate)  # type: ignore[arg-type]
+        srv.manager.wait_final(sub.render_id, 900)  # type: ignore[attr-defined]
+        row = srv.catalog.get_render(sub.render_id)  # type: ignore[attr-defined]
+        if row.state != "FINISHED" or not row.qc:
+            raise SystemExit(f"{model} {options}: render {row.state}: {row.error}")
+        ratios.append(float(row.qc["flicker_ratio"]))
+        seconds.append(float(row.compute_seconds))
+    if max(ratios) != min(ratios):
+        raise SystemExit(f"{model} {options}: the same render gave different flicker figures {ratios}")
+    return ratios[0], statistics.median(seconds)
 
 
 def main() -> int:
@@ -87,7 +95,8 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=8, help="keyframes: one every N frames")
     parser.add_argument("--scale", type=float, default=1.0, help="footage scale for stylize and inpaint")
     parser.add_argument("--only", default="", help="run only the cases whose label contains this")
-    parser.add_argument("--upscale-scale", type=float, default=0.5, help="footage scale for the x4 upscale")
+    parser.add_argument("--upscale-scale", type=float, default=0.25, help="footage scale for the x4 upscale")
+    parser.add_argument("--reps", type=int, default=2, help="renders per case; compute time is their median")
     args = parser.parse_args()
     if not FOOTAGE.is_file():
         raise SystemExit(f"footage not found: {FOOTAGE}")
@@ -125,10 +134,10 @@ def main() -> int:
                     continue
                 # Warm up: the model's weights load before anything is timed.
                 render(srv, client, dict(list(frames.items())[:2]), model, {**base, "temporal": "off"})
-                ratio0, seconds0 = render(srv, client, frames, model, {**base, "temporal": "off"})
+                ratio0, seconds0 = render(srv, client, frames, model, {**base, "temporal": "off"}, args.reps)
                 print(f"{label:<26} {'per-frame':<10} {ratio0:>8.2f} {1.0:>13.2f} {seconds0:>10.2f} {1.0:>11.2f}")
                 for mode, extra in modes:
-                    ratio, seconds = render(srv, client, frames, model, {**base, **extra})
+                    ratio, seconds = render(srv, client, frames, model, {**base, **extra}, args.reps)
                     print(f"{'':<26} {mode:<10} {ratio:>8.2f} {ratio / ratio0:>13.2f} {seconds:>10.2f} "
                           f"{seconds / seconds0:>11.2f}")
         finally:
