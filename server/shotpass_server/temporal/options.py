@@ -1,7 +1,7 @@
 """The ``temporal`` render options every per-frame model publishes (stylize, inpaint, upscale).
 
-Clip models (video diffusion) see their frames together and have their own temporal layers; the
-passthrough has nothing to keep steady. Defaults: ``flow`` for stylize, whose per-frame output boils
+Clip models (video diffusion) see their frames together and have their own temporal layers; utility
+models (the passthrough) have nothing to keep steady. Defaults: ``flow`` for stylize, whose per-frame output boils
 (10-18x the footage's own flicker on real plates); ``off`` for inpaint and upscale, which follow the plate
 closely already, so blending would only soften detail (``flow`` is there when a fill crawls).
 """
@@ -47,7 +47,8 @@ TEMPORAL_NAMES = frozenset(o.name for o in temporal_options(""))
 
 
 def supports_temporal(model: Model) -> bool:
-    return not isinstance(model, ClipModel) and model.pass_name != "passthrough"
+    """Image models that run frame by frame; utility models (passthrough, pipeline checks) have nothing to steady."""
+    return not isinstance(model, ClipModel) and model.family != "utility"
 
 
 def add_temporal_options(model: Model) -> None:
