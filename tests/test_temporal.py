@@ -410,3 +410,21 @@ def test_plan_orders_keyframes_first_and_flow_one_chunk_at_a_time():
     assert make_plan({"temporal": "flow"}, [7], {}) is None  # one frame: nothing to keep steady
     with_preview = make_plan({"temporal": "keyframes", "keyframe_every": 8}, range(1, 11), {4: "abc", 99: "x"})
     assert with_preview is not None and with_preview.keyframes == [1, 4, 9, 10] and with_preview.previews == {4: "abc"}
+
+
+def test_an_approved_preview_is_the_keyframe_of_its_frame_as_it_is(capsys, server, tmp_path):
+    plate = _plate(tmp_path / "p", range(1, 8))
+    common = ["--server", server.address, "--json", "--shot", "sh010", "--pass", "stylize"]
+    code, preview, err = run_cli(capsys, ["preview", plate, "--frame", "4", "--option", "style=3",
+                                          "--out", str(tmp_path / "pv"), *common])
+    assert code == 0, err
+    code, _, err = run_cli(capsys, ["review", preview["render"], "--approve", "--server", server.address, "--json"])
+    assert code == 0, err
+    code, out, err = run_cli(capsys, ["render", plate, "--option", "temporal=keyframes", "--option",
+                                      "keyframe_every=6", "--out", str(tmp_path / "o"), *common])
+    assert code == 0, err
+    frames = {f.frame: f for f in server.catalog.frames(out["render"])}
+    approved = server.catalog.frames(preview["render"])[0]
+    assert frames[4].output_digest == approved.output_digest  # the approved look, bit for bit
+    assert frames[1].output_digest != approved.output_digest
+    assert server.catalog.get_render(out["render"]).settings["temporal_plan"]["keyframes"] == [1, 4, 7]

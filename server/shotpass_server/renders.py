@@ -136,7 +136,7 @@ class RenderManager:
             if model.needs_uniform_size:
                 _check_uniform(sizes, frames, model)
             reference = self._reference_digest(sub, model)
-            plan = self.temporal.plan_settings(options, list(frames), sub.project, sub.shot, model.name)
+            plan = self.temporal.plan_settings(options, frames, sub.project, sub.shot, model.name)
             if plan:
                 settings[TEMPORAL_PLAN] = plan
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .. import catalog as cat
 from ..blobs import BlobStore
@@ -43,27 +43,28 @@ class TemporalRenders:
     # ------------------------------------------------------------ submit
 
     def plan_settings(
-        self, options: Mapping[str, Any], frames: Sequence[int], project: str, shot: str, model: str
+        self, options: Mapping[str, Any], frames: Mapping[int, cat.FrameRow], project: str, shot: str, model: str
     ) -> Optional[Dict[str, Any]]:
         """The plan to store with a new render's settings (None: it runs frame by frame)."""
         if "temporal" not in options:
             return None
-        previews = self._approved_previews(project, shot, model) if temporal_mode(dict(options)) == "keyframes" else {}
-        plan = make_plan(options, frames, previews)
+        keyframes = temporal_mode(dict(options)) == "keyframes"
+        previews = self._approved_previews(project, shot, model, frames) if keyframes else {}
+        plan = make_plan(options, list(frames), previews)
         return None if plan is None else plan.to_settings()
 
-    def _approved_previews(self, project: str, shot: str, model: str) -> Dict[int, str]:
-        """{frame: output digest} of the shot's approved previews made with this model (newest wins)."""
+    def _approved_previews(
+        self, project: str, shot: str, model: str, frames: Mapping[int, cat.FrameRow]
+    ) -> Dict[int, str]:
+        """{frame: output digest} of the shot's approved previews made with this model from the very same plate
+        frame (newest wins): an approval of an older plate version is not this frame's keyframe."""
         found: Dict[int, str] = {}
-        try:
-            renders = self.catalog.list_renders(project, shot)
-        except Exception:  # a shot with no renders yet
-            return found
-        for r in reversed(renders):  # oldest first: newer approvals overwrite
+        for r in reversed(self.catalog.list_renders(project, shot)):  # oldest first: newer approvals overwrite
             if r.lane == "preview" and r.approved and r.settings.get("model") == model:
                 done = [f for f in r.frames if f.state == cat.F_DONE and f.output_digest]
-                if len(done) == 1:
-                    found[done[0].frame] = done[0].output_digest
+                if len(done) == 1 and done[0].frame in frames:
+                    if frames[done[0].frame].input_digest == done[0].input_digest:
+                        found[done[0].frame] = done[0].output_digest
         return found
 
     # ------------------------------------------------------------ scheduling
