@@ -428,3 +428,13 @@ def test_an_approved_preview_is_the_keyframe_of_its_frame_as_it_is(capsys, serve
     assert frames[4].output_digest == approved.output_digest  # the approved look, bit for bit
     assert frames[1].output_digest != approved.output_digest
     assert server.catalog.get_render(out["render"]).settings["temporal_plan"]["keyframes"] == [1, 4, 7]
+
+
+def test_a_video_models_contiguous_runs_are_never_cut_into_chunks():
+    from shotpass_server.temporal.plan import clip_plan
+
+    plan = clip_plan([1, 2, 3, 4, 5, 6, 7, 9, 10])
+    assert plan is not None and plan.mode == "clip"
+    assert plan.next_chunk([1, 2, 3, 4, 5, 6, 7, 9, 10], set(), 3) == [1, 2, 3, 4, 5, 6, 7]  # not 3 frames
+    assert plan.next_chunk([9, 10], {1, 2, 3}, 3) == [9, 10]  # another run may go to another worker
+    assert clip_plan([5]) is None

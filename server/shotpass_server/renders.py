@@ -30,6 +30,7 @@ from .prompts import instruction_warning, unused_prompt_warning
 from .quotas import Quotas, cap_priority
 from .ray_executor import ChunkHooks, RayExecutor, is_slot
 from .scheduler import Scheduler
+from .temporal.options import noise_frame
 from .temporal.plan import SETTINGS_KEY as TEMPORAL_PLAN
 from .temporal.runner import TemporalRenders, check_vectors
 
@@ -136,7 +137,8 @@ class RenderManager:
             if model.needs_uniform_size:
                 _check_uniform(sizes, frames, model)
             reference = self._reference_digest(sub, model)
-            plan = self.temporal.plan_settings(options, frames, sub.project, sub.shot, model.name)
+            plan = self.temporal.plan_settings(options, frames, sub.project, sub.shot, model.name,
+                                               clip=isinstance(model, ClipModel))
             if plan:
                 settings[TEMPORAL_PLAN] = plan
 
@@ -380,7 +382,7 @@ class RenderManager:
             data=self.blobs.get(row.input_digest),
             source_name=row.input_name or f"frame {row.frame}",
             source_digest=row.input_digest,
-            seed=frame_seed(int(settings.get("seed", 0)), row.frame),
+            seed=frame_seed(int(settings.get("seed", 0)), noise_frame(options, row.frame)),
             options=options,
             colour_space=settings["colour_space"],
             view=settings.get("view", ""),
@@ -467,7 +469,8 @@ class RenderManager:
                 render.id, "STEP", {"frame": frame, "step": step, "total_steps": steps}
             ),
         )
-        if self.temporal.plan(render.id) is None:
+        plan = self.temporal.plan(render.id)
+        if plan is None or plan.mode == "clip":
             requests = [self._request(render, rows[f], options, reference, device) for f in frames]
             self.executor.run_chunk(device, model.name, requests, hooks)
             return

@@ -51,11 +51,26 @@ def supports_temporal(model: Model) -> bool:
     return not isinstance(model, ClipModel) and model.family != "utility"
 
 
+NOISE_OPTION = Option(
+    "noise", "choice", "per-frame",
+    "starting noise of a diffusion model: per-frame = fixed by (seed, frame number); fixed = the same noise on every "
+    "frame (steadier texture on a steady plate; on a moving camera it stays put on screen while the image moves)",
+    choices=("per-frame", "fixed"),
+)
+DIFFUSION_FAMILIES = ("descriptive", "instruction")
+
+
 def add_temporal_options(model: Model) -> None:
     """Give a per-frame model the temporal options (once; models registered twice are refused anyway)."""
     if not supports_temporal(model) or any(o.name in TEMPORAL_NAMES for o in model.options):
         return
-    model.options = [*model.options, *temporal_options(model.pass_name)]  # type: ignore[misc]
+    extra = [NOISE_OPTION] if model.family in DIFFUSION_FAMILIES else []
+    model.options = [*model.options, *temporal_options(model.pass_name), *extra]  # type: ignore[misc]
+
+
+def noise_frame(options: Dict[str, Any], frame: int) -> int:
+    """The frame number a frame's noise seed is made from: its own, or 0 for every frame with noise=fixed."""
+    return 0 if options.get("noise") == "fixed" else frame
 
 
 def temporal_mode(options: Dict[str, Any]) -> str:

@@ -23,7 +23,9 @@ SETTINGS_KEY = "temporal_plan"
 
 @dataclass
 class TemporalPlan:
-    mode: str  # "flow" | "keyframes"
+    # "flow" | "keyframes" | "clip" (a video model: each contiguous run of frames is one clip, never cut into
+    # chunks, so its context windows blend across the whole run)
+    mode: str
     frames: List[int]  # every frame of the render, sorted
     keyframes: List[int] = field(default_factory=list)  # keyframes mode, sorted
     previews: Dict[int, str] = field(default_factory=dict)  # keyframe -> approved preview output used as it is
@@ -40,6 +42,8 @@ class TemporalPlan:
 
     def next_chunk(self, pending: Sequence[int], reserved: Set[int], limit: int) -> List[int]:
         """The next frames to hand to a worker, in order; [] while earlier frames they depend on still run."""
+        if self.mode == "clip":
+            return _contiguous_run(sorted(pending))
         waiting = set(pending)
         for stage in self.stages():
             if not any(f in waiting or f in reserved for f in stage):
@@ -74,6 +78,19 @@ class TemporalPlan:
             return None
         return cls(raw["mode"], sorted(frames), list(raw.get("keyframes", [])),
                    {int(k): v for k, v in dict(raw.get("previews", {})).items()})
+
+
+def clip_plan(frames: Sequence[int]) -> Optional[TemporalPlan]:
+    return TemporalPlan("clip", sorted(frames)) if len(frames) > 1 else None
+
+
+def _contiguous_run(frames: Sequence[int]) -> List[int]:
+    run = list(frames[:1])
+    for f in frames[1:]:
+        if f != run[-1] + 1:
+            break
+        run.append(f)
+    return run
 
 
 def make_plan(options: Mapping[str, Any], frames: Sequence[int], previews: Mapping[int, str]) -> Optional[TemporalPlan]:

@@ -12,7 +12,7 @@ from ..errors import InvalidInput
 from ..frames.colour import ColourSpaces
 from ..frames.exr import ColourPlane, ExrImage
 from .options import DEFAULT_STRENGTH, temporal_mode
-from .plan import SETTINGS_KEY, TemporalPlan, make_plan
+from .plan import SETTINGS_KEY, TemporalPlan, clip_plan, make_plan
 from .propagate import Neighbour, SourceFrame, TemporalInputs
 from .qc import QcFrame, render_qc
 from .vectors import find_motion_vectors
@@ -43,9 +43,15 @@ class TemporalRenders:
     # ------------------------------------------------------------ submit
 
     def plan_settings(
-        self, options: Mapping[str, Any], frames: Mapping[int, cat.FrameRow], project: str, shot: str, model: str
+        self, options: Mapping[str, Any], frames: Mapping[int, cat.FrameRow], project: str, shot: str, model: str,
+        clip: bool = False,
     ) -> Optional[Dict[str, Any]]:
-        """The plan to store with a new render's settings (None: it runs frame by frame)."""
+        """The plan to store with a new render's settings (None: it runs frame by frame).
+
+        ``clip``: a video model, whose contiguous runs are never cut into ``chunk_frames`` pieces."""
+        if clip:
+            plan = clip_plan(list(frames))
+            return None if plan is None else plan.to_settings()
         if "temporal" not in options:
             return None
         keyframes = temporal_mode(dict(options)) == "keyframes"
@@ -102,7 +108,7 @@ class TemporalRenders:
         Read fresh from the catalog: the frames it depends on may have finished in this very chunk.
         """
         plan = self.plan(render.id)
-        if plan is None:
+        if plan is None or plan.mode == "clip":
             return None, {}
         rows = {f.frame: f for f in self.catalog.frames(render.id)}
         strength = float(options.get("temporal_strength", DEFAULT_STRENGTH))
