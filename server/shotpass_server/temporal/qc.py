@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from ..frame_pipeline import to_canvas
@@ -26,6 +27,9 @@ from .frames import Plate, display_referred, load_plate
 
 EPSILON = 1.0 / 1024
 WORST_PAIRS = 5
+# An upscale's outputs are measured at a multiple of the source's pixels whose longer side stays within this:
+# an x4 of a 2K plate is compared at 2x, so the check stays a fraction of the render, in time and memory.
+MEASURE_MAX_SIDE = 2048
 MIN_TRUSTED = 0.02  # a pair whose flow trusts less than this share of pixels says nothing: left out
 
 
@@ -85,17 +89,18 @@ def render_qc(
     qc = RenderQc()
     sources = set()
     previous: Optional[_Frame] = None
+    measure = 0  # the output is compared at source pixels x measure (set from the first frame)
     for item in sorted(frames, key=lambda f: f.frame):
         if item.output is None:
             qc.contract_errors.append(f"frame {item.frame}: no output")
             previous = None
             continue
-        current = _load(item, scale, view, colour_space, colours, vectors, qc)
+        current, measure = _load(item, scale, measure, view, colour_space, colours, vectors, qc)
         if current is None:
             previous = None
             continue
         if previous is not None:
-            pair = _pair(previous, current, scale, vectors)
+            pair = _pair(previous, current, measure, vectors)
             if pair is not None:
                 qc.pairs.append(pair[0])
                 sources.add(pair[1])
@@ -112,8 +117,9 @@ def render_qc(
 
 
 def _load(
-    item: QcFrame, scale: int, view: str, colour_space: str, colours: ColourSpaces, vectors: bool, qc: RenderQc
-) -> Optional[_Frame]:
+    item: QcFrame, scale: int, measure: int, view: str, colour_space: str, colours: ColourSpaces, vectors: bool,
+    qc: RenderQc,
+) -> Tuple[Optional[_Frame], int]:
     image = decode_exr(item.source, item.source_name)
     source_plane = select_colour(image, view or None)
     qc.nonfinite_sources += _nonfinite(source_plane.rgb) + (0 if source_plane.alpha is None else _nonfinite(
@@ -136,9 +142,16 @@ def _load(
         qc.contract_errors.append(
             f"frame {item.frame}: output display window {out_plane.display_window}, expected {expected_display}")
     if out_plane.data_window != expected_data:
-        return None
+        return None, measure
+    if not measure:
+        longest = max(plate.window[2] - plate.window[0], plate.window[3] - plate.window[1]) + 1
+        measure = max(f for f in range(1, scale + 1) if scale % f == 0 and (f == 1 or longest * f <= MEASURE_MAX_SIDE))
     output = np.clip(display_referred(out_plane, colour_space, colours), 0.0, 1.0)
-    return _Frame(plate, output, out_plane.data_window)
+    window = scale_box(plate.window, measure)
+    if measure != scale:
+        size = (window[2] - window[0] + 1, window[3] - window[1] + 1)
+        output = cv2.resize(output, size, interpolation=cv2.INTER_AREA)
+    return _Frame(plate, output, window), measure
 
 
 def _pair(a: _Frame, b: _Frame, scale: int, vectors: bool) -> Optional[tuple]:
