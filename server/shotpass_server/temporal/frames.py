@@ -63,7 +63,7 @@ _plates_lock = threading.Lock()
 
 def cached_plate(
     data: bytes, name: str, digest: str, frame: int, view: str, colour_space: str, colours: ColourSpaces,
-    vectors: bool = True,
+    vectors: bool = True, image: Optional[ExrImage] = None,
 ) -> Plate:
     """A source frame for flow only (grey, window, vectors), kept per process: the frames of a keyframe run are
     read by every frame between its keyframes."""
@@ -73,7 +73,7 @@ def cached_plate(
         if plate is not None:
             _plates.move_to_end(key)
             return plate
-    plate = replace(load_plate(data, name, digest, frame, view, colour_space, colours, vectors), srgb=None)
+    plate = replace(load_plate(data, name, digest, frame, view, colour_space, colours, vectors, image), srgb=None)
     with _plates_lock:
         _plates[key] = plate
         while len(_plates) > 1 and sum(_plate_bytes(p) for p in _plates.values()) > PLATE_CACHE_BYTES:

@@ -67,7 +67,7 @@ def run_temporal(req: FrameRequest, model: Model, colours: ColourSpaces, progres
     image = decode_exr(req.data, req.source_name)
     prepared = _prepare(req, image, model, colours, progress)
     current = cached_plate(req.data, req.source_name, req.source_digest, req.frame, req.view, req.colour_space,
-                           colours, t.use_vectors)
+                           colours, t.use_vectors, image)
     if t.mode == "flow":
         result = model.process(prepared.job, prepared.ctx)
         if t.previous is not None and t.strength > 0:

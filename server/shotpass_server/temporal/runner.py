@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .. import catalog as cat
@@ -18,6 +19,7 @@ from .qc import QcFrame, render_qc
 from .vectors import find_motion_vectors
 
 log = logging.getLogger("shotpass.temporal")
+PLANS_KEPT = 4096
 
 
 def check_vectors(image: ExrImage, plane: ColourPlane, options: Mapping[str, Any], name: str, frame: int) -> None:
@@ -37,7 +39,8 @@ class TemporalRenders:
         self.catalog = catalog
         self.blobs = blobs
         self.colours = colours
-        self._plans: Dict[str, Optional[TemporalPlan]] = {}
+        # Plans of renders the scheduler asks about; bounded, since cancelled and failed renders never get a QC.
+        self._plans: OrderedDict[str, Optional[TemporalPlan]] = OrderedDict()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ submit
@@ -85,6 +88,8 @@ class TemporalRenders:
             plan = TemporalPlan.from_settings(render.settings, [f.frame for f in self.catalog.frames(render_id)])
         with self._lock:
             self._plans[render_id] = plan
+            while len(self._plans) > PLANS_KEPT:
+                self._plans.popitem(last=False)
         return plan
 
     def next_chunk(self, render_id: str, pending: List[int], reserved: set, limit: int) -> Optional[List[int]]:
