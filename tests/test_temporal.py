@@ -438,3 +438,24 @@ def test_a_video_models_contiguous_runs_are_never_cut_into_chunks():
     assert plan.next_chunk([1, 2, 3, 4, 5, 6, 7, 9, 10], set(), 3) == [1, 2, 3, 4, 5, 6, 7]  # not 3 frames
     assert plan.next_chunk([9, 10], {1, 2, 3}, 3) == [9, 10]  # another run may go to another worker
     assert clip_plan([5]) is None
+
+
+def test_qc_counts_nan_and_inf_and_names_frames_that_break_the_contract(tmp_path):
+    from shotpass_server.frames.colour import ColourSpaces
+    from shotpass_server.temporal.qc import QcFrame, render_qc
+
+    pattern = _plate(tmp_path / "p", range(1, 5))
+    sources = {f: Path(pattern.replace("####", f"{f:04d}")).read_bytes() for f in range(1, 5)}
+    bad = _frame(2, 48, 64)
+    bad[3, 4, 0], bad[5, 6, 1] = np.nan, np.inf
+    _write(tmp_path / "nan.exr", bad, display=(104, 78))
+    _write(tmp_path / "moved.exr", _frame(3, 48, 64), window=(1, 0), display=(104, 78))
+    outputs = {1: sources[1], 2: (tmp_path / "nan.exr").read_bytes(), 3: (tmp_path / "moved.exr").read_bytes(),
+               4: None}
+    colours = ColourSpaces()
+    qc = render_qc([QcFrame(f, sources[f], f"plate.{f}", f"d{f}", outputs[f]) for f in range(1, 5)], 1, "",
+                   colours.scene_linear, colours)
+    assert qc.nonfinite_outputs == 2 and qc.nonfinite_sources == 0
+    assert "frame 3: output data window (1, 0, 64, 47), expected (0, 0, 63, 47)" in qc.contract_errors
+    assert "frame 4: no output" in qc.contract_errors
+    assert [(p.frame_a, p.frame_b) for p in qc.pairs] == [(1, 2)]  # only pairs of two good frames are measured
