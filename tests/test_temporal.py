@@ -459,3 +459,18 @@ def test_qc_counts_nan_and_inf_and_names_frames_that_break_the_contract(tmp_path
     assert "frame 3: output data window (1, 0, 64, 47), expected (0, 0, 63, 47)" in qc.contract_errors
     assert "frame 4: no output" in qc.contract_errors
     assert [(p.frame_a, p.frame_b) for p in qc.pairs] == [(1, 2)]  # only pairs of two good frames are measured
+
+
+def test_keyframe_lists_are_matched_against_the_range_never_expanded_on_their_own():
+    from shotpass_server.errors import InvalidInput
+    from shotpass_server.temporal.plan import make_plan
+
+    frames = list(range(1001, 1101, 2))  # 1001-1099x2
+    plan = make_plan({"temporal": "keyframes", "keyframes": "1001-1099x16,1099"}, frames, {})
+    assert plan is not None and plan.keyframes == [1001, 1017, 1033, 1049, 1065, 1081, 1097, 1099]
+    with pytest.raises(InvalidInput, match=r"frame\(s\) 1002 are not frames of this render \(1001-1099x2\)"):
+        make_plan({"temporal": "keyframes", "keyframes": "1001,1002"}, frames, {})
+    with pytest.raises(InvalidInput, match="'1-999999999' are not frames of this render"):
+        make_plan({"temporal": "keyframes", "keyframes": "1-999999999"}, frames, {})
+    with pytest.raises(InvalidInput, match="is not a frame or a range"):
+        make_plan({"temporal": "keyframes", "keyframes": "every 8"}, frames, {})

@@ -10,10 +10,11 @@ one that ran straight through.
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from shotpass_client.patterns import PatternError, format_frame_list, parse_frame_range
+from shotpass_client.patterns import format_frame_list
 
 from ..errors import InvalidInput
 from .options import temporal_mode
@@ -80,6 +81,35 @@ class TemporalPlan:
                    {int(k): v for k, v in dict(raw.get("previews", {})).items()})
 
 
+def _keyframes(text: str, ordered: Sequence[int]) -> Set[int]:
+    """The keyframes a client listed, each one a frame of the render. Ranges are matched against the render's
+    frames, never expanded on their own: ``1-999999999`` is refused, not allocated."""
+    inside = set(ordered)
+    keys: Set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = re.match(r"^(-?\d+)(?:-(-?\d+))?(?:x(\d+))?$", part)
+        if not m:
+            raise InvalidInput(f"option keyframes={text!r}: {part!r} is not a frame or a range (1001, 1001-1100x8)")
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) is not None else first
+        step = int(m.group(3) or 1)
+        if last < first or step < 1:
+            raise InvalidInput(f"option keyframes: {part!r}: the last frame is before the first, or the step is 0")
+        named = (last - first) // step + 1
+        found = {f for f in ordered if first <= f <= last and (f - first) % step == 0}
+        if len(found) != named:
+            missing = [f for f in range(first, last + 1, step) if f not in inside][:20] if named <= 100_000 else []
+            which = f"frame(s) {format_frame_list(missing)}" if missing else f"{part!r}"
+            raise InvalidInput(
+                f"option keyframes: {which} are not frames of this render ({format_frame_list(ordered)}); "
+                "give keyframes inside the range"
+            )
+        keys |= found
+    if not keys:
+        raise InvalidInput(f"option keyframes={text!r} names no frame")
+    return keys
+
+
 def clip_plan(frames: Sequence[int]) -> Optional[TemporalPlan]:
     return TemporalPlan("clip", sorted(frames)) if len(frames) > 1 else None
 
@@ -104,17 +134,7 @@ def make_plan(options: Mapping[str, Any], frames: Sequence[int], previews: Mappi
     inside = set(ordered)
     text = str(options.get("keyframes", "")).strip()
     if text:
-        try:
-            asked = parse_frame_range(text)
-        except PatternError as err:
-            raise InvalidInput(f"option keyframes={text!r}: {err}") from None
-        outside = [f for f in asked if f not in inside]
-        if outside:
-            raise InvalidInput(
-                f"option keyframes: frame(s) {format_frame_list(outside)} are not frames of this render "
-                f"({format_frame_list(ordered)}); give keyframes inside the range"
-            )
-        keys = set(asked)
+        keys = _keyframes(text, ordered)
     else:
         every = max(1, int(options.get("keyframe_every", 8)))
         keys = set(ordered[::every]) | {ordered[-1]}
