@@ -474,3 +474,12 @@ def test_keyframe_lists_are_matched_against_the_range_never_expanded_on_their_ow
         make_plan({"temporal": "keyframes", "keyframes": "1-999999999"}, frames, {})
     with pytest.raises(InvalidInput, match="is not a frame or a range"):
         make_plan({"temporal": "keyframes", "keyframes": "every 8"}, frames, {})
+
+
+def test_keyframes_too_far_apart_are_refused_at_submit():
+    from shotpass_server.errors import InvalidInput
+    from shotpass_server.temporal.plan import make_plan
+
+    assert make_plan({"temporal": "keyframes", "keyframe_every": 100}, range(1, 201), {}) is not None
+    with pytest.raises(InvalidInput, match="frames 2-200 are 199 frames without a keyframe"):
+        make_plan({"temporal": "keyframes", "keyframes": "1"}, range(1, 201), {})

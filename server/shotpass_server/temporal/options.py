@@ -32,7 +32,7 @@ def temporal_options(pass_name: str) -> List[Option]:
                minimum=0.0, maximum=1.0),
         Option("keyframe_every", "int", 8,
                "keyframes: a keyframe every N frames of the range (the first and the last frame always are)",
-               minimum=1, maximum=10000),
+               minimum=1, maximum=100),
         Option("keyframes", "string", "",
                "keyframes: explicit keyframe numbers (e.g. 1001,1010,1020-1040x10) instead of every N; "
                "approved previews of the shot made with this model are keyframes too", ),

@@ -20,6 +20,7 @@ from ..errors import InvalidInput
 from .options import temporal_mode
 
 SETTINGS_KEY = "temporal_plan"
+MAX_KEYFRAME_GAP = 99  # frames between two keyframes (or before the first, after the last)
 
 
 @dataclass
@@ -140,4 +141,18 @@ def make_plan(options: Mapping[str, Any], frames: Sequence[int], previews: Mappi
         keys = set(ordered[::every]) | {ordered[-1]}
     used = {f: d for f, d in previews.items() if f in inside}
     keys |= set(used)
+    _check_gaps(sorted(keys), ordered)
     return TemporalPlan("keyframes", ordered, sorted(keys), used)
+
+
+def _check_gaps(keys: Sequence[int], ordered: Sequence[int]) -> None:
+    """A propagated frame walks the flow through every frame to its keyframes: keep that walk bounded."""
+    positions = [bisect.bisect_left(ordered, k) for k in keys]
+    edges = [-1, *positions, len(ordered)]
+    for lo, hi in zip(edges, edges[1:]):
+        if hi - lo - 1 > MAX_KEYFRAME_GAP:
+            first, last = ordered[lo + 1], ordered[hi - 1]
+            raise InvalidInput(
+                f"option keyframes: frames {first}-{last} are {hi - lo - 1} frames without a keyframe; propagation "
+                f"reaches at most {MAX_KEYFRAME_GAP} frames: add keyframes there or use keyframe_every"
+            )
