@@ -23,7 +23,7 @@ DEFAULT_STRENGTH = 0.92
 def temporal_options(pass_name: str) -> List[Option]:
     return [
         Option("temporal", "choice", DEFAULT_MODE.get(pass_name, "off"),
-               "temporal consistency over a frame range: off = each frame on its own; flow = each output blended "
+               "Temporal consistency over a frame range: off = each frame on its own; flow = each output blended "
                "with the previous output warped along the plate's motion (uncovered content from the current "
                "frame); keyframes = the model runs on keyframes only, frames between are warped from both "
                "neighbouring keyframes", choices=MODES),
@@ -37,7 +37,7 @@ def temporal_options(pass_name: str) -> List[Option]:
                "keyframes: explicit keyframe numbers (e.g. 1001,1010,1020-1040x10) instead of every N; "
                "approved previews of the shot made with this model are keyframes too", ),
         Option("flow_source", "choice", "auto",
-               "motion between frames: auto = the plate's motion-vector channels (Blender Vector, Nuke "
+               "Motion between frames: auto = the plate's motion-vector channels (Blender Vector, Nuke "
                "backward.u/v, motion.x/y) when present, else computed from the plate (OpenCV DIS); "
                "vectors = require channels; computed = always from the pixels", choices=FLOW_SOURCES),
     ]
@@ -53,7 +53,7 @@ def supports_temporal(model: Model) -> bool:
 
 NOISE_OPTION = Option(
     "noise", "choice", "per-frame",
-    "starting noise of a diffusion model: per-frame = fixed by (seed, frame number); fixed = the same noise on every "
+    "Starting noise of a diffusion model: per-frame = fixed by (seed, frame number); fixed = the same noise on every "
     "frame (steadier texture on a steady plate; on a moving camera it stays put on screen while the image moves)",
     choices=("per-frame", "fixed"),
 )
