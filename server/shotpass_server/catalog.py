@@ -65,6 +65,13 @@ CREATE INDEX IF NOT EXISTS frames_by_input ON frames(input_digest);
 CREATE INDEX IF NOT EXISTS frames_by_output ON frames(output_digest);
 CREATE INDEX IF NOT EXISTS frames_by_mask ON frames(mask_digest);
 CREATE INDEX IF NOT EXISTS renders_by_reference ON renders(reference_digest);
+-- Per-render quality checks (temporal/qc.py): the summary as JSON, and one row per measured frame pair.
+CREATE TABLE IF NOT EXISTS render_qc (
+  render_id TEXT PRIMARY KEY REFERENCES renders(id), summary TEXT NOT NULL, computed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS qc_pairs (
+  render_id TEXT NOT NULL REFERENCES renders(id), frame_a INTEGER NOT NULL, frame_b INTEGER NOT NULL,
+  source_error REAL NOT NULL, output_error REAL NOT NULL, ratio REAL NOT NULL, trusted REAL NOT NULL,
+  PRIMARY KEY (render_id, frame_b));
 """
 
 # Columns added after the first release: (table, column, declaration). Older catalogs get them on open.
@@ -119,6 +126,7 @@ class RenderRow:
     owner: str = ""  # the submitting user's name; "" on a single-user server
     frames: List[FrameRow] = field(default_factory=list)
     children: List[str] = field(default_factory=list)
+    qc: Optional[Dict[str, Any]] = None  # temporal/qc.py RenderQc.as_dict(), once measured
 
     @property
     def frames_done(self) -> int:
@@ -300,6 +308,7 @@ class Catalog(JobCatalogMixin):
                     "SELECT id FROM renders WHERE parent = ? ORDER BY created_at", (render_id,)
                 )
             ]
+            render.qc = self.qc(render_id, with_pairs=with_frames)
         return render
 
     def frames(self, render_id: str) -> List[FrameRow]:
@@ -333,6 +342,7 @@ class Catalog(JobCatalogMixin):
             renders = [self._render_from_row(r) for r in rows]
             for render in renders:
                 render.frames = self.frames(render.id)
+                render.qc = self.qc(render.id, with_pairs=False)
         return renders
 
     def events_after(self, render_id: str, after: int) -> List[EventRow]:
@@ -416,6 +426,38 @@ class Catalog(JobCatalogMixin):
                 (F_PENDING, F_RUNNING, *ids),
             )
         return cur.rowcount
+
+    # ------------------------------------------------------------------ quality checks
+
+    def set_qc(self, render_id: str, summary: Dict[str, Any]) -> None:
+        """Store a render's QC (replacing an earlier one): the pairs in their table, the rest as JSON."""
+        pairs = summary.get("pairs", [])
+        rest = {k: v for k, v in summary.items() if k != "pairs"}
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM qc_pairs WHERE render_id = ?", (render_id,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO render_qc (render_id, summary, computed_at) VALUES (?, ?, ?)",
+                (render_id, json.dumps(rest), time.time()),
+            )
+            self._db.executemany(
+                "INSERT INTO qc_pairs (render_id, frame_a, frame_b, source_error, output_error, ratio, trusted)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [(render_id, p["frame_a"], p["frame_b"], p["source_error"], p["output_error"], p["ratio"],
+                  p["trusted"]) for p in pairs],
+            )
+
+    def qc(self, render_id: str, with_pairs: bool = True) -> Optional[Dict[str, Any]]:
+        with self._lock:
+            row = self._db.execute("SELECT summary FROM render_qc WHERE render_id = ?", (render_id,)).fetchone()
+            if row is None:
+                return None
+            summary = json.loads(row[0])
+            summary["pairs"] = [] if not with_pairs else [
+                dict(r) for r in self._db.execute(
+                    "SELECT frame_a, frame_b, source_error, output_error, ratio, trusted FROM qc_pairs"
+                    " WHERE render_id = ? ORDER BY frame_b", (render_id,))
+            ]
+        return summary
 
     # ------------------------------------------------------------------ helpers
 

@@ -8,8 +8,8 @@ touch (outside an inpaint mask) are copied back bit for bit, and no NaN/Inf reac
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -49,6 +49,10 @@ class FrameRequest:
     mask_from_alpha: bool = False
     reference_rgb: Optional[np.ndarray] = None  # already in the model's working space
     device: str = "cpu"
+    # Temporal renders (temporal/propagate.py): the neighbouring frames this one is built from, and what the
+    # output records about it.
+    temporal: Optional[Any] = None
+    provenance: Dict[str, str] = field(default_factory=dict)
 
 
 def frame_seed(render_seed: int, frame: int) -> int:
@@ -75,6 +79,10 @@ def run_frame(
     req: FrameRequest, model: Model, colours: ColourSpaces, progress: ProgressFn
 ) -> bytes:
     """Returns the output EXR's bytes for one frame."""
+    if req.temporal is not None:
+        from .temporal.propagate import run_temporal  # imports this module
+
+        return run_temporal(req, model, colours, progress)
     image = decode_exr(req.data, req.source_name)
     if model.pass_name == "passthrough":
         # A no-op keeps the whole file: every part, layer and attribute, pixels untouched.
@@ -182,6 +190,7 @@ def _provenance(req: FrameRequest, model: Model) -> Dict[str, str]:
         "sourceFile": req.source_name,
         "colourSpace": req.colour_space,
         "serverVersion": __version__,
+        **req.provenance,
     }
 
 

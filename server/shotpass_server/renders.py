@@ -33,6 +33,9 @@ from .prompts import instruction_warning, unused_prompt_warning
 from .quotas import Quotas, cap_priority
 from .ray_executor import ChunkHooks, RayExecutor, is_slot
 from .scheduler import Scheduler
+from .temporal.options import noise_frame
+from .temporal.plan import SETTINGS_KEY as TEMPORAL_PLAN
+from .temporal.runner import TemporalRenders, check_vectors
 
 log = logging.getLogger("shotpass.renders")
 
@@ -98,6 +101,10 @@ class RenderManager:
         self._references: OrderedDict[str, np.ndarray] = OrderedDict()
         self.scheduler = Scheduler(catalog, self._run_chunk, devices, chunk_frames, on_event=self._notify)
         self.jobs = JobControl(self)
+        # Temporal renders (temporal/): frame order, each frame's neighbours, and the QC before FINISHED.
+        self.temporal = TemporalRenders(catalog, blobs, colours)
+        self.scheduler.plan_chunk = self.temporal.next_chunk
+        self.scheduler.before_finish = self._quality_check
 
     def start(self) -> None:
         self.scheduler.start()
@@ -139,6 +146,10 @@ class RenderManager:
             if model.needs_uniform_size:
                 _check_uniform(sizes, frames, model)
             reference = self._reference_digest(sub, model)
+            plan = self.temporal.plan_settings(options, frames, sub.project, sub.shot, model.name,
+                                               clip=isinstance(model, ClipModel))
+            if plan:
+                settings[TEMPORAL_PLAN] = plan
 
             warnings = [
                 w
@@ -282,6 +293,7 @@ class RenderManager:
         except ShotpassError as err:
             raise InvalidInput(f"frame {row.frame}: {err}") from None
         model.validate_plate(image, plane, options or {}, name, row.frame)
+        check_vectors(image, plane, options or {}, name, row.frame)
         return plane.rgb.shape[1], plane.rgb.shape[0]
 
     def _reference_digest(self, sub: Submission, model: Model) -> str:
@@ -382,9 +394,8 @@ class RenderManager:
             self.catalog.frame_started(render_id, frame)
             started = time.perf_counter()
             progress = self._progress(render_id, frame, scheduler, frame_timeout(settings))
-
-            request = self._request(render, rows[frame], options, reference, device)
             try:
+                request = self._request(render, rows[frame], options, reference, device)
                 out = run_frame(request, model, self.colours, progress)
             except RenderCancelled:
                 self.catalog.reset_frame(render_id, frame)
@@ -407,13 +418,14 @@ class RenderManager:
         prompt, overrides = frame_values(settings, row.frame)
         if overrides:
             options = self._model_and_options({**settings, "options": {**settings.get("options", {}), **overrides}})[1]
+        temporal, provenance = self.temporal.inputs(render, row.frame, options)
         return FrameRequest(
             render_id=render.id,
             frame=row.frame,
             data=self.blobs.get(row.input_digest),
             source_name=row.input_name or f"frame {row.frame}",
             source_digest=row.input_digest,
-            seed=frame_seed(int(settings.get("seed", 0)), row.frame),
+            seed=frame_seed(int(settings.get("seed", 0)), noise_frame(options, row.frame)),
             options=options,
             colour_space=settings["colour_space"],
             view=settings.get("view", ""),
@@ -423,6 +435,8 @@ class RenderManager:
             mask_name=f"mask of frame {row.frame}",
             reference_rgb=reference,
             device=device,
+            temporal=temporal,
+            provenance=provenance,
         )
 
     def _run_clip(
@@ -478,7 +492,6 @@ class RenderManager:
         frames = [f for f in chunk if rows[f].state == cat.F_PENDING]
         if not frames or scheduler.should_stop(render.id):
             return
-        requests = [self._request(render, rows[f], options, reference, device) for f in frames]
         total = len(rows)
 
         def started(started_frames: List[int]) -> None:
@@ -499,7 +512,25 @@ class RenderManager:
                 render.id, "STEP", {"frame": frame, "step": step, "total_steps": steps}
             ),
         )
-        self.executor.run_chunk(device, model.name, requests, hooks)
+        plan = self.temporal.plan(render.id)
+        if plan is None or plan.mode == "clip":
+            requests = [self._request(render, rows[f], options, reference, device) for f in frames]
+            self.executor.run_chunk(device, model.name, requests, hooks)
+            return
+        # A temporal frame carries its neighbours' stored outputs: each request is built once the one before it
+        # is stored, so the actor gets one frame at a time, in the plan's order.
+        for frame in frames:
+            if scheduler.should_stop(render.id):
+                return
+            try:
+                request = self._request(render, rows[frame], options, reference, device)
+            except ShotpassError as err:
+                self._frame_failed(render.id, frame, str(err), time.perf_counter())
+                continue
+            self.executor.run_chunk(device, model.name, [request], hooks)
+
+    def _quality_check(self, render_id: str) -> None:
+        self.temporal.quality_check(render_id, lambda m: self.add_event(render_id, "WARNING", {"message": m}))
 
     def _frame_finished(
         self, render_id: str, frame: int, out: bytes, seconds: float, total: int, device: str = ""

@@ -68,6 +68,15 @@ class _Usage:
 class Scheduler:
     """Owns the queue and the worker threads; `run_chunk` does the actual frame work."""
 
+    # Renders whose frames depend on each other (temporal renders): given (render id, pending frames, frames in
+    # flight, chunk size), the frames to start now in their order ([] = wait for the ones in flight), or None
+    # for a render whose frames are independent.
+    plan_chunk: Callable[[str, List[int], Set[int], int], Optional[List[int]]] = staticmethod(
+        lambda render_id, pending, reserved, limit: None
+    )
+    # Runs once a render's last frame is done, before it is announced FINISHED (the per-render QC).
+    before_finish: Callable[[str], None] = staticmethod(lambda render_id: None)
+
     def __init__(
         self,
         catalog: cat.Catalog,
@@ -96,6 +105,7 @@ class Scheduler:
         self._on_event = on_event or (lambda render_id: None)
         self._reserved: Dict[str, Set[int]] = {}  # frames of a render handed to a worker
         self._last_position: Dict[str, int] = {}
+        self._finishing: Set[str] = set()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -270,7 +280,11 @@ class Scheduler:
                         if self._in_flight.get(render_id, 0) == 0:
                             return (render_id, [], entry.owner)  # nothing left: finalise it
                         continue
-                    chunk = _contiguous_head(frames, self.chunk_frames)
+                    planned = self.plan_chunk(render_id, frames, self._reserved.get(render_id, set()),
+                                              self.chunk_frames)
+                    if planned is not None and not planned:
+                        continue  # its next frames depend on frames still running
+                    chunk = planned or _contiguous_head(frames, self.chunk_frames)
                     if len(chunk) == len(frames):
                         del self._queue[render_id]  # its last frames are handed out
                     self._in_flight[render_id] = self._in_flight.get(render_id, 0) + 1
@@ -321,6 +335,7 @@ class Scheduler:
                     self._reserved.get(render_id, set()).difference_update(chunk)
                     if not self._reserved.get(render_id, True):
                         self._reserved.pop(render_id, None)
+                    self._cv.notify_all()  # a render waiting on these frames (a temporal one) may go on
                 self._maybe_finish(render_id)
                 self._announce_positions()  # fair share moved on: waiting renders may have changed places
 
@@ -353,7 +368,16 @@ class Scheduler:
                 f"{len(failed)} of {len(render.frames)} frames failed; frame {first.frame}: {first.error}",
             )
         else:
-            self._finish(render_id, cat.FINISHED, "")
+            with self._cv:  # the QC takes a while: a second worker finding the render done must not run it too
+                if render_id in self._finishing:
+                    return
+                self._finishing.add(render_id)
+            try:
+                self.before_finish(render_id)
+                self._finish(render_id, cat.FINISHED, "")
+            finally:
+                with self._cv:
+                    self._finishing.discard(render_id)
 
     def _finish(self, render_id: str, state: str, message: str) -> None:
         self.catalog.set_render_state(render_id, state, error=message if state != cat.FINISHED else "")

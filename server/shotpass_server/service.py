@@ -631,6 +631,30 @@ def render_message(r: cat.RenderRow) -> pb.Render:
         children=r.children,
         owner=r.owner,
         job_key=s.get(JOB_KEY, ""),
+        qc=qc_message(r.qc),
+    )
+
+
+def qc_message(qc: Optional[Dict[str, Any]]) -> Optional[pb.RenderQc]:
+    """A render's stored QC (temporal/qc.py RenderQc.as_dict()) on the wire; None until measured."""
+    if qc is None:
+        return None
+
+    def pair(p: Dict[str, Any]) -> pb.FramePairQc:
+        return pb.FramePairQc(frame_a=p["frame_a"], frame_b=p["frame_b"], source_error=p["source_error"],
+                              output_error=p["output_error"], ratio=p["ratio"], trusted=p["trusted"])
+
+    return pb.RenderQc(
+        flicker_ratio=qc.get("flicker_ratio", 0.0),
+        source_error=qc.get("source_error", 0.0),
+        output_error=qc.get("output_error", 0.0),
+        pairs=[pair(p) for p in qc.get("pairs", [])],
+        worst_pairs=[pair(p) for p in qc.get("worst_pairs", [])],
+        nonfinite_outputs=qc.get("nonfinite_outputs", 0),
+        nonfinite_sources=qc.get("nonfinite_sources", 0),
+        contract_errors=qc.get("contract_errors", []),
+        flow_source=qc.get("flow_source", ""),
+        seconds=qc.get("seconds", 0.0),
     )
 
 

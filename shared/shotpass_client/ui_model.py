@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .proto import shotpass_pb2 as pb
+from .qc import qc_label, qc_summary
 
 # Option kinds, as a host widget factory needs them.
 STRING, INT, FLOAT, BOOL, CHOICE = "string", "int", "float", "bool", "choice"
@@ -176,6 +177,8 @@ def version_label(entry: Mapping[str, Any]) -> str:
         parts.append(stars(int(entry["rating"])))
     if entry.get("pinned"):
         parts.append("pinned")
+    if qc_label(entry.get("qc")):
+        parts.append(qc_label(entry.get("qc")))
     first, last = entry.get("first"), entry.get("last")
     if first is not None and last is not None and entry.get("pattern"):
         parts.append(f"({first}-{last})" if first != last else f"(frame {first})")
@@ -194,6 +197,7 @@ def render_summary(render: pb.Render) -> Dict[str, Any]:
         "parent": render.parent_render,
         "frames_done": render.frames_done,
         "frames_total": render.frames_total,
+        "qc": qc_summary(render, pairs=False),
     }
 
 

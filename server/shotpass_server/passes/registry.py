@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Optional
 
 from ..errors import NotFound
+from ..temporal.options import add_temporal_options
 from .base import Model
 from .classical_inpaint import OpenCvNavierStokes, OpenCvTelea
 from .passthrough import Passthrough
@@ -54,6 +55,7 @@ class ModelRegistry:
     def register(self, model: Model) -> None:
         if model.name in self._models:
             raise ValueError(f"model {model.name} is registered twice")
+        add_temporal_options(model)  # per-frame models: the temporal render options (temporal/options.py)
         self._models[model.name] = model
 
     def get(self, name: str) -> Model:

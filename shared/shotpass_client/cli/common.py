@@ -13,6 +13,7 @@ from ..connection import Connection
 from ..jobs import PlateError, RenderSpec, require_finished
 from ..patterns import FramePattern
 from ..proto import shotpass_pb2 as pb
+from ..qc import qc_summary
 from ..schedule import ScheduleError, as_settings, parse_option_at, parse_prompt_at
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
@@ -136,6 +137,7 @@ def render_summary(render: pb.Render) -> Dict[str, Any]:
         "failed": {str(f.frame): f.error for f in render.frames if f.error},
         "compute_seconds": round(render.compute_seconds, 3),
         "error": render.error,
+        "qc": qc_summary(render),
         **as_settings(dict(render.settings.prompt_by_frame),
                       {k: dict(v.values) for k, v in render.settings.options_by_frame.items()}),
     }

@@ -21,6 +21,7 @@ from ..jobs import (
 from ..pathmap import PathMap
 from ..patterns import FramePattern, parse_frame_range
 from ..proto import shotpass_pb2 as pb
+from ..qc import qc_label, qc_problems, qc_summary
 from .common import (
     EXIT_FAILED,
     client_args,
@@ -244,6 +245,11 @@ def _finish(
         if outputs:
             first, last = min(outputs), max(outputs)
             print(f"outputs: {len(outputs)} frames {first}-{last} in {os.path.abspath(args.out)}")
+        qc = summary.get("qc")
+        if qc and qc.get("flicker_ratio") is not None:
+            print(f"flicker: {qc['flicker_ratio']:.2f}x the footage's own (1.0 = as steady as the plate)")
+        for problem in qc_problems(qc):
+            print(f"QC: {problem}")
     if render.state in (pb.QUEUED, pb.RUNNING) and getattr(args, "detach", False):
         return 0
     try:
@@ -264,8 +270,10 @@ def cmd_renders(args: argparse.Namespace) -> int:
         review = "*" * r.review.rating
         review += (" pinned" if r.review.pinned else "") + (" approved" if r.review.approved else "")
         parent = f" <- {r.parent_render}" if r.parent_render else ""
+        qc = qc_label(qc_summary(r, pairs=False))
         print(f"{r.id}  {r.project}/{r.shot} v{r.version:<3} {r.lane:<7} {state_name(r.state):<9} "
-              f"{r.settings.pass_name}/{r.settings.model} {r.frames_done}/{r.frames_total}{parent} {review}".rstrip())
+              f"{r.settings.pass_name}/{r.settings.model} {r.frames_done}/{r.frames_total}{parent} {review}"
+              f"{'  ' + qc if qc else ''}".rstrip())
     return 0
 
 

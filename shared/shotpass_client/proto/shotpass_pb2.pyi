@@ -393,7 +393,7 @@ class Review(_message.Message):
     def __init__(self, rating: _Optional[int] = ..., pinned: bool = ..., note: _Optional[str] = ..., approved: bool = ...) -> None: ...
 
 class Render(_message.Message):
-    __slots__ = ("id", "project", "shot", "version", "lane", "state", "settings", "parent_render", "frames", "created_at", "started_at", "finished_at", "compute_seconds", "device", "review", "error", "warnings", "frames_done", "frames_total", "label", "reference_digest", "scale", "children", "owner", "job_key")
+    __slots__ = ("id", "project", "shot", "version", "lane", "state", "settings", "parent_render", "frames", "created_at", "started_at", "finished_at", "compute_seconds", "device", "review", "error", "warnings", "frames_done", "frames_total", "label", "reference_digest", "scale", "children", "owner", "job_key", "qc")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SHOT_FIELD_NUMBER: _ClassVar[int]
@@ -419,6 +419,7 @@ class Render(_message.Message):
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     JOB_KEY_FIELD_NUMBER: _ClassVar[int]
+    QC_FIELD_NUMBER: _ClassVar[int]
     id: str
     project: str
     shot: str
@@ -444,7 +445,48 @@ class Render(_message.Message):
     children: _containers.RepeatedScalarFieldContainer[str]
     owner: str
     job_key: str
-    def __init__(self, id: _Optional[str] = ..., project: _Optional[str] = ..., shot: _Optional[str] = ..., version: _Optional[int] = ..., lane: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., parent_render: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[FrameRecord, _Mapping]]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., device: _Optional[str] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., error: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., label: _Optional[str] = ..., reference_digest: _Optional[str] = ..., scale: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., job_key: _Optional[str] = ...) -> None: ...
+    qc: RenderQc
+    def __init__(self, id: _Optional[str] = ..., project: _Optional[str] = ..., shot: _Optional[str] = ..., version: _Optional[int] = ..., lane: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., parent_render: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[FrameRecord, _Mapping]]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., device: _Optional[str] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., error: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., label: _Optional[str] = ..., reference_digest: _Optional[str] = ..., scale: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., job_key: _Optional[str] = ..., qc: _Optional[_Union[RenderQc, _Mapping]] = ...) -> None: ...
+
+class FramePairQc(_message.Message):
+    __slots__ = ("frame_a", "frame_b", "source_error", "output_error", "ratio", "trusted")
+    FRAME_A_FIELD_NUMBER: _ClassVar[int]
+    FRAME_B_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ERROR_FIELD_NUMBER: _ClassVar[int]
+    RATIO_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_FIELD_NUMBER: _ClassVar[int]
+    frame_a: int
+    frame_b: int
+    source_error: float
+    output_error: float
+    ratio: float
+    trusted: float
+    def __init__(self, frame_a: _Optional[int] = ..., frame_b: _Optional[int] = ..., source_error: _Optional[float] = ..., output_error: _Optional[float] = ..., ratio: _Optional[float] = ..., trusted: _Optional[float] = ...) -> None: ...
+
+class RenderQc(_message.Message):
+    __slots__ = ("flicker_ratio", "source_error", "output_error", "pairs", "worst_pairs", "nonfinite_outputs", "nonfinite_sources", "contract_errors", "flow_source", "seconds")
+    FLICKER_RATIO_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ERROR_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    WORST_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    NONFINITE_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    NONFINITE_SOURCES_FIELD_NUMBER: _ClassVar[int]
+    CONTRACT_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    FLOW_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    flicker_ratio: float
+    source_error: float
+    output_error: float
+    pairs: _containers.RepeatedCompositeFieldContainer[FramePairQc]
+    worst_pairs: _containers.RepeatedCompositeFieldContainer[FramePairQc]
+    nonfinite_outputs: int
+    nonfinite_sources: int
+    contract_errors: _containers.RepeatedScalarFieldContainer[str]
+    flow_source: str
+    seconds: float
+    def __init__(self, flicker_ratio: _Optional[float] = ..., source_error: _Optional[float] = ..., output_error: _Optional[float] = ..., pairs: _Optional[_Iterable[_Union[FramePairQc, _Mapping]]] = ..., worst_pairs: _Optional[_Iterable[_Union[FramePairQc, _Mapping]]] = ..., nonfinite_outputs: _Optional[int] = ..., nonfinite_sources: _Optional[int] = ..., contract_errors: _Optional[_Iterable[str]] = ..., flow_source: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class WatchRenderRequest(_message.Message):
     __slots__ = ("render_id", "after_sequence")
