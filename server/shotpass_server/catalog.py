@@ -7,16 +7,23 @@ that a client was told about.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .errors import NotFound
+from .errors import CatalogUnavailable, NotFound
+
+log = logging.getLogger("shotpass.catalog")
+PROBE_INTERVAL_S = 1.0  # while the catalog cannot write: how often a test write checks whether it can again
+# sqlite's words for "the disk under the catalog failed" (full, I/O error, read-only, gone): not a bug here.
+_STORAGE_ERRORS = ("disk", "full", "i/o", "readonly", "read-only", "unable to open")
 
 # Render states (names match the wire contract's RenderState).
 QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = "QUEUED", "RUNNING", "FINISHED", "FAILED", "CANCELLED"
@@ -63,6 +70,8 @@ CREATE INDEX IF NOT EXISTS frames_by_input ON frames(input_digest);
 CREATE INDEX IF NOT EXISTS frames_by_output ON frames(output_digest);
 CREATE INDEX IF NOT EXISTS frames_by_mask ON frames(mask_digest);
 CREATE INDEX IF NOT EXISTS renders_by_reference ON renders(reference_digest);
+-- One row the catalog rewrites to find out whether it can write again after a storage failure.
+CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
 
 # Columns added after the first release: (table, column, declaration). Older catalogs get them on open.
@@ -137,6 +146,12 @@ class Catalog:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._writable = threading.Event()
+        self._writable.set()
+        self.write_error = ""  # why the catalog cannot write, while it cannot
+        # Called with True/False when writing stops or starts working again (the server's health follows it).
+        self.on_writable: Callable[[bool], None] = lambda writable: None
+        self._closed = False
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -153,7 +168,46 @@ class Catalog:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
+
+    # ------------------------------------------------------------------ storage failures
+
+    @property
+    def writable(self) -> bool:
+        return self._writable.is_set()
+
+    def wait_writable(self, timeout: float) -> bool:
+        return self._writable.wait(timeout)
+
+    def _storage_failed(self, err: sqlite3.Error) -> CatalogUnavailable:
+        if self._writable.is_set():
+            self.write_error = str(err)
+            self._writable.clear()
+            log.error("the catalog cannot write (%s): new work waits until it can; checking every %g s",
+                      err, PROBE_INTERVAL_S)
+            threading.Thread(target=self._probe_until_writable, name="shotpass-catalog-probe", daemon=True).start()
+            self.on_writable(False)
+        return CatalogUnavailable(
+            f"the server cannot write its catalog ({err}): its disk is full or failing; nothing was recorded. "
+            "Try again once the server's admin has freed space (health shows NOT_SERVING until then)"
+        )
+
+    def _probe_until_writable(self) -> None:
+        while not self._closed:
+            time.sleep(PROBE_INTERVAL_S)
+            try:
+                with self._lock, self._transaction():
+                    if self._closed:
+                        return
+                    self._db.execute("INSERT OR REPLACE INTO write_probe (id, at) VALUES (1, ?)", (time.time(),))
+            except (CatalogUnavailable, sqlite3.Error):
+                continue
+            log.warning("the catalog can write again; work resumes")
+            self.write_error = ""
+            self._writable.set()
+            self.on_writable(True)
+            return
 
     # ------------------------------------------------------------------ writes
 
@@ -373,22 +427,33 @@ class Catalog:
             ).fetchone()
         return int(row[0]), int(row[1])
 
-    def reset_running_frames(self, render_ids: Iterable[str]) -> int:
-        """Frames of these renders caught mid-run go back to pending (a shutdown that could not wait for them)."""
+    def reset_running_frames(self, render_ids: Iterable[str], frames: Optional[Sequence[int]] = None) -> int:
+        """Frames of these renders caught mid-run (only `frames`, when given) go back to pending: a shutdown that
+        could not wait for them, or a chunk the catalog could not record."""
         ids = list(render_ids)
         if not ids:
             return 0
+        sql = f"UPDATE frames SET state = ? WHERE state = ? AND render_id IN ({','.join('?' * len(ids))})"
+        args: List[Any] = [F_PENDING, F_RUNNING, *ids]
+        if frames is not None:
+            sql += f" AND frame IN ({','.join('?' * len(frames))})"
+            args.extend(frames)
         with self._lock, self._transaction():
-            cur = self._db.execute(
-                f"UPDATE frames SET state = ? WHERE state = ? AND render_id IN ({','.join('?' * len(ids))})",
-                (F_PENDING, F_RUNNING, *ids),
-            )
+            cur = self._db.execute(sql, args)
         return cur.rowcount
 
     # ------------------------------------------------------------------ helpers
 
-    def _transaction(self) -> _Txn:
-        return _Txn(self._db)
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction; a storage failure becomes CatalogUnavailable (and starts the probe)."""
+        try:
+            with _Txn(self._db):
+                yield
+        except sqlite3.OperationalError as err:
+            if any(word in str(err).lower() for word in _STORAGE_ERRORS):
+                raise self._storage_failed(err) from err
+            raise
 
     def _shot_id(self, project: str, shot: str, now: float) -> int:
         self._db.execute("INSERT OR IGNORE INTO projects (name, created_at) VALUES (?, ?)", (project, now))
@@ -444,4 +509,18 @@ class _Txn:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()  # a failed COMMIT (disk full) leaves the transaction open
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # sqlite may have rolled back by itself after an I/O error
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass

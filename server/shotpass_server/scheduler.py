@@ -15,15 +15,18 @@ back to pending, so the next start resumes them (finished frames are kept).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple, TypeVar
 
 from . import catalog as cat
-from .errors import RenderCancelled
+from .errors import CatalogUnavailable, RenderCancelled
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("shotpass.scheduler")
 
@@ -159,7 +162,10 @@ class Scheduler:
         with self._cv:
             unfinished = [rid for rid, n in self._in_flight.items() if n] + list(self._reserved)
         # A model that never reached a cancellation point leaves its frame marked running: it goes back too.
-        self.catalog.reset_running_frames(set(unfinished))
+        try:
+            self.catalog.reset_running_frames(set(unfinished))
+        except CatalogUnavailable:
+            log.warning("shutdown: the catalog cannot write; frames left running resume at the next start")
 
     def halt(self) -> None:
         """Cancel the running steps now (shutdown past its grace): their unfinished frames stay pending."""
@@ -264,40 +270,63 @@ class Scheduler:
         ]
 
     def _work(self, device: str) -> None:
+        """One device's loop. Nothing ends it but stop(): a catalog that cannot write makes it wait (its
+        chunk's frames go back to pending), a failing chunk fails its render."""
         while True:
-            picked = self._next()
-            if picked is None:
-                return
-            render_id, chunk, owner = picked
-            if not chunk:
-                self._maybe_finish(render_id)
-                continue
-            started = time.monotonic()
             try:
-                render = self.catalog.get_render(render_id, with_frames=False)
-                if render.state == cat.QUEUED:
-                    self.catalog.set_render_state(render_id, cat.RUNNING, device=device)
-                    self._event(render_id, "STARTED", {"message": device})
-                    log.info("render %s started on %s", render_id, device, extra={"render_id": render_id})
-                self.run_chunk(render_id, chunk, device, self)
-            except Exception as exc:  # a bug or a broken model: fail the render, keep the server up
-                log.error("render %s chunk %s failed:\n%s", render_id, chunk, traceback.format_exc(),
-                          extra={"render_id": render_id})
-                self._finish(render_id, cat.FAILED, f"internal error: {exc}")
-            finally:
-                with self._cv:
-                    now = time.monotonic()
-                    self._usage.add(owner, now - started, now)
-                    self._owner_chunks[owner] -= 1
-                    # _finish (a failed chunk) may have dropped the count already.
-                    left = self._in_flight.pop(render_id, 1) - 1
-                    if left > 0:
-                        self._in_flight[render_id] = left
-                    self._reserved.get(render_id, set()).difference_update(chunk)
-                    if not self._reserved.get(render_id, True):
-                        self._reserved.pop(render_id, None)
-                self._maybe_finish(render_id)
-                self._announce_positions()  # fair share moved on: waiting renders may have changed places
+                picked = self._until_recorded(self._next)
+                if picked is None:
+                    return
+                render_id, chunk, owner = picked
+                if chunk:
+                    self._run(render_id, chunk, owner, device)
+                self._until_recorded(functools.partial(self._maybe_finish, render_id))
+                self._until_recorded(self._announce_positions)  # fair share moved on: waiting renders may move
+            except Exception:  # e.g. a catalog read failing on a dying disk: log it, wait, go on
+                log.error("worker %s:\n%s", device, traceback.format_exc())
+                time.sleep(1.0)
+
+    def _run(self, render_id: str, chunk: List[int], owner: str, device: str) -> None:
+        started = time.monotonic()
+        try:
+            render = self.catalog.get_render(render_id, with_frames=False)
+            if render.state == cat.QUEUED:
+                self.catalog.set_render_state(render_id, cat.RUNNING, device=device)
+                self._event(render_id, "STARTED", {"message": device})
+                log.info("render %s started on %s", render_id, device, extra={"render_id": render_id})
+            self.run_chunk(render_id, chunk, device, self)
+        except CatalogUnavailable:
+            # Not the render's fault: its frames caught mid-run go back to pending once the catalog can
+            # write, and the render is picked up again from there.
+            self._until_recorded(functools.partial(self.catalog.reset_running_frames, [render_id], chunk))
+        except Exception as exc:  # a bug or a broken model: fail the render, keep the server up
+            log.error("render %s chunk %s failed:\n%s", render_id, chunk, traceback.format_exc(),
+                      extra={"render_id": render_id})
+            self._until_recorded(functools.partial(self._finish, render_id, cat.FAILED, f"internal error: {exc}"))
+        finally:
+            with self._cv:
+                now = time.monotonic()
+                self._usage.add(owner, now - started, now)
+                self._owner_chunks[owner] -= 1
+                # _finish (a failed chunk) may have dropped the count already.
+                left = self._in_flight.pop(render_id, 1) - 1
+                if left > 0:
+                    self._in_flight[render_id] = left
+                self._reserved.get(render_id, set()).difference_update(chunk)
+                if not self._reserved.get(render_id, True):
+                    self._reserved.pop(render_id, None)
+
+    def _until_recorded(self, step: Callable[[], _T]) -> Optional[_T]:
+        """Run `step`; while the catalog cannot write, wait until it can and run it again (None: stopping)."""
+        while True:
+            try:
+                return step()
+            except CatalogUnavailable:
+                while not self.catalog.wait_writable(1.0):
+                    if self._stop:
+                        return None
+                if self._stop:
+                    return None
 
     def _maybe_finish(self, render_id: str) -> None:
         with self._cv:

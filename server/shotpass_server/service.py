@@ -16,6 +16,7 @@ from . import catalog as cat
 from .accounts import LOCAL, Accounts, Caller, PermissionDenied, Unauthenticated
 from .blobs import MAX_BLOB_BYTES, BlobWriter, check_digest
 from .errors import (
+    CatalogUnavailable,
     InvalidInput,
     ModelUnavailable,
     NotFound,
@@ -26,6 +27,7 @@ from .errors import (
 )
 from .passes.base import Model, Option
 from .renders import FrameSpec, RenderManager, Submission
+from .streams import DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_STREAMS_PER_USER, StreamLimiter
 from .validation import (
     MAX_NAME,
     check_find_blobs,
@@ -61,6 +63,7 @@ _CODES = {
     ModelUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ShuttingDown: grpc.StatusCode.UNAVAILABLE,
+    CatalogUnavailable: grpc.StatusCode.UNAVAILABLE,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
@@ -80,15 +83,20 @@ def _status(exc: ShotpassError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def rpc(method: Callable) -> Callable:
+def rpc(method: Callable, long: bool = False) -> Callable:
     """Authenticate the caller and pass them on; turn domain errors into gRPC statuses with the user-facing
     message; never let a bug kill the server. Every ShotPass RPC goes through here (or rpc_stream), so no
-    method can forget the token check; health and reflection are other services and stay open."""
+    method can forget the token check; health and reflection are other services and stay open.
+    ``long``: the call may hold its thread for minutes (an upload, a preview): it counts as an open stream."""
 
     @functools.wraps(method)
     def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return method(self, request, context, self.caller(context))
+            caller = self.caller(context)
+            if not long:
+                return method(self, request, context, caller)
+            with self.streams.hold(_stream_owner(caller, context), method.__name__):
+                return method(self, request, context, caller)
         except ShotpassError as exc:
             context.abort(_status(exc), short_message(str(exc)))
         except Exception as exc:
@@ -96,13 +104,21 @@ def rpc(method: Callable) -> Callable:
             context.abort(grpc.StatusCode.INTERNAL, short_message(f"internal error in {method.__name__}: {exc}"))
 
     return wrapper
+
+
+def long_rpc(method: Callable) -> Callable:
+    return rpc(method, long=True)
 
 
 def rpc_stream(method: Callable) -> Callable:
+    """As rpc, for server streams: each counts as an open stream (streams.py) until it ends."""
+
     @functools.wraps(method)
     def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
-            yield from method(self, request, context, self.caller(context))
+            caller = self.caller(context)
+            with self.streams.hold(_stream_owner(caller, context), method.__name__):
+                yield from method(self, request, context, caller)
         except ShotpassError as exc:
             context.abort(_status(exc), short_message(str(exc)))
         except Exception as exc:
@@ -112,11 +128,26 @@ def rpc_stream(method: Callable) -> Callable:
     return wrapper
 
 
+def _stream_owner(caller: Caller, context: grpc.ServicerContext) -> str:
+    """Whose share of the open streams a call uses: the user, or on a single-user server the client's host."""
+    if caller.user_id is not None:
+        return f"user {caller.name}"
+    peer = context.peer() or "unknown"  # ipv4:10.0.0.5:52114, ipv6:[::1]:52114, unix:...
+    return "host " + (peer.rsplit(":", 1)[0] if peer.startswith(("ipv4:", "ipv6:")) else peer)
+
+
 class ShotPassService(pb_grpc.ShotPassServicer):
-    def __init__(self, manager: RenderManager, devices: list, accounts: Optional[Accounts] = None) -> None:
+    def __init__(
+        self,
+        manager: RenderManager,
+        devices: list,
+        accounts: Optional[Accounts] = None,
+        streams: Optional[StreamLimiter] = None,
+    ) -> None:
         self.m = manager
         self.devices = devices
         self.accounts = accounts
+        self.streams = streams or StreamLimiter(DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_STREAMS_PER_USER)
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
         return self.accounts.caller(context.invocation_metadata()) if self.accounts else LOCAL
@@ -211,7 +242,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
                 partial.append(pb.PartialBlob(digest=digest, bytes_stored=held))
         return pb.FindBlobsResponse(present=present, missing=missing, partial=partial)
 
-    @rpc
+    @long_rpc
     def UploadBlobs(
         self, request_iterator: Iterator[pb.UploadChunk], context: Ctx, caller: Caller
     ) -> pb.UploadBlobsResponse:
@@ -272,7 +303,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             render_id=render_id, warnings=warnings, render=render_message(self.m.catalog.get_render(render_id))
         )
 
-    @rpc
+    @long_rpc
     def PreviewFrame(self, request: pb.PreviewFrameRequest, context: Ctx, caller: Caller) -> pb.PreviewFrameResponse:
         check_preview(request)
         sub = submission(request.render, "preview")
