@@ -173,3 +173,45 @@ def test_a_catalog_that_cannot_write_pauses_work_and_it_resumes_by_itself(tmp_pa
         assert disk.refused > 2
     finally:
         srv.stop(0.5)
+
+
+def test_long_renders_page_their_frames_and_the_frame_limit_is_clear(idle_server):
+    from shotpass_client import Client, ClientError
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
+
+    srv = idle_server
+    count = 4500  # over two pages of 2000
+    with Client(srv.address) as client:
+        digest = client.upload_bytes(TINY.read_bytes())
+        frames = [pb.FrameInput(frame=f, digest=digest, name=f"tiny.{f:05d}.exr") for f in range(1001, 1001 + count)]
+        answer = client.submit(pb.SubmitRenderRequest(settings=pb.RenderSettings(pass_name="passthrough"),
+                                                      frames=frames))
+        assert answer.render.frames_total == count and len(answer.render.frames) == 2000
+
+        render = client.get_render(answer.render_id)  # the client follows the pages
+        assert [f.frame for f in render.frames] == list(range(1001, 1001 + count))
+        assert render.frames_total == count and not render.next_frame_page_token
+
+        with grpc.insecure_channel(srv.address) as channel:
+            stub = pb_grpc.ShotPassStub(channel)
+            first = stub.GetRender(pb.GetRenderRequest(render_id=answer.render_id, frame_page_size=1000))
+            assert len(first.frames) == 1000 and first.next_frame_page_token
+            second = stub.GetRender(pb.GetRenderRequest(render_id=answer.render_id, frame_page_size=1000,
+                                                        frame_page_token=first.next_frame_page_token))
+            assert second.frames[0].frame == first.frames[-1].frame + 1
+            with pytest.raises(grpc.RpcError) as bad:
+                stub.GetRender(pb.GetRenderRequest(render_id=answer.render_id, frame_page_token="../x"))
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "frame_page_token" in bad.value.details()
+            # A listing carries counts, never every frame of every render.
+            listed = stub.ListRenders(pb.ListRendersRequest()).renders
+            assert [(r.frames_total, len(r.frames)) for r in listed] == [(count, 0)]
+
+        # Past the documented limit: one clear refusal, not a message-size error.
+        too_many = [pb.FrameInput(frame=f, digest=digest) for f in range(100_001)]
+        with pytest.raises(ClientError) as refused:
+            client.submit(pb.SubmitRenderRequest(settings=pb.RenderSettings(pass_name="passthrough"),
+                                                 frames=too_many))
+        assert refused.value.code == "INVALID_ARGUMENT"
+        assert "100001 frames; at most 100000" in str(refused.value)
+        assert client.server_info().limits.max_frames_per_render == 100_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -156,3 +157,61 @@ def test_a_full_queue_answers_resource_exhausted_and_previews_still_run(tmp_path
             assert submit_render(client, RenderSpec(pass_name="passthrough"), {2: plate[2]}).render_id
     finally:
         srv.stop(0.5)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_attached_render_rides_out_a_server_sigkill_and_fetches_every_frame(tmp_path, beachball):
+    """The CLI watches a render; the server is killed mid-render and started again on the same port and
+    data dir; the CLI reconnects (saying so), the render finishes, and every output is fetched."""
+    import os
+    import sys
+
+    from shotpass_client import Client
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    data_dir, log = tmp_path / "data", tmp_path / "server.log"
+    listen = f"127.0.0.1:{_free_port()}"
+    proc, address = serve_process(data_dir, log, "--listen", listen)
+    out = tmp_path / "out"
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "shotpass_server.cli", "render", beachball, "--pass", "stylize", "--seed", "3",
+         "--server", address, "--out", str(out), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    restarted = None
+    try:
+        with Client(address) as watcher:
+            deadline = time.monotonic() + 120
+            while not watcher.list_renders() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            render_id = watcher.list_renders()[0].id
+            for event in watcher.watch(render_id):
+                if event.kind == pb.RenderEvent.FRAME_DONE:
+                    break  # the render is under way, the CLI is attached
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        time.sleep(1.0)  # the CLI sees the connection die while nothing listens
+        restarted, again = serve_process(data_dir, log, "--listen", listen)
+        assert again == address
+        stdout, stderr = cli.communicate(timeout=240)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+        for p in (proc, restarted):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(60)
+    assert cli.returncode == 0, stderr[-2000:]
+    assert "reconnecting" in stderr, stderr[-2000:]
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["state"] == "FINISHED" and result["render"] == render_id
+    assert sorted(int(f) for f in result["outputs"]) == list(range(1, 9))
+    for path in result["outputs"].values():
+        assert os.path.getsize(path) > 0 and header(path)["shotpass/renderId"] == render_id

@@ -29,7 +29,7 @@ from .passes.registry import ModelRegistry
 from .quotas import Quotas
 from .ray_executor import RayExecutor, specs_factory
 from .renders import RenderManager
-from .service import MAX_CHUNK_BYTES, ShotPassService
+from .service import MAX_CHUNK_BYTES, MAX_REQUEST_BYTES, ShotPassService
 from .streams import StreamLimiter
 
 log = logging.getLogger("shotpass")
@@ -142,7 +142,7 @@ class ShotpassServer:
                 max_workers=cfg.max_open_streams + cfg.rpc_threads, thread_name_prefix="shotpass-rpc"
             ),
             options=[
-                ("grpc.max_receive_message_length", MAX_CHUNK_BYTES + (1 << 20)),
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
                 ("grpc.max_send_message_length", MAX_CHUNK_BYTES + (1 << 20)),
                 *connection_options(cfg),
             ],
@@ -226,6 +226,7 @@ class ShotpassServer:
         [server] shutdown_grace_s) to finish, else it is cancelled and its frames resume at the next start.
         gRPC keeps answering meanwhile (watchers see the last frames, submits are refused), then gets `grace`."""
         self.ready = False
+        self.manager.stop_accepting()  # from here every submit is refused with UNAVAILABLE, none half-accepted
         self.catalog.on_writable = lambda writable: None
         self.health.enter_graceful_shutdown()  # NOT_SERVING from here on, so balancers drain this server
         self.manager.scheduler.stop(self.cfg.shutdown_grace_s if work_grace is None else work_grace)

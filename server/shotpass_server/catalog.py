@@ -78,9 +78,26 @@ CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY, at REAL NOT NULL
 MIGRATIONS = (
     ("renders", "owner", "TEXT NOT NULL DEFAULT ''"),
     ("frames", "started_at", "REAL NOT NULL DEFAULT 0"),
+    # Counters kept with each frame change, so per-frame bookkeeping never re-reads a render's frames.
+    ("renders", "frames_total", "INTEGER NOT NULL DEFAULT 0"),
+    ("renders", "frames_done", "INTEGER NOT NULL DEFAULT 0"),
 )
+# Filled in when a migration adds the column (older catalogs), by column.
+BACKFILLS = {
+    "frames_total": "UPDATE renders SET frames_total = (SELECT COUNT(*) FROM frames f WHERE f.render_id = renders.id)",
+    "frames_done": "UPDATE renders SET frames_done ="
+                   " (SELECT COUNT(*) FROM frames f WHERE f.render_id = renders.id AND f.state = 'FRAME_DONE')",
+}
 # Indexes on migrated columns: created after the migration, or an old catalog would fail to open.
-LATE_INDEXES = "CREATE INDEX IF NOT EXISTS renders_by_owner ON renders(owner, state);"
+LATE_INDEXES = """
+CREATE INDEX IF NOT EXISTS renders_by_owner ON renders(owner, state);
+-- The scheduler asks for a render's next pending frames, and whether any are left, at every chunk.
+CREATE INDEX IF NOT EXISTS frames_by_state ON frames(render_id, state, frame);
+"""
+FRAME_COLUMNS = (
+    "frame, input_digest, input_name, mask_digest, output_digest, output_size, state, error,"
+    " compute_seconds, attempts, finished_at, started_at"
+)
 
 
 @dataclass
@@ -124,12 +141,11 @@ class RenderRow:
     error: str
     warnings: List[str]
     owner: str = ""  # the submitting user's name; "" on a single-user server
+    frames_total: int = 0
+    frames_done: int = 0
+    # All frames, or the page asked for (get_render), or none (with_frames=False, list_renders).
     frames: List[FrameRow] = field(default_factory=list)
     children: List[str] = field(default_factory=list)
-
-    @property
-    def frames_done(self) -> int:
-        return sum(1 for f in self.frames if f.state == F_DONE)
 
 
 @dataclass
@@ -164,6 +180,8 @@ class Catalog:
             have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
             if column not in have:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                if column in BACKFILLS:
+                    self._db.execute(BACKFILLS[column])
         self._db.executescript(LATE_INDEXES)
 
     def close(self) -> None:
@@ -227,6 +245,7 @@ class Catalog:
     ) -> str:
         now = time.time()
         render_id = "r-" + uuid.uuid4().hex[:12]
+        frames = list(frames)
         with self._lock, self._transaction():
             shot_id = self._shot_id(project, shot, now)
             row = self._db.execute(
@@ -234,10 +253,11 @@ class Catalog:
             ).fetchone()
             self._db.execute(
                 "INSERT INTO renders (id, shot_id, version, lane, state, settings, parent, label,"
-                " reference_digest, scale, created_at, warnings, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " reference_digest, scale, created_at, warnings, owner, frames_total)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     render_id, shot_id, row[0], lane, QUEUED, json.dumps(settings), parent, label,
-                    reference_digest, scale, now, json.dumps(warnings), owner,
+                    reference_digest, scale, now, json.dumps(warnings), owner, len(frames),
                 ),
             )
             self._db.executemany(
@@ -278,16 +298,23 @@ class Catalog:
                 (F_RUNNING, time.time(), render_id, frame),
             )
 
-    def frame_done(self, render_id: str, frame: int, digest: str, size: int, seconds: float) -> None:
+    def frame_done(self, render_id: str, frame: int, digest: str, size: int, seconds: float) -> int:
+        """Record a finished frame; returns the render's finished frames so far."""
         with self._lock, self._transaction():
+            was = self._db.execute(
+                "SELECT state FROM frames WHERE render_id = ? AND frame = ?", (render_id, frame)
+            ).fetchone()
             self._db.execute(
                 "UPDATE frames SET state = ?, output_digest = ?, output_size = ?, compute_seconds = ?,"
                 " error = '', finished_at = ? WHERE render_id = ? AND frame = ?",
                 (F_DONE, digest, size, seconds, time.time(), render_id, frame),
             )
+            newly = int(was is not None and was[0] != F_DONE)
             self._db.execute(
-                "UPDATE renders SET compute_seconds = compute_seconds + ? WHERE id = ?", (seconds, render_id)
+                "UPDATE renders SET compute_seconds = compute_seconds + ?, frames_done = frames_done + ? WHERE id = ?",
+                (seconds, newly, render_id),
             )
+            return int(self._db.execute("SELECT frames_done FROM renders WHERE id = ?", (render_id,)).fetchone()[0])
 
     def frame_failed(self, render_id: str, frame: int, error: str, seconds: float, state: str = F_FAILED) -> None:
         with self._lock, self._transaction():
@@ -340,12 +367,16 @@ class Catalog:
 
     # ------------------------------------------------------------------ reads
 
-    def get_render(self, render_id: str, with_frames: bool = True) -> RenderRow:
+    def get_render(
+        self, render_id: str, with_frames: bool = True, frames_after: Optional[int] = None,
+        frame_limit: Optional[int] = None,
+    ) -> RenderRow:
+        """The render; its frames (all, or at most `frame_limit` of those numbered above `frames_after`)."""
         with self._lock:
             row = self._require(render_id)
             render = self._render_from_row(row)
             if with_frames:
-                render.frames = self.frames(render_id)
+                render.frames = self.frames(render_id, frames_after, frame_limit)
             render.children = [
                 r[0]
                 for r in self._db.execute(
@@ -354,19 +385,72 @@ class Catalog:
             ]
         return render
 
-    def frames(self, render_id: str) -> List[FrameRow]:
+    def frames(self, render_id: str, after: Optional[int] = None, limit: Optional[int] = None) -> List[FrameRow]:
+        sql = f"SELECT {FRAME_COLUMNS} FROM frames WHERE render_id = ?"
+        args: List[Any] = [render_id]
+        if after is not None:
+            sql += " AND frame > ?"
+            args.append(after)
+        sql += " ORDER BY frame"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [FrameRow(**dict(r)) for r in rows]
+
+    def frames_numbered(self, render_id: str, numbers: Sequence[int]) -> List[FrameRow]:
+        """The render's frames with these numbers (one chunk), by primary key: cost independent of the render's size."""
+        if not numbers:
+            return []
         with self._lock:
             rows = self._db.execute(
-                "SELECT frame, input_digest, input_name, mask_digest, output_digest, output_size, state, error,"
-                " compute_seconds, attempts, finished_at, started_at FROM frames WHERE render_id = ? ORDER BY frame",
-                (render_id,),
+                f"SELECT {FRAME_COLUMNS} FROM frames WHERE render_id = ? AND frame IN ({','.join('?' * len(numbers))})"
+                " ORDER BY frame",
+                (render_id, *numbers),
             ).fetchall()
         return [FrameRow(**dict(r)) for r in rows]
+
+    def pending_frames(self, render_id: str, limit: int) -> List[int]:
+        """The first `limit` pending frame numbers (index frames_by_state: no scan of finished frames)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT frame FROM frames WHERE render_id = ? AND state = ? ORDER BY frame LIMIT ?",
+                (render_id, F_PENDING, limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def has_frames_in_state(self, render_id: str, state: str) -> bool:
+        with self._lock:
+            return self._db.execute(
+                "SELECT 1 FROM frames WHERE render_id = ? AND state = ? LIMIT 1", (render_id, state)
+            ).fetchone() is not None
+
+    def failed_frames(self, render_id: str) -> Tuple[int, Optional[FrameRow]]:
+        """(how many frames failed, the first of them)."""
+        with self._lock:
+            count = self._db.execute(
+                "SELECT COUNT(*) FROM frames WHERE render_id = ? AND state = ?", (render_id, F_FAILED)
+            ).fetchone()[0]
+            first = self._db.execute(
+                f"SELECT {FRAME_COLUMNS} FROM frames WHERE render_id = ? AND state = ? ORDER BY frame LIMIT 1",
+                (render_id, F_FAILED),
+            ).fetchone()
+        return int(count), FrameRow(**dict(first)) if first else None
+
+    def first_output(self, render_id: str) -> str:
+        """The output digest of the render's first finished frame ("" when none)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT output_digest FROM frames WHERE render_id = ? AND state = ? ORDER BY frame LIMIT 1",
+                (render_id, F_DONE),
+            ).fetchone()
+        return row[0] if row else ""
 
     def list_renders(
         self, project: str = "", shot: str = "", limit: int = 200, projects: Optional[Sequence[str]] = None
     ) -> List[RenderRow]:
-        """Newest first; `projects` (when given) limits the answer to those projects (a caller's own)."""
+        """Newest first, without frames; `projects` (when given) limits the answer to those projects (the caller's)."""
         sql = _RENDER_SELECT + " WHERE 1=1"
         args: List[Any] = []
         if projects is not None:
@@ -382,10 +466,7 @@ class Catalog:
         args.append(limit)
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
-            renders = [self._render_from_row(r) for r in rows]
-            for render in renders:
-                render.frames = self.frames(render.id)
-        return renders
+            return [self._render_from_row(r) for r in rows]
 
     def events_after(self, render_id: str, after: int) -> List[EventRow]:
         with self._lock:
@@ -494,7 +575,7 @@ class Catalog:
 _RENDER_SELECT = (
     "SELECT r.id, p.name AS project, s.name AS shot, r.version, r.lane, r.state, r.settings, r.parent, r.label,"
     " r.reference_digest, r.scale, r.created_at, r.started_at, r.finished_at, r.compute_seconds, r.device,"
-    " r.rating, r.pinned, r.note, r.approved, r.error, r.warnings, r.owner"
+    " r.rating, r.pinned, r.note, r.approved, r.error, r.warnings, r.owner, r.frames_total, r.frames_done"
     " FROM renders r JOIN shots s ON s.id = r.shot_id JOIN projects p ON p.id = s.project_id"
 )
 

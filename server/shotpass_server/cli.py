@@ -373,7 +373,10 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Connection.resolve(args.server, args.token, args.tls_ca, args.tls_cert, args.tls_key).client()
+    client = Connection.resolve(args.server, args.token, args.tls_ca, args.tls_cert, args.tls_key).client()
+    # While the server restarts, a watch or a fetch waits for it; say so on stderr (stdout stays JSON).
+    client.on_reconnect = lambda message: print(f"shotpass: {message}", file=sys.stderr, flush=True)
+    return client
 
 
 # -------------------------------------------------------------------- render / preview
@@ -523,8 +526,9 @@ def _finish(
     return 0
 
 
-def render_summary(render: pb.Render) -> Dict[str, Any]:
-    return {
+def render_summary(render: pb.Render, listing: bool = False) -> Dict[str, Any]:
+    """One render as JSON; a listing (ListRenders) carries no frames, only their counts."""
+    summary = {
         "render": render.id,
         "state": state_name(render.state),
         "project": render.project,
@@ -536,10 +540,14 @@ def render_summary(render: pb.Render) -> Dict[str, Any]:
         "parent": render.parent_render,
         "frames": [f.frame for f in render.frames],
         "frames_done": render.frames_done,
+        "frames_total": render.frames_total,
         "failed": {str(f.frame): f.error for f in render.frames if f.error},
         "compute_seconds": round(render.compute_seconds, 3),
         "error": render.error,
     }
+    if listing:
+        del summary["frames"], summary["failed"]
+    return summary
 
 
 # -------------------------------------------------------------------- other client commands
@@ -549,7 +557,7 @@ def cmd_renders(args: argparse.Namespace) -> int:
     with _client(args) as client:
         renders = client.list_renders(args.project, args.shot, args.limit)
     if args.json:
-        print(json.dumps({"renders": [render_summary(r) for r in renders]}))
+        print(json.dumps({"renders": [render_summary(r, listing=True) for r in renders]}))
         return 0
     for r in renders:
         review = "*" * r.review.rating

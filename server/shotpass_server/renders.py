@@ -84,13 +84,16 @@ class RenderManager:
         self.catalog = catalog
         self.quotas = quotas or Quotas(max_queued=max_queued)
         self._quota_lock = threading.Lock()  # quota check + create_render: concurrent submits cannot both fit
+        self._accepting = True  # cleared under _quota_lock when a drain starts: no render is created after it
         self.blobs = blobs
         self.registry = registry
         self.colours = colours
         self.paths = PathAccess(path_roots, project_roots)
         self.path_roots = self.paths.roots
-        self._cv = threading.Condition()
-        self._generation = 0
+        self._cv = threading.Condition()  # previews waiting for their render to end
+        # Watchers wait on their own render's condition: an event wakes that render's watchers only, so a
+        # long render's frames cost the same with 0 or 200 watchers of other renders.
+        self._watched: Dict[str, _Watched] = {}
         self._references: OrderedDict[str, np.ndarray] = OrderedDict()
         self.scheduler = Scheduler(catalog, self._run_chunk, devices, chunk_frames, on_event=self._notify)
 
@@ -102,9 +105,17 @@ class RenderManager:
 
     # ------------------------------------------------------------ submit
 
-    def submit(self, sub: Submission) -> Tuple[str, List[str]]:
-        if self.scheduler.stopping:
+    def stop_accepting(self) -> None:
+        """A drain starts: submits still being checked are refused before they create a render."""
+        with self._quota_lock:
+            self._accepting = False
+
+    def _check_accepting(self) -> None:
+        if not self._accepting or self.scheduler.stopping:
             raise ShuttingDown("the server is shutting down and takes no new work; submit again once it is back")
+
+    def submit(self, sub: Submission) -> Tuple[str, List[str]]:
+        self._check_accepting()
         # Cheap refusal before anything is read; checked again, exactly, right before the render is created.
         self.quotas.check(self.catalog, sub.owner, sub.lane, len(sub.frames) or len(sub.parent_frames))
         model, options = self._model_and_options(sub.settings)  # validated here, parsed again per chunk
@@ -152,6 +163,7 @@ class RenderManager:
                     row.mask_digest = masks[f]
                 rows.append(row)
             with self._quota_lock:
+                self._check_accepting()  # checked again: a drain may have started while the frames were read
                 self.quotas.check(self.catalog, sub.owner, sub.lane, len(rows))
                 render_id = self.catalog.create_render(
                     sub.project, sub.shot, sub.lane, settings, rows, sub.parent or None, sub.label[:MAX_NAME],
@@ -260,16 +272,15 @@ class RenderManager:
         if model.uses_reference or model.accepts_reference:
             approved = [r for r in self.catalog.list_renders(sub.project, sub.shot) if r.approved and r.frames_done]
             if approved:
-                return next(f.output_digest for f in approved[0].frames if f.output_digest)
+                return self.catalog.first_output(approved[0].id)
         return ""
 
     def _render_output(self, render_id: str, frame: int) -> str:
-        render = self.catalog.get_render(render_id)
-        done = [f for f in render.frames if f.output_digest]
-        if frame == 0 and len(render.frames) == 1 and done:
-            return done[0].output_digest
-        for f in done:
-            if f.frame == frame:
+        render = self.catalog.get_render(render_id, with_frames=False)
+        if frame == 0 and render.frames_total == 1 and self.catalog.first_output(render_id):
+            return self.catalog.first_output(render_id)
+        for f in self.catalog.frames_numbered(render_id, [frame]):
+            if f.output_digest:
                 return f.output_digest
         raise InvalidInput(f"render {render_id} has no finished output for frame {frame}")
 
@@ -288,8 +299,17 @@ class RenderManager:
 
     def _notify(self, render_id: str) -> None:
         with self._cv:
-            self._generation += 1
+            watched = self._watched.get(render_id)
+            if watched is not None:
+                watched.generation += 1
+                watched.changed.notify_all()
             self._cv.notify_all()
+
+    def wake_watchers(self) -> None:
+        """Waiting watchers look again now (one of them left: its loop ends without waiting out its timeout)."""
+        with self._cv:
+            for watched in self._watched.values():
+                watched.changed.notify_all()
 
     def add_event(self, render_id: str, kind: str, body: Dict[str, Any]) -> None:
         self.catalog.add_event(render_id, kind, body)
@@ -297,11 +317,23 @@ class RenderManager:
 
     def events(self, render_id: str, after: int, active: Any = lambda: True) -> Iterator[cat.EventRow]:
         self.catalog.get_render(render_id, with_frames=False)  # NOT_FOUND early
+        with self._cv:
+            watched = self._watched.setdefault(render_id, _Watched(threading.Condition(self._cv)))
+            watched.watchers += 1
+        try:
+            yield from self._events(render_id, after, active, watched)
+        finally:
+            with self._cv:
+                watched.watchers -= 1
+                if not watched.watchers:
+                    del self._watched[render_id]
+
+    def _events(self, render_id: str, after: int, active: Any, watched: _Watched) -> Iterator[cat.EventRow]:
         last = after
         ended = False
         while active():
             with self._cv:
-                generation = self._generation
+                generation = watched.generation
             batch = self.catalog.events_after(render_id, last)
             for event in batch:
                 last = event.seq
@@ -315,13 +347,15 @@ class RenderManager:
                     return
                 ended = self.catalog.get_render(render_id, with_frames=False).state in cat.FINAL_STATES
                 with self._cv:
-                    if self._generation == generation:
-                        self._cv.wait(0.2 if ended else 1.0)
+                    if watched.generation == generation and active():
+                        watched.changed.wait(0.2 if ended else 5.0)
 
     # ------------------------------------------------------------ work
 
     def _run_chunk(self, render_id: str, chunk: List[int], device: str, scheduler: Scheduler) -> None:
-        render = self.catalog.get_render(render_id)
+        # Only the chunk's own frames are read: per-frame cost must not grow with the render's size.
+        render = self.catalog.get_render(render_id, with_frames=False)
+        render.frames = self.catalog.frames_numbered(render_id, chunk)
         settings = render.settings
         model = self.registry.get(settings["model"])
         options = parse_options(model.options, dict(settings.get("options", {})), model.name)
@@ -358,7 +392,7 @@ class RenderManager:
                           extra={"render_id": render_id, "frame": frame})
                 self._frame_failed(render_id, frame, f"internal error in {model.name}: {err}", started)
                 continue
-            self._frame_finished(render_id, frame, out, time.perf_counter() - started, len(rows), device)
+            self._frame_finished(render_id, frame, out, time.perf_counter() - started, render.frames_total, device)
 
     def _request(
         self, render: cat.RenderRow, row: cat.FrameRow, options: Dict[str, Any], reference: Any, device: str
@@ -417,7 +451,7 @@ class RenderManager:
             return
         seconds = (time.perf_counter() - started) / len(frames)
         for frame, out in zip(frames, outs):
-            self._frame_finished(render.id, frame, out, seconds, len(rows), device)
+            self._frame_finished(render.id, frame, out, seconds, render.frames_total, device)
 
     def _run_remote(
         self,
@@ -436,7 +470,7 @@ class RenderManager:
         if not frames or scheduler.is_cancelled(render.id):
             return
         requests = [self._request(render, rows[f], options, reference, device) for f in frames]
-        total = len(rows)
+        total = render.frames_total
 
         def started(started_frames: List[int]) -> None:
             for frame in started_frames:
@@ -467,9 +501,8 @@ class RenderManager:
         except StoreFull as err:  # the output cannot be kept: the frame fails with the reason, the server stays up
             self._frame_failed(render_id, frame, f"frame {frame}: {err}", time.perf_counter() - seconds)
             return
-        self.catalog.frame_done(render_id, frame, digest, len(out), seconds)
+        done = self.catalog.frame_done(render_id, frame, digest, len(out), seconds)
         self.metrics.frame_finished(render_id, frame, seconds)
-        done = sum(1 for f in self.catalog.frames(render_id) if f.state == cat.F_DONE)
         self.add_event(
             render_id,
             "FRAME_DONE",
@@ -508,6 +541,15 @@ class RenderManager:
             while len(self._references) > 8:
                 self._references.popitem(last=False)
         return self._references[key]
+
+
+@dataclass
+class _Watched:
+    """The watchers of one render: woken by that render's events only."""
+
+    changed: threading.Condition
+    watchers: int = 0
+    generation: int = 0
 
 
 def _check_uniform(sizes: Dict[int, Tuple[int, int]], frames: Dict[int, cat.FrameRow], model: Model) -> None:

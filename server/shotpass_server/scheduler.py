@@ -264,10 +264,11 @@ class Scheduler:
         return None
 
     def _pending(self, render_id: str) -> List[int]:
+        """The render's next pending frames not yet handed out: enough for one chunk plus one, so the caller
+        can tell whether these are its last (read by index: cost independent of the render's size)."""
         reserved = self._reserved.get(render_id, set())
-        return [
-            f.frame for f in self.catalog.frames(render_id) if f.state == cat.F_PENDING and f.frame not in reserved
-        ]
+        frames = self.catalog.pending_frames(render_id, self.chunk_frames + len(reserved) + 1)
+        return [f for f in frames if f not in reserved]
 
     def _work(self, device: str) -> None:
         """One device's loop. Nothing ends it but stop(): a catalog that cannot write makes it wait (its
@@ -332,37 +333,37 @@ class Scheduler:
         with self._cv:
             if self._in_flight.get(render_id, 0) or render_id in self._queue:
                 return
-        render = self.catalog.get_render(render_id)
+        render = self.catalog.get_render(render_id, with_frames=False)
         if render.state in cat.FINAL_STATES:
             return
         if render_id in self._cancelled:
             self._finish(render_id, cat.CANCELLED, "cancelled")
             return
-        if any(f.state == cat.F_PENDING for f in render.frames):
+        if self.catalog.has_frames_in_state(render_id, cat.F_PENDING):
             if not self._stop:  # shutting down: the next start resumes it
                 self.enqueue(render_id)
             return
-        failed = [f for f in render.frames if f.state == cat.F_FAILED]
-        if failed:
-            first = failed[0]
+        failed, first = self.catalog.failed_frames(render_id)
+        if first is not None:
             self._finish(
                 render_id,
                 cat.FAILED,
-                f"{len(failed)} of {len(render.frames)} frames failed; frame {first.frame}: {first.error}",
+                f"{failed} of {render.frames_total} frames failed; frame {first.frame}: {first.error}",
             )
         else:
             self._finish(render_id, cat.FINISHED, "")
 
     def _finish(self, render_id: str, state: str, message: str) -> None:
         self.catalog.set_render_state(render_id, state, error=message if state != cat.FINISHED else "")
-        render = self.catalog.get_render(render_id)
+        render = self.catalog.get_render(render_id, with_frames=False)
         self._event(
             render_id,
             "FINISHED",
-            {"state": state, "message": message, "frames_done": render.frames_done, "frames_total": len(render.frames)},
+            {"state": state, "message": message, "frames_done": render.frames_done,
+             "frames_total": render.frames_total},
         )
         log.log(logging.WARNING if state == cat.FAILED else logging.INFO, "render %s %s (%d/%d frames)%s", render_id,
-                state.lower(), render.frames_done, len(render.frames), f": {message}" if message else "",
+                state.lower(), render.frames_done, render.frames_total, f": {message}" if message else "",
                 extra={"render_id": render_id})
         with self._cv:
             self._cancelled.discard(render_id)

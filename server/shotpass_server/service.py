@@ -26,11 +26,13 @@ from .errors import (
     ShuttingDown,
 )
 from .passes.base import Model, Option
-from .renders import FrameSpec, RenderManager, Submission
+from .renders import MAX_FRAMES_PER_RENDER, FrameSpec, RenderManager, Submission
 from .streams import DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_STREAMS_PER_USER, StreamLimiter
 from .validation import (
+    FRAME_PAGE,
     MAX_NAME,
     check_find_blobs,
+    check_frame_page,
     check_list,
     check_preview,
     check_render_id,
@@ -48,6 +50,8 @@ Ctx = grpc.ServicerContext
 
 CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 4 << 20
+# Requests may be larger than replies: a submit of 100 000 frames (digest and file name each) is about 10 MB.
+MAX_REQUEST_BYTES = 16 << 20
 PREVIEW_TIMEOUT = 600.0
 
 
@@ -206,8 +210,8 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             models=[model_info(m) for m in reg.all()],
             limits=pb.Limits(
                 max_chunk_bytes=MAX_CHUNK_BYTES,
-                max_message_bytes=MAX_CHUNK_BYTES + (1 << 20),
-                max_frames_per_render=100_000,
+                max_message_bytes=MAX_REQUEST_BYTES,
+                max_frames_per_render=MAX_FRAMES_PER_RENDER,
                 max_blob_bytes=MAX_BLOB_BYTES,
             ),
             colour_config=self.m.colours.config_name,
@@ -300,7 +304,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         check_submit(request)
         render_id, warnings = self._submit(caller, submission(request, "render"))
         return pb.SubmitRenderResponse(
-            render_id=render_id, warnings=warnings, render=render_message(self.m.catalog.get_render(render_id))
+            render_id=render_id, warnings=warnings, render=self._render_page(render_id)
         )
 
     @long_rpc
@@ -330,14 +334,26 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     def WatchRender(self, request: pb.WatchRenderRequest, context: Ctx, caller: Caller) -> Iterator[pb.RenderEvent]:
         check_watch(request)
         self._check_render(caller, request.render_id)
+        context.add_callback(self.m.wake_watchers)  # a watcher that leaves frees its stream at once
         for event in self.m.events(request.render_id, request.after_sequence, context.is_active):
             yield event_message(event)
 
     @rpc
     def GetRender(self, request: pb.GetRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
         check_render_id("render_id", request.render_id)
+        after = check_frame_page(request)
         self._check_render(caller, request.render_id)
-        return render_message(self.m.catalog.get_render(request.render_id))
+        return self._render_page(request.render_id, request.frame_page_size or FRAME_PAGE, after)
+
+    def _render_page(self, render_id: str, size: int = FRAME_PAGE, after: Optional[int] = None) -> pb.Render:
+        """The render with one page of its frames: a reply stays under the message limit at any render size."""
+        render = self.m.catalog.get_render(render_id, frames_after=after, frame_limit=size + 1)
+        more = len(render.frames) > size
+        render.frames = render.frames[:size]
+        message = render_message(render)
+        if more:
+            message.next_frame_page_token = str(render.frames[-1].frame)
+        return message
 
     @rpc
     def ListRenders(self, request: pb.ListRendersRequest, context: Ctx, caller: Caller) -> pb.ListRendersResponse:
@@ -346,6 +362,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         projects = self.accounts.visible_projects(caller) if self.accounts else None
         if projects is not None and request.project:
             self.accounts.check_project(caller, request.project)  # type: ignore[union-attr]
+        # Without frames (a listing of long renders would exceed any message limit): GetRender pages them.
         rows = self.m.catalog.list_renders(request.project, request.shot, limit, projects)
         return pb.ListRendersResponse(renders=[render_message(r) for r in rows])
 
@@ -354,7 +371,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         check_render_id("render_id", request.render_id)
         self._check_render(caller, request.render_id)
         self.m.scheduler.cancel(request.render_id)
-        return render_message(self.m.catalog.get_render(request.render_id))
+        return self._render_page(request.render_id)
 
     @rpc
     def ReviewRender(self, request: pb.ReviewRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
@@ -367,7 +384,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             note=request.note if request.HasField("note") else None,
             approved=int(request.approved) if request.HasField("approved") else None,
         )
-        return render_message(self.m.catalog.get_render(request.render_id))
+        return self._render_page(request.render_id)
 
 
 # ---------------------------------------------------------------- conversions
@@ -506,7 +523,7 @@ def render_message(r: cat.RenderRow) -> pb.Render:
         error=r.error,
         warnings=r.warnings,
         frames_done=r.frames_done,
-        frames_total=len(r.frames),
+        frames_total=r.frames_total,
         label=r.label,
         reference_digest=r.reference_digest,
         scale=r.scale,

@@ -356,7 +356,7 @@ class Review(_message.Message):
     def __init__(self, rating: _Optional[int] = ..., pinned: bool = ..., note: _Optional[str] = ..., approved: bool = ...) -> None: ...
 
 class Render(_message.Message):
-    __slots__ = ("id", "project", "shot", "version", "lane", "state", "settings", "parent_render", "frames", "created_at", "started_at", "finished_at", "compute_seconds", "device", "review", "error", "warnings", "frames_done", "frames_total", "label", "reference_digest", "scale", "children", "owner")
+    __slots__ = ("id", "project", "shot", "version", "lane", "state", "settings", "parent_render", "frames", "created_at", "started_at", "finished_at", "compute_seconds", "device", "review", "error", "warnings", "frames_done", "frames_total", "label", "reference_digest", "scale", "children", "owner", "next_frame_page_token")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SHOT_FIELD_NUMBER: _ClassVar[int]
@@ -381,6 +381,7 @@ class Render(_message.Message):
     SCALE_FIELD_NUMBER: _ClassVar[int]
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FRAME_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     id: str
     project: str
     shot: str
@@ -405,7 +406,8 @@ class Render(_message.Message):
     scale: int
     children: _containers.RepeatedScalarFieldContainer[str]
     owner: str
-    def __init__(self, id: _Optional[str] = ..., project: _Optional[str] = ..., shot: _Optional[str] = ..., version: _Optional[int] = ..., lane: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., parent_render: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[FrameRecord, _Mapping]]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., device: _Optional[str] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., error: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., label: _Optional[str] = ..., reference_digest: _Optional[str] = ..., scale: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ...) -> None: ...
+    next_frame_page_token: str
+    def __init__(self, id: _Optional[str] = ..., project: _Optional[str] = ..., shot: _Optional[str] = ..., version: _Optional[int] = ..., lane: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., parent_render: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[FrameRecord, _Mapping]]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., device: _Optional[str] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., error: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., label: _Optional[str] = ..., reference_digest: _Optional[str] = ..., scale: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., next_frame_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchRenderRequest(_message.Message):
     __slots__ = ("render_id", "after_sequence")
@@ -466,10 +468,14 @@ class RenderEvent(_message.Message):
     def __init__(self, render_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[float] = ..., kind: _Optional[_Union[RenderEvent.Kind, str]] = ..., frame: _Optional[int] = ..., digest: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., position: _Optional[int] = ..., message: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ...) -> None: ...
 
 class GetRenderRequest(_message.Message):
-    __slots__ = ("render_id",)
+    __slots__ = ("render_id", "frame_page_size", "frame_page_token")
     RENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     render_id: str
-    def __init__(self, render_id: _Optional[str] = ...) -> None: ...
+    frame_page_size: int
+    frame_page_token: str
+    def __init__(self, render_id: _Optional[str] = ..., frame_page_size: _Optional[int] = ..., frame_page_token: _Optional[str] = ...) -> None: ...
 
 class ListRendersRequest(_message.Message):
     __slots__ = ("project", "shot", "limit")
