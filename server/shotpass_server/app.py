@@ -22,7 +22,7 @@ from .catalog import QUEUED, Catalog
 from .config import ServerConfig
 from .errors import InvalidInput
 from .frames.colour import ColourSpaces
-from .frames.exr import set_max_frame_pixels
+from .frames.exr import set_decode_budget, set_max_frame_pixels
 from .metrics import Metrics, RpcObserver
 from .model_config import check_model_files
 from .passes.registry import ModelRegistry
@@ -100,6 +100,7 @@ class ShotpassServer:
         data_dir.mkdir(parents=True, exist_ok=True)
         cfg.check_tls()
         set_max_frame_pixels(cfg.max_frame_pixels)  # process-wide: every decode_exr checks headers against it
+        set_decode_budget(cfg.max_decode_bytes)
         self.catalog = Catalog(data_dir / "catalog.sqlite")
         self.accounts = Accounts(data_dir / "catalog.sqlite")  # after the catalog: it reads the catalog's tables
         self.blobs = BlobStore(data_dir / "blobs", cfg.max_store_bytes, cfg.partial_upload_retention_hours * 3600)

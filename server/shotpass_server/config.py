@@ -25,6 +25,9 @@ class ServerConfig:
     max_queued_renders: int = 1000
     # Largest data window (and upscale output) a frame may have, in pixels; checked on the header before decoding.
     max_frame_pixels: int = 16384 * 16384
+    # Memory one frame may take to decode (its channels plus the float copy a pass works on); 0: an eighth
+    # of the machine's memory. Submits check it on the header; past it, RESOURCE_EXHAUSTED naming the file.
+    max_decode_bytes: int = 0
     # Per-user quotas (0: none): renders waiting or running, and their frames not yet finished.
     max_queued_per_user: int = 0
     max_frames_per_user: int = 0
@@ -104,6 +107,9 @@ def load_config(path: Optional[Path]) -> ServerConfig:
     cfg.max_frame_pixels = int(server.get("max_frame_pixels", cfg.max_frame_pixels))
     if cfg.max_frame_pixels < 1:
         raise InvalidInput(f"{path}: [server] max_frame_pixels must be a positive number of pixels")
+    cfg.max_decode_bytes = int(server.get("max_decode_bytes", cfg.max_decode_bytes))
+    if cfg.max_decode_bytes < 0:
+        raise InvalidInput(f"{path}: [server] max_decode_bytes must be 0 (an eighth of the memory) or a byte count")
     cfg.threads = server.get("threads", cfg.threads)
     cfg.metrics_listen = str(server.get("metrics_listen", cfg.metrics_listen))
     cfg.log_format = str(server.get("log_format", cfg.log_format))

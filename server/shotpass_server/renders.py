@@ -21,7 +21,8 @@ from .blobs import BlobStore, StoreFull, check_digest
 from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError, ShuttingDown
 from .frame_pipeline import FrameRequest, frame_seed, reference_in_working_space, run_clip, run_frame
 from .frames.colour import ColourSpaces
-from .frames.exr import check_output_size, decode_exr, select_colour
+from .frames.exr import FrameTooLarge, check_output_size
+from .frames.header import read_frame_header
 from .metrics import NO_METRICS, NoMetrics
 from .passes.base import ClipModel, Model, parse_options
 from .passes.registry import ModelRegistry
@@ -59,6 +60,7 @@ class Submission:
     seed_set: bool = False
     reference_digest: str = ""
     reference_render: Optional[Tuple[str, int]] = None
+    reference_name: str = ""  # the reference file's name, for messages
     label: str = ""
     owner: str = ""  # the caller's user name ("" on a single-user server): fair share and quotas
     max_priority: Optional[int] = None  # the caller's priority cap (None: not capped)
@@ -219,6 +221,7 @@ class RenderManager:
             if spec.frame not in frames:
                 raise InvalidInput(f"mask frame {spec.frame} ({spec.name}) has no plate frame {spec.frame}")
             masks[spec.frame] = self._stored(spec, sub.project)
+            self._validate_aux(masks[spec.frame], f"mask {spec.name or 'file'} (frame {spec.frame})", "")
         if masks:
             missing = [f for f in frames if f not in masks]
             if missing:
@@ -251,20 +254,34 @@ class RenderManager:
         """
         name = row.input_name or f"frame {row.frame}"
         try:
-            image = decode_exr(self.blobs.get(row.input_digest), name)
+            # The header only: decoding every frame here cost memory per submit (frames/header.py).
+            header = read_frame_header(self.blobs.get(row.input_digest), name)
             if model.pass_name == "passthrough":
                 return (0, 0)
-            plane = select_colour(image, view or None)
-            check_output_size(plane.rgb.shape[1], plane.rgb.shape[0], model.scale, name)
+            colour = header.colour(view or None)
+            check_output_size(colour.width, colour.height, model.scale, name)
+        except FrameTooLarge as err:
+            raise FrameTooLarge(f"frame {row.frame}: {err}") from None
         except ShotpassError as err:
             raise InvalidInput(f"frame {row.frame}: {err}") from None
-        model.validate_plate(image, plane, options or {}, name, row.frame)
-        return plane.rgb.shape[1], plane.rgb.shape[0]
+        model.validate_plate(colour, options or {}, name, row.frame)
+        return colour.width, colour.height
+
+    def _validate_aux(self, digest: str, label: str, view: str) -> None:
+        """A mask or reference file passes the same header checks as a plate; errors name it."""
+        try:
+            read_frame_header(self.blobs.get(digest), label).colour(view or None)
+        except FrameTooLarge:
+            raise
+        except ShotpassError as err:
+            raise InvalidInput(str(err)) from None
 
     def _reference_digest(self, sub: Submission, model: Model) -> str:
         if sub.reference_digest:
             if not self.blobs.has(sub.reference_digest):
                 raise NotFound(f"reference {sub.reference_digest[:12]} was not uploaded; upload it first")
+            label = f"reference {sub.reference_name or sub.reference_digest[:12]}"
+            self._validate_aux(sub.reference_digest, label, sub.settings.get("view", ""))
             return sub.reference_digest
         if sub.reference_render:
             render_id, frame = sub.reference_render
@@ -361,7 +378,12 @@ class RenderManager:
         options = parse_options(model.options, dict(settings.get("options", {})), model.name)
         rows = {f.frame: f for f in render.frames}
         wants_reference = model.uses_reference or model.accepts_reference
-        reference = self._reference_rgb(render, model) if render.reference_digest and wants_reference else None
+        try:
+            reference = self._reference_rgb(render, model) if render.reference_digest and wants_reference else None
+        except ShotpassError as err:  # checked at submit; a damaged blob still fails its frames clearly
+            for frame in chunk:
+                self._frame_failed(render_id, frame, f"reference frame: {err}", time.perf_counter())
+            return
         if self.executor is not None and is_slot(device):
             self._run_remote(render, chunk, model, options, reference, device, scheduler)
             return

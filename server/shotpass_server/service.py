@@ -429,6 +429,7 @@ def submission(request: pb.SubmitRenderRequest, lane: str) -> Submission:
         seed_set=request.seed_set,
         reference_digest=ref.digest if which == "digest" else "",
         reference_render=(ref.render_frame.render_id, ref.render_frame.frame) if which == "render_frame" else None,
+        reference_name=ref.name,
         label=request.label,
     )
 

@@ -137,6 +137,7 @@ def _check_settings(s: pb.RenderSettings, prefix: str) -> None:
     for key, value in s.options.items():
         check_text(f"{prefix}options key", key, MAX_OPTION_KEY, required=True)
         check_text(f"{prefix}options[{key}]", value, MAX_OPTION_VALUE)
+    check_text(prefix + "reference.name", s.reference.name, MAX_NAME)
     which = s.reference.WhichOneof("source")
     if which == "digest":
         check_digest(prefix + "reference.digest", s.reference.digest)

@@ -241,12 +241,14 @@ class FrameInput(_message.Message):
     def __init__(self, frame: _Optional[int] = ..., digest: _Optional[str] = ..., path: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Reference(_message.Message):
-    __slots__ = ("digest", "render_frame")
+    __slots__ = ("digest", "render_frame", "name")
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     RENDER_FRAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     digest: str
     render_frame: RenderFrame
-    def __init__(self, digest: _Optional[str] = ..., render_frame: _Optional[_Union[RenderFrame, _Mapping]] = ...) -> None: ...
+    name: str
+    def __init__(self, digest: _Optional[str] = ..., render_frame: _Optional[_Union[RenderFrame, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class RenderFrame(_message.Message):
     __slots__ = ("render_id", "frame")
