@@ -238,3 +238,30 @@ def test_an_attached_render_rides_out_a_server_sigkill_and_fetches_every_frame(t
     assert sorted(outputs) == list(range(1, 9))
     for path in outputs.values():
         assert os.path.getsize(path) > 0 and header(path)["shotpass/renderId"] == render_id
+
+
+@pytest.mark.parametrize(
+    "code, details, transient",
+    [
+        ("UNAVAILABLE", "failed to connect to all addresses", True),
+        ("UNKNOWN", "Stream removed", True),  # what a SIGKILL mid-stream shows at some moments
+        ("INTERNAL", "Received RST_STREAM with error code 2", True),
+        ("UNKNOWN", "recvmsg:Connection reset by peer", True),
+        ("INVALID_ARGUMENT", "frame 5: shot.0005.exr: damaged EXR", False),
+        ("UNKNOWN", "internal error in SubmitRender: boom", False),
+        ("NOT_FOUND", "no render 'r-000000000000'", False),
+    ],
+)
+def test_reset_streams_are_retried_like_unavailable_and_answers_are_not(code, details, transient):
+    import grpc
+
+    from shotpass_client.client import is_transient
+
+    class Answer(grpc.RpcError):  # the two methods every grpc call error has
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode[code]
+
+        def details(self) -> str:
+            return details
+
+    assert is_transient(Answer()) is transient
