@@ -288,6 +288,10 @@ class Client:
             render.next_frame_page_token = page.next_frame_page_token
         return render
 
+    def render_state(self, render_id: str) -> pb.Render:
+        """The render's state and counters without its frames (at most one): cheap to poll at any size."""
+        return self._read(self._stub.GetRender, pb.GetRenderRequest(render_id=render_id, frame_page_size=1))
+
     def list_renders(self, project: str = "", shot: str = "", limit: int = 0) -> List[pb.Render]:
         """Newest first, without frames (frames_done/frames_total only): get_render gives a render's frames."""
         req = pb.ListRendersRequest(project=project, shot=shot, limit=limit)
