@@ -41,20 +41,26 @@ def idle_server(tmp_path: Path) -> Iterator[object]:
 def test_forty_idle_watch_streams_leave_health_and_server_info_answering(idle_server):
     from shotpass_client import Client, ClientError
     from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
 
     srv = idle_server
     users = ["alice", "bob", "carol", "dave"]
-    clients = {u: Client(srv.address, srv.accounts.add_user(u)) for u in users}
+    tokens = {u: srv.accounts.add_user(u) for u in users}
+    clients = {u: Client(srv.address, tokens[u]) for u in users}
     streams: Dict[str, List[grpc.Future]] = {u: [] for u in users}
+    channel = grpc.insecure_channel(srv.address)
+    stub = pb_grpc.ShotPassStub(channel)
     try:
         for user, client in clients.items():
             frame = pb.FrameInput(frame=1, digest=client.upload_bytes(TINY.read_bytes()), name="tiny.0001.exr")
             render_id = client.submit(pb.SubmitRenderRequest(
                 project=f"show-{user}", settings=pb.RenderSettings(pass_name="passthrough"), frames=[frame])).render_id
-            events = [client.watch(render_id) for _ in range(10)]  # 40 streams: more than the old 32 threads
-            for stream in events:
-                assert next(stream).kind == pb.RenderEvent.QUEUED  # open, and now idle: the render never starts
-            streams[user] = events
+            for _ in range(10):  # 40 streams: more than the old pool's 32 threads
+                # A deadline, so that a server without free threads fails this test instead of hanging it.
+                call = stub.WatchRender(pb.WatchRenderRequest(render_id=render_id), timeout=60,
+                                        metadata=(("authorization", f"Bearer {tokens[user]}"),))
+                streams[user].append(call)
+                assert next(call).kind == pb.RenderEvent.QUEUED  # open, and now idle: the render never starts
         assert srv.streams.open_streams() == 40
 
         started = time.monotonic()
@@ -68,7 +74,7 @@ def test_forty_idle_watch_streams_leave_health_and_server_info_answering(idle_se
         assert refused.value.code == "RESOURCE_EXHAUSTED"
         assert "max_streams_per_user = 10" in str(refused.value)
         # Closing one of alice's streams frees her slot.
-        streams["alice"].pop().close()
+        streams["alice"].pop().cancel()
         deadline = time.monotonic() + 10
         while srv.streams.open_streams() > 39 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -76,9 +82,10 @@ def test_forty_idle_watch_streams_leave_health_and_server_info_answering(idle_se
         assert next(again).kind == pb.RenderEvent.QUEUED
         again.close()
     finally:
-        for events in streams.values():
-            for stream in events:
-                stream.close()
+        for calls in streams.values():
+            for call in calls:
+                call.cancel()
+        channel.close()
         for client in clients.values():
             client.close()
 
