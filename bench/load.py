@@ -12,6 +12,15 @@ output per input frame, fetched and present on disk: anything else is counted as
 
 Prints completed renders, frames/s, p50/p95 preview latency while renders ran, and errors by code.
 Exit code 1 when a render was lost or any request failed.
+
+    .venv/bin/python bench/load.py --scale [--long-frames 10000] [--short-frames 200] [--streams 64]
+
+--scale measures instead what a long render and many idle watchers cost (one run, one server):
+  * the per-frame rate of a --short-frames render and of a --long-frames render of one tiny EXR
+    (passthrough), from each render's own start and finish times; the target is long/short >= 0.8
+    (the long render runs within 1.25x the per-frame time of the short one);
+  * while the long render runs, --streams idle WatchRender streams (on a render queued behind it) stay
+    open, and health checks and GetServerInfo are timed: the target is every answer in < 1 s.
 """
 
 from __future__ import annotations
@@ -167,6 +176,66 @@ def server_counts(metrics_address: str) -> Dict[str, float]:
     return out
 
 
+TINY = BEACHBALL.parents[1] / "openexr" / "test.exr"  # 10x20 float RGB
+
+
+def run_scale(args: argparse.Namespace, address: str) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from shotpass_client import Client
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    def submit(client: Client, digest: str, count: int, shot: str) -> str:
+        frames = [pb.FrameInput(frame=f, digest=digest, name=f"tiny.{f:05d}.exr") for f in range(1, count + 1)]
+        return client.submit(pb.SubmitRenderRequest(shot=shot, settings=pb.RenderSettings(pass_name="passthrough"),
+                                                    frames=frames)).render_id
+
+    def rate(client: Client, render_id: str) -> float:
+        # Polled, not watched: a watcher streaming 20 000 events competes for the same two cores, and only
+        # the server's own per-frame cost is measured here (watch costs are the streams' part of the bench).
+        while client.render_state(render_id).state not in (pb.FINISHED, pb.FAILED, pb.CANCELLED):
+            time.sleep(0.2)
+        r = client.render_state(render_id)
+        if r.state != pb.FINISHED or r.frames_done != r.frames_total:
+            sys.exit(f"render {render_id} ended {pb.RenderState.Name(r.state)}: {r.error}")
+        return r.frames_total / (r.finished_at - r.started_at)
+
+    with Client(address, connect_timeout=30) as client, grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        digest = client.upload_bytes(TINY.read_bytes())
+        rate(client, submit(client, digest, 50, "warm-up"))  # the first render pays for loading: not measured
+        # A short render lasts about a second, so one is at the mercy of a busy machine: the median of three
+        # before the long render and three after it.
+        shorts = [rate(client, submit(client, digest, args.short_frames, "short")) for _ in range(3)]
+        long_id = submit(client, digest, args.long_frames, "long")
+        waiting = submit(client, digest, 1, "waiting")  # queued behind the long render: its watchers sit idle
+        streams = [client.watch(waiting) for _ in range(args.streams)]
+        for stream in streams:
+            next(stream)  # open: its first event (QUEUED) arrived
+        latencies: List[float] = []
+        for _ in range(20):
+            started = time.perf_counter()
+            health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            client.server_info()
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.1)
+        for stream in streams:
+            stream.close()
+        time.sleep(0.5)  # the server frees the closed streams (rate() needs one more)
+        long_rate = rate(client, long_id)
+        shorts += [rate(client, submit(client, digest, args.short_frames, "short")) for _ in range(3)]
+    short_rate = statistics.median(shorts)
+    worst = max(latencies)
+    print(f"server: {address}  passthrough of a 10x20 EXR, {args.short_frames} vs {args.long_frames} frames")
+    print(f"short renders: {', '.join(f'{r:.0f}' for r in shorts)} frames/s (median {short_rate:.1f})")
+    print(f"per-frame rate: {args.short_frames} frames {short_rate:.1f} frames/s, {args.long_frames} frames "
+          f"{long_rate:.1f} frames/s; ratio long/short {long_rate / short_rate:.2f} (target >= 0.80)")
+    print(f"{args.streams} idle watch streams open: health + GetServerInfo p50 "
+          f"{statistics.median(latencies) * 1000:.1f} ms, max {worst * 1000:.1f} ms (target < 1000 ms)")
+    return 0 if worst < 1.0 and long_rate / short_rate >= 0.8 else 1
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=8)
@@ -180,8 +249,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--preview-limit", type=float, default=120.0, metavar="S",
                    help="stop previewing after S seconds and only wait for the renders (default 120): previews "
                         "always go first, so a preview load above the server's capacity holds renders back")
+    p.add_argument("--scale", action="store_true", help="measure long renders and idle watchers instead (see above)")
+    p.add_argument("--long-frames", type=int, default=10_000)
+    p.add_argument("--short-frames", type=int, default=200)
+    p.add_argument("--streams", type=int, default=64)
     args = p.parse_args(argv)
     args.size = tuple(int(v) for v in args.size.lower().split("x"))
+    if args.scale:
+        with tempfile.TemporaryDirectory(prefix="shotpass-scale-") as tmp:
+            proc, address = None, args.address
+            if not address:
+                proc, address, _ = start_server(Path(tmp) / "server-data", args.workers)
+            try:
+                return run_scale(args, address)
+            finally:
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait(30)
 
     with tempfile.TemporaryDirectory(prefix="shotpass-load-") as tmp:
         work = Path(tmp)

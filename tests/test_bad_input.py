@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import grpc
@@ -46,6 +47,8 @@ def _damaged_variants():
 
 @pytest.mark.parametrize("kind", list(_damaged_variants()))
 def test_damaged_files_are_refused_by_name_and_frame(capsys, server, tmp_path, kind):
+    # Submits check headers and the chunk table only (no pixel is decoded there): damaged pixel data
+    # ("flipped") fails its frame when it is rendered, with the same one line naming the file and frame.
     plate = _plate(tmp_path, "shot.0005.exr", _damaged_variants()[kind])
     code, out, err = run_cli(capsys, ["render", plate, "--pass", "stylize", "--server", server.address,
                                       "--out", str(tmp_path / "out"), "--json"])
@@ -427,3 +430,101 @@ def test_text_fields_that_are_not_utf8_are_refused_by_name(server, client):
             assert f"{field} is not valid UTF-8" in info.value.details(), (method, info.value.details())
     assert _serving(server)
     assert client.get_render(render_id).id == render_id
+
+
+# ---------------------------------------------------------------- memory at submit, masks and references
+
+
+def _flat_zip_exr(size: int) -> bytes:
+    """A size x size half RGBA ZIP scanline EXR of zeros, written chunk by chunk: ~2 MB on disk for 16384,
+    2 GiB once decoded, and never held decoded by this test."""
+    import struct
+    import zlib
+
+    def attr(name: str, kind: str, value: bytes) -> bytes:
+        return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(value)) + value
+
+    chlist = b"".join(c.encode() + b"\0" + struct.pack("<iB3xii", 1, 0, 1, 1) for c in "ABGR") + b"\0"
+    window = struct.pack("<4i", 0, 0, size - 1, size - 1)
+    header = b"".join([
+        struct.pack("<ii", 20000630, 2),
+        attr("channels", "chlist", chlist), attr("compression", "compression", b"\x03"),
+        attr("dataWindow", "box2i", window), attr("displayWindow", "box2i", window),
+        attr("lineOrder", "lineOrder", b"\x00"), attr("pixelAspectRatio", "float", struct.pack("<f", 1.0)),
+        attr("screenWindowCenter", "v2f", struct.pack("<ff", 0, 0)),
+        attr("screenWindowWidth", "float", struct.pack("<f", 1.0)), b"\0",
+    ])
+    block = zlib.compress(bytes(size * 4 * 2 * 16), 9)  # ZIP: 16 scanlines per chunk, zeros stay zeros
+    chunks = size // 16
+    first = len(header) + 8 * chunks
+    step = 8 + len(block)
+    table = struct.pack(f"<{chunks}Q", *(first + i * step for i in range(chunks)))
+    body = b"".join(struct.pack("<ii", i * 16, len(block)) + block for i in range(chunks))
+    return header + table + body
+
+
+def test_a_huge_frame_is_checked_from_its_header_and_the_decode_budget_says_too_large(tmp_path, exr_opens):
+    import OpenEXR
+
+    from shotpass_client import Client, ClientError
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import ServerConfig
+    from shotpass_server.frames.exr import FrameTooLarge, decode_exr, set_decode_budget
+
+    data = _flat_zip_exr(16384)
+    assert len(data) < 4 << 20
+    small = _flat_zip_exr(64)
+    with OpenEXR.File(io.BytesIO(small), separate_channels=True) as f:  # the writer above makes real EXRs
+        assert f.parts[0].channels["R"].pixels.shape == (64, 64)
+    exr_opens.clear()
+    srv = ShotpassServer(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "data", max_decode_bytes=8 << 30))
+    srv.devices.clear()  # no worker: nothing here may decode the frame
+    srv.start()
+    try:
+        with Client(srv.address) as client:
+            digest = client.upload_bytes(data)
+            frame = pb.FrameInput(frame=1, digest=digest, name="huge.0001.exr")
+            for _ in range(3):  # three submits naming it once cost three 2 GiB decodes
+                assert client.submit(pb.SubmitRenderRequest(settings=pb.RenderSettings(pass_name="stylize"),
+                                                            frames=[frame])).render_id
+            assert exr_opens and all(call.get("header_only") for call in exr_opens), exr_opens
+
+            set_decode_budget(1 << 30)
+            with pytest.raises(ClientError) as refused:
+                client.submit(pb.SubmitRenderRequest(settings=pb.RenderSettings(pass_name="stylize"), frames=[frame]))
+            assert refused.value.code == "RESOURCE_EXHAUSTED"
+            message = str(refused.value)
+            assert "huge.0001.exr" in message and "frame 1" in message and "too large" in message
+            assert "6.0 GiB" in message and "1.0 GiB" in message and "max_decode_bytes" in message
+            # A worker's decode is held to the same budget, before the binding allocates anything.
+            with pytest.raises(FrameTooLarge, match="too large"):
+                decode_exr(data, "huge.0001.exr")
+            assert all(call.get("header_only") for call in exr_opens)
+    finally:
+        srv.stop(0.5)
+        set_decode_budget(0)
+
+
+def test_damaged_masks_and_references_are_refused_at_submit_by_name(tmp_path, server, client):
+    from shotpass_client import ClientError
+    from shotpass_client.jobs import RenderSpec, submit_render
+
+    plate = tmp_path / "plate.0005.exr"
+    plate.write_bytes(GOOD.read_bytes())
+    damaged = tmp_path / "matte.0005.exr"
+    damaged.write_bytes(GOOD.read_bytes()[: len(GOOD.read_bytes()) // 2])
+    with pytest.raises(ClientError) as mask:
+        submit_render(client, RenderSpec(pass_name="inpaint"), {5: str(plate)}, mask={5: str(damaged)})
+    assert mask.value.code == "INVALID_ARGUMENT"
+    assert "matte.0005.exr" in str(mask.value) and "frame 5" in str(mask.value) and "damaged" in str(mask.value)
+
+    reference = tmp_path / "look.exr"
+    reference.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    with pytest.raises(ClientError) as ref:
+        submit_render(client, RenderSpec(model="styletransfer-reference"), {5: str(plate)},
+                      reference_file=str(reference))
+    assert ref.value.code == "INVALID_ARGUMENT"
+    assert "reference look.exr" in str(ref.value) and "not an OpenEXR file" in str(ref.value)
+    assert client.list_renders() == []  # nothing was queued
+    assert _serving(server)

@@ -411,7 +411,11 @@ def test_oversized_requests_get_domain_codes(live: Live) -> None:
     digest = hashlib.sha256(big).hexdigest()
     over_chunk = pb.UploadChunk(digest=digest, total_size=len(big), data=big)
     assert call(lambda: live.stub.UploadBlobs(iter([over_chunk]))) == grpc.StatusCode.INVALID_ARGUMENT
-    over_message = pb.UploadChunk(digest=digest, total_size=6 << 20, data=b"\0" * (6 << 20))
+    # Requests may reach 16 MiB (a submit of 100 000 frames): a 6 MiB chunk is refused by the chunk check,
+    # a message over 16 MiB by gRPC itself.
+    over_chunk = pb.UploadChunk(digest=digest, total_size=6 << 20, data=b"\0" * (6 << 20))
+    assert call(lambda: live.stub.UploadBlobs(iter([over_chunk]))) == grpc.StatusCode.INVALID_ARGUMENT
+    over_message = pb.UploadChunk(digest=digest, total_size=17 << 20, data=b"\0" * (17 << 20))
     assert call(lambda: live.stub.UploadBlobs(iter([over_message]))) == grpc.StatusCode.RESOURCE_EXHAUSTED
     many = pb.FindBlobsRequest(digests=["a"] * 100_001)
     assert call(lambda: live.stub.FindBlobs(many)) == grpc.StatusCode.INVALID_ARGUMENT

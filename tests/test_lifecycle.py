@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -156,3 +157,111 @@ def test_a_full_queue_answers_resource_exhausted_and_previews_still_run(tmp_path
             assert submit_render(client, RenderSpec(pass_name="passthrough"), {2: plate[2]}).render_id
     finally:
         srv.stop(0.5)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("attached", ["cli", "host-job"])
+def test_an_attached_render_rides_out_a_server_sigkill_and_fetches_every_frame(tmp_path, beachball, attached):
+    """`shotpass render` (a separate process) or a Nuke/Blender job (BackgroundRender, which both plugins run)
+    watches a render; the server is killed mid-render and started again on the same port and data dir; the
+    client reconnects (saying so), the render finishes, and every output is fetched."""
+    import os
+    import sys
+
+    from shotpass_client import Client
+    from shotpass_client.background import DONE, BackgroundRender, JobRequest
+    from shotpass_client.jobs import RenderSpec, plate_frames
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    data_dir, log = tmp_path / "data", tmp_path / "server.log"
+    listen = f"127.0.0.1:{_free_port()}"
+    proc, address = serve_process(data_dir, log, "--listen", listen)
+    out = tmp_path / "out"
+    cli, job = None, None
+    if attached == "cli":
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "shotpass_server.cli", "render", beachball, "--pass", "stylize", "--seed", "3",
+             "--server", address, "--out", str(out), "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    else:
+        job = BackgroundRender(JobRequest(server=address, spec=RenderSpec(pass_name="stylize", seed=3),
+                                          out_dir=str(out), plate=plate_frames(beachball))).start()
+    restarted = None
+    try:
+        with Client(address) as watcher:
+            deadline = time.monotonic() + 120
+            while not watcher.list_renders() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            render_id = watcher.list_renders()[0].id
+            for event in watcher.watch(render_id):
+                if event.kind == pb.RenderEvent.FRAME_DONE:
+                    break  # the render is under way, the client is attached
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        time.sleep(1.0)  # the client sees the connection die while nothing listens
+        restarted, again = serve_process(data_dir, log, "--listen", listen)
+        assert again == address
+        if cli is not None:
+            stdout, stderr = cli.communicate(timeout=240)
+        else:
+            job.join(240)
+            assert not job.running
+    finally:
+        if cli is not None and cli.poll() is None:
+            cli.kill()
+        for p in (proc, restarted):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(60)
+    if cli is not None:
+        assert cli.returncode == 0, stderr[-2000:]
+        assert "reconnecting" in stderr, stderr[-2000:]
+        result = json.loads(stdout.strip().splitlines()[-1])
+        assert result["state"] == "FINISHED" and result["render"] == render_id
+        outputs = {int(f): path for f, path in result["outputs"].items()}
+    else:
+        updates = []
+        while not job.updates.empty():
+            updates.append(job.updates.get())
+        assert any("reconnecting" in u.message for u in updates), [u.message for u in updates]
+        assert updates[-1].kind == DONE, updates[-1].message
+        assert updates[-1].render_id == render_id
+        outputs = updates[-1].outputs
+    assert sorted(outputs) == list(range(1, 9))
+    for path in outputs.values():
+        assert os.path.getsize(path) > 0 and header(path)["shotpass/renderId"] == render_id
+
+
+@pytest.mark.parametrize(
+    "code, details, transient",
+    [
+        ("UNAVAILABLE", "failed to connect to all addresses", True),
+        ("UNKNOWN", "Stream removed", True),  # what a SIGKILL mid-stream shows at some moments
+        ("INTERNAL", "Received RST_STREAM with error code 2", True),
+        ("UNKNOWN", "recvmsg:Connection reset by peer", True),
+        ("INVALID_ARGUMENT", "frame 5: shot.0005.exr: damaged EXR", False),
+        ("UNKNOWN", "internal error in SubmitRender: boom", False),
+        ("NOT_FOUND", "no render 'r-000000000000'", False),
+    ],
+)
+def test_reset_streams_are_retried_like_unavailable_and_answers_are_not(code, details, transient):
+    import grpc
+
+    from shotpass_client.client import is_transient
+
+    class Answer(grpc.RpcError):  # the two methods every grpc call error has
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode[code]
+
+        def details(self) -> str:
+            return details
+
+    assert is_transient(Answer()) is transient

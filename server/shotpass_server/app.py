@@ -21,14 +21,15 @@ from .catalog import QUEUED, Catalog
 from .config import ServerConfig
 from .errors import InvalidInput
 from .frames.colour import ColourSpaces
-from .frames.exr import set_max_frame_pixels
+from .frames.exr import set_decode_budget, set_max_frame_pixels
 from .metrics import Metrics, RpcObserver
 from .model_config import check_model_files
 from .passes.registry import ModelRegistry
 from .quotas import Quotas
 from .ray_executor import RayExecutor, specs_factory
 from .renders import RenderManager
-from .service import MAX_CHUNK_BYTES, ShotPassService, add_to_server
+from .service import MAX_CHUNK_BYTES, MAX_REQUEST_BYTES, ShotPassService, add_to_server
+from .streams import StreamLimiter
 
 log = logging.getLogger("shotpass")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ShotPass"].full_name
@@ -66,6 +67,23 @@ def _ray_executor(cfg: ServerConfig, worker_registry: Optional[Callable[[], Mode
     )
 
 
+def connection_options(cfg: ServerConfig) -> List[Tuple[str, int]]:
+    """Keepalive pings find dead clients (their streams end and free a thread); idle connections close."""
+    options = [
+        ("grpc.keepalive_time_ms", int(cfg.keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(cfg.keepalive_timeout_s * 1000)),
+        # Clients may ping too (the shotpass client does, every 30 s), but not more often than every 10 s.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
+    ]
+    if cfg.keepalive_s <= 0:
+        options = options[2:]
+    if cfg.max_connection_idle_s > 0:
+        options.append(("grpc.max_connection_idle_ms", int(cfg.max_connection_idle_s * 1000)))
+    return options
+
+
 class ShotpassServer:
     def __init__(
         self,
@@ -81,6 +99,7 @@ class ShotpassServer:
         data_dir.mkdir(parents=True, exist_ok=True)
         cfg.check_tls()
         set_max_frame_pixels(cfg.max_frame_pixels)  # process-wide: every decode_exr checks headers against it
+        set_decode_budget(cfg.max_decode_bytes)
         self.catalog = Catalog(data_dir / "catalog.sqlite")
         self.accounts = Accounts(data_dir / "catalog.sqlite")  # after the catalog: it reads the catalog's tables
         self.blobs = BlobStore(data_dir / "blobs", cfg.max_store_bytes, cfg.partial_upload_retention_hours * 3600)
@@ -109,23 +128,30 @@ class ShotpassServer:
         self.readiness_checks: List[Callable[[], None]] = [self._check_store, self._check_models,
                                                            self._check_working_spaces]
         self.metrics = Metrics(self._render_labels)
-        self.metrics.watch_live_state(self.manager.scheduler.queue_depth, lambda: self.ready)
+        self.metrics.watch_live_state(self.manager.scheduler.queue_depth, lambda: self.ready and self.catalog.writable)
         self.manager.metrics = self.metrics
         self.metrics_address = ""
         self.web: Optional[Any] = None  # web.app.WebServer while [web] listen is set
+        self.streams = StreamLimiter(cfg.max_open_streams, cfg.max_streams_per_user)
         self._grpc: Optional[grpc.Server] = None
         self.port = 0
 
     def start(self) -> int:
+        cfg = self.cfg
+        # Long calls are capped below the pool size (streams.py), so rpc_threads always serve short calls.
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="shotpass-rpc"),
+            futures.ThreadPoolExecutor(
+                max_workers=cfg.max_open_streams + cfg.rpc_threads, thread_name_prefix="shotpass-rpc"
+            ),
             options=[
-                ("grpc.max_receive_message_length", MAX_CHUNK_BYTES + (1 << 20)),
+                ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
                 ("grpc.max_send_message_length", MAX_CHUNK_BYTES + (1 << 20)),
+                *connection_options(cfg),
             ],
             interceptors=[RpcObserver(self.metrics, lambda: self.starting, SERVICE_NAME)],
         )
-        add_to_server(ShotPassService(self.manager, self.devices, self.accounts), server)  # non-UTF-8: INVALID_ARGUMENT
+        # add_to_server: a non-UTF-8 field answers INVALID_ARGUMENT
+        add_to_server(ShotPassService(self.manager, self.devices, self.accounts, self.streams), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
         credentials = self._tls_credentials()
@@ -162,11 +188,19 @@ class ShotpassServer:
         if self.blob_gc is not None:
             self.blob_gc.start()
         self.ready, self.starting = True, False
-        for name in ("", SERVICE_NAME):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.catalog.on_writable = lambda writable: self._set_health()
+        self._set_health()
         log.info("serving on %s (devices: %s, data: %s, tls: %s, users: %s)", self.address, ", ".join(self.devices),
                  self.cfg.data_dir, self.tls_mode, "yes" if self.accounts.has_users() else "none (single-user)")
         return self.port
+
+    def _set_health(self) -> None:
+        """SERVING while ready and the catalog can write: a server that cannot record work is drained."""
+        if self.ready:
+            serving = self.catalog.writable
+            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ("", SERVICE_NAME):
+                self.health.set(name, status)
 
     @property
     def tls_mode(self) -> str:
@@ -200,6 +234,8 @@ class ShotpassServer:
         [server] shutdown_grace_s) to finish, else it is cancelled and its frames resume at the next start.
         gRPC keeps answering meanwhile (watchers see the last frames, submits are refused), then gets `grace`."""
         self.ready = False
+        self.manager.stop_accepting()  # from here every submit is refused with UNAVAILABLE, none half-accepted
+        self.catalog.on_writable = lambda writable: None
         self.health.enter_graceful_shutdown()  # NOT_SERVING from here on, so balancers drain this server
         self.manager.scheduler.stop(self.cfg.shutdown_grace_s if work_grace is None else work_grace)
         if self._grpc is not None:

@@ -7,18 +7,25 @@ that a client was told about.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .catalog_jobs import SUSPENDED as SUSPENDED  # job control's render state, beside the others
 from .catalog_jobs import JobCatalogMixin
-from .errors import NotFound
+from .errors import CatalogUnavailable, NotFound
+
+log = logging.getLogger("shotpass.catalog")
+PROBE_INTERVAL_S = 1.0  # while the catalog cannot write: how often a test write checks whether it can again
+# sqlite's words for "the disk under the catalog failed" (full, I/O error, read-only, gone): not a bug here.
+_STORAGE_ERRORS = ("disk", "full", "i/o", "readonly", "read-only", "unable to open")
 
 # Render states (names match the wire contract's RenderState).
 QUEUED, RUNNING, FINISHED, FAILED, CANCELLED = "QUEUED", "RUNNING", "FINISHED", "FAILED", "CANCELLED"
@@ -72,15 +79,34 @@ CREATE TABLE IF NOT EXISTS qc_pairs (
   render_id TEXT NOT NULL REFERENCES renders(id), frame_a INTEGER NOT NULL, frame_b INTEGER NOT NULL,
   source_error REAL NOT NULL, output_error REAL NOT NULL, ratio REAL NOT NULL, trusted REAL NOT NULL,
   PRIMARY KEY (render_id, frame_b));
+-- One row the catalog rewrites to find out whether it can write again after a storage failure.
+CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
 
 # Columns added after the first release: (table, column, declaration). Older catalogs get them on open.
 MIGRATIONS = (
     ("renders", "owner", "TEXT NOT NULL DEFAULT ''"),
     ("frames", "started_at", "REAL NOT NULL DEFAULT 0"),
+    # Counters kept with each frame change, so per-frame bookkeeping never re-reads a render's frames.
+    ("renders", "frames_total", "INTEGER NOT NULL DEFAULT 0"),
+    ("renders", "frames_done", "INTEGER NOT NULL DEFAULT 0"),
 )
+# Filled in when a migration adds the column (older catalogs), by column.
+BACKFILLS = {
+    "frames_total": "UPDATE renders SET frames_total = (SELECT COUNT(*) FROM frames f WHERE f.render_id = renders.id)",
+    "frames_done": "UPDATE renders SET frames_done ="
+                   " (SELECT COUNT(*) FROM frames f WHERE f.render_id = renders.id AND f.state = 'FRAME_DONE')",
+}
 # Indexes on migrated columns: created after the migration, or an old catalog would fail to open.
-LATE_INDEXES = "CREATE INDEX IF NOT EXISTS renders_by_owner ON renders(owner, state);"
+LATE_INDEXES = """
+CREATE INDEX IF NOT EXISTS renders_by_owner ON renders(owner, state);
+-- The scheduler asks for a render's next pending frames, and whether any are left, at every chunk.
+CREATE INDEX IF NOT EXISTS frames_by_state ON frames(render_id, state, frame);
+"""
+FRAME_COLUMNS = (
+    "frame, input_digest, input_name, mask_digest, output_digest, output_size, state, error,"
+    " compute_seconds, attempts, finished_at, started_at"
+)
 
 
 @dataclass
@@ -124,13 +150,12 @@ class RenderRow:
     error: str
     warnings: List[str]
     owner: str = ""  # the submitting user's name; "" on a single-user server
+    frames_total: int = 0
+    frames_done: int = 0
+    # All frames, or the page asked for (get_render), or none (with_frames=False, list_renders).
     frames: List[FrameRow] = field(default_factory=list)
     children: List[str] = field(default_factory=list)
     qc: Optional[Dict[str, Any]] = None  # temporal/qc.py RenderQc.as_dict(), once measured
-
-    @property
-    def frames_done(self) -> int:
-        return sum(1 for f in self.frames if f.state == F_DONE)
 
 
 @dataclass
@@ -147,6 +172,12 @@ class Catalog(JobCatalogMixin):
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._writable = threading.Event()
+        self._writable.set()
+        self.write_error = ""  # why the catalog cannot write, while it cannot
+        # Called with True/False when writing stops or starts working again (the server's health follows it).
+        self.on_writable: Callable[[bool], None] = lambda writable: None
+        self._closed = False
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -159,11 +190,52 @@ class Catalog(JobCatalogMixin):
             have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
             if column not in have:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                if column in BACKFILLS:
+                    self._db.execute(BACKFILLS[column])
         self._db.executescript(LATE_INDEXES)
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
+
+    # ------------------------------------------------------------------ storage failures
+
+    @property
+    def writable(self) -> bool:
+        return self._writable.is_set()
+
+    def wait_writable(self, timeout: float) -> bool:
+        return self._writable.wait(timeout)
+
+    def _storage_failed(self, err: sqlite3.Error) -> CatalogUnavailable:
+        if self._writable.is_set():
+            self.write_error = str(err)
+            self._writable.clear()
+            log.error("the catalog cannot write (%s): new work waits until it can; checking every %g s",
+                      err, PROBE_INTERVAL_S)
+            threading.Thread(target=self._probe_until_writable, name="shotpass-catalog-probe", daemon=True).start()
+            self.on_writable(False)
+        return CatalogUnavailable(
+            f"the server cannot write its catalog ({err}): its disk is full or failing; nothing was recorded. "
+            "Try again once the server's admin has freed space (health shows NOT_SERVING until then)"
+        )
+
+    def _probe_until_writable(self) -> None:
+        while not self._closed:
+            time.sleep(PROBE_INTERVAL_S)
+            try:
+                with self._lock, self._transaction():
+                    if self._closed:
+                        return
+                    self._db.execute("INSERT OR REPLACE INTO write_probe (id, at) VALUES (1, ?)", (time.time(),))
+            except (CatalogUnavailable, sqlite3.Error):
+                continue
+            log.warning("the catalog can write again; work resumes")
+            self.write_error = ""
+            self._writable.set()
+            self.on_writable(True)
+            return
 
     # ------------------------------------------------------------------ writes
 
@@ -183,6 +255,7 @@ class Catalog(JobCatalogMixin):
     ) -> str:
         now = time.time()
         render_id = "r-" + uuid.uuid4().hex[:12]
+        frames = list(frames)
         with self._lock, self._transaction():
             shot_id = self._shot_id(project, shot, now)
             row = self._db.execute(
@@ -190,10 +263,11 @@ class Catalog(JobCatalogMixin):
             ).fetchone()
             self._db.execute(
                 "INSERT INTO renders (id, shot_id, version, lane, state, settings, parent, label,"
-                " reference_digest, scale, created_at, warnings, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " reference_digest, scale, created_at, warnings, owner, frames_total)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     render_id, shot_id, row[0], lane, QUEUED, json.dumps(settings), parent, label,
-                    reference_digest, scale, now, json.dumps(warnings), owner,
+                    reference_digest, scale, now, json.dumps(warnings), owner, len(frames),
                 ),
             )
             self._db.executemany(
@@ -234,16 +308,23 @@ class Catalog(JobCatalogMixin):
                 (F_RUNNING, time.time(), render_id, frame),
             )
 
-    def frame_done(self, render_id: str, frame: int, digest: str, size: int, seconds: float) -> None:
+    def frame_done(self, render_id: str, frame: int, digest: str, size: int, seconds: float) -> int:
+        """Record a finished frame; returns the render's finished frames so far."""
         with self._lock, self._transaction():
+            was = self._db.execute(
+                "SELECT state FROM frames WHERE render_id = ? AND frame = ?", (render_id, frame)
+            ).fetchone()
             self._db.execute(
                 "UPDATE frames SET state = ?, output_digest = ?, output_size = ?, compute_seconds = ?,"
                 " error = '', finished_at = ? WHERE render_id = ? AND frame = ?",
                 (F_DONE, digest, size, seconds, time.time(), render_id, frame),
             )
+            newly = int(was is not None and was[0] != F_DONE)
             self._db.execute(
-                "UPDATE renders SET compute_seconds = compute_seconds + ? WHERE id = ?", (seconds, render_id)
+                "UPDATE renders SET compute_seconds = compute_seconds + ?, frames_done = frames_done + ? WHERE id = ?",
+                (seconds, newly, render_id),
             )
+            return int(self._db.execute("SELECT frames_done FROM renders WHERE id = ?", (render_id,)).fetchone()[0])
 
     def frame_failed(self, render_id: str, frame: int, error: str, seconds: float, state: str = F_FAILED) -> None:
         with self._lock, self._transaction():
@@ -296,12 +377,16 @@ class Catalog(JobCatalogMixin):
 
     # ------------------------------------------------------------------ reads
 
-    def get_render(self, render_id: str, with_frames: bool = True) -> RenderRow:
+    def get_render(
+        self, render_id: str, with_frames: bool = True, frames_after: Optional[int] = None,
+        frame_limit: Optional[int] = None,
+    ) -> RenderRow:
+        """The render; its frames (all, or at most `frame_limit` of those numbered above `frames_after`)."""
         with self._lock:
             row = self._require(render_id)
             render = self._render_from_row(row)
             if with_frames:
-                render.frames = self.frames(render_id)
+                render.frames = self.frames(render_id, frames_after, frame_limit)
             render.children = [
                 r[0]
                 for r in self._db.execute(
@@ -311,19 +396,81 @@ class Catalog(JobCatalogMixin):
             render.qc = self.qc(render_id, with_pairs=with_frames)
         return render
 
-    def frames(self, render_id: str) -> List[FrameRow]:
+    def frames(self, render_id: str, after: Optional[int] = None, limit: Optional[int] = None) -> List[FrameRow]:
+        sql = f"SELECT {FRAME_COLUMNS} FROM frames WHERE render_id = ?"
+        args: List[Any] = [render_id]
+        if after is not None:
+            sql += " AND frame > ?"
+            args.append(after)
+        sql += " ORDER BY frame"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [FrameRow(**dict(r)) for r in rows]
+
+    def frames_numbered(self, render_id: str, numbers: Sequence[int]) -> List[FrameRow]:
+        """The render's frames with these numbers (one chunk), by primary key: cost independent of the render's size."""
+        if not numbers:
+            return []
         with self._lock:
             rows = self._db.execute(
-                "SELECT frame, input_digest, input_name, mask_digest, output_digest, output_size, state, error,"
-                " compute_seconds, attempts, finished_at, started_at FROM frames WHERE render_id = ? ORDER BY frame",
-                (render_id,),
+                f"SELECT {FRAME_COLUMNS} FROM frames WHERE render_id = ? AND frame IN ({','.join('?' * len(numbers))})"
+                " ORDER BY frame",
+                (render_id, *numbers),
             ).fetchall()
         return [FrameRow(**dict(r)) for r in rows]
+
+    def pending_frames(self, render_id: str, limit: Optional[int]) -> List[int]:
+        """The first `limit` (None: all) pending frame numbers (index frames_by_state: no scan of finished frames)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT frame FROM frames WHERE render_id = ? AND state = ? ORDER BY frame LIMIT ?",
+                (render_id, F_PENDING, -1 if limit is None else limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def has_frames_in_state(self, render_id: str, state: str) -> bool:
+        with self._lock:
+            return self._db.execute(
+                "SELECT 1 FROM frames WHERE render_id = ? AND state = ? LIMIT 1", (render_id, state)
+            ).fetchone() is not None
+
+    def failed_frames(self, render_id: str) -> Tuple[int, Optional[FrameRow]]:
+        """(how many frames failed, the first of them)."""
+        with self._lock:
+            count = self._db.execute(
+                "SELECT COUNT(*) FROM frames WHERE render_id = ? AND state = ?", (render_id, F_FAILED)
+            ).fetchone()[0]
+            first = self._db.execute(
+                f"SELECT {FRAME_COLUMNS} FROM frames WHERE render_id = ? AND state = ? ORDER BY frame LIMIT 1",
+                (render_id, F_FAILED),
+            ).fetchone()
+        return int(count), FrameRow(**dict(first)) if first else None
+
+    def first_done_frame(self, render_id: str) -> Optional[int]:
+        """The number of the render's first finished frame (None when none): a version's thumbnail."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT frame FROM frames WHERE render_id = ? AND state = ? ORDER BY frame LIMIT 1",
+                (render_id, F_DONE),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def first_output(self, render_id: str) -> str:
+        """The output digest of the render's first finished frame ("" when none)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT output_digest FROM frames WHERE render_id = ? AND state = ? ORDER BY frame LIMIT 1",
+                (render_id, F_DONE),
+            ).fetchone()
+        return row[0] if row else ""
 
     def list_renders(
         self, project: str = "", shot: str = "", limit: int = 200, projects: Optional[Sequence[str]] = None
     ) -> List[RenderRow]:
-        """Newest first; `projects` (when given) limits the answer to those projects (a caller's own)."""
+        """Newest first, without frames; `projects` (when given) limits the answer to those projects (the caller's)."""
         sql = _RENDER_SELECT + " WHERE 1=1"
         args: List[Any] = []
         if projects is not None:
@@ -341,7 +488,6 @@ class Catalog(JobCatalogMixin):
             rows = self._db.execute(sql, args).fetchall()
             renders = [self._render_from_row(r) for r in rows]
             for render in renders:
-                render.frames = self.frames(render.id)
                 render.qc = self.qc(render.id, with_pairs=False)
         return renders
 
@@ -415,16 +561,19 @@ class Catalog(JobCatalogMixin):
             ).fetchone()
         return int(row[0]), int(row[1])
 
-    def reset_running_frames(self, render_ids: Iterable[str]) -> int:
-        """Frames of these renders caught mid-run go back to pending (a shutdown that could not wait for them)."""
+    def reset_running_frames(self, render_ids: Iterable[str], frames: Optional[Sequence[int]] = None) -> int:
+        """Frames of these renders caught mid-run (only `frames`, when given) go back to pending: a shutdown that
+        could not wait for them, or a chunk the catalog could not record."""
         ids = list(render_ids)
         if not ids:
             return 0
+        sql = f"UPDATE frames SET state = ? WHERE state = ? AND render_id IN ({','.join('?' * len(ids))})"
+        args: List[Any] = [F_PENDING, F_RUNNING, *ids]
+        if frames is not None:
+            sql += f" AND frame IN ({','.join('?' * len(frames))})"
+            args.extend(frames)
         with self._lock, self._transaction():
-            cur = self._db.execute(
-                f"UPDATE frames SET state = ? WHERE state = ? AND render_id IN ({','.join('?' * len(ids))})",
-                (F_PENDING, F_RUNNING, *ids),
-            )
+            cur = self._db.execute(sql, args)
         return cur.rowcount
 
     # ------------------------------------------------------------------ quality checks
@@ -461,8 +610,16 @@ class Catalog(JobCatalogMixin):
 
     # ------------------------------------------------------------------ helpers
 
-    def _transaction(self) -> _Txn:
-        return _Txn(self._db)
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction; a storage failure becomes CatalogUnavailable (and starts the probe)."""
+        try:
+            with _Txn(self._db):
+                yield
+        except sqlite3.OperationalError as err:
+            if any(word in str(err).lower() for word in _STORAGE_ERRORS):
+                raise self._storage_failed(err) from err
+            raise
 
     def _shot_id(self, project: str, shot: str, now: float) -> int:
         self._db.execute("INSERT OR IGNORE INTO projects (name, created_at) VALUES (?, ?)", (project, now))
@@ -503,7 +660,7 @@ class Catalog(JobCatalogMixin):
 _RENDER_SELECT = (
     "SELECT r.id, p.name AS project, s.name AS shot, r.version, r.lane, r.state, r.settings, r.parent, r.label,"
     " r.reference_digest, r.scale, r.created_at, r.started_at, r.finished_at, r.compute_seconds, r.device,"
-    " r.rating, r.pinned, r.note, r.approved, r.error, r.warnings, r.owner"
+    " r.rating, r.pinned, r.note, r.approved, r.error, r.warnings, r.owner, r.frames_total, r.frames_done"
     " FROM renders r JOIN shots s ON s.id = r.shot_id JOIN projects p ON p.id = s.project_id"
 )
 
@@ -518,4 +675,18 @@ class _Txn:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()  # a failed COMMIT (disk full) leaves the transaction open
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # sqlite may have rolled back by itself after an I/O error
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 import tomllib
 
 from .errors import InvalidInput
+from .streams import DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_STREAMS_PER_USER, DEFAULT_RPC_THREADS
 
 EXECUTORS = ("local", "ray")
 
@@ -32,6 +33,9 @@ class ServerConfig:
     max_queued_renders: int = 1000
     # Largest data window (and upscale output) a frame may have, in pixels; checked on the header before decoding.
     max_frame_pixels: int = 16384 * 16384
+    # Memory one frame may take to decode (its channels plus the float copy a pass works on); 0: an eighth
+    # of the machine's memory. Submits check it on the header; past it, RESOURCE_EXHAUSTED naming the file.
+    max_decode_bytes: int = 0
     # Per-user quotas (0: none): renders waiting or running, and their frames not yet finished.
     max_queued_per_user: int = 0
     max_frames_per_user: int = 0
@@ -66,6 +70,17 @@ class ServerConfig:
     blob_retention_days: float = 30.0
     blob_gc_interval_hours: float = 0.0
     partial_upload_retention_hours: float = 24.0
+    # Long calls (watches, uploads, downloads, previews) open at once, server-wide and per user (per client
+    # host on a single-user server); past either, RESOURCE_EXHAUSTED. rpc_threads stay free for short calls.
+    max_open_streams: int = DEFAULT_MAX_OPEN_STREAMS
+    max_streams_per_user: int = DEFAULT_MAX_STREAMS_PER_USER
+    rpc_threads: int = DEFAULT_RPC_THREADS
+    # Connections: the server pings a silent client every keepalive_s and drops it after keepalive_timeout_s
+    # without an answer (its streams end and free their threads); a connection with no call for
+    # max_connection_idle_s is closed (0: never).
+    keepalive_s: float = 60.0
+    keepalive_timeout_s: float = 20.0
+    max_connection_idle_s: float = 3600.0
 
     def check_executor(self, source: str = "the config") -> None:
         if self.executor not in EXECUTORS:
@@ -102,6 +117,9 @@ def load_config(path: Optional[Path]) -> ServerConfig:
     cfg.max_frame_pixels = int(server.get("max_frame_pixels", cfg.max_frame_pixels))
     if cfg.max_frame_pixels < 1:
         raise InvalidInput(f"{path}: [server] max_frame_pixels must be a positive number of pixels")
+    cfg.max_decode_bytes = int(server.get("max_decode_bytes", cfg.max_decode_bytes))
+    if cfg.max_decode_bytes < 0:
+        raise InvalidInput(f"{path}: [server] max_decode_bytes must be 0 (an eighth of the memory) or a byte count")
     cfg.threads = server.get("threads", cfg.threads)
     cfg.metrics_listen = str(server.get("metrics_listen", cfg.metrics_listen))
     cfg.log_format = str(server.get("log_format", cfg.log_format))
@@ -117,6 +135,7 @@ def load_config(path: Optional[Path]) -> ServerConfig:
     cfg.max_frames_per_user = int(server.get("max_frames_per_user", cfg.max_frames_per_user))
     cfg.shutdown_grace_s = float(server.get("shutdown_grace_s", cfg.shutdown_grace_s))
     _store_settings(cfg, server, f"{path}: [server]")
+    _connection_settings(cfg, server, f"{path}: [server]")
     paths = data.get("paths", {})
     cfg.path_roots = [Path(os.path.expanduser(p)) for p in paths.get("roots", [])]
     cfg.project_roots = _project_roots(paths.get("projects", {}), str(path))
@@ -156,4 +175,20 @@ def _store_settings(cfg: ServerConfig, server: Dict[str, Any], source: str) -> N
         value = server[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise InvalidInput(f"{source} {name} = {value!r}: use a number of 0 or more")
+        setattr(cfg, name, kind(value))
+
+
+def _connection_settings(cfg: ServerConfig, server: Dict[str, Any], source: str) -> None:
+    """Stream caps, RPC threads and keepalive: whole numbers of 1 or more (idle and keepalive: seconds, 0 off)."""
+    for name, kind, least in (("max_open_streams", int, 1), ("max_streams_per_user", int, 1), ("rpc_threads", int, 1),
+                              ("keepalive_s", float, 0), ("keepalive_timeout_s", float, 1),
+                              ("max_connection_idle_s", float, 0)):
+        if name not in server:
+            continue
+        value = server[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < least or (
+            kind is int and value != int(value)
+        ):
+            raise InvalidInput(f"{source} {name} = {value!r}: use a {'whole ' if kind is int else ''}number of "
+                               f"{least} or more")
         setattr(cfg, name, kind(value))

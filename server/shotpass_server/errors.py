@@ -33,3 +33,8 @@ class ShuttingDown(ShotpassError):
 
 class ModelUnavailable(ShotpassError):
     """A model's files or runtime are missing (gRPC FAILED_PRECONDITION)."""
+
+
+class CatalogUnavailable(ShotpassError):
+    """The catalog cannot write (disk full, I/O error): nothing new is recorded until it can (gRPC UNAVAILABLE).
+    Workers wait and resume by themselves; health says NOT_SERVING meanwhile."""

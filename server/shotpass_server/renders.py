@@ -23,7 +23,8 @@ from .blobs import BlobStore, StoreFull, check_digest
 from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError, ShuttingDown
 from .frame_pipeline import FrameRequest, frame_seed, reference_in_working_space, run_clip, run_frame
 from .frames.colour import ColourSpaces
-from .frames.exr import check_output_size, decode_exr, select_colour
+from .frames.exr import FrameTooLarge, check_output_size
+from .frames.header import read_frame_header
 from .job_control import JOB_KEY, FrameTimedOut, JobControl, frame_timeout, timed_out
 from .metrics import NO_METRICS, NoMetrics
 from .passes.base import ClipModel, Model, parse_options
@@ -65,6 +66,7 @@ class Submission:
     seed_set: bool = False
     reference_digest: str = ""
     reference_render: Optional[Tuple[str, int]] = None
+    reference_name: str = ""  # the reference file's name, for messages
     label: str = ""
     owner: str = ""  # the caller's user name ("" on a single-user server): fair share and quotas
     max_priority: Optional[int] = None  # the caller's priority cap (None: not capped)
@@ -91,13 +93,16 @@ class RenderManager:
         self.catalog = catalog
         self.quotas = quotas or Quotas(max_queued=max_queued)
         self._quota_lock = threading.Lock()  # quota check + create_render: concurrent submits cannot both fit
+        self._accepting = True  # cleared under _quota_lock when a drain starts: no render is created after it
         self.blobs = blobs
         self.registry = registry
         self.colours = colours
         self.paths = PathAccess(path_roots, project_roots)
         self.path_roots = self.paths.roots
-        self._cv = threading.Condition()
-        self._generation = 0
+        self._cv = threading.Condition()  # previews waiting for their render to end
+        # Watchers wait on their own render's condition: an event wakes that render's watchers only, so a
+        # long render's frames cost the same with 0 or 200 watchers of other renders.
+        self._watched: Dict[str, _Watched] = {}
         self._references: OrderedDict[str, np.ndarray] = OrderedDict()
         self.scheduler = Scheduler(catalog, self._run_chunk, devices, chunk_frames, on_event=self._notify)
         self.jobs = JobControl(self)
@@ -114,9 +119,17 @@ class RenderManager:
 
     # ------------------------------------------------------------ submit
 
-    def submit(self, sub: Submission) -> Tuple[str, List[str]]:
-        if self.scheduler.stopping:
+    def stop_accepting(self) -> None:
+        """A drain starts: submits still being checked are refused before they create a render."""
+        with self._quota_lock:
+            self._accepting = False
+
+    def _check_accepting(self) -> None:
+        if not self._accepting or self.scheduler.stopping:
             raise ShuttingDown("the server is shutting down and takes no new work; submit again once it is back")
+
+    def submit(self, sub: Submission) -> Tuple[str, List[str]]:
+        self._check_accepting()
         # Cheap refusal before anything is read; checked again, exactly, right before the render is created.
         self.quotas.check(self.catalog, sub.owner, sub.lane, len(sub.frames) or len(sub.parent_frames))
         model, options = self._model_and_options(sub.settings)  # validated here, parsed again per chunk
@@ -172,6 +185,7 @@ class RenderManager:
                     row.mask_digest = masks[f]
                 rows.append(row)
             with self._quota_lock:
+                self._check_accepting()  # checked again: a drain may have started while the frames were read
                 self.quotas.check(self.catalog, sub.owner, sub.lane, len(rows))
 
                 def create() -> str:
@@ -253,6 +267,7 @@ class RenderManager:
             if spec.frame not in frames:
                 raise InvalidInput(f"mask frame {spec.frame} ({spec.name}) has no plate frame {spec.frame}")
             masks[spec.frame] = self._stored(spec, sub.project)
+            self._validate_aux(masks[spec.frame], f"mask {spec.name or 'file'} (frame {spec.frame})", "")
         if masks:
             missing = [f for f in frames if f not in masks]
             if missing:
@@ -285,21 +300,35 @@ class RenderManager:
         """
         name = row.input_name or f"frame {row.frame}"
         try:
-            image = decode_exr(self.blobs.get(row.input_digest), name)
+            # The header only: decoding every frame here cost memory per submit (frames/header.py).
+            header = read_frame_header(self.blobs.get(row.input_digest), name)
             if model.pass_name == "passthrough":
                 return (0, 0)
-            plane = select_colour(image, view or None)
-            check_output_size(plane.rgb.shape[1], plane.rgb.shape[0], model.scale, name)
+            colour = header.colour(view or None)
+            check_output_size(colour.width, colour.height, model.scale, name)
+        except FrameTooLarge as err:
+            raise FrameTooLarge(f"frame {row.frame}: {err}") from None
         except ShotpassError as err:
             raise InvalidInput(f"frame {row.frame}: {err}") from None
-        model.validate_plate(image, plane, options or {}, name, row.frame)
-        check_vectors(image, plane, options or {}, name, row.frame)
-        return plane.rgb.shape[1], plane.rgb.shape[0]
+        model.validate_plate(colour, options or {}, name, row.frame)
+        check_vectors(header.image, colour.part_index, options or {}, name, row.frame)
+        return colour.width, colour.height
+
+    def _validate_aux(self, digest: str, label: str, view: str) -> None:
+        """A mask or reference file passes the same header checks as a plate; errors name it."""
+        try:
+            read_frame_header(self.blobs.get(digest), label).colour(view or None)
+        except FrameTooLarge:
+            raise
+        except ShotpassError as err:
+            raise InvalidInput(str(err)) from None
 
     def _reference_digest(self, sub: Submission, model: Model) -> str:
         if sub.reference_digest:
             if not self.blobs.has(sub.reference_digest):
                 raise NotFound(f"reference {sub.reference_digest[:12]} was not uploaded; upload it first")
+            label = f"reference {sub.reference_name or sub.reference_digest[:12]}"
+            self._validate_aux(sub.reference_digest, label, sub.settings.get("view", ""))
             return sub.reference_digest
         if sub.reference_render:
             render_id, frame = sub.reference_render
@@ -307,16 +336,15 @@ class RenderManager:
         if model.uses_reference or model.accepts_reference:
             approved = [r for r in self.catalog.list_renders(sub.project, sub.shot) if r.approved and r.frames_done]
             if approved:
-                return next(f.output_digest for f in approved[0].frames if f.output_digest)
+                return self.catalog.first_output(approved[0].id)
         return ""
 
     def _render_output(self, render_id: str, frame: int) -> str:
-        render = self.catalog.get_render(render_id)
-        done = [f for f in render.frames if f.output_digest]
-        if frame == 0 and len(render.frames) == 1 and done:
-            return done[0].output_digest
-        for f in done:
-            if f.frame == frame:
+        render = self.catalog.get_render(render_id, with_frames=False)
+        if frame == 0 and render.frames_total == 1 and self.catalog.first_output(render_id):
+            return self.catalog.first_output(render_id)
+        for f in self.catalog.frames_numbered(render_id, [frame]):
+            if f.output_digest:
                 return f.output_digest
         raise InvalidInput(f"render {render_id} has no finished output for frame {frame}")
 
@@ -335,8 +363,17 @@ class RenderManager:
 
     def _notify(self, render_id: str) -> None:
         with self._cv:
-            self._generation += 1
+            watched = self._watched.get(render_id)
+            if watched is not None:
+                watched.generation += 1
+                watched.changed.notify_all()
             self._cv.notify_all()
+
+    def wake_watchers(self) -> None:
+        """Waiting watchers look again now (one of them left: its loop ends without waiting out its timeout)."""
+        with self._cv:
+            for watched in self._watched.values():
+                watched.changed.notify_all()
 
     def add_event(self, render_id: str, kind: str, body: Dict[str, Any]) -> None:
         self.catalog.add_event(render_id, kind, body)
@@ -344,11 +381,23 @@ class RenderManager:
 
     def events(self, render_id: str, after: int, active: Any = lambda: True) -> Iterator[cat.EventRow]:
         self.catalog.get_render(render_id, with_frames=False)  # NOT_FOUND early
+        with self._cv:
+            watched = self._watched.setdefault(render_id, _Watched(threading.Condition(self._cv)))
+            watched.watchers += 1
+        try:
+            yield from self._events(render_id, after, active, watched)
+        finally:
+            with self._cv:
+                watched.watchers -= 1
+                if not watched.watchers:
+                    del self._watched[render_id]
+
+    def _events(self, render_id: str, after: int, active: Any, watched: _Watched) -> Iterator[cat.EventRow]:
         last = after
         ended = False
         while active():
             with self._cv:
-                generation = self._generation
+                generation = watched.generation
             batch = self.catalog.events_after(render_id, last)
             for event in batch:
                 last = event.seq
@@ -366,19 +415,27 @@ class RenderManager:
                     return
                 ended = self.catalog.get_render(render_id, with_frames=False).state in cat.FINAL_STATES
                 with self._cv:
-                    if self._generation == generation:
-                        self._cv.wait(0.2 if ended else 1.0)
+                    if watched.generation == generation and active():
+                        # 1 s: a stream re-checks its caller (a revoked token ends it) at least that often.
+                        watched.changed.wait(0.2 if ended else 1.0)
 
     # ------------------------------------------------------------ work
 
     def _run_chunk(self, render_id: str, chunk: List[int], device: str, scheduler: Scheduler) -> None:
-        render = self.catalog.get_render(render_id)
+        # Only the chunk's own frames are read: per-frame cost must not grow with the render's size.
+        render = self.catalog.get_render(render_id, with_frames=False)
+        render.frames = self.catalog.frames_numbered(render_id, chunk)
         settings = render.settings
         model = self.registry.get(settings["model"])
         options = parse_options(model.options, dict(settings.get("options", {})), model.name)
         rows = {f.frame: f for f in render.frames}
         wants_reference = model.uses_reference or model.accepts_reference
-        reference = self._reference_rgb(render, model) if render.reference_digest and wants_reference else None
+        try:
+            reference = self._reference_rgb(render, model) if render.reference_digest and wants_reference else None
+        except ShotpassError as err:  # checked at submit; a damaged blob still fails its frames clearly
+            for frame in chunk:
+                self._frame_failed(render_id, frame, f"reference frame: {err}", time.perf_counter())
+            return
         if self.executor is not None and is_slot(device):
             self._run_remote(render, chunk, model, options, reference, device, scheduler)
             return
@@ -408,7 +465,7 @@ class RenderManager:
                           extra={"render_id": render_id, "frame": frame})
                 self._frame_failed(render_id, frame, f"internal error in {model.name}: {err}", started)
                 continue
-            self._frame_finished(render_id, frame, out, time.perf_counter() - started, len(rows), device)
+            self._frame_finished(render_id, frame, out, time.perf_counter() - started, render.frames_total, device)
 
     def _request(
         self, render: cat.RenderRow, row: cat.FrameRow, options: Dict[str, Any], reference: Any, device: str
@@ -474,7 +531,7 @@ class RenderManager:
             return
         seconds = (time.perf_counter() - started) / len(frames)
         for frame, out in zip(frames, outs):
-            self._frame_finished(render.id, frame, out, seconds, len(rows), device)
+            self._frame_finished(render.id, frame, out, seconds, render.frames_total, device)
 
     def _run_remote(
         self,
@@ -492,7 +549,7 @@ class RenderManager:
         frames = [f for f in chunk if rows[f].state == cat.F_PENDING]
         if not frames or scheduler.should_stop(render.id):
             return
-        total = len(rows)
+        total = render.frames_total
 
         def started(started_frames: List[int]) -> None:
             for frame in started_frames:
@@ -545,9 +602,8 @@ class RenderManager:
         except StoreFull as err:  # the output cannot be kept: the frame fails with the reason, the server stays up
             self._frame_failed(render_id, frame, f"frame {frame}: {err}", time.perf_counter() - seconds)
             return
-        self.catalog.frame_done(render_id, frame, digest, len(out), seconds)
+        done = self.catalog.frame_done(render_id, frame, digest, len(out), seconds)
         self.metrics.frame_finished(render_id, frame, seconds)
-        done = sum(1 for f in self.catalog.frames(render_id) if f.state == cat.F_DONE)
         self.add_event(
             render_id,
             "FRAME_DONE",
@@ -591,6 +647,15 @@ class RenderManager:
             while len(self._references) > 8:
                 self._references.popitem(last=False)
         return self._references[key]
+
+
+@dataclass
+class _Watched:
+    """The watchers of one render: woken by that render's events only."""
+
+    changed: threading.Condition
+    watchers: int = 0
+    generation: int = 0
 
 
 def _check_uniform(sizes: Dict[int, Tuple[int, int]], frames: Dict[int, cat.FrameRow], model: Model) -> None:

@@ -15,15 +15,18 @@ back to pending, so the next start resumes them (finished frames are kept).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple, TypeVar
 
 from . import catalog as cat
-from .errors import RenderCancelled
+from .errors import CatalogUnavailable, RenderCancelled
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("shotpass.scheduler")
 
@@ -68,10 +71,10 @@ class _Usage:
 class Scheduler:
     """Owns the queue and the worker threads; `run_chunk` does the actual frame work."""
 
-    # Renders whose frames depend on each other (temporal renders): given (render id, pending frames, frames in
-    # flight, chunk size), the frames to start now in their order ([] = wait for the ones in flight), or None
-    # for a render whose frames are independent.
-    plan_chunk: Callable[[str, List[int], Set[int], int], Optional[List[int]]] = staticmethod(
+    # Renders whose frames depend on each other (temporal renders): given (render id, a reader of ALL its pending
+    # frames, frames in flight, chunk size), the frames to start now in their order ([] = wait for the ones in
+    # flight), or None for a render whose frames are independent (their pending frames are then never all read).
+    plan_chunk: Callable[[str, Callable[[], List[int]], Set[int], int], Optional[List[int]]] = staticmethod(
         lambda render_id, pending, reserved, limit: None
     )
     # Runs once a render's last frame is done, before it is announced FINISHED (the per-render QC).
@@ -170,7 +173,10 @@ class Scheduler:
         with self._cv:
             unfinished = [rid for rid, n in self._in_flight.items() if n] + list(self._reserved)
         # A model that never reached a cancellation point leaves its frame marked running: it goes back too.
-        self.catalog.reset_running_frames(set(unfinished))
+        try:
+            self.catalog.reset_running_frames(set(unfinished))
+        except CatalogUnavailable:
+            log.warning("shutdown: the catalog cannot write; frames left running resume at the next start")
 
     def halt(self) -> None:
         """Cancel the running steps now (shutdown past its grace): their unfinished frames stay pending."""
@@ -280,8 +286,8 @@ class Scheduler:
                         if self._in_flight.get(render_id, 0) == 0:
                             return (render_id, [], entry.owner)  # nothing left: finalise it
                         continue
-                    planned = self.plan_chunk(render_id, frames, self._reserved.get(render_id, set()),
-                                              self.chunk_frames)
+                    planned = self.plan_chunk(render_id, functools.partial(self._pending, render_id, True),
+                                              self._reserved.get(render_id, set()), self.chunk_frames)
                     if planned is not None and not planned:
                         continue  # its next frames depend on frames still running
                     chunk = planned or _contiguous_head(frames, self.chunk_frames)
@@ -296,60 +302,85 @@ class Scheduler:
                 self._cv.wait(0.5)
         return None
 
-    def _pending(self, render_id: str) -> List[int]:
+    def _pending(self, render_id: str, every: bool = False) -> List[int]:
+        """The render's next pending frames not yet handed out: enough for one chunk plus one, so the caller
+        can tell whether these are its last (read by index: cost independent of the render's size); with
+        `every`, all of them (a temporal plan orders the whole range)."""
         reserved = self._reserved.get(render_id, set())
-        return [
-            f.frame for f in self.catalog.frames(render_id) if f.state == cat.F_PENDING and f.frame not in reserved
-        ]
+        frames = self.catalog.pending_frames(render_id, None if every else self.chunk_frames + len(reserved) + 1)
+        return [f for f in frames if f not in reserved]
 
     def _work(self, device: str) -> None:
+        """One device's loop. Nothing ends it but stop(): a catalog that cannot write makes it wait (its
+        chunk's frames go back to pending), a failing chunk fails its render."""
         while True:
-            picked = self._next()
-            if picked is None:
-                return
-            render_id, chunk, owner = picked
-            if not chunk:
-                self._maybe_finish(render_id)
-                continue
-            started = time.monotonic()
             try:
-                render = self.catalog.get_render(render_id, with_frames=False)
-                if render.state == cat.QUEUED:
-                    self.catalog.set_render_state(render_id, cat.RUNNING, device=device)
-                    self._event(render_id, "STARTED", {"message": device})
-                    log.info("render %s started on %s", render_id, device, extra={"render_id": render_id})
-                self.run_chunk(render_id, chunk, device, self)
-            except Exception as exc:  # a bug or a broken model: fail the render, keep the server up
-                log.error("render %s chunk %s failed:\n%s", render_id, chunk, traceback.format_exc(),
-                          extra={"render_id": render_id})
-                self._finish(render_id, cat.FAILED, f"internal error: {exc}")
-            finally:
-                with self._cv:
-                    now = time.monotonic()
-                    self._usage.add(owner, now - started, now)
-                    self._owner_chunks[owner] -= 1
-                    # _finish (a failed chunk) may have dropped the count already.
-                    left = self._in_flight.pop(render_id, 1) - 1
-                    if left > 0:
-                        self._in_flight[render_id] = left
-                    self._reserved.get(render_id, set()).difference_update(chunk)
-                    if not self._reserved.get(render_id, True):
-                        self._reserved.pop(render_id, None)
-                    self._cv.notify_all()  # a render waiting on these frames (a temporal one) may go on
-                self._maybe_finish(render_id)
-                self._announce_positions()  # fair share moved on: waiting renders may have changed places
+                picked = self._until_recorded(self._next)
+                if picked is None:
+                    return
+                render_id, chunk, owner = picked
+                if chunk:
+                    self._run(render_id, chunk, owner, device)
+                self._until_recorded(functools.partial(self._maybe_finish, render_id))
+                self._until_recorded(self._announce_positions)  # fair share moved on: waiting renders may move
+            except Exception:  # e.g. a catalog read failing on a dying disk: log it, wait, go on
+                log.error("worker %s:\n%s", device, traceback.format_exc())
+                time.sleep(1.0)
+
+    def _run(self, render_id: str, chunk: List[int], owner: str, device: str) -> None:
+        started = time.monotonic()
+        try:
+            render = self.catalog.get_render(render_id, with_frames=False)
+            if render.state == cat.QUEUED:
+                self.catalog.set_render_state(render_id, cat.RUNNING, device=device)
+                self._event(render_id, "STARTED", {"message": device})
+                log.info("render %s started on %s", render_id, device, extra={"render_id": render_id})
+            self.run_chunk(render_id, chunk, device, self)
+        except CatalogUnavailable:
+            # Not the render's fault: its frames caught mid-run go back to pending once the catalog can
+            # write, and the render is picked up again from there.
+            self._until_recorded(functools.partial(self.catalog.reset_running_frames, [render_id], chunk))
+        except Exception as exc:  # a bug or a broken model: fail the render, keep the server up
+            log.error("render %s chunk %s failed:\n%s", render_id, chunk, traceback.format_exc(),
+                      extra={"render_id": render_id})
+            self._until_recorded(functools.partial(self._finish, render_id, cat.FAILED, f"internal error: {exc}"))
+        finally:
+            with self._cv:
+                now = time.monotonic()
+                self._usage.add(owner, now - started, now)
+                self._owner_chunks[owner] -= 1
+                # _finish (a failed chunk) may have dropped the count already.
+                left = self._in_flight.pop(render_id, 1) - 1
+                if left > 0:
+                    self._in_flight[render_id] = left
+                self._reserved.get(render_id, set()).difference_update(chunk)
+                if not self._reserved.get(render_id, True):
+                    self._reserved.pop(render_id, None)
+                self._cv.notify_all()  # a render waiting on these frames (a temporal one) may go on
+
+    def _until_recorded(self, step: Callable[[], _T]) -> Optional[_T]:
+        """Run `step`; while the catalog cannot write, wait until it can and run it again (None: stopping)."""
+        while True:
+            try:
+                return step()
+            except CatalogUnavailable:
+                while not self.catalog.wait_writable(1.0):
+                    if self._stop:
+                        return None
+                if self._stop:
+                    return None
 
     def _maybe_finish(self, render_id: str) -> None:
         with self._cv:
             if self._in_flight.get(render_id, 0) or render_id in self._queue:
                 return
-        render = self.catalog.get_render(render_id)
+        render = self.catalog.get_render(render_id, with_frames=False)
         if render.state in cat.FINAL_STATES:
             return
         if render_id in self._cancelled:
             self._finish(render_id, cat.CANCELLED, "cancelled")
             return
-        pending = any(f.state == cat.F_PENDING for f in render.frames)
+        pending = self.catalog.has_frames_in_state(render_id, cat.F_PENDING)
         if pending and render_id in self._suspended:
             if render.state != cat.SUSPENDED:
                 self.catalog.mark_suspended(render_id)
@@ -359,13 +390,12 @@ class Scheduler:
             if not self._stop:  # shutting down: the next start resumes it
                 self.enqueue(render_id)
             return
-        failed = [f for f in render.frames if f.state == cat.F_FAILED]
-        if failed:
-            first = failed[0]
+        failed, first = self.catalog.failed_frames(render_id)
+        if first is not None:
             self._finish(
                 render_id,
                 cat.FAILED,
-                f"{len(failed)} of {len(render.frames)} frames failed; frame {first.frame}: {first.error}",
+                f"{failed} of {render.frames_total} frames failed; frame {first.frame}: {first.error}",
             )
         else:
             with self._cv:  # the QC takes a while: a second worker finding the render done must not run it too
@@ -381,14 +411,15 @@ class Scheduler:
 
     def _finish(self, render_id: str, state: str, message: str) -> None:
         self.catalog.set_render_state(render_id, state, error=message if state != cat.FINISHED else "")
-        render = self.catalog.get_render(render_id)
+        render = self.catalog.get_render(render_id, with_frames=False)
         self._event(
             render_id,
             "FINISHED",
-            {"state": state, "message": message, "frames_done": render.frames_done, "frames_total": len(render.frames)},
+            {"state": state, "message": message, "frames_done": render.frames_done,
+             "frames_total": render.frames_total},
         )
         log.log(logging.WARNING if state == cat.FAILED else logging.INFO, "render %s %s (%d/%d frames)%s", render_id,
-                state.lower(), render.frames_done, len(render.frames), f": {message}" if message else "",
+                state.lower(), render.frames_done, render.frames_total, f": {message}" if message else "",
                 extra={"render_id": render_id})
         with self._cv:
             self._cancelled.discard(render_id)

@@ -20,6 +20,7 @@ from .accounts import LOCAL, Accounts, Caller, PermissionDenied, Unauthenticated
 from .blobs import MAX_BLOB_BYTES, BlobWriter, check_digest
 from .catalog_jobs import FRAME_TIMEOUT, JOB_KEY
 from .errors import (
+    CatalogUnavailable,
     InvalidInput,
     ModelUnavailable,
     NotFound,
@@ -30,10 +31,13 @@ from .errors import (
 )
 from .job_control import check_frame_timeout
 from .passes.base import Model, Option
-from .renders import FrameSpec, RenderManager, Submission
+from .renders import MAX_FRAMES_PER_RENDER, FrameSpec, RenderManager, Submission
+from .streams import DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_STREAMS_PER_USER, StreamLimiter
 from .validation import (
+    FRAME_PAGE,
     MAX_NAME,
     check_find_blobs,
+    check_frame_page,
     check_list,
     check_preview,
     check_render_id,
@@ -52,6 +56,8 @@ Ctx = grpc.ServicerContext
 
 CHUNK_BYTES = 1 << 20
 MAX_CHUNK_BYTES = 4 << 20
+# Requests may be larger than replies: a submit of 100 000 frames (digest and file name each) is about 10 MB.
+MAX_REQUEST_BYTES = 16 << 20
 PREVIEW_TIMEOUT = 600.0
 STREAM_RECHECK_S = 1.0  # how often an open WatchRender re-checks its caller's token and access
 
@@ -68,6 +74,7 @@ _CODES = {
     ModelUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ShuttingDown: grpc.StatusCode.UNAVAILABLE,
+    CatalogUnavailable: grpc.StatusCode.UNAVAILABLE,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
@@ -155,16 +162,21 @@ def add_to_server(servicer: ShotPassService, server: grpc.Server) -> None:
     server.add_registered_method_handlers(captured["name"], handlers)
 
 
-def rpc(method: Callable) -> Callable:
+def rpc(method: Callable, long: bool = False) -> Callable:
     """Authenticate the caller and pass them on; turn domain errors into gRPC statuses with the user-facing
     message; never let a bug kill the server. Every ShotPass RPC goes through here (or rpc_stream), so no
-    method can forget the token check; health and reflection are other services and stay open."""
+    method can forget the token check; health and reflection are other services and stay open.
+    ``long``: the call may hold its thread for minutes (an upload, a preview): it counts as an open stream."""
 
     @functools.wraps(method)
     def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             caller = self.caller(context)
-            return method(self, _decoded(request), context, caller)
+            request = _decoded(request)
+            if not long:
+                return method(self, request, context, caller)
+            with self.streams.hold(_stream_owner(caller, context), method.__name__):
+                return method(self, request, context, caller)
         except ShotpassError as exc:
             context.abort(_status(exc), short_message(str(exc)))
         except Exception as exc:
@@ -174,12 +186,19 @@ def rpc(method: Callable) -> Callable:
     return wrapper
 
 
+def long_rpc(method: Callable) -> Callable:
+    return rpc(method, long=True)
+
+
 def rpc_stream(method: Callable) -> Callable:
+    """As rpc, for server streams: each counts as an open stream (streams.py) until it ends."""
+
     @functools.wraps(method)
     def wrapper(self: ShotPassService, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             caller = self.caller(context)
-            yield from method(self, _decoded(request), context, caller)
+            with self.streams.hold(_stream_owner(caller, context), method.__name__):
+                yield from method(self, _decoded(request), context, caller)
         except ShotpassError as exc:
             context.abort(_status(exc), short_message(str(exc)))
         except Exception as exc:
@@ -189,11 +208,26 @@ def rpc_stream(method: Callable) -> Callable:
     return wrapper
 
 
+def _stream_owner(caller: Caller, context: grpc.ServicerContext) -> str:
+    """Whose share of the open streams a call uses: the user, or on a single-user server the client's host."""
+    if caller.user_id is not None:
+        return f"user {caller.name}"
+    peer = context.peer() or "unknown"  # ipv4:10.0.0.5:52114, ipv6:[::1]:52114, unix:...
+    return "host " + (peer.rsplit(":", 1)[0] if peer.startswith(("ipv4:", "ipv6:")) else peer)
+
+
 class ShotPassService(pb_grpc.ShotPassServicer):
-    def __init__(self, manager: RenderManager, devices: list, accounts: Optional[Accounts] = None) -> None:
+    def __init__(
+        self,
+        manager: RenderManager,
+        devices: list,
+        accounts: Optional[Accounts] = None,
+        streams: Optional[StreamLimiter] = None,
+    ) -> None:
         self.m = manager
         self.devices = devices
         self.accounts = accounts
+        self.streams = streams or StreamLimiter(DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_STREAMS_PER_USER)
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
         return self.accounts.caller(context.invocation_metadata()) if self.accounts else LOCAL
@@ -276,8 +310,8 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             models=[model_info(m) for m in reg.all()],
             limits=pb.Limits(
                 max_chunk_bytes=MAX_CHUNK_BYTES,
-                max_message_bytes=MAX_CHUNK_BYTES + (1 << 20),
-                max_frames_per_render=100_000,
+                max_message_bytes=MAX_REQUEST_BYTES,
+                max_frames_per_render=MAX_FRAMES_PER_RENDER,
                 max_blob_bytes=MAX_BLOB_BYTES,
             ),
             colour_config=self.m.colours.config_name,
@@ -312,7 +346,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
                 partial.append(pb.PartialBlob(digest=digest, bytes_stored=held))
         return pb.FindBlobsResponse(present=present, missing=missing, partial=partial)
 
-    @rpc
+    @long_rpc
     def UploadBlobs(
         self, request_iterator: Iterator[pb.UploadChunk], context: Ctx, caller: Caller
     ) -> pb.UploadBlobsResponse:
@@ -371,10 +405,10 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         check_text("job_key", request.job_key, MAX_NAME)
         render_id, warnings = self._submit(caller, submission(request, "render"))
         return pb.SubmitRenderResponse(
-            render_id=render_id, warnings=warnings, render=render_message(self.m.catalog.get_render(render_id))
+            render_id=render_id, warnings=warnings, render=self._render_page(render_id)
         )
 
-    @rpc
+    @long_rpc
     def PreviewFrame(self, request: pb.PreviewFrameRequest, context: Ctx, caller: Caller) -> pb.PreviewFrameResponse:
         check_preview(request)
         sub = submission(request.render, "preview")
@@ -401,6 +435,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     def WatchRender(self, request: pb.WatchRenderRequest, context: Ctx, caller: Caller) -> Iterator[pb.RenderEvent]:
         check_watch(request)
         self._check_render(caller, request.render_id)
+        context.add_callback(self.m.wake_watchers)  # a watcher that leaves frees its stream at once
         active = self._still_watching(context, request.render_id)
         for event in self.m.events(request.render_id, request.after_sequence, active):
             yield event_message(event)
@@ -408,8 +443,19 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     @rpc
     def GetRender(self, request: pb.GetRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
         check_render_id("render_id", request.render_id)
+        after = check_frame_page(request)
         self._check_render(caller, request.render_id)
-        return render_message(self.m.catalog.get_render(request.render_id))
+        return self._render_page(request.render_id, request.frame_page_size or FRAME_PAGE, after)
+
+    def _render_page(self, render_id: str, size: int = FRAME_PAGE, after: Optional[int] = None) -> pb.Render:
+        """The render with one page of its frames: a reply stays under the message limit at any render size."""
+        render = self.m.catalog.get_render(render_id, frames_after=after, frame_limit=size + 1)
+        more = len(render.frames) > size
+        render.frames = render.frames[:size]
+        message = render_message(render)
+        if more:
+            message.next_frame_page_token = str(render.frames[-1].frame)
+        return message
 
     @rpc
     def ListRenders(self, request: pb.ListRendersRequest, context: Ctx, caller: Caller) -> pb.ListRendersResponse:
@@ -418,6 +464,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         projects = self.accounts.visible_projects(caller) if self.accounts else None
         if projects is not None and request.project:
             self.accounts.check_project(caller, request.project)  # type: ignore[union-attr]
+        # Without frames (a listing of long renders would exceed any message limit): GetRender pages them.
         rows = self.m.catalog.list_renders(request.project, request.shot, limit, projects)
         return pb.ListRendersResponse(renders=[render_message(r) for r in rows])
 
@@ -426,7 +473,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         check_render_id("render_id", request.render_id)
         self._check_render(caller, request.render_id, write=True)
         self.m.scheduler.cancel(request.render_id)
-        return render_message(self.m.catalog.get_render(request.render_id))
+        return self._render_page(request.render_id)
 
     # ------------------------------------------------------------ job control and cost
 
@@ -435,14 +482,14 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         check_render_id("render_id", request.render_id)
         self._check_render(caller, request.render_id, write=True)
         self.m.jobs.suspend(request.render_id)
-        return render_message(self.m.catalog.get_render(request.render_id))
+        return self._render_page(request.render_id)
 
     @rpc
     def ResumeRender(self, request: pb.ResumeRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
         check_render_id("render_id", request.render_id)
         self._check_render(caller, request.render_id, write=True)
         self.m.jobs.resume(request.render_id)
-        return render_message(self.m.catalog.get_render(request.render_id))
+        return self._render_page(request.render_id)
 
     @rpc
     def RequeueRender(self, request: pb.RequeueRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
@@ -452,7 +499,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             check_frame_timeout(timeout)
         self._check_render(caller, request.render_id, write=True)
         self.m.jobs.requeue(request.render_id, timeout)
-        return render_message(self.m.catalog.get_render(request.render_id))
+        return self._render_page(request.render_id)
 
     @rpc
     def GetStats(self, request: pb.GetStatsRequest, context: Ctx, caller: Caller) -> pb.StatsResponse:
@@ -475,7 +522,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             note=request.note if request.HasField("note") else None,
             approved=int(request.approved) if request.HasField("approved") else None,
         )
-        return render_message(self.m.catalog.get_render(request.render_id))
+        return self._render_page(request.render_id)
 
 
 # ---------------------------------------------------------------- conversions
@@ -523,6 +570,7 @@ def submission(request: pb.SubmitRenderRequest, lane: str) -> Submission:
         seed_set=request.seed_set,
         reference_digest=ref.digest if which == "digest" else "",
         reference_render=(ref.render_frame.render_id, ref.render_frame.frame) if which == "render_frame" else None,
+        reference_name=ref.name,
         label=request.label,
         job_key=request.job_key,
     )
@@ -624,7 +672,7 @@ def render_message(r: cat.RenderRow) -> pb.Render:
         error=r.error,
         warnings=r.warnings,
         frames_done=r.frames_done,
-        frames_total=len(r.frames),
+        frames_total=r.frames_total,
         label=r.label,
         reference_digest=r.reference_digest,
         scale=r.scale,

@@ -27,6 +27,7 @@ MAX_OPTION_KEY = 64
 MAX_OPTION_VALUE = 1000
 MAX_ID = 64
 MAX_FRAMES = 100_000  # per render, and digests per FindBlobs
+FRAME_PAGE = 2000  # frames per GetRender answer (at most): well under the message limit with long errors
 MAX_LIST_LIMIT = 1000
 MAX_PREVIEW_TIMEOUT = 24 * 3600.0
 FRAME_MIN, FRAME_MAX = -(2**31), 2**31 - 1  # frame numbers are int32 in every DCC and in EXR tools
@@ -150,6 +151,7 @@ def _check_settings(s: pb.RenderSettings, prefix: str) -> None:
     for key, value in s.options.items():
         check_text(f"{prefix}options key", key, MAX_OPTION_KEY, required=True)
         check_text(f"{prefix}options[{key}]", value, MAX_OPTION_VALUE)
+    check_text(prefix + "reference.name", s.reference.name, MAX_NAME)
     which = s.reference.WhichOneof("source")
     if which == "digest":
         check_digest(prefix + "reference.digest", s.reference.digest)
@@ -186,6 +188,24 @@ def check_watch(request: pb.WatchRenderRequest) -> None:
     check_render_id("render_id", request.render_id)
     if request.after_sequence < 0:
         raise InvalidInput(f"after_sequence {request.after_sequence}: give 0 (from the start) or a sequence number")
+
+
+def check_frame_page(request: pb.GetRenderRequest) -> Optional[int]:
+    """A GetRender page: its size, and the frame its token says the last page ended at (None: the first)."""
+    if not 0 <= request.frame_page_size <= FRAME_PAGE:
+        raise InvalidInput(
+            f"frame_page_size {request.frame_page_size}: give 0 (the server's default) up to {FRAME_PAGE}"
+        )
+    token = request.frame_page_token
+    if not token:
+        return None
+    try:
+        after = int(token) if len(token) <= 24 else None
+    except ValueError:
+        after = None
+    if after is None or not FRAME_MIN <= after <= FRAME_MAX:
+        raise InvalidInput(f"frame_page_token {shown(token)} is not one this server gave; start again without it")
+    return after
 
 
 def check_list(request: pb.ListRendersRequest) -> None:

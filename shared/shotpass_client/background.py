@@ -107,6 +107,8 @@ class BackgroundRender:
         try:
             with Connection(req.server, req.token, req.tls_ca, req.tls_cert, req.tls_key).client() as client:
                 self._client = client
+                # A server restart mid-watch: the host's status line says so while the client reconnects.
+                client.on_reconnect = lambda message: self._put(JobUpdate(PROGRESS, message, self.render_id, -1))
                 self._put(JobUpdate(UPLOADING, "uploading frames the server does not have"))
                 submitted = submit_render(
                     client, req.spec, req.plate, req.mask, req.reference_file, req.reference_render,

@@ -16,8 +16,52 @@ from .proto import shotpass_pb2_grpc as pb_grpc
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: well under gRPC's 4 MiB default message limit
 MAX_MESSAGE_BYTES = 8 << 20
+MAX_REQUEST_BYTES = 16 << 20  # what a server takes: a submit of 100 000 frames is about 10 MB
+FIND_BATCH = 10_000  # digests per FindBlobs call
 DEFAULT_ADDRESS = os.environ.get("SHOTPASS_SERVER", "localhost:50051")
 FINAL_STATES = (pb.FINISHED, pb.FAILED, pb.CANCELLED)
+RECONNECT_S = 180.0  # how long a watch (or a read) keeps trying while the server restarts
+# A server that dies mid-stream often shows as UNKNOWN/INTERNAL rather than UNAVAILABLE, with these words.
+_RESET_WORDS = ("stream removed", "connection reset", "rst_stream", "socket closed", "goaway", "broken pipe",
+                "connection refused", "failed to connect", "end of tcp stream", "transport closing")
+
+
+def is_transient(err: grpc.RpcError) -> bool:
+    """The server is restarting or the connection dropped (retry), as opposed to an answer (do not)."""
+    code = err.code() if hasattr(err, "code") else None
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return True
+    details = (err.details() if hasattr(err, "details") else str(err)) or ""
+    return code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL) and any(
+        word in details.lower() for word in _RESET_WORDS
+    )
+
+
+class _Reconnect:
+    """Bounded retries with a growing pause and a message for the user while waiting."""
+
+    def __init__(self, what: str, report: Optional[Callable[[str], None]]) -> None:
+        self.what = what
+        self.report = report
+        self.first = 0.0
+        self.tries = 0
+
+    def reset(self) -> None:
+        self.first, self.tries = 0.0, 0
+
+    def wait_or_raise(self, err: grpc.RpcError) -> None:
+        now = time.monotonic()
+        if not self.tries:
+            self.first = now
+        waited = now - self.first
+        if not is_transient(err) or waited > RECONNECT_S:
+            raise _client_error(err) from None
+        self.tries += 1
+        if self.report and (self.tries == 1 or self.tries % 10 == 0):
+            details = (err.details() if hasattr(err, "details") else "") or str(err.code())
+            self.report(f"lost the server while {self.what} ({details.strip()[:120]}); reconnecting "
+                        f"({waited:.0f} s so far, giving up after {RECONNECT_S:.0f} s)")
+        time.sleep(min(2.0, 0.1 * self.tries))
 
 
 class ClientError(Exception):
@@ -78,10 +122,15 @@ class Client:
         signed the server's certificate (None: the system's roots); certificate_chain/private_key (PEM) are
         this client's own, for servers that demand mutual TLS."""
         self.address = address
+        # Told, while a watch or a read waits for a restarting server, what is going on (hosts show it).
+        self.on_reconnect: Optional[Callable[[str], None]] = None
         self._metadata: Tuple[Tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_REQUEST_BYTES),
+            # A watch on a server whose box vanished (no reset ever arrives) notices within a minute.
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
         ]
         self.tls = bool(tls or root_certificates or certificate_chain)
         if self.tls:
@@ -125,8 +174,14 @@ class Client:
 
     def find_blobs_detail(self, digests: Iterable[str]) -> Tuple[set, Dict[str, int]]:
         """(digests the server has, {digest: bytes the server holds of this caller's cut upload of it})."""
-        answer = self._call(self._stub.FindBlobs, pb.FindBlobsRequest(digests=sorted(set(digests))))
-        return set(answer.present), {p.digest: p.bytes_stored for p in answer.partial}
+        wanted = sorted(set(digests))
+        present: set = set()
+        partial: Dict[str, int] = {}
+        for start in range(0, len(wanted), FIND_BATCH) or [0]:
+            answer = self._call(self._stub.FindBlobs, pb.FindBlobsRequest(digests=wanted[start:start + FIND_BATCH]))
+            present.update(answer.present)
+            partial.update((p.digest, p.bytes_stored) for p in answer.partial)
+        return present, partial
 
     def upload_files(
         self, paths: Iterable[str], on_bytes: Optional[Callable[[int], None]] = None
@@ -184,14 +239,22 @@ class Client:
         directory = os.path.dirname(os.path.abspath(dest))
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".shotpass-", suffix=".part")
-        h = hashlib.sha256()
-        size = 0
+        retry = _Reconnect(f"downloading {digest[:12]}", self.on_reconnect)
         try:
             with os.fdopen(fd, "wb") as fh:
-                for chunk in self._stream(self._stub.DownloadBlob, pb.DownloadBlobRequest(digest=digest)):
-                    fh.write(chunk.data)
-                    h.update(chunk.data)
-                    size += len(chunk.data)
+                while True:  # a download cut by a server restart starts over
+                    fh.seek(0)
+                    fh.truncate()
+                    h, size = hashlib.sha256(), 0
+                    try:
+                        for chunk in self._stub.DownloadBlob(pb.DownloadBlobRequest(digest=digest),
+                                                             metadata=self._metadata):
+                            fh.write(chunk.data)
+                            h.update(chunk.data)
+                            size += len(chunk.data)
+                        break
+                    except grpc.RpcError as err:
+                        retry.wait_or_raise(err)
             if h.hexdigest() != digest:
                 raise ClientError(f"download of {digest[:12]} was corrupted; fetch it again", "DATA_LOSS")
             os.replace(tmp, dest)
@@ -215,9 +278,22 @@ class Client:
         )
 
     def get_render(self, render_id: str) -> pb.Render:
-        return self._call(self._stub.GetRender, pb.GetRenderRequest(render_id=render_id))
+        """The render with every frame: the server sends frames in pages, followed here. A read: retried
+        while the server restarts."""
+        render = self._read(self._stub.GetRender, pb.GetRenderRequest(render_id=render_id))
+        while render.next_frame_page_token:
+            page = self._read(self._stub.GetRender, pb.GetRenderRequest(
+                render_id=render_id, frame_page_token=render.next_frame_page_token))
+            render.frames.extend(page.frames)
+            render.next_frame_page_token = page.next_frame_page_token
+        return render
+
+    def render_state(self, render_id: str) -> pb.Render:
+        """The render's state and counters without its frames (at most one): cheap to poll at any size."""
+        return self._read(self._stub.GetRender, pb.GetRenderRequest(render_id=render_id, frame_page_size=1))
 
     def list_renders(self, project: str = "", shot: str = "", limit: int = 0) -> List[pb.Render]:
+        """Newest first, without frames (frames_done/frames_total only): get_render gives a render's frames."""
         req = pb.ListRendersRequest(project=project, shot=shot, limit=limit)
         return list(self._call(self._stub.ListRenders, req).renders)
 
@@ -259,26 +335,26 @@ class Client:
         return self._call(self._stub.ReviewRender, req)
 
     def watch(self, render_id: str, after_sequence: int = 0) -> Iterator[pb.RenderEvent]:
-        """Events until the render ends; reconnects from the last sequence if the stream drops."""
+        """Events until the render ends; if the stream drops (the server restarts, the connection resets) it
+        reconnects from the last sequence, for up to RECONNECT_S, telling `on_reconnect` meanwhile."""
         last = after_sequence
-        retries = 0
+        retry = _Reconnect(f"watching render {render_id}", self.on_reconnect)
         while True:
+            call = self._stub.WatchRender(
+                pb.WatchRenderRequest(render_id=render_id, after_sequence=last), metadata=self._metadata
+            )
             try:
-                for event in self._stub.WatchRender(
-                    pb.WatchRenderRequest(render_id=render_id, after_sequence=last), metadata=self._metadata
-                ):
+                for event in call:
                     last = event.sequence
-                    retries = 0
+                    retry.reset()
                     yield event
                 # The server ends the stream right after FINISHED; reading to its end (rather than dropping
                 # it) lets the call close as OK instead of CANCELLED in the server's metrics.
                 return
             except grpc.RpcError as err:
-                if err.code() == grpc.StatusCode.UNAVAILABLE and retries < 30:
-                    retries += 1
-                    time.sleep(min(2.0, 0.1 * retries))
-                    continue
-                raise _client_error(err) from None
+                retry.wait_or_raise(err)
+            finally:
+                call.cancel()  # a watch closed early frees its stream on the server now, not at garbage collection
 
     def wait(self, render_id: str, on_event: Optional[Callable[[pb.RenderEvent], None]] = None) -> pb.Render:
         for event in self.watch(render_id):
@@ -293,6 +369,15 @@ class Client:
             return method(request, metadata=self._metadata)
         except grpc.RpcError as err:
             raise _client_error(err) from None
+
+    def _read(self, method, request):  # type: ignore[no-untyped-def]
+        """A call that changes nothing: retried like a watch while the server restarts."""
+        retry = _Reconnect(f"reading {type(request).__name__.replace('Request', '')}", self.on_reconnect)
+        while True:
+            try:
+                return method(request, metadata=self._metadata)
+            except grpc.RpcError as err:
+                retry.wait_or_raise(err)
 
     def _stream(self, method, request):  # type: ignore[no-untyped-def]
         try:

@@ -169,6 +169,7 @@ def submit_render(
     )
     if reference_file:
         request.settings.reference.digest = digests[reference_file]
+        request.settings.reference.name = os.path.basename(reference_file)
     elif reference_render:
         request.settings.reference.render_frame.render_id = reference_render[0]
         request.settings.reference.render_frame.frame = reference_render[1]
@@ -275,7 +276,7 @@ def fetch_outputs(
 def require_finished(render: pb.Render) -> None:
     """Raise unless every frame finished: partial output is never presented as complete."""
     if render.state != pb.FINISHED:
-        failed = [f"{f.frame}: {f.error}" for f in render.frames if f.error]
+        failed = [f"frame {f.frame}: {f.error}" for f in render.frames if f.error]
         detail = "; ".join(failed[:3]) or render.error or "no reason recorded"
         raise ClientError(
             f"render {render.id} ended {pb.RenderState.Name(render.state)} with "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -18,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import OpenEXR
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, ResourceExhausted
 
 EXR_MAGIC = b"\x76\x2f\x31\x01"
 PROVENANCE_PREFIX = "shotpass/"
@@ -98,11 +99,21 @@ def decode_exr(data: bytes, source_name: str) -> ExrImage:
     expected = _read_headers(data, source_name, refuse_deep=True)
     for index, part in enumerate(expected.parts):
         _reject_deep(part.header, index, source_name)
+    raw = parse_raw_headers(data, source_name)
+    largest = max((p.data_window[2] - p.data_window[0] + 1) * (p.data_window[3] - p.data_window[1] + 1)
+                  for p in raw if p.data_window)
+    needed = sum(_part_bytes(p, len(raw) > 1, source_name) for p in raw) + largest * WORKING_BYTES_PER_PIXEL
+    check_decode_budget(needed, source_name)  # before the binding allocates anything
     try:
         exr = OpenEXR.File(io.BytesIO(data), separate_channels=True)
         parts = [_decode_part(p, index, source_name) for index, p in enumerate(exr.parts)]
     except FrameError:
         raise
+    except MemoryError:
+        raise FrameTooLarge(
+            f"{source_name}: too large to decode now: the server ran out of memory reading its "
+            f"{_size(needed)} of pixels; try again later, or crop or split the frame"
+        ) from None
     except Exception as exc:  # the binding raises RuntimeError, ValueError, UnicodeDecodeError...
         raise _damaged(source_name, exc) from exc
     # Damaged pixel data makes the binding skip parts with a warning instead of raising.
@@ -317,6 +328,7 @@ MAX_CHANNELS = 1024  # per part
 MAX_ATTRIBUTES = 10_000  # per header
 MAX_WINDOW_COORD = 1 << 24  # beyond this a window is absurd; x4 of it still fits int32
 BYTES_PER_PIXEL_LIMIT = 16  # decoded bytes per frame: max_frame_pixels x this (RGBA float at the largest size)
+WORKING_BYTES_PER_PIXEL = 16  # the float32 RGB + alpha copy a pass works on, besides the decoded channels
 BOMB_FLOOR_BYTES = 64 << 20  # a file that decodes to less costs too little to be worth refusing
 _SAMPLE_BYTES = {0: 4, 1: 2, 2: 4}  # UINT, HALF, FLOAT
 # The most each codec plausibly shrinks pixels: flat black frames measured (ZIP ~950:1, PIZ ~400:1,
@@ -327,11 +339,22 @@ _UNBOUNDED_RATIO = 1_000_000
 _COMPRESSION_NAMES = {int(c): _compression_name(c) for c in OpenEXR.Compression.__members__.values()}
 
 
+def default_decode_budget() -> int:
+    """An eighth of the machine's memory: a worker decodes one frame at a time, and previews, other workers
+    and the rest of the server need the remainder. At least 256 MiB."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 16 << 30
+    return max(256 << 20, memory // 8)
+
+
 @dataclass
 class FrameLimits:
     """What one frame may decode to; the server sets it from `[server] max_frame_pixels`."""
 
     max_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+    max_decode_bytes: int = field(default_factory=lambda: default_decode_budget())
 
     @property
     def max_bytes(self) -> int:
@@ -339,6 +362,27 @@ class FrameLimits:
 
 
 LIMITS = FrameLimits()
+
+
+class FrameTooLarge(ResourceExhausted):
+    """A frame whose decode would exceed the server's per-frame memory budget (gRPC RESOURCE_EXHAUSTED)."""
+
+
+def set_decode_budget(budget: int) -> None:
+    """Bytes one frame may take to decode (0: the machine's default)."""
+    if budget < 0:
+        raise InvalidInput(f"max_decode_bytes must be 0 (the default) or a number of bytes, not {budget}")
+    LIMITS.max_decode_bytes = int(budget) or default_decode_budget()
+
+
+def check_decode_budget(needed: int, source_name: str) -> None:
+    budget = LIMITS.max_decode_bytes
+    if needed > budget:
+        raise FrameTooLarge(
+            f"{source_name}: too large to decode here: it needs about {_size(needed)} of memory, over this "
+            f"server's per-frame budget of {_size(budget)} ([server] max_decode_bytes); crop or split it (fewer "
+            "channels or parts per file), or ask the server's admin to raise the budget"
+        )
 
 
 def set_max_frame_pixels(pixels: int) -> None:
@@ -357,6 +401,9 @@ class RawPart:
     data_window: Box | None = None
     display_window: Box | None = None
     channels: list[tuple[str, int, int, int]] = field(default_factory=list)  # name, pixel type, xs, ys
+    tiled: bool = False
+    chunk_count: int | None = None  # the chunkCount attribute (multi-part files have one)
+    header_end: int = 0  # where this part's header ends in the file
 
 
 def check_header_limits(data: bytes, source_name: str, file_size: int | None = None) -> list[RawPart]:
@@ -433,8 +480,9 @@ def parse_raw_headers(data: bytes, source_name: str) -> list[RawPart]:
                 raise FrameError(
                     source_name, f"more than {MAX_PARTS} parts in one file; split it into several files"
                 )
-            part = RawPart(index=len(parts))
+            part = RawPart(index=len(parts), tiled=not multipart and bool(data[5] & 0x02))
             pos = _parse_raw_header(data, pos, part, source_name)
+            part.header_end = pos
             parts.append(part)
             if not multipart:
                 break
@@ -474,6 +522,11 @@ def _parse_raw_header(data: bytes, pos: int, part: RawPart, source_name: str) ->
             part.compression = value[0]
         elif kind == b"string" and name == b"type":
             part.type = bytes(value)
+            part.tiled = part.type.startswith(b"tiled")
+        elif kind == b"int" and name == b"chunkCount":
+            (part.chunk_count,) = struct.unpack("<i", value)
+            if part.chunk_count < 0:
+                raise ValueError("negative chunkCount")
     return pos + 1
 
 

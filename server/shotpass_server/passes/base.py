@@ -141,9 +141,10 @@ class Model(ABC):
         size = "same size" if self.scale == 1 else f"{self.scale}x size (both windows x{self.scale})"
         return f"one output frame per input frame number, {size}"
 
-    def validate_plate(self, image: Any, plane: Any, options: Dict[str, Any], name: str, frame: int) -> None:
+    def validate_plate(self, colour: Any, options: Dict[str, Any], name: str, frame: int) -> None:
         """Refuse at submit a frame this model cannot render with these options (raise InvalidInput naming
-        ``name`` and ``frame``). ``image`` is the decoded ExrImage, ``plane`` the colour plane the pass sees."""
+        ``name`` and ``frame``). ``colour`` is the frames.header.ColourInfo of the plate: its header only
+        (part, channels with their types and sampling, size), never pixels."""
         return None  # most models take any frame that decodes
 
     @abstractmethod

@@ -11,22 +11,23 @@ from .. import catalog as cat
 from ..blobs import BlobStore
 from ..errors import InvalidInput
 from ..frames.colour import ColourSpaces
-from ..frames.exr import ColourPlane, ExrImage
+from ..frames.exr import ExrImage
 from .options import DEFAULT_STRENGTH, temporal_mode
 from .plan import SETTINGS_KEY, TemporalPlan, clip_plan, make_plan
 from .propagate import Neighbour, SourceFrame, TemporalInputs
 from .qc import QcFrame, render_qc
-from .vectors import find_motion_vectors
+from .vectors import check_vector_header
 
 log = logging.getLogger("shotpass.temporal")
 PLANS_KEPT = 4096
 
 
-def check_vectors(image: ExrImage, plane: ColourPlane, options: Mapping[str, Any], name: str, frame: int) -> None:
-    """At submit: a temporal render's motion-vector channels must fit the plate (or be absent, unless required)."""
+def check_vectors(image: ExrImage, colour_part: int, options: Mapping[str, Any], name: str, frame: int) -> None:
+    """At submit, from the header: a temporal render's motion-vector channels must fit the plate (or be absent,
+    unless required)."""
     if "temporal" not in options or temporal_mode(dict(options)) == "off" or options.get("flow_source") == "computed":
         return
-    found = find_motion_vectors(image, plane, name, frame)
+    found = check_vector_header(image, colour_part, name, frame)
     if found is None and options.get("flow_source") == "vectors":
         raise InvalidInput(
             f"{name} (frame {frame}): flow_source=vectors but the plate has no motion-vector channels (Vector.X/Y, "
@@ -92,12 +93,15 @@ class TemporalRenders:
                 self._plans.popitem(last=False)
         return plan
 
-    def next_chunk(self, render_id: str, pending: List[int], reserved: set, limit: int) -> Optional[List[int]]:
-        """The scheduler's hook: None for a render that runs frame by frame, else the frames it may start now."""
+    def next_chunk(
+        self, render_id: str, pending: Callable[[], List[int]], reserved: set, limit: int
+    ) -> Optional[List[int]]:
+        """The scheduler's hook: None for a render that runs frame by frame, else the frames it may start now
+        (chosen from all its pending frames: keyframes come first wherever they are in the range)."""
         plan = self.plan(render_id)
         if plan is None:
             return None
-        return plan.next_chunk(pending, reserved, limit)
+        return plan.next_chunk(pending(), reserved, limit)
 
     def forget(self, render_id: str) -> None:
         with self._lock:

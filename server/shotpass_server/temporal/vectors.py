@@ -74,3 +74,31 @@ def find_motion_vectors(image: ExrImage, plane: ColourPlane, name: str, frame: i
                     )
                 return MotionVectors(np.ascontiguousarray(flow), layer)
     return None
+
+
+def check_vector_header(image: ExrImage, colour_part: int, name: str, frame: int) -> Optional[str]:
+    """At submit, from the header alone (no pixels): the layer `find_motion_vectors` will use, or None; a layer
+    that is subsampled or sits on another data window than the colour is refused now, naming file and frame."""
+    colour_window = box(image.parts[colour_part].header, "dataWindow")
+    order = [colour_part] + [i for i in range(len(image.parts)) if i != colour_part]
+    for index in order:
+        part = image.parts[index]
+        for suffix, cx, cy, _, _ in LAYERS:
+            for channel in part.channels:
+                if not (channel == f"{suffix}.{cx}" or channel.endswith(f".{suffix}.{cx}")):
+                    continue
+                other = channel[: -len(cx)] + cy
+                if other not in part.channels:
+                    continue
+                layer = f"{channel[: -len(cx)]}{cx}/{cy}"
+                window = box(part.header, "dataWindow")
+                subsampled = any(part.sampling.get(c, (1, 1, False))[:2] != (1, 1) for c in (channel, other))
+                if subsampled or window != colour_window:
+                    raise InvalidInput(
+                        f"{name} (frame {frame}): motion-vector channels {layer} are "
+                        f"{'subsampled' if subsampled else f'on data window {window}'} but the colour is on data "
+                        f"window {colour_window}; write the vectors on the colour's data window, unsubsampled, "
+                        "or render with --option flow_source=computed"
+                    )
+                return layer
+    return None

@@ -113,7 +113,7 @@ class ReviewApi:
         may_change = self.may_change(caller, project)
         versions = [views.render_json(r, may_change, frames=False) for r in sorted(renders, key=lambda r: r.version)]
         for version, r in zip(versions, sorted(renders, key=lambda r: r.version)):
-            version["thumb_frame"] = next((f.frame for f in r.frames if f.output_digest), None)
+            version["thumb_frame"] = self.catalog.first_done_frame(r.id)
         return JSONResponse({"project": project, "shot": shot, "versions": versions,
                              "lineage": views.lineage(renders), "may_change": may_change})
 

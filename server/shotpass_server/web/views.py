@@ -33,7 +33,7 @@ def render_json(r: cat.RenderRow, may_change: bool, frames: bool = True) -> Dict
         "warnings": r.warnings,
         "review": {"rating": r.rating, "pinned": r.pinned, "note": r.note, "approved": r.approved},
         "frames_done": r.frames_done,
-        "frames_total": len(r.frames),
+        "frames_total": r.frames_total,
         "qc": qc_figures(r),
         "may_change": may_change,
     }

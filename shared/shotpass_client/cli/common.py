@@ -77,7 +77,10 @@ def render_args(sp: argparse.ArgumentParser) -> None:
 
 
 def connect(args: argparse.Namespace) -> Client:
-    return Connection.resolve(args.server, args.token, args.tls_ca, args.tls_cert, args.tls_key).client()
+    client = Connection.resolve(args.server, args.token, args.tls_ca, args.tls_cert, args.tls_key).client()
+    # While the server restarts, a watch or a fetch waits for it; say so on stderr (stdout stays JSON).
+    client.on_reconnect = lambda message: print(f"shotpass: {message}", file=sys.stderr, flush=True)
+    return client
 
 
 def parse_options(items: List[str]) -> Dict[str, str]:
@@ -121,8 +124,9 @@ def shot_from_plate(plate: str) -> str:
     return base or "shot"
 
 
-def render_summary(render: pb.Render) -> Dict[str, Any]:
-    return {
+def render_summary(render: pb.Render, listing: bool = False) -> Dict[str, Any]:
+    """One render as JSON; a listing (ListRenders) carries no frames, only their counts."""
+    summary = {
         "render": render.id,
         "state": state_name(render.state),
         "project": render.project,
@@ -134,6 +138,7 @@ def render_summary(render: pb.Render) -> Dict[str, Any]:
         "parent": render.parent_render,
         "frames": [f.frame for f in render.frames],
         "frames_done": render.frames_done,
+        "frames_total": render.frames_total,
         "failed": {str(f.frame): f.error for f in render.frames if f.error},
         "compute_seconds": round(render.compute_seconds, 3),
         "error": render.error,
@@ -141,6 +146,9 @@ def render_summary(render: pb.Render) -> Dict[str, Any]:
         **as_settings(dict(render.settings.prompt_by_frame),
                       {k: dict(v.values) for k, v in render.settings.options_by_frame.items()}),
     }
+    if listing:
+        del summary["frames"], summary["failed"]
+    return summary
 
 
 def print_json(payload: Dict[str, Any]) -> None:

@@ -264,7 +264,7 @@ def cmd_renders(args: argparse.Namespace) -> int:
     with connect(args) as client:
         renders = client.list_renders(args.project, args.shot, args.limit)
     if args.json:
-        print_json({"renders": [render_summary(r) for r in renders]})
+        print_json({"renders": [render_summary(r, listing=True) for r in renders]})
         return 0
     for r in renders:
         review = "*" * r.review.rating

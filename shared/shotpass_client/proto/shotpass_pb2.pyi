@@ -243,12 +243,14 @@ class FrameInput(_message.Message):
     def __init__(self, frame: _Optional[int] = ..., digest: _Optional[str] = ..., path: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Reference(_message.Message):
-    __slots__ = ("digest", "render_frame")
+    __slots__ = ("digest", "render_frame", "name")
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     RENDER_FRAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     digest: str
     render_frame: RenderFrame
-    def __init__(self, digest: _Optional[str] = ..., render_frame: _Optional[_Union[RenderFrame, _Mapping]] = ...) -> None: ...
+    name: str
+    def __init__(self, digest: _Optional[str] = ..., render_frame: _Optional[_Union[RenderFrame, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
 
 class RenderFrame(_message.Message):
     __slots__ = ("render_id", "frame")
@@ -393,7 +395,7 @@ class Review(_message.Message):
     def __init__(self, rating: _Optional[int] = ..., pinned: bool = ..., note: _Optional[str] = ..., approved: bool = ...) -> None: ...
 
 class Render(_message.Message):
-    __slots__ = ("id", "project", "shot", "version", "lane", "state", "settings", "parent_render", "frames", "created_at", "started_at", "finished_at", "compute_seconds", "device", "review", "error", "warnings", "frames_done", "frames_total", "label", "reference_digest", "scale", "children", "owner", "job_key", "qc")
+    __slots__ = ("id", "project", "shot", "version", "lane", "state", "settings", "parent_render", "frames", "created_at", "started_at", "finished_at", "compute_seconds", "device", "review", "error", "warnings", "frames_done", "frames_total", "label", "reference_digest", "scale", "children", "owner", "job_key", "qc", "next_frame_page_token")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SHOT_FIELD_NUMBER: _ClassVar[int]
@@ -420,6 +422,7 @@ class Render(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     JOB_KEY_FIELD_NUMBER: _ClassVar[int]
     QC_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FRAME_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     id: str
     project: str
     shot: str
@@ -446,7 +449,8 @@ class Render(_message.Message):
     owner: str
     job_key: str
     qc: RenderQc
-    def __init__(self, id: _Optional[str] = ..., project: _Optional[str] = ..., shot: _Optional[str] = ..., version: _Optional[int] = ..., lane: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., parent_render: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[FrameRecord, _Mapping]]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., device: _Optional[str] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., error: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., label: _Optional[str] = ..., reference_digest: _Optional[str] = ..., scale: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., job_key: _Optional[str] = ..., qc: _Optional[_Union[RenderQc, _Mapping]] = ...) -> None: ...
+    next_frame_page_token: str
+    def __init__(self, id: _Optional[str] = ..., project: _Optional[str] = ..., shot: _Optional[str] = ..., version: _Optional[int] = ..., lane: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., parent_render: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[FrameRecord, _Mapping]]] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., device: _Optional[str] = ..., review: _Optional[_Union[Review, _Mapping]] = ..., error: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., label: _Optional[str] = ..., reference_digest: _Optional[str] = ..., scale: _Optional[int] = ..., children: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ..., job_key: _Optional[str] = ..., qc: _Optional[_Union[RenderQc, _Mapping]] = ..., next_frame_page_token: _Optional[str] = ...) -> None: ...
 
 class FramePairQc(_message.Message):
     __slots__ = ("frame_a", "frame_b", "source_error", "output_error", "ratio", "trusted")
@@ -551,10 +555,14 @@ class RenderEvent(_message.Message):
     def __init__(self, render_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[float] = ..., kind: _Optional[_Union[RenderEvent.Kind, str]] = ..., frame: _Optional[int] = ..., digest: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., position: _Optional[int] = ..., message: _Optional[str] = ..., state: _Optional[_Union[RenderState, str]] = ..., frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ...) -> None: ...
 
 class GetRenderRequest(_message.Message):
-    __slots__ = ("render_id",)
+    __slots__ = ("render_id", "frame_page_size", "frame_page_token")
     RENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     render_id: str
-    def __init__(self, render_id: _Optional[str] = ...) -> None: ...
+    frame_page_size: int
+    frame_page_token: str
+    def __init__(self, render_id: _Optional[str] = ..., frame_page_size: _Optional[int] = ..., frame_page_token: _Optional[str] = ...) -> None: ...
 
 class ListRendersRequest(_message.Message):
     __slots__ = ("project", "shot", "limit")

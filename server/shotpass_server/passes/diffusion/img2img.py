@@ -78,11 +78,11 @@ class Img2ImgModel(DiffusionModel):
             raise InvalidInput(f"frame {job.frame}: {NO_DEPTH}")  # submit refuses this first
         return None if choice == "none" else choice
 
-    def validate_plate(self, image: Any, plane: Any, options: Dict[str, Any], name: str, frame: int) -> None:
+    def validate_plate(self, colour: Any, options: Dict[str, Any], name: str, frame: int) -> None:
         """controlnet=depth on a plate without Z is refused at submit, naming the file and frame."""
-        from ...frame_pipeline import _depth_for as depth_for  # the very channel choice the render makes
-
-        if options.get("controlnet") == "depth" and depth_for(image, plane) is None:
+        # The channels the render's depth choice (frame_pipeline._depth_for) looks at: Z or *.Z, full size.
+        depths = [n for n in colour.part.channels if n == "Z" or n.endswith(".Z")]
+        if options.get("controlnet") == "depth" and not any(colour.has_full_channel(n) for n in depths):
             raise InvalidInput(f"{name} (frame {frame}): {NO_DEPTH}")
 
     def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
