@@ -98,7 +98,7 @@ def test_session_answers_who_and_what_the_server_offers(site: Dict[str, Any]) ->
     alice = user(site, "alice")
     data = alice.session()
     assert (data["user"], data["admin"], data["single_user"], data["projects"]) == ("alice", False, False, ["show-a"])
-    assert data["features"] == {"cancel": True, "suspend": False, "resume": False, "reorder": False}
+    assert data["features"] == {"cancel": True, "suspend": True, "resume": True, "reorder": False}
     assert {"display": "sRGB - Display", "view": "ACES 2.0 - SDR 100 nits (Rec.709)"} == data["views"][0]
     assert user(site, "admin").session()["projects"] is None
 
@@ -335,6 +335,32 @@ def test_cancel_from_the_page(site: Dict[str, Any], tmp_path: Path) -> None:
         time.sleep(0.1)
     assert site["srv"].catalog.get_render(sub.render_id).state == "CANCELLED"
     assert bob.post("/api/renders/bad%20id/cancel").status == 400
+
+
+def test_suspend_and_resume_from_the_queue(site: Dict[str, Any]) -> None:
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec, submit_render
+
+    with Client(site["srv"].address, site["tokens"]["bob"]) as bob_grpc:
+        sub = submit_render(bob_grpc, RenderSpec(project="show-b", shot="sh060", model="test-slow-probe",
+                                                 options={"seconds": "0.2"}, priority=-5), site["plate"])
+    catalog = site["srv"].catalog
+    bob = user(site, "bob")
+    for action in ("suspend", "resume"):
+        path = f"/api/renders/{sub.render_id}/{action}"
+        assert user(site, "alice").post(path).status == 404  # another project's render: as a missing one
+        assert bob.post(path, csrf="").status == 403
+    assert bob.post(f"/api/renders/{sub.render_id}/suspend").status == 200
+    deadline = time.monotonic() + 60
+    while catalog.get_render(sub.render_id, with_frames=False).state != "SUSPENDED" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert catalog.get_render(sub.render_id, with_frames=False).state == "SUSPENDED"
+    queued = [r for lane in bob.get("/api/queue").json()["lanes"] for r in lane["waiting"]]
+    assert [r["state"] for r in queued if r["id"] == sub.render_id] == ["SUSPENDED"]  # still on the queue page
+    assert bob.post(f"/api/renders/{sub.render_id}/resume").status == 200
+    while catalog.get_render(sub.render_id, with_frames=False).state != "FINISHED" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert catalog.get_render(sub.render_id, with_frames=False).state == "FINISHED"
 
 
 def test_a_revoked_token_ends_its_browser_session(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ class ReviewApi:
             "projects": self.visible(caller),
             "csrf_token": csrf,
             "views": self.proxies.views(),
-            "features": {"cancel": True, "suspend": False, "resume": False, "reorder": False},
+            "features": {"cancel": True, "suspend": True, "resume": True, "reorder": False},
         })
         self.access.set_nonce(response, nonce)
         return response
@@ -83,7 +83,7 @@ class ReviewApi:
         lanes: Dict[str, Dict[str, List[Dict[str, Any]]]] = {}
         for lane in ("preview", "render"):
             lanes[lane] = {"running": [], "waiting": []}
-        for render_id in self.catalog.render_ids_in_state(cat.QUEUED, cat.RUNNING):
+        for render_id in self.catalog.render_ids_in_state(cat.QUEUED, cat.RUNNING, cat.SUSPENDED):
             try:
                 r = self.catalog.get_render(render_id)
             except NotFound:
@@ -230,6 +230,21 @@ class ReviewApi:
         render_id = request.path_params["render_id"]
         self.check_render(caller, render_id, write=True)
         self.m.scheduler.cancel(render_id)  # as CancelRender: cooperative, finished frames are kept
+        return JSONResponse(views.render_json(self.catalog.get_render(render_id), True, frames=False))
+
+    async def suspend(self, request: Request) -> Response:
+        return await run_in_threadpool(self._job_control, request, "suspend")
+
+    async def resume(self, request: Request) -> Response:
+        return await run_in_threadpool(self._job_control, request, "resume")
+
+    def _job_control(self, request: Request, action: str) -> Response:
+        """As SuspendRender / ResumeRender: the same checks (members, not viewers) and the same job control."""
+        caller = self.access.caller(request)
+        self.access.check_csrf(request)
+        render_id = request.path_params["render_id"]
+        self.check_render(caller, render_id, write=True)
+        getattr(self.m.jobs, action)(render_id)
         return JSONResponse(views.render_json(self.catalog.get_render(render_id), True, frames=False))
 
     # ------------------------------------------------------------ live events (the catalog's, as WatchRender's)

@@ -96,18 +96,23 @@ async function queuePage() {
           try { await post(`/api/renders/${r.id}/cancel`); say(`render ${r.id} cancelled`); draw(); }
           catch (e) { say(e.message, "error"); }
         }}, "Cancel") : "";
+        const pausing = r.state === "SUSPENDED" ? "resume" : "suspend";
+        const hold = r.may_change && features[pausing] ? h("button", {class: pausing, onclick: async () => {
+          try { await post(`/api/renders/${r.id}/${pausing}`); say(`render ${r.id}: ${pausing} asked`); draw(); }
+          catch (e) { say(e.message, "error"); }
+        }}, pausing === "resume" ? "Resume" : "Suspend") : "";
         live[r.id] = {cells, step, bar, done, total: r.frames_total, count: r.frames_done};
         table.append(h("tr", {id: "q-" + r.id, "data-state": r.state},
           h("td", {}, h("a", {href: "/renders/" + r.id}, r.id)),
           h("td", {}, h("a", {href: `/shots/${encodeURIComponent(r.project)}/${encodeURIComponent(r.shot)}`}, `${r.project}/${r.shot}`), ` v${String(r.version).padStart(3, "0")}`),
           h("td", {}, r.user || "—"), h("td", {}, stateBadge(r.state)),
           h("td", {}, bar, " ", done), h("td", {}, cells), h("td", {}, step),
-          h("td", {class: "num"}, secs(r.device_seconds)), h("td", {}, cancel)));
+          h("td", {class: "num"}, secs(r.device_seconds)), h("td", {}, hold, " ", cancel)));
       }
       content.append(table);
     }
     if (note.length) content.append(h("p", {class: "hint", id: "unsupported"},
-      `This server cannot ${note.join(", ").replace(/, ([^,]*)$/, " or $1")} renders yet, only cancel them; ` +
+      `This server cannot ${note.join(", ").replace(/, ([^,]*)$/, " or $1")} renders yet; ` +
       "a render's priority is set when it is submitted."));
   }
   await draw();
