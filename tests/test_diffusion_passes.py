@@ -406,25 +406,26 @@ def _models(config: Path) -> list:
 
 def test_missing_or_broken_model_folder_is_an_exact_message(capsys, model_config, tmp_path):
     from shotpass_server.config import load_config
-    from shotpass_server.errors import ShotpassError
+    from shotpass_server.errors import ModelUnavailable
+    from shotpass_server.passes.registry import ModelRegistry
 
     broken = tmp_path / "sd15"
     shutil.copytree(model_config.parent / "sd15", broken)
     (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[models.mine]\nkind = "sd15-img2img"\npath = "{broken}"\n')
-    with pytest.raises(ShotpassError) as err:
-        load_config(cfg)
-    assert str(err.value) == (
+    cfg.write_text(f'[models.mine]\nkind = "sd15-img2img"\npath = "{broken}"\n'
+                   f'[models.gone]\nkind = "sd15-img2img"\npath = "{tmp_path / "nowhere"}"\n')
+    # The config still loads: each broken entry is an unavailable model with its exact reason.
+    specs = {s.name: s for s in load_config(cfg).models}
+    assert specs["mine"].unavailable == (
         f"model mine: unet: {broken / 'unet' / 'diffusion_pytorch_model.safetensors'} is missing "
         f"(no weights in {broken / 'unet'})"
     )
-
-    cfg.write_text(f'[models.mine]\nkind = "sd15-img2img"\npath = "{tmp_path / "nowhere"}"\n')
-    code, _, err_text = run_cli(capsys, ["serve", "--config", str(cfg), "--listen", "127.0.0.1:0"])
-    assert code != 0
-    assert f"model mine: {tmp_path / 'nowhere'} does not exist" in err_text
-    assert "Traceback" not in err_text
+    assert specs["gone"].unavailable.startswith(f"model gone: {tmp_path / 'nowhere'} does not exist")
+    registry = ModelRegistry(_models(cfg))
+    with pytest.raises(ModelUnavailable) as err:
+        registry.get("gone")
+    assert str(err.value).startswith(specs["gone"].unavailable)
 
 
 def test_sdxl_img2img_keeps_frames_and_windows_on_an_odd_size(capsys, dserver, tmp_path):

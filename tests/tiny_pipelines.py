@@ -168,23 +168,42 @@ def save_controlnet(path: Path) -> Path:
     return path
 
 
-def save_sdxl_img2img(path: Path) -> Path:
-    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+def _sdxl_unet(in_channels: int = 4) -> Any:
+    from diffusers import UNet2DConditionModel
 
-    tok1, enc1 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok1")
-    tok2, enc2 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok2", projection=True)
     torch.manual_seed(0)
     # SDXL conditions on both encoders (2 x 32 wide) and on size/crop "time ids" (6 x 8 + the pooled 32).
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+    return UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=in_channels, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=2 * HIDDEN, norm_num_groups=4, attention_head_dim=4, addition_embed_type="text_time",
         addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + HIDDEN,
         transformer_layers_per_block=(1, 1), use_linear_projection=True,
     ).eval()
+
+
+def save_sdxl_img2img(path: Path) -> Path:
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    tok1, enc1 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok1")
+    tok2, enc2 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok2", projection=True)
     pipe = StableDiffusionXLImg2ImgPipeline(
-        vae=_vae(), text_encoder=enc1, text_encoder_2=enc2, tokenizer=tok1, tokenizer_2=tok2, unet=unet,
+        vae=_vae(), text_encoder=enc1, text_encoder_2=enc2, tokenizer=tok1, tokenizer_2=tok2, unet=_sdxl_unet(),
         scheduler=_scheduler(), requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+def save_sdxl_inpaint(path: Path) -> Path:
+    from diffusers import StableDiffusionXLInpaintPipeline
+
+    tok1, enc1 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok1")
+    tok2, enc2 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok2", projection=True)
+    pipe = StableDiffusionXLInpaintPipeline(
+        vae=_vae(), text_encoder=enc1, text_encoder_2=enc2, tokenizer=tok1, tokenizer_2=tok2,
+        unet=_sdxl_unet(in_channels=9), scheduler=_scheduler(), requires_aesthetics_score=False,
+        force_zeros_for_empty_prompt=True,
     )
     pipe.save_pretrained(path)
     return path

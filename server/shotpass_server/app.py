@@ -24,7 +24,6 @@ from .errors import InvalidInput
 from .frames.colour import ColourSpaces
 from .frames.exr import set_max_frame_pixels
 from .metrics import Metrics, RpcObserver
-from .model_config import check_model_files
 from .passes.registry import ModelRegistry
 from .quotas import Quotas
 from .ray_executor import RayExecutor, specs_factory
@@ -65,6 +64,14 @@ def _ray_executor(cfg: ServerConfig, worker_registry: Optional[Callable[[], Mode
         cfg.colour_config,
         cfg.max_frame_attempts,
     )
+
+
+def _drop_loaded_pipelines() -> None:
+    try:
+        from .passes.diffusion.common import PIPELINES
+    except ImportError:  # no diffusion extra installed: nothing was loaded
+        return
+    PIPELINES.clear()
 
 
 class ShotpassServer:
@@ -124,7 +131,8 @@ class ShotpassServer:
             ],
             interceptors=[RpcObserver(self.metrics, lambda: self.starting, SERVICE_NAME)],
         )
-        pb_grpc.add_ShotPassServicer_to_server(ShotPassService(self.manager, self.devices, self.accounts), server)
+        service = ShotPassService(self.manager, self.devices, self.accounts, reload_models=self.reload_models)
+        pb_grpc.add_ShotPassServicer_to_server(service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
         credentials = self._tls_credentials()
@@ -212,9 +220,34 @@ class ShotpassServer:
             raise InvalidInput(f"blob store {self.blobs.root} is not writable by this user: fix its permissions")
 
     def _check_models(self) -> None:
-        """Every configured model folder is still complete (it was checked when the config was read)."""
+        """Say which configured models cannot serve (probed when the config was read): the others still do."""
         for spec in self.cfg.models:
-            check_model_files(spec)
+            if spec.unavailable:
+                log.warning("model %s is unavailable: %s", spec.name, spec.unavailable)
+
+    def reload_models(self) -> ModelRegistry:
+        """Re-read the config file's [models], probe every folder and swap the registry in.
+
+        Queued and running renders stay: they name their model, which each chunk looks up afresh (a frame
+        already running finishes on the model it started with). A config that does not parse keeps the old
+        registry and says why. Pipelines loaded from the old entries are dropped, so changed weights load anew.
+        """
+        from .model_config import models_from_file, registry_for
+        from .ray_executor import specs_factory
+
+        if self.cfg.config_path is None:
+            raise InvalidInput("this server was started without --config: there is no model registry to reload")
+        specs = models_from_file(self.cfg.config_path)
+        registry = registry_for(specs)
+        self.cfg.models = specs
+        self.manager.registry = registry
+        if self.executor is not None:  # actors started from now on build the new registry
+            self.executor.set_registry_factory(specs_factory(specs))
+        _drop_loaded_pipelines()
+        bad = [s.name for s in specs if s.unavailable]
+        log.info("model registry reloaded from %s: %d models%s", self.cfg.config_path, len(specs),
+                 f" ({len(bad)} unavailable: {', '.join(bad)})" if bad else "")
+        return registry
 
     def _render_labels(self, render_id: str) -> Tuple[str, str]:
         settings = self.catalog.get_render(render_id, with_frames=False).settings

@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list passes and models with their options")
     m.add_argument("--pass", dest="pass_name", default="")
+    m.add_argument("--reload", action="store_true",
+                   help="admin: the server re-reads its config's [models] and probes every folder (the queue stays)")
     client_args(m)
     m.set_defaults(func=cmd_models)
 
@@ -265,11 +267,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "again to cancel it now)", cfg.shutdown_grace_s)
         done.set()
 
+    def reload(signum: int, frame: Any) -> None:
+        # Off the signal handler: probing reads every model folder.
+        threading.Thread(target=_reload_models, args=(server,), name="shotpass-reload", daemon=True).start()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     done.wait()
     server.stop()
     return 0
+
+
+def _reload_models(server: Any) -> None:
+    """SIGHUP: reload the model registry; a config that does not parse keeps the old one and says why."""
+    try:
+        server.reload_models()
+    except Exception as err:
+        logging.getLogger("shotpass").error("model registry not reloaded: %s", err)
 
 
 def _accounts(args: argparse.Namespace) -> Any:
@@ -588,12 +603,16 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        models = client.list_models(args.pass_name)
+        models = client.reload_models() if args.reload else client.list_models(args.pass_name)
+    if args.reload and args.pass_name:
+        models = [m for m in models if m.pass_name == args.pass_name]
     if args.json:
         print(json.dumps({"models": [_model_dict(m) for m in models]}))
         return 0
     for m in models:
         print(f"{m.pass_name:<12} {m.name:<30} {m.family:<11} x{m.scale}  {m.description}")
+        if m.unavailable:
+            print(f"{'':14}UNAVAILABLE: {m.unavailable}")
         for o in m.options:
             kind = pb.OptionSpec.Type.Name(o.type).lower()
             extra = f" [{'|'.join(o.choices)}]" if o.choices else ""
@@ -605,7 +624,7 @@ def _model_dict(m: pb.ModelInfo) -> Dict[str, Any]:
     return {
         "name": m.name, "pass": m.pass_name, "family": m.family, "scale": m.scale, "description": m.description,
         "licence": m.licence, "needs_mask": m.needs_mask, "uses_reference": m.uses_reference,
-        "options": {o.name: o.default_value for o in m.options},
+        "options": {o.name: o.default_value for o in m.options}, "unavailable": m.unavailable,
     }
 
 

@@ -3,7 +3,8 @@
 Example::
 
     [models.sd15-stylize]
-    kind = "sd15-img2img"            # sd15-img2img | sdxl-img2img | sd-inpaint | sd-x4-upscaler | animatediff-v2v
+    kind = "sd15-img2img"            # sd15-img2img | sdxl-img2img | sd-inpaint | sdxl-inpaint | sd-x4-upscaler
+                                     # | animatediff-v2v
     pass = "stylize"                 # optional: the kind's pass
     path = "/models/sd15"            # a diffusers folder (save_pretrained layout) or a single-file checkpoint
     config = "/models/sd15-config"   # single-file checkpoints only: a diffusers folder with the configs
@@ -32,6 +33,7 @@ KINDS: Dict[str, Tuple[str, str]] = {
     "sd15-img2img": ("stylize", "StableDiffusionImg2ImgPipeline"),
     "sdxl-img2img": ("stylize", "StableDiffusionXLImg2ImgPipeline"),
     "sd-inpaint": ("inpaint", "StableDiffusionInpaintPipeline"),
+    "sdxl-inpaint": ("inpaint", "StableDiffusionXLInpaintPipeline"),
     "sd-x4-upscaler": ("upscale", "StableDiffusionUpscalePipeline"),
     "animatediff-v2v": ("stylize", "AnimateDiffVideoToVideoPipeline"),
 }
@@ -75,6 +77,7 @@ class ModelSpec:
     context_size: int = 16  # AnimateDiff context window, frames
     context_overlap: int = 4
     dtype: str = "auto"  # auto: fp16 on CUDA, fp32 on CPU
+    unavailable: str = ""  # set by probing: why this model cannot serve ("" = it can)
 
     @property
     def pipeline_class(self) -> str:
@@ -99,8 +102,33 @@ def parse_models(tables: Any, base: Path, source: str) -> List[ModelSpec]:
                 )
             defaults[spec.pass_name] = spec.name
     for spec in specs:
-        check_model_files(spec)
+        spec.unavailable = probe_reason(spec)  # the server logs each at start; ListModels shows them
     return specs
+
+
+def models_from_file(path: Path) -> List[ModelSpec]:
+    """The ``[models.NAME]`` tables of a server config file, parsed and probed (for a registry reload)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except OSError as err:
+        raise InvalidInput(f"{path}: cannot read the config file ({err.strerror})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise InvalidInput(f"{path}: not valid TOML ({err})") from None
+    return parse_models(data.get("models", {}), Path(path).parent, str(path))
+
+
+def probe_reason(spec: ModelSpec) -> str:
+    """Why this model cannot serve (one line naming the entry and what its folder really is), or ""."""
+    try:
+        check_model_files(spec)
+        from .model_probe import probe
+
+        probe(spec)
+    except ModelUnavailable as err:
+        return str(err)
+    return ""
 
 
 def _parse_one(name: str, table: Any, base: Path, source: str) -> ModelSpec:
@@ -184,6 +212,8 @@ def check_model_files(spec: ModelSpec) -> None:
     else:
         check_pipeline_folder(spec.path, who, weights=True)
     for cn_kind, folder in spec.controlnets.items():
+        if (folder / "model_index.json").is_file():
+            continue  # a pipeline folder given as a ControlNet: probing says what it is
         check_component(folder, f"{who}: {cn_kind} controlnet", "diffusers", weights=True)
 
 
@@ -192,7 +222,9 @@ def check_pipeline_folder(folder: Path, who: str, weights: bool) -> None:
     if not folder.is_dir():
         raise ModelUnavailable(f"{who}: {folder} does not exist")
     if not index.is_file():
-        raise ModelUnavailable(f"{who}: {index} is missing ({folder} is not a diffusers pipeline folder)")
+        from .model_probe import what_folder_is
+
+        raise ModelUnavailable(f"{who}: {index} is missing ({folder} is {what_folder_is(folder)})")
     try:
         components = json.loads(index.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from . import catalog as cat
-from .errors import RenderCancelled
+from .errors import RenderCancelled, ShotpassError
 
 log = logging.getLogger("shotpass.scheduler")
 
@@ -283,7 +283,9 @@ class Scheduler:
             except Exception as exc:  # a bug or a broken model: fail the render, keep the server up
                 log.error("render %s chunk %s failed:\n%s", render_id, chunk, traceback.format_exc(),
                           extra={"render_id": render_id})
-                self._finish(render_id, cat.FAILED, f"internal error: {exc}")
+                # A user-facing error (e.g. the model became unavailable at a registry reload) is shown as it is.
+                message = str(exc) if isinstance(exc, ShotpassError) else f"internal error: {exc}"
+                self._finish(render_id, cat.FAILED, message)
             finally:
                 with self._cv:
                     now = time.monotonic()

@@ -113,10 +113,17 @@ def rpc_stream(method: Callable) -> Callable:
 
 
 class ShotPassService(pb_grpc.ShotPassServicer):
-    def __init__(self, manager: RenderManager, devices: list, accounts: Optional[Accounts] = None) -> None:
+    def __init__(
+        self,
+        manager: RenderManager,
+        devices: list,
+        accounts: Optional[Accounts] = None,
+        reload_models: Optional[Callable[[], Any]] = None,
+    ) -> None:
         self.m = manager
         self.devices = devices
         self.accounts = accounts
+        self.reload_models = reload_models
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
         return self.accounts.caller(context.invocation_metadata()) if self.accounts else LOCAL
@@ -192,6 +199,15 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         if request.pass_name and not models:
             raise NotFound(f"no pass {request.pass_name!r}; passes: {', '.join(reg.passes())}")
         return pb.ListModelsResponse(models=[model_info(m) for m in models])
+
+    @rpc
+    def ReloadModels(self, request: pb.ReloadModelsRequest, context: Ctx, caller: Caller) -> pb.ListModelsResponse:
+        if not caller.admin:
+            raise PermissionDenied(f"user {caller.name} is not an admin: only the server's admin reloads the models")
+        if self.reload_models is None:
+            raise InvalidInput("this server cannot reload its models")
+        registry = self.reload_models()
+        return pb.ListModelsResponse(models=[model_info(m) for m in registry.all()])
 
     # ------------------------------------------------------------ blobs
 
@@ -409,6 +425,7 @@ def model_info(m: Model) -> pb.ModelInfo:
         frame_contract=m.frame_contract,
         licence=m.licence,
         options=[option_spec(o) for o in m.options],
+        unavailable=getattr(m, "unavailable", ""),
     )
 
 

@@ -118,6 +118,10 @@ class Client:
     def list_models(self, pass_name: str = "") -> List[pb.ModelInfo]:
         return list(self._call(self._stub.ListModels, pb.ListModelsRequest(pass_name=pass_name)).models)
 
+    def reload_models(self) -> List[pb.ModelInfo]:
+        """Admin only: the server re-reads and re-probes its model registry; returns the new list."""
+        return list(self._call(self._stub.ReloadModels, pb.ReloadModelsRequest()).models)
+
     # ----------------------------------------------------------------- blobs
 
     def find_blobs(self, digests: Iterable[str]) -> set:

@@ -1,0 +1,172 @@
+"""What a model folder really is, read from its configs (no weights are loaded), checked against its entry.
+
+A ``[models.NAME]`` entry says which kind it is; the folder says what it holds: ``model_index.json``
+names the pipeline class, the UNet's ``config.json`` its input channels (4: text-to-image/img2img,
+9: inpaint, 7: the x4 upscaler) and its conditioning (SDXL's ``text_time``), a ControlNet's config the
+base it was trained on. A mismatch is one line naming the entry, the folder and what the folder is, so a
+wrong path is refused when the registry loads instead of failing as a frame runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from .errors import ModelUnavailable
+
+# kind -> what its folder must hold, in words, for the refusal message
+KIND_NEEDS = {
+    "sd15-img2img": "an SD 1.x/2.x text-to-image or img2img pipeline (UNet with 4 input channels)",
+    "sdxl-img2img": "an SDXL text-to-image or img2img pipeline (UNet with 4 input channels and SDXL conditioning)",
+    "sd-inpaint": "an SD 1.x/2.x inpaint pipeline (UNet with 9 input channels)",
+    "sdxl-inpaint": "an SDXL inpaint pipeline (UNet with 9 input channels and SDXL conditioning)",
+    "sd-x4-upscaler": "the SD x4 upscaler (StableDiffusionUpscalePipeline, UNet with 7 input channels)",
+    "animatediff-v2v": "an AnimateDiff pipeline (an SD 1.x UNet plus a motion adapter)",
+}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a pipeline folder holds, from its configs."""
+
+    class_name: str
+    denoiser: str  # "unet", a transformer class name, or "" when it has neither
+    in_channels: int = 0
+    cross_attention_dim: int = 0
+    sdxl: bool = False  # the UNet conditions on SDXL's text_time embedding
+    motion_adapter: bool = False
+
+    def kind(self) -> Optional[str]:
+        """The shotpass kind this folder is, or None when no kind runs it."""
+        if self.denoiser != "unet":
+            return None
+        if self.in_channels == 7 or self.class_name == "StableDiffusionUpscalePipeline":
+            return "sd-x4-upscaler"
+        if self.motion_adapter:
+            return "animatediff-v2v" if self.in_channels == 4 and not self.sdxl else None
+        return {(4, False): "sd15-img2img", (4, True): "sdxl-img2img", (9, False): "sd-inpaint",
+                (9, True): "sdxl-inpaint"}.get((self.in_channels, self.sdxl))
+
+    def describe(self) -> str:
+        if self.denoiser != "unet":
+            what = f"a {self.class_name}" + (f" built on a {self.denoiser}" if self.denoiser else " without a UNet")
+            return f"{what}, which no shotpass kind runs"
+        kind = self.kind()
+        base = "SDXL" if self.sdxl else "SD 1.x/2.x"
+        text = (f"a {self.class_name} whose {base} UNet takes {self.in_channels} input channels"
+                f"{' with a motion adapter' if self.motion_adapter else ''}")
+        return f"{text} ({'kind ' + kind if kind else 'no shotpass kind runs it'})"
+
+
+def read_json(path: Path, who: str) -> Dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise ModelUnavailable(f"{who}: cannot read {path}: {err.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelUnavailable(f"{who}: {path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ModelUnavailable(f"{who}: {path} is not a diffusers config (not a JSON object)")
+    return data
+
+
+def pipeline_facts(folder: Path, who: str) -> Facts:
+    index = read_json(folder / "model_index.json", who)
+    cls = str(index.get("_class_name", "pipeline"))
+    if isinstance(index.get("unet"), list):
+        unet = read_json(folder / "unet" / "config.json", who)
+        return Facts(
+            class_name=cls,
+            denoiser="unet",
+            in_channels=int(unet.get("in_channels", 0) or 0),
+            cross_attention_dim=_width(unet.get("cross_attention_dim")),
+            sdxl=unet.get("addition_embed_type") == "text_time",
+            motion_adapter=isinstance(index.get("motion_adapter"), list) and index["motion_adapter"][0] is not None,
+        )
+    transformer = index.get("transformer")
+    return Facts(class_name=cls, denoiser=str(transformer[1]) if isinstance(transformer, list) else "")
+
+
+def _width(value: Any) -> int:
+    """cross_attention_dim is an int, or one per block (all equal in the SD families)."""
+    if isinstance(value, (list, tuple)):
+        return int(value[0]) if value else 0
+    return int(value or 0)
+
+
+def what_folder_is(folder: Path) -> str:
+    """A few words on a folder that is not a pipeline folder: a lone component's class, or nothing known."""
+    config = folder / "config.json"
+    if config.is_file():
+        try:
+            cls = json.loads(config.read_text()).get("_class_name") or "model"
+        except (OSError, ValueError, AttributeError):
+            cls = "model"
+        return f"a single {cls} folder, not a pipeline"
+    return "not a diffusers folder"
+
+
+def probe(spec: Any) -> None:
+    """Raise ModelUnavailable (one line: entry, folder, what it is, what the kind needs) on a mismatch."""
+    who = f"model {spec.name}"
+    folder = spec.config if spec.single_file else spec.path
+    facts = pipeline_facts(folder, who)
+    if facts.kind() != spec.kind:
+        raise ModelUnavailable(f"{who}: {folder} is {facts.describe()}; kind {spec.kind} needs {KIND_NEEDS[spec.kind]}")
+    if spec.single_file:
+        probe_checkpoint(spec, facts)
+    for which, net in spec.controlnets.items():
+        probe_controlnet(who, which, net, facts, folder)
+
+
+def base_words(cross_attention_dim: int, sdxl: bool) -> str:
+    return f"an {'SDXL' if sdxl else 'SD 1.x/2.x'} base (cross-attention width {cross_attention_dim})"
+
+
+def probe_controlnet(who: str, which: str, folder: Path, base: Facts, base_folder: Path) -> None:
+    """A ControlNet folder holds a ControlNetModel trained on the same base family as the model's UNet."""
+    if (folder / "model_index.json").is_file():
+        cls = read_json(folder / "model_index.json", who).get("_class_name", "pipeline")
+        raise ModelUnavailable(f"{who}: {which} controlnet {folder} is a {cls} pipeline folder, not a ControlNet")
+    config = read_json(folder / "config.json", who)
+    cls = str(config.get("_class_name", ""))
+    if cls != "ControlNetModel":
+        raise ModelUnavailable(
+            f"{who}: {which} controlnet {folder} is a {cls or 'model'} folder, not a ControlNetModel"
+        )
+    width = _width(config.get("cross_attention_dim"))
+    sdxl = config.get("addition_embed_type") == "text_time"
+    if width != base.cross_attention_dim or sdxl != base.sdxl:
+        raise ModelUnavailable(
+            f"{who}: {which} controlnet {folder} is a ControlNet for {base_words(width, sdxl)}, but {base_folder} is "
+            f"{base_words(base.cross_attention_dim, base.sdxl)}"
+        )
+
+
+# The first convolution of the UNet in the original (LDM) checkpoint layout: its shape gives the input channels.
+LDM_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+
+
+def probe_checkpoint(spec: Any, facts: Facts) -> None:
+    """A single-file .safetensors checkpoint's UNet takes the input channels its config folder says."""
+    if spec.path.suffix != ".safetensors":
+        return  # pickled checkpoints are not opened before the model loads
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(spec.path), "pt") as f:
+            keys = set(f.keys())
+            if LDM_CONV_IN not in keys:
+                return  # another layout: from_single_file says what it is when it loads
+            channels = int(f.get_slice(LDM_CONV_IN).get_shape()[1])
+    except Exception as err:  # the header is all that is read; any failure says the file is not a checkpoint
+        raise ModelUnavailable(
+            f"model {spec.name}: {spec.path} is not a readable safetensors checkpoint ({err})"
+        ) from None
+    if channels != facts.in_channels:
+        raise ModelUnavailable(
+            f"model {spec.name}: checkpoint {spec.path} has a UNet with {channels} input channels but its config "
+            f"folder {spec.config} describes {facts.in_channels}; kind {spec.kind} needs {KIND_NEEDS[spec.kind]}"
+        )
