@@ -206,3 +206,29 @@ def test_reload_swaps_the_registry_and_keeps_the_queue_admin_only(capsys, folder
             assert time.monotonic() - started < 60
     finally:
         srv.stop(grace=0.5)
+
+
+def test_sighup_reloads_the_registry_of_a_running_server(folders, tmp_path):
+    import signal
+
+    from helpers import serve_process
+
+    from shotpass_client import Client
+
+    config = tmp_path / "shotpass.toml"
+    config.write_text(f'[models.tiny]\nkind = "sd15-img2img"\npath = "{folders["sd15"]}"\n')
+    proc, address = serve_process(tmp_path / "data", tmp_path / "log", "--config", str(config))
+    try:
+        config.write_text(config.read_text() + f'[models.later]\nkind = "sd-inpaint"\npath = "{folders["sd15"]}"\n')
+        proc.send_signal(signal.SIGHUP)
+        with Client(address) as client:
+            deadline = time.monotonic() + 30
+            while "later" not in (models := {m.name: m for m in client.list_models()}):
+                assert time.monotonic() < deadline, (tmp_path / "log").read_text()[-2000:]
+                time.sleep(0.2)
+        assert models["later"].unavailable.startswith(f"model later: {folders['sd15']} is a ")
+        assert models["tiny"].unavailable == ""
+        assert proc.poll() is None  # still serving
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
