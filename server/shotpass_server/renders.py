@@ -19,7 +19,7 @@ from shotpass_client.patterns import format_frame_list
 from . import catalog as cat
 from .blobs import BlobStore, StoreFull, check_digest
 from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError, ShuttingDown
-from .frame_pipeline import FrameRequest, frame_seed, reference_in_working_space, run_clip, run_frame
+from .frame_pipeline import FrameRequest, frame_seed, read_mask, reference_in_working_space, run_clip, run_frame
 from .frames.colour import ColourSpaces
 from .frames.exr import check_output_size, decode_exr, select_colour
 from .metrics import NO_METRICS, NoMetrics
@@ -207,6 +207,10 @@ class RenderManager:
             if spec.frame not in frames:
                 raise InvalidInput(f"mask frame {spec.frame} ({spec.name}) has no plate frame {spec.frame}")
             masks[spec.frame] = self._stored(spec, sub.project)
+            try:  # refused here, naming the file, rather than when its frame runs
+                read_mask(self.blobs.get(masks[spec.frame]), spec.name or f"mask of frame {spec.frame}")
+            except ShotpassError as err:
+                raise InvalidInput(f"mask frame {spec.frame}: {err}") from None
         if masks:
             missing = [f for f in frames if f not in masks]
             if missing:

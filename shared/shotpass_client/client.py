@@ -20,6 +20,20 @@ DEFAULT_ADDRESS = os.environ.get("SHOTPASS_SERVER", "localhost:50051")
 FINAL_STATES = (pb.FINISHED, pb.FAILED, pb.CANCELLED)
 
 
+def current_umask() -> int:
+    """The process umask: read from /proc where it is there, else set and restored at once."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class ClientError(Exception):
     """A server answer or a connection problem, with a message a user can act on."""
 
@@ -188,6 +202,7 @@ class Client:
         directory = os.path.dirname(os.path.abspath(dest))
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".shotpass-", suffix=".part")
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs are shared like any file the user writes
         h = hashlib.sha256()
         size = 0
         try:
