@@ -232,3 +232,32 @@ def test_sighup_reloads_the_registry_of_a_running_server(folders, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+
+
+def test_a_pipeline_error_names_the_model_and_frame_never_internal_error(capsys, folders, tmp_path):
+    import shutil
+
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import load_config
+
+    # A folder whose text encoder was swapped for one of another width: it loads, then fails in the UNet.
+    swapped = tmp_path / "swapped"
+    shutil.copytree(folders["sd15"], swapped)
+    shutil.rmtree(swapped / "text_encoder")
+    _, encoder = tiny_pipelines.tokenizer_and_text_encoder(tmp_path / "tok48", hidden=48)
+    encoder.save_pretrained(swapped / "text_encoder")
+    config = tmp_path / "shotpass.toml"
+    config.write_text(f'[models.swapped]\nkind = "sd15-img2img"\npath = "{swapped}"\nsteps = 2\n')
+    cfg = load_config(config)
+    cfg.listen, cfg.data_dir = "127.0.0.1:0", tmp_path / "data"
+    srv = ShotpassServer(cfg)
+    srv.start()
+    try:
+        plate = _plate(tmp_path / "p", range(7, 8))
+        code, out, err = run_cli(capsys, ["render", plate, "--server", srv.address, "--model", "swapped",
+                                          "--out", str(tmp_path / "o"), "--json"])
+    finally:
+        srv.stop(grace=0.5)
+    assert code != 0
+    assert "model swapped, frame 7: the pipeline failed on cpu: RuntimeError: " in err, err
+    assert "internal error" not in err

@@ -46,7 +46,7 @@ def _byte_vocab() -> Tuple[Dict[str, int], int, int]:
     return vocab, bos, eos
 
 
-def tokenizer_and_text_encoder(folder: Path, projection: bool = False) -> Tuple[Any, Any]:
+def tokenizer_and_text_encoder(folder: Path, projection: bool = False, hidden: int = HIDDEN) -> Tuple[Any, Any]:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     vocab, bos, eos = _byte_vocab()
@@ -57,9 +57,9 @@ def tokenizer_and_text_encoder(folder: Path, projection: bool = False) -> Tuple[
     torch.manual_seed(0)
     # The encoder's special ids must be the tokenizer's: CLIP pools the hidden state at the eos position.
     config = CLIPTextConfig(
-        bos_token_id=bos, eos_token_id=eos, pad_token_id=eos, vocab_size=len(vocab), hidden_size=HIDDEN,
+        bos_token_id=bos, eos_token_id=eos, pad_token_id=eos, vocab_size=len(vocab), hidden_size=hidden,
         intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=16,
-        projection_dim=HIDDEN,
+        projection_dim=hidden,
     )
     encoder = CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
     return tokenizer, encoder.eval()

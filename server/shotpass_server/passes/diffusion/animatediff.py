@@ -37,6 +37,12 @@ class AnimateDiffModel(DiffusionModel, ClipModel):
         ]
 
     def process_clip(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
+        return self.guarded([j.frame for j in jobs], ctxs[0].device, lambda: self.render_clip(jobs, ctxs))
+
+    def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+        return self.render_clip([job], [ctx])[0]
+
+    def render_clip(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
         import torch
         from diffusers.pipelines.animatediff.pipeline_animatediff_video2video import retrieve_timesteps
 

@@ -8,16 +8,19 @@ same on any device and independent of chunking.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ...errors import ModelUnavailable
+from ...errors import ModelUnavailable, ShotpassError
 from ...model_config import ModelSpec, check_model_files
-from ..base import SRGB_ENCODED, Model, Option, PassContext, configured_threads
+from ..base import SRGB_ENCODED, FrameJob, FrameResult, Model, Option, PassContext, configured_threads
+
+log = logging.getLogger("shotpass.diffusion")
 
 # Pipelines kept per process, evicted least recently used past this many bytes of weights.
 CACHE_BYTES = int(float(os.environ.get("SHOTPASS_PIPELINE_CACHE_GB", "24")) * 2**30)
@@ -171,10 +174,40 @@ def step_progress(ctx: PassContext, offset: int = 0, total: Optional[int] = None
     return on_step_end
 
 
+# What allocators say when memory runs out: CUDA's, torch's CPU allocator, MPS's.
+OOM_TEXTS = ("out of memory", "can't allocate memory", "defaultcpuallocator", "failed to allocate")
+
+
 def is_oom(err: BaseException) -> bool:
+    """GPU or CPU memory ran out (CUDA OOM, torch's CPU allocator, Python's MemoryError)."""
+    if isinstance(err, MemoryError):
+        return True
     import torch
 
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(t in text for t in OOM_TEXTS)
+
+
+def free_memory() -> None:
+    import gc
+
+    gc.collect()
+    _empty_cuda_cache()
+
+
+class PipelineFailed(ShotpassError):
+    """A diffusers pipeline raised: the message names the model, the frames and what happened."""
+
+
+def failure_message(model: str, frames: Sequence[int], device: str, err: BaseException) -> str:
+    which = f"frame {frames[0]}" if len(frames) == 1 else f"frames {frames[0]}-{frames[-1]}"
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    if is_oom(err):
+        return (f"model {model}, {which}: out of memory on {device} even at its lightest settings ({first}); "
+                "render a smaller plate, or set cpu_offload = true or dtype = \"fp16\" in the model's registry entry")
+    return f"model {model}, {which}: the pipeline failed on {device}: {type(err).__name__}: {first}"
 
 
 def set_vae_tiling(pipe: Any, height: int, width: int, ctx: PassContext) -> bool:
@@ -233,6 +266,23 @@ class DiffusionModel(Model):
                    "run the VAE in tiles when the image's longer side exceeds this many pixels (0 = always)",
                    minimum=0, maximum=1 << 20),
         ]
+
+    def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+        """``render`` with every pipeline error turned into a message naming the model and the frame."""
+        return self.guarded([job.frame], ctx.device, lambda: self.render(job, ctx))
+
+    def guarded(self, frames: Sequence[int], device: str, run: Callable[[], Any]) -> Any:
+        try:
+            return run()
+        except ShotpassError:
+            raise  # cancelled, bad input, unavailable: already a message for the user
+        except Exception as err:
+            log.error("model %s frames %s failed", self.name, list(frames), exc_info=True)
+            free_memory()
+            raise PipelineFailed(failure_message(self.name, frames, device, err)) from None
+
+    def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+        raise NotImplementedError
 
     def pipeline(self, device: str, variant: str = "main") -> Any:
         configure_threads()

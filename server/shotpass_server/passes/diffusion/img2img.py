@@ -85,7 +85,7 @@ class Img2ImgModel(DiffusionModel):
         if options.get("controlnet") == "depth" and depth_for(image, plane) is None:
             raise InvalidInput(f"{name} (frame {frame}): {NO_DEPTH}")
 
-    def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+    def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         o = ctx.options
         if int(o["steps"] * o["strength"]) < 1:
             ctx.progress(1, 1)  # no step would run: the plate is the result

@@ -35,7 +35,7 @@ class InpaintModel(DiffusionModel):
             Option("feather", "int", 0, "soft edge outside the grown mask, in pixels", minimum=0, maximum=512),
         ]
 
-    def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+    def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         assert job.mask is not None
         o = ctx.options
         blend = soft_mask(job.mask, o["grow"], o["feather"])

@@ -37,7 +37,7 @@ class UpscaleModel(DiffusionModel):
                    maximum=2048),
         ]
 
-    def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+    def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         o = ctx.options
         pipe = self.pipeline(ctx.device)
         tile = o["tile"]
