@@ -224,3 +224,89 @@ def save_animatediff(path: Path) -> Path:
     )
     pipe.save_pretrained(path)
     return path
+
+
+def save_lora(path: Path, sdxl: bool = False, seed: int = 2) -> Path:
+    """A LoRA on the tiny UNet's attention (peft LoraConfig), saved in diffusers form with save_lora_weights."""
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = _sdxl_unet() if sdxl else _unet()
+    torch.manual_seed(seed)
+    # init_lora_weights=False: both factors random, so the LoRA really changes the result.
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                init_lora_weights=False))
+    StableDiffusionLoraLoaderMixin.save_lora_weights(path, unet_lora_layers=get_peft_model_state_dict(unet),
+                                                     safe_serialization=True)
+    return path / "pytorch_lora_weights.safetensors"
+
+
+def save_lora_kohya(diffusers_file: Path, path: Path) -> Path:
+    """The same LoRA in kohya form (lora_unet_* keys, lora_down/lora_up, alphas), as A1111 and ComfyUI save it."""
+    from diffusers.utils import convert_state_dict_to_kohya
+    from safetensors.torch import load_file, save_file
+
+    kohya = convert_state_dict_to_kohya(load_file(str(diffusers_file)))
+    assert all(k.startswith("lora_unet_") for k in kohya)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in kohya.items()}, str(path))
+    return path
+
+
+def save_embedding(path: Path, width: int = HIDDEN, seed: int = 3) -> Path:
+    """A one-vector textual-inversion embedding as wide as the tiny text encoder."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"emb_params": torch.randn(1, width) * 2.0}, str(path))
+    return path
+
+
+def save_ip_adapter(folder: Path, embed_dim: int = 16) -> Tuple[Path, Path]:
+    """Tiny IP-Adapter weights (image projection + per-cross-attention to_k_ip/to_v_ip) for the tiny UNet,
+    and the tiny CLIP image encoder whose projection feeds them. Returns (weights file, encoder folder)."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(4)
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32,
+        patch_size=8, projection_dim=embed_dim,
+    )).eval()
+    encoder.save_pretrained(folder / "image_encoder")
+    unet = _unet()
+    blocks = list(unet.config.block_out_channels)
+    state = {
+        "image_proj.proj.weight": torch.randn(4 * HIDDEN, embed_dim) * 0.3,
+        "image_proj.proj.bias": torch.zeros(4 * HIDDEN),
+        "image_proj.norm.weight": torch.ones(HIDDEN),
+        "image_proj.norm.bias": torch.zeros(HIDDEN),
+    }
+    key_id = 1  # diffusers numbers the cross-attention processors 1, 3, 5, ... in attn_processors order
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = blocks[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
+        else:
+            hidden = blocks[int(name[len("down_blocks.")])]
+        state[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, HIDDEN) * 0.3
+        state[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, HIDDEN) * 0.3
+        key_id += 2
+    save_file(state, str(folder / "ip-adapter.safetensors"))
+    return folder / "ip-adapter.safetensors", folder / "image_encoder"
+
+
+def save_vae(path: Path, seed: int = 9) -> Path:
+    """Another tiny VAE (other weights), to override a pipeline's own."""
+    vae = _vae()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in vae.decoder.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    vae.save_pretrained(path)
+    return path

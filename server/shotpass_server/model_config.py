@@ -49,7 +49,7 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 _KEYS = {
     "kind", "pass", "path", "config", "family", "description", "licence", "default", "steps", "strength", "guidance",
     "controlnets", "controlnet", "reference_strength", "scale", "noise_level", "tile", "tile_overlap",
-    "context_size", "context_overlap", "dtype",
+    "context_size", "context_overlap", "dtype", "loras", "embeddings", "ip_adapter", "vae", "scheduler",
 }
 
 
@@ -77,6 +77,14 @@ class ModelSpec:
     context_size: int = 16  # AnimateDiff context window, frames
     context_overlap: int = 4
     dtype: str = "auto"  # auto: fp16 on CUDA, fp32 on CPU
+    loras: Dict[str, Path] = field(default_factory=dict)  # name -> .safetensors (kohya or diffusers form)
+    lora_weights: Dict[str, float] = field(default_factory=dict)  # name -> default weight (0 = off)
+    embeddings: Dict[str, Path] = field(default_factory=dict)  # prompt token -> textual-inversion file
+    ip_adapter: Optional[Path] = None  # IP-Adapter weights file
+    ip_adapter_encoder: Optional[Path] = None  # its CLIP image encoder folder
+    ip_adapter_strength: float = 0.6
+    vae: Optional[Path] = None  # a diffusers AutoencoderKL folder replacing the pipeline's VAE
+    scheduler: str = "default"  # the sampler renders get unless they choose one
     unavailable: str = ""  # set by probing: why this model cannot serve ("" = it can)
 
     @property
@@ -180,10 +188,56 @@ def _parse_one(name: str, table: Any, base: Path, source: str) -> ModelSpec:
     if nets and kind not in ("sd15-img2img", "sdxl-img2img"):
         raise InvalidInput(f"{where}: controlnets work with the img2img kinds only")
     spec.controlnets = {k: resolve(str(v)) for k, v in nets.items()}
+    _parse_adapters(spec, table, where, resolve)
     spec.controlnet = str(table.get("controlnet", "none"))
     if spec.controlnet not in ("none", "auto", *spec.controlnets):
         raise InvalidInput(f"{where}: controlnet {spec.controlnet!r} must be none, auto or one of its controlnets")
     return spec
+
+
+def _parse_adapters(spec: ModelSpec, table: Dict[str, Any], where: str, resolve: Any) -> None:
+    """loras, embeddings, ip_adapter, vae and scheduler (see the module docstring)."""
+    from .passes.diffusion.adapters import LORA_WEIGHT_RANGE, SCHEDULER_CHOICES
+
+    loras = table.get("loras", {})
+    if not isinstance(loras, dict):
+        raise InvalidInput(f'{where}: loras is a table of NAME = "file" or NAME = {{ path = "file", weight = 0.8 }}')
+    for name, entry in loras.items():
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise InvalidInput(f"{where}: LoRA name {name!r} may hold letters, digits, - and _ only")
+        entry = {"path": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or set(entry) - {"path", "weight"}:
+            raise InvalidInput(f'{where}: loras.{name} is "file" or {{ path = "file", weight = 0.8 }}')
+        spec.loras[name] = resolve(entry["path"])
+        try:
+            spec.lora_weights[name] = _number(entry, "weight", 0.0, float, *LORA_WEIGHT_RANGE)
+        except ValueError as err:
+            raise InvalidInput(f"{where}: loras.{name}: {err}") from None
+    embeddings = table.get("embeddings", {})
+    if not isinstance(embeddings, dict) or not all(isinstance(v, str) for v in embeddings.values()):
+        raise InvalidInput(f'{where}: embeddings is a table of "<token>" = "file"')
+    spec.embeddings = {str(token): resolve(path) for token, path in embeddings.items()}
+    ip = table.get("ip_adapter")
+    if ip is not None:
+        if spec.kind == "sd-x4-upscaler":
+            raise InvalidInput(f"{where}: the x4 upscaler takes no IP-Adapter")
+        if not isinstance(ip, dict) or not isinstance(ip.get("path"), str) or not isinstance(
+            ip.get("image_encoder"), str
+        ) or set(ip) - {"path", "image_encoder", "strength"}:
+            raise InvalidInput(f'{where}: ip_adapter is {{ path = "weights file", image_encoder = "folder", '
+                               "strength = 0.6 }")
+        spec.ip_adapter, spec.ip_adapter_encoder = resolve(ip["path"]), resolve(ip["image_encoder"])
+        try:
+            spec.ip_adapter_strength = _number(ip, "strength", spec.ip_adapter_strength, float, 0.0, 2.0)
+        except ValueError as err:
+            raise InvalidInput(f"{where}: ip_adapter: {err}") from None
+    if "vae" in table:
+        if not isinstance(table["vae"], str):
+            raise InvalidInput(f"{where}: vae is the path of a diffusers AutoencoderKL folder")
+        spec.vae = resolve(table["vae"])
+    spec.scheduler = str(table.get("scheduler", "default"))
+    if spec.scheduler not in SCHEDULER_CHOICES:
+        raise InvalidInput(f"{where}: scheduler {spec.scheduler!r} is not one of {', '.join(SCHEDULER_CHOICES)}")
 
 
 def _number(table: Dict[str, Any], key: str, default: Any, kind: type, low: float, high: float) -> Any:

@@ -119,6 +119,14 @@ def probe(spec: Any) -> None:
         probe_checkpoint(spec, facts)
     for which, net in spec.controlnets.items():
         probe_controlnet(who, which, net, facts, folder)
+    for name, path in spec.loras.items():
+        probe_lora(who, name, path, facts, folder)
+    for token, path in spec.embeddings.items():
+        probe_embedding(who, token, path, folder)
+    if spec.ip_adapter is not None:
+        probe_ip_adapter(who, spec.ip_adapter, spec.ip_adapter_encoder, facts, folder)
+    if spec.vae is not None:
+        probe_vae(who, spec.vae, folder)
 
 
 def base_words(cross_attention_dim: int, sdxl: bool) -> str:
@@ -170,3 +178,92 @@ def probe_checkpoint(spec: Any, facts: Facts) -> None:
             f"model {spec.name}: checkpoint {spec.path} has a UNet with {channels} input channels but its config "
             f"folder {spec.config} describes {facts.in_channels}; kind {spec.kind} needs {KIND_NEEDS[spec.kind]}"
         )
+
+
+def _tensor_shapes(path: Path, who: str, what: str) -> Dict[str, Any]:
+    """name -> shape of every tensor in a .safetensors file (its header only)."""
+    if not path.is_file():
+        raise ModelUnavailable(f"{who}: {what} {path} does not exist")
+    if path.suffix != ".safetensors":
+        return {}  # pickled files are not opened before they load; loading says what is wrong
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as err:  # a header that does not parse: not a safetensors file
+        raise ModelUnavailable(f"{who}: {what} {path} is not a readable safetensors file ({err})") from None
+
+
+def probe_lora(who: str, name: str, path: Path, base: Facts, base_folder: Path) -> None:
+    """A LoRA (kohya or diffusers form) whose cross-attention layers take the width of the model's UNet."""
+    shapes = _tensor_shapes(path, who, f"LoRA {name}")
+    if not shapes:
+        return
+    if not any("lora" in k for k in shapes):
+        raise ModelUnavailable(f"{who}: LoRA {name} {path} holds no LoRA weights (no lora_* tensors)")
+    downs = ("lora_A", "lora_down", "lora.down")
+    for key, shape in shapes.items():
+        if "attn2" in key and "to_k" in key and any(d in key for d in downs) and len(shape) == 2:
+            if shape[1] != base.cross_attention_dim:
+                raise ModelUnavailable(
+                    f"{who}: LoRA {name} {path} was trained on a base of cross-attention width {shape[1]}, but "
+                    f"{base_folder} is {base_words(base.cross_attention_dim, base.sdxl)}"
+                )
+            return
+
+
+def probe_embedding(who: str, token: str, path: Path, base_folder: Path) -> None:
+    """A textual-inversion embedding as wide as the model's text encoder (both encoders for SDXL)."""
+    shapes = _tensor_shapes(path, who, f"embedding {token}")
+    widths = {}
+    for sub in ("text_encoder", "text_encoder_2"):
+        config = base_folder / sub / "config.json"
+        if config.is_file():
+            widths[sub] = int(read_json(config, who).get("hidden_size", 0) or 0)
+    pairs = [("clip_l", "text_encoder"), ("clip_g", "text_encoder_2")] if "clip_g" in shapes else [
+        (k, "text_encoder") for k in shapes]
+    for key, sub in pairs:
+        shape = shapes.get(key)
+        if shape and widths.get(sub) and shape[-1] != widths[sub]:
+            raise ModelUnavailable(
+                f"{who}: embedding {token} {path} is {shape[-1]} wide, but the {sub} of {base_folder} is {widths[sub]}"
+            )
+
+
+def probe_ip_adapter(who: str, weights: Path, encoder: Optional[Path], base: Facts, base_folder: Path) -> None:
+    """IP-Adapter weights plus a CLIP image encoder whose projection feeds them, for the model's UNet width."""
+    shapes = _tensor_shapes(weights, who, "IP-Adapter")
+    if encoder is None or not (encoder / "config.json").is_file():
+        raise ModelUnavailable(f"{who}: IP-Adapter image encoder {encoder}/config.json is missing")
+    config = read_json(encoder / "config.json", who)
+    if config.get("_class_name") or "CLIPVision" not in "".join(config.get("architectures", []) or ["?"]):
+        raise ModelUnavailable(
+            f"{who}: IP-Adapter image encoder {encoder} is {what_folder_is(encoder)}, not a CLIP vision model"
+        )
+    if not shapes:
+        return
+    if not any(k.startswith("image_proj.") for k in shapes) or not any(k.startswith("ip_adapter.") for k in shapes):
+        raise ModelUnavailable(f"{who}: IP-Adapter {weights} lacks image_proj.* and ip_adapter.* tensors")
+    to_k = next((v for k, v in shapes.items() if k.endswith("to_k_ip.weight")), None)
+    if to_k is not None and to_k[1] != base.cross_attention_dim:
+        raise ModelUnavailable(
+            f"{who}: IP-Adapter {weights} was trained on a base of cross-attention width {to_k[1]}, but "
+            f"{base_folder} is {base_words(base.cross_attention_dim, base.sdxl)}"
+        )
+
+
+def probe_vae(who: str, folder: Path, base_folder: Path) -> None:
+    """An AutoencoderKL folder with as many latent channels as the model's own VAE."""
+    if not (folder / "config.json").is_file():
+        raise ModelUnavailable(f"{who}: VAE {folder} is {what_folder_is(folder)}, not an AutoencoderKL folder")
+    config = read_json(folder / "config.json", who)
+    if config.get("_class_name") != "AutoencoderKL":
+        raise ModelUnavailable(f"{who}: VAE {folder} is a {config.get('_class_name') or 'model'}, not an AutoencoderKL")
+    own = base_folder / "vae" / "config.json"
+    if own.is_file():
+        want = int(read_json(own, who).get("latent_channels", 4))
+        if int(config.get("latent_channels", 4)) != want:
+            raise ModelUnavailable(
+                f"{who}: VAE {folder} has {config.get('latent_channels')} latent channels; the model's own has {want}"
+            )

@@ -60,6 +60,7 @@ class AnimateDiffModel(DiffusionModel, ClipModel):
         frame_size = padded[0][1]
         h, w = padded[0][0].shape[:2]
         set_vae_tiling(pipe, h, w, ctx)
+        extra = self.prepare(pipe, ctx)  # the sampler first: the timesteps below are its own
         timesteps, n = retrieve_timesteps(pipe.scheduler, o["steps"], pipe.device)
         timesteps, n = pipe.get_timesteps(n, timesteps, o["strength"], pipe.device)
         noisy = []
@@ -73,6 +74,7 @@ class AnimateDiffModel(DiffusionModel, ClipModel):
             height=h,
             width=w,
             **denoise_args(ctx, o),
+            **extra,
         ).frames[0]
         return [FrameResult(rgb=crop_to(np.asarray(f, dtype=np.float32), frame_size)) for f in frames]
 

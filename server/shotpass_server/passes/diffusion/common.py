@@ -19,6 +19,8 @@ import numpy as np
 from ...errors import ModelUnavailable, ShotpassError
 from ...model_config import ModelSpec, check_model_files
 from ..base import SRGB_ENCODED, FrameJob, FrameResult, Model, Option, PassContext, configured_threads
+from .adapters import adapter_options, adapters_description, load_adapters, load_vae
+from .adapters import prepare as prepare_adapters
 
 log = logging.getLogger("shotpass.diffusion")
 
@@ -253,8 +255,11 @@ class DiffusionModel(Model):
         self.name = spec.name  # type: ignore[misc]
         self.pass_name = spec.pass_name  # type: ignore[misc]
         self.family = spec.family  # type: ignore[misc]
-        self.description = spec.description  # type: ignore[misc]
+        extras = adapters_description(spec)
+        self.description = f"{spec.description} ({extras})" if extras else spec.description  # type: ignore[misc]
         self.licence = spec.licence  # type: ignore[misc]
+        if spec.ip_adapter is not None:
+            self.accepts_reference = True  # type: ignore[misc]  # the reference is the IP-Adapter's image prompt
         self.options = self.build_options()  # type: ignore[misc]
 
     def build_options(self) -> List[Option]:
@@ -265,6 +270,7 @@ class DiffusionModel(Model):
             Option("vae_tiling_above", "int", VAE_TILING_ABOVE,
                    "run the VAE in tiles when the image's longer side exceeds this many pixels (0 = always)",
                    minimum=0, maximum=1 << 20),
+            *adapter_options(s),
         ]
 
     def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
@@ -289,7 +295,13 @@ class DiffusionModel(Model):
         return PIPELINES.get((self.name, variant, device), lambda: self.load(device, variant))
 
     def load(self, device: str, variant: str) -> Any:
-        pipe = load_pipeline(self.spec, self.spec.pipeline_class, device)
+        spec = self.spec
+        pipe = load_pipeline(spec, spec.pipeline_class, device, **load_vae(spec, dtype_for(spec, device)))
+        load_adapters(pipe, spec)
         if device.startswith("cuda"):
             pipe.vae.enable_slicing()
         return pipe
+
+    def prepare(self, pipe: Any, ctx: PassContext) -> Dict[str, Any]:
+        """This render's sampler, LoRA weights and IP-Adapter image on the cached pipeline; extra call kwargs."""
+        return prepare_adapters(pipe, self.spec, ctx)

@@ -126,10 +126,10 @@ class Img2ImgModel(DiffusionModel):
         latents = encode(pipe, padded[..., :3])
         if has_ref:
             latents = match_statistics(latents, encode(pipe, padded[..., -3:]), o["reference_strength"])
-        kwargs: dict = {}
+        kwargs = self.prepare(pipe, ctx)
         if control:
-            kwargs = {"control_image": to_tensor(padded[..., 3:6], pipe),
-                      "controlnet_conditioning_scale": o["controlnet_scale"]}
+            kwargs.update(control_image=to_tensor(padded[..., 3:6], pipe),
+                          controlnet_conditioning_scale=o["controlnet_scale"])
             kwargs.update(height=padded.shape[0], width=padded.shape[1])
         images = pipe(
             image=latents,  # 4 channels: taken as the starting latents, not re-encoded

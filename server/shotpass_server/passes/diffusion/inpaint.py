@@ -43,6 +43,7 @@ class InpaintModel(DiffusionModel):
             ctx.progress(1, 1)  # nothing to fill
             return FrameResult(rgb=job.rgb.copy())
         pipe = self.pipeline(ctx.device)
+        extra = self.prepare(pipe, ctx)
         padded, size = pad_to_multiple(np.clip(job.rgb, 0, 1), latent_multiple(pipe))
         set_vae_tiling(pipe, padded.shape[0], padded.shape[1], ctx)
         hole, _ = pad_to_multiple((blend > 0).astype(np.float32)[..., None], latent_multiple(pipe), mode="constant")
@@ -52,6 +53,7 @@ class InpaintModel(DiffusionModel):
             height=padded.shape[0],
             width=padded.shape[1],
             **denoise_args(ctx, o),
+            **extra,
         ).images
         made = crop_to(np.asarray(images[0], dtype=np.float32), size)
         a = blend[..., None]

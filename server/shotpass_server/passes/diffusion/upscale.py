@@ -40,6 +40,7 @@ class UpscaleModel(DiffusionModel):
     def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         o = ctx.options
         pipe = self.pipeline(ctx.device)
+        self.prepare(pipe, ctx)
         tile = o["tile"]
         while True:
             try:
