@@ -50,6 +50,7 @@ _KEYS = {
     "kind", "pass", "path", "config", "family", "description", "licence", "default", "steps", "strength", "guidance",
     "controlnets", "controlnet", "reference_strength", "scale", "noise_level", "tile", "tile_overlap",
     "context_size", "context_overlap", "dtype", "loras", "embeddings", "ip_adapter", "vae", "scheduler",
+    "attention", "cpu_offload", "vae_slicing", "vae_tiling_above", "compile",
 }
 
 
@@ -85,6 +86,11 @@ class ModelSpec:
     ip_adapter_strength: float = 0.6
     vae: Optional[Path] = None  # a diffusers AutoencoderKL folder replacing the pipeline's VAE
     scheduler: str = "default"  # the sampler renders get unless they choose one
+    attention: str = "sdpa"  # sdpa | eager | slicing | xformers | a diffusers attention backend (common.py)
+    cpu_offload: str = "none"  # none | model | sequential (CUDA devices only)
+    vae_slicing: Optional[bool] = None  # None: on for CUDA devices
+    vae_tiling_above: int = 1536  # the VAE runs in tiles above this many pixels (the render option's default)
+    compile: bool = False  # torch.compile the denoiser (the first frame pays the compile)
     unavailable: str = ""  # set by probing: why this model cannot serve ("" = it can)
 
     @property
@@ -180,8 +186,9 @@ def _parse_one(name: str, table: Any, base: Path, source: str) -> ModelSpec:
     if spec.scale not in (2, 4):
         raise InvalidInput(f"{where}: scale must be 4 or 2 (x4, then downsampled)")
     spec.dtype = str(table.get("dtype", "auto"))
-    if spec.dtype not in ("auto", "fp16", "fp32"):
-        raise InvalidInput(f"{where}: dtype must be auto, fp16 or fp32")
+    if spec.dtype not in ("auto", "fp16", "bf16", "fp32"):
+        raise InvalidInput(f"{where}: dtype must be auto, fp16, bf16 or fp32")
+    _parse_memory(spec, table, where)
     nets = table.get("controlnets", {})
     if not isinstance(nets, dict) or set(nets) - set(CONTROLNET_KINDS):
         raise InvalidInput(f"{where}: controlnets is a table with keys from {', '.join(CONTROLNET_KINDS)}")
@@ -193,6 +200,27 @@ def _parse_one(name: str, table: Any, base: Path, source: str) -> ModelSpec:
     if spec.controlnet not in ("none", "auto", *spec.controlnets):
         raise InvalidInput(f"{where}: controlnet {spec.controlnet!r} must be none, auto or one of its controlnets")
     return spec
+
+
+def _parse_memory(spec: ModelSpec, table: Dict[str, Any], where: str) -> None:
+    """attention, cpu_offload, vae_slicing, vae_tiling_above and compile."""
+    from .passes.diffusion.common import ATTENTION_CHOICES
+
+    spec.attention = str(table.get("attention", spec.attention))
+    if spec.attention not in ATTENTION_CHOICES:
+        raise InvalidInput(f"{where}: attention {spec.attention!r} is not one of {', '.join(ATTENTION_CHOICES)}")
+    spec.cpu_offload = str(table.get("cpu_offload", spec.cpu_offload))
+    if spec.cpu_offload not in ("none", "model", "sequential"):
+        raise InvalidInput(f"{where}: cpu_offload must be none, model or sequential")
+    for key in ("vae_slicing", "compile"):
+        if key in table and not isinstance(table[key], bool):
+            raise InvalidInput(f"{where}: {key} must be true or false")
+    spec.vae_slicing = table.get("vae_slicing")
+    spec.compile = bool(table.get("compile", False))
+    try:
+        spec.vae_tiling_above = _number(table, "vae_tiling_above", spec.vae_tiling_above, int, 0, 1 << 20)
+    except ValueError as err:
+        raise InvalidInput(f"{where}: {err}") from None
 
 
 def _parse_adapters(spec: ModelSpec, table: Dict[str, Any], where: str, resolve: Any) -> None:

@@ -124,7 +124,7 @@ def load_ip_adapter(pipe: Any, spec: ModelSpec) -> None:
 
     # The image encoder from its own local folder (diffusers would otherwise look for it beside the weights).
     encoder = CLIPVisionModelWithProjection.from_pretrained(str(spec.ip_adapter_encoder), local_files_only=True)
-    pipe.register_modules(image_encoder=encoder.to(pipe.device, dtype=pipe.unet.dtype))
+    pipe.register_modules(image_encoder=encoder.to(dtype=pipe.unet.dtype))  # placed on the device with the rest
     pipe.load_ip_adapter(str(spec.ip_adapter.parent), subfolder="", weight_name=spec.ip_adapter.name,
                          image_encoder_folder=None, local_files_only=True)
     if getattr(pipe, "feature_extractor", None) is None:

@@ -13,7 +13,7 @@ chunk's windows by ``frame_pipeline.run_clip``, and are cropped back to their ow
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -37,7 +37,16 @@ class AnimateDiffModel(DiffusionModel, ClipModel):
         ]
 
     def process_clip(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
-        return self.guarded([j.frame for j in jobs], ctxs[0].device, lambda: self.render_clip(jobs, ctxs))
+        frames = [j.frame for j in jobs]
+        return self.guarded(frames, ctxs[0].device, lambda: self.retrying(ctxs, lambda c: self.render_clip(jobs, c)))
+
+    def lighter(self, options: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """After the VAE tiles: shorter motion context windows, down to 2 frames."""
+        lighter = super().lighter(options)
+        if lighter is None and options["context_size"] > 2:
+            size = options["context_size"] // 2
+            lighter = {**options, "context_size": size, "context_overlap": min(options["context_overlap"], size - 1)}
+        return lighter
 
     def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         return self.render_clip([job], [ctx])[0]

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -110,7 +111,55 @@ def dtype_for(spec: ModelSpec, device: str) -> Any:
 
     if spec.dtype == "fp32" or (spec.dtype == "auto" and not device.startswith("cuda")):
         return torch.float32
-    return torch.float16
+    return torch.bfloat16 if spec.dtype == "bf16" else torch.float16
+
+
+# attention = "..." in a registry entry: how the denoiser's attention runs. The processor names are diffusers'
+# classic ones; the others are diffusers' attention-dispatch backends (their own requirements apply).
+ATTENTION_PROCESSORS = ("sdpa", "eager", "slicing", "xformers")
+ATTENTION_BACKENDS = ("native", "flash", "flex", "sage", "_native_cudnn", "_native_efficient", "_native_flash",
+                      "_native_math")
+ATTENTION_CHOICES = ATTENTION_PROCESSORS + ATTENTION_BACKENDS
+
+
+def apply_attention(pipe: Any, spec: ModelSpec) -> None:
+    """The entry's attention setting, before adapters load (an IP-Adapter sets its own cross-attention)."""
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    try:
+        if spec.attention == "eager":
+            from diffusers.models.attention_processor import AttnProcessor
+
+            denoiser.set_attn_processor(AttnProcessor())
+        elif spec.attention == "slicing":
+            pipe.enable_attention_slicing()
+        elif spec.attention == "xformers":
+            pipe.enable_xformers_memory_efficient_attention()
+        elif spec.attention in ATTENTION_BACKENDS:
+            denoiser.set_attention_backend(spec.attention)
+    except (ImportError, ModuleNotFoundError, RuntimeError, ValueError) as err:
+        raise ModelUnavailable(f"model {spec.name}: attention = {spec.attention!r} does not run here: {err}") from None
+
+
+def place(pipe: Any, spec: ModelSpec, device: str) -> Any:
+    """VAE slicing, then the device (or CPU offload), then torch.compile, as the entry says."""
+    slicing = device.startswith("cuda") if spec.vae_slicing is None else spec.vae_slicing
+    if slicing:
+        pipe.vae.enable_slicing()
+    if spec.cpu_offload != "none" and device.startswith("cuda"):
+        # Weights wait in CPU memory and visit the GPU per model ("model") or per layer ("sequential").
+        gpu = int(device.split(":")[1]) if ":" in device else 0
+        if spec.cpu_offload == "model":
+            pipe.enable_model_cpu_offload(gpu_id=gpu)
+        else:
+            pipe.enable_sequential_cpu_offload(gpu_id=gpu)
+    else:
+        pipe.to(torch_device(device))
+    if spec.compile:
+        import torch
+
+        name = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+        setattr(pipe, name, torch.compile(getattr(pipe, name)))  # compiled on the first frame, then reused
+    return pipe
 
 
 def load_pipeline(spec: ModelSpec, class_name: str, device: str, **components: Any) -> Any:
@@ -131,7 +180,7 @@ def load_pipeline(spec: ModelSpec, class_name: str, device: str, **components: A
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise ModelUnavailable(f"model {spec.name}: cannot load {spec.path}: {err}") from None
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(torch_device(device))
+    return pipe
 
 
 def load_controlnet(spec: ModelSpec, which: str, device: str) -> Any:
@@ -267,15 +316,40 @@ class DiffusionModel(Model):
         return [
             Option("steps", "int", s.steps, "denoising steps", minimum=1, maximum=500),
             Option("guidance", "float", s.guidance, "classifier-free guidance scale (1 = off)", minimum=0, maximum=50),
-            Option("vae_tiling_above", "int", VAE_TILING_ABOVE,
+            Option("vae_tiling_above", "int", s.vae_tiling_above,
                    "run the VAE in tiles when the image's longer side exceeds this many pixels (0 = always)",
                    minimum=0, maximum=1 << 20),
             *adapter_options(s),
         ]
 
     def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
-        """``render`` with every pipeline error turned into a message naming the model and the frame."""
-        return self.guarded([job.frame], ctx.device, lambda: self.render(job, ctx))
+        """``render``, retried lighter when memory runs out; any pipeline error names the model and the frame."""
+        return self.guarded([job.frame], ctx.device, lambda: self.retrying([ctx], lambda c: self.render(job, c[0])))
+
+    def retrying(self, ctxs: Sequence[PassContext], run: Callable[[List[PassContext]], Any]) -> Any:
+        """Run; when GPU or CPU memory runs out, run again at each lighter setting (``lighter``) before failing."""
+        tried = list(ctxs)
+        while True:
+            try:
+                return run(tried)
+            except Exception as err:
+                if not is_oom(err):
+                    raise
+                options = self.lighter(tried[0].options)
+                if options is None:
+                    raise
+                changed = {k: v for k, v in options.items() if tried[0].options.get(k) != v}
+                log.warning("model %s: out of memory on %s (%s); retrying with %s", self.name, tried[0].device,
+                            str(err).splitlines()[0][:200] if str(err) else type(err).__name__, changed)
+                tried = [replace(c, options=options) for c in tried]
+            free_memory()  # out of the except block: the failed attempt's tensors are unreachable now
+
+    def lighter(self, options: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """The next lighter settings after running out of memory, or None when there are none. First the VAE
+        in tiles at any size; kinds add their own steps (smaller windows, shorter context)."""
+        if options.get("vae_tiling_above", 0) > 0:
+            return {**options, "vae_tiling_above": 0}
+        return None
 
     def guarded(self, frames: Sequence[int], device: str, run: Callable[[], Any]) -> Any:
         try:
@@ -297,10 +371,9 @@ class DiffusionModel(Model):
     def load(self, device: str, variant: str) -> Any:
         spec = self.spec
         pipe = load_pipeline(spec, spec.pipeline_class, device, **load_vae(spec, dtype_for(spec, device)))
+        apply_attention(pipe, spec)
         load_adapters(pipe, spec)
-        if device.startswith("cuda"):
-            pipe.vae.enable_slicing()
-        return pipe
+        return place(pipe, spec, device)
 
     def prepare(self, pipe: Any, ctx: PassContext) -> Dict[str, Any]:
         """This render's sampler, LoRA weights and IP-Adapter image on the cached pipeline; extra call kwargs."""
