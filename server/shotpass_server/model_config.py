@@ -177,8 +177,12 @@ def _parse_one(name: str, table: Any, base: Path, source: str) -> ModelSpec:
         spec.reference_strength = _number(table, "reference_strength", spec.reference_strength, float, 0.0, 1.0)
         spec.scale = _number(table, "scale", spec.scale, int, 2, 4)
         spec.noise_level = _number(table, "noise_level", spec.noise_level, int, 0, 350)
-        spec.tile = _number(table, "tile", spec.tile, int, 32, 4096)
-        spec.tile_overlap = _number(table, "tile_overlap", spec.tile_overlap, int, 0, spec.tile - 1)
+        # The upscaler's tiles are input pixels (its native 128 -> 512); the others' windows default to 0: the
+        # model's native size, with a quarter of it shared.
+        upscaler = kind == "sd-x4-upscaler"
+        spec.tile = _number(table, "tile", spec.tile if upscaler else 0, int, 32 if upscaler else 0, 16384)
+        spec.tile_overlap = _number(table, "tile_overlap", spec.tile_overlap if upscaler else -1, int,
+                                    0 if upscaler else -1, spec.tile - 1 if upscaler or spec.tile else 8192)
         spec.context_size = _number(table, "context_size", spec.context_size, int, 2, 64)
         spec.context_overlap = _number(table, "context_overlap", spec.context_overlap, int, 0, spec.context_size - 1)
     except (TypeError, ValueError) as err:
