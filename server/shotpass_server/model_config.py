@@ -14,9 +14,16 @@ Example::
     strength = 0.45
     guidance = 7.0
     controlnets = { canny = "/models/cn-canny", depth = "/models/cn-depth" }
+    loras = { ink = { path = "/models/loras/ink.safetensors", weight = 0.8 } }
+    embeddings = { "<ink-style>" = "/models/emb/ink.safetensors" }
+    ip_adapter = { path = "/models/ip/ip-adapter.safetensors", image_encoder = "/models/ip/image_encoder" }
+    vae = "/models/vae"
+    scheduler = "dpm++-2m-karras"
+    dtype = "fp16"                   # and attention, cpu_offload, vae_slicing, vae_tiling_above, compile
 
-Every folder is checked when the config is read, so a missing or broken folder is an exact message that
-names the path and the missing file, never a traceback at render time. Nothing is ever downloaded.
+(The README's model-registry section lists every key.) Every folder is probed when the config is read
+(model_probe.py): a missing, broken or wrong folder makes that one model unavailable with an exact message
+naming the entry, the path and what is wrong, never a traceback at render time. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
