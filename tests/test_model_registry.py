@@ -261,3 +261,56 @@ def test_a_pipeline_error_names_the_model_and_frame_never_internal_error(capsys,
     assert code != 0
     assert "model swapped, frame 7: the pipeline failed on cpu: RuntimeError: " in err, err
     assert "internal error" not in err
+
+
+def test_sdxl_inpaint_and_animatediff_from_a_base_plus_motion_adapter_render(capsys, folders, tmp_path):
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import load_config
+
+    torch.set_num_threads(2)
+    adapter = tiny_pipelines.save_motion_adapter(tmp_path / "motion")
+    config = tmp_path / "shotpass.toml"
+    config.write_text(f"""
+[models.xl-fill]
+kind = "sdxl-inpaint"
+path = "{folders['sdxl-inpaint']}"
+steps = 2
+[models.video]
+kind = "animatediff-v2v"
+path = "{folders['sd15']}"
+motion_adapter = "{adapter}"
+steps = 2
+context_size = 2
+context_overlap = 1
+[models.video-wrong-adapter]
+kind = "animatediff-v2v"
+path = "{folders['sd15']}"
+motion_adapter = "{folders['cn']}"
+""")
+    cfg = load_config(config)
+    cfg.listen, cfg.data_dir, cfg.chunk_frames = "127.0.0.1:0", tmp_path / "data", 3
+    srv = ShotpassServer(cfg)
+    srv.start()
+    try:
+        with_alpha = tmp_path / "p"
+        with_alpha.mkdir()
+        alpha = np.zeros((32, 40), np.float16)
+        alpha[8:20, 10:30] = 1
+        rng = np.random.default_rng(2)
+        for frame in (1, 2, 3):
+            ch = {c: rng.random((32, 40), dtype=np.float32).astype(np.float16) for c in "RGB"}
+            ch["A"] = alpha
+            with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, ch) as f:
+                f.write(str(with_alpha / f"plate.{frame:04d}.exr"))
+        plate = str(with_alpha / "plate.####.exr")
+        for model in ("xl-fill", "video"):
+            code, out, err = run_cli(capsys, ["render", plate, "--server", srv.address, "--model", model,
+                                              "--out", str(tmp_path / model), "--json", "--prompt", "a garden"])
+            assert code == 0, err
+            assert out["state"] == "FINISHED" and sorted(out["outputs"]) == ["1", "2", "3"]
+        code, out, err = run_cli(capsys, ["models", "--server", srv.address, "--json"])
+        wrong = {m["name"]: m for m in out["models"]}["video-wrong-adapter"]["unavailable"]
+        assert wrong == (f"model video-wrong-adapter: motion adapter {folders['cn']} is a ControlNetModel, "
+                         "not a MotionAdapter")
+    finally:
+        srv.stop(grace=0.5)

@@ -219,6 +219,18 @@ def save_sdxl_inpaint(path: Path) -> Path:
     return path
 
 
+def save_motion_adapter(path: Path) -> Path:
+    """The tiny UNet's motion adapter alone, as studios keep it beside their SD 1.x base."""
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(0)
+    MotionAdapter(
+        block_out_channels=(8, 16), motion_layers_per_block=1, motion_norm_num_groups=4,
+        motion_num_attention_heads=2, motion_max_seq_length=32,
+    ).save_pretrained(path)
+    return path
+
+
 def save_animatediff(path: Path) -> Path:
     from diffusers import AnimateDiffVideoToVideoPipeline, MotionAdapter
 

@@ -57,7 +57,7 @@ _KEYS = {
     "kind", "pass", "path", "config", "family", "description", "licence", "default", "steps", "strength", "guidance",
     "controlnets", "controlnet", "reference_strength", "scale", "noise_level", "tile", "tile_overlap",
     "context_size", "context_overlap", "dtype", "loras", "embeddings", "ip_adapter", "vae", "scheduler",
-    "attention", "cpu_offload", "vae_slicing", "vae_tiling_above", "compile",
+    "attention", "cpu_offload", "vae_slicing", "vae_tiling_above", "compile", "motion_adapter",
 }
 
 
@@ -98,6 +98,7 @@ class ModelSpec:
     vae_slicing: Optional[bool] = None  # None: on for CUDA devices
     vae_tiling_above: int = 1536  # the VAE runs in tiles above this many pixels (the render option's default)
     compile: bool = False  # torch.compile the denoiser (the first frame pays the compile)
+    motion_adapter: Optional[Path] = None  # animatediff-v2v: a MotionAdapter folder beside an SD 1.x base folder
     unavailable: str = ""  # set by probing: why this model cannot serve ("" = it can)
 
     @property
@@ -207,6 +208,10 @@ def _parse_one(name: str, table: Any, base: Path, source: str) -> ModelSpec:
         raise InvalidInput(f"{where}: controlnets work with the img2img kinds only")
     spec.controlnets = {k: resolve(str(v)) for k, v in nets.items()}
     _parse_adapters(spec, table, where, resolve)
+    if "motion_adapter" in table:
+        if kind != "animatediff-v2v" or not isinstance(table["motion_adapter"], str):
+            raise InvalidInput(f"{where}: motion_adapter (a MotionAdapter folder) is for kind animatediff-v2v only")
+        spec.motion_adapter = resolve(table["motion_adapter"])
     spec.controlnet = str(table.get("controlnet", "none"))
     if spec.controlnet not in ("none", "auto", *spec.controlnets):
         raise InvalidInput(f"{where}: controlnet {spec.controlnet!r} must be none, auto or one of its controlnets")
@@ -304,6 +309,8 @@ def check_model_files(spec: ModelSpec) -> None:
         check_pipeline_folder(spec.config, who, weights=False)
     else:
         check_pipeline_folder(spec.path, who, weights=True)
+    if spec.motion_adapter is not None and (spec.motion_adapter / "config.json").is_file():
+        check_component(spec.motion_adapter, f"{who}: motion adapter", "MotionAdapter", weights=True)
     for cn_kind, folder in spec.controlnets.items():
         if (folder / "model_index.json").is_file():
             continue  # a pipeline folder given as a ControlNet: probing says what it is

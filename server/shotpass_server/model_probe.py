@@ -113,6 +113,8 @@ def probe(spec: Any) -> None:
     who = f"model {spec.name}"
     folder = spec.config if spec.single_file else spec.path
     facts = pipeline_facts(folder, who)
+    if getattr(spec, "motion_adapter", None) is not None:
+        facts = probe_motion_adapter(who, spec.motion_adapter, facts, folder)
     if facts.kind() != spec.kind:
         raise ModelUnavailable(f"{who}: {folder} is {facts.describe()}; kind {spec.kind} needs {KIND_NEEDS[spec.kind]}")
     if spec.single_file:
@@ -267,3 +269,26 @@ def probe_vae(who: str, folder: Path, base_folder: Path) -> None:
             raise ModelUnavailable(
                 f"{who}: VAE {folder} has {config.get('latent_channels')} latent channels; the model's own has {want}"
             )
+
+
+def probe_motion_adapter(who: str, folder: Path, base: Facts, base_folder: Path) -> Facts:
+    """A MotionAdapter folder whose blocks match the SD 1.x base's UNet; the pair is then an AnimateDiff model."""
+    if not (folder / "config.json").is_file():
+        raise ModelUnavailable(f"{who}: motion adapter {folder} is {what_folder_is(folder)}, not a MotionAdapter")
+    config = read_json(folder / "config.json", who)
+    if config.get("_class_name") != "MotionAdapter":
+        raise ModelUnavailable(
+            f"{who}: motion adapter {folder} is a {config.get('_class_name') or 'model'}, not a MotionAdapter"
+        )
+    if base.motion_adapter:
+        raise ModelUnavailable(f"{who}: {base_folder} already holds a motion adapter; drop motion_adapter or "
+                               "point path at the SD 1.x base")
+    unet = read_json(base_folder / "unet" / "config.json", who)
+    if list(config.get("block_out_channels", [])) != list(unet.get("block_out_channels", [])):
+        raise ModelUnavailable(
+            f"{who}: motion adapter {folder} has blocks {config.get('block_out_channels')}, but the UNet of "
+            f"{base_folder} has {unet.get('block_out_channels')}"
+        )
+    from dataclasses import replace
+
+    return replace(base, motion_adapter=True)

@@ -19,7 +19,14 @@ import numpy as np
 
 from ...frames.tiling import crop_to, pad_to_multiple
 from ..base import ClipModel, FrameJob, FrameResult, Option, PassContext
-from .common import DiffusionModel, denoise_args, generator, latent_multiple, set_vae_tiling
+from .common import (
+    DiffusionModel,
+    denoise_args,
+    dtype_for,
+    generator,
+    latent_multiple,
+    set_vae_tiling,
+)
 from .img2img import encode
 
 
@@ -35,6 +42,11 @@ class AnimateDiffModel(DiffusionModel, ClipModel):
             Option("context_overlap", "int", s.context_overlap, "frames shared by neighbouring context windows",
                    minimum=0, maximum=63),
         ]
+
+    def load(self, device: str, variant: str) -> Any:
+        if self.spec.motion_adapter is None:
+            return super().load(device, variant)
+        return super().load(device, variant, motion_adapter=load_motion_adapter(self.spec, device))
 
     def process_clip(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
         frames = [j.frame for j in jobs]
@@ -89,3 +101,18 @@ class AnimateDiffModel(DiffusionModel, ClipModel):
 
     def _max_frames(self, device: str) -> int:
         return int(self.pipeline(device).motion_adapter.config.motion_max_seq_length)
+
+
+def load_motion_adapter(spec: Any, device: str) -> Any:
+    """The entry's separate MotionAdapter folder, joined to its SD 1.x base when the pipeline loads."""
+    from diffusers import MotionAdapter
+
+    from ...errors import ModelUnavailable
+
+    try:
+        return MotionAdapter.from_pretrained(str(spec.motion_adapter), local_files_only=True,
+                                             dtype=dtype_for(spec, device))
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ModelUnavailable(
+            f"model {spec.name}: cannot load its motion adapter {spec.motion_adapter}: {err}"
+        ) from None

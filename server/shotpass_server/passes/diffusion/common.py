@@ -368,9 +368,10 @@ class DiffusionModel(Model):
         configure_threads()
         return PIPELINES.get((self.name, variant, device), lambda: self.load(device, variant))
 
-    def load(self, device: str, variant: str) -> Any:
+    def load(self, device: str, variant: str, **components: Any) -> Any:
         spec = self.spec
-        pipe = load_pipeline(spec, spec.pipeline_class, device, **load_vae(spec, dtype_for(spec, device)))
+        components.update(load_vae(spec, dtype_for(spec, device)))
+        pipe = load_pipeline(spec, spec.pipeline_class, device, **components)
         apply_attention(pipe, spec)
         load_adapters(pipe, spec)
         return place(pipe, spec, device)
