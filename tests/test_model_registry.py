@@ -314,3 +314,31 @@ motion_adapter = "{folders['cn']}"
                          "not a MotionAdapter")
     finally:
         srv.stop(grace=0.5)
+
+
+def test_tiled_stylize_reports_every_window_of_every_step_and_cancel_stops_inside_a_step(folders, tmp_path):
+    from shotpass_server.errors import RenderCancelled
+    from shotpass_server.model_config import ModelSpec
+    from shotpass_server.passes.base import FrameJob, PassContext
+    from shotpass_server.passes.diffusion import diffusion_model
+    from shotpass_server.passes.diffusion.multidiffusion import windows
+
+    torch.set_num_threads(2)
+    model = diffusion_model(ModelSpec(name="t", kind="sd15-img2img", pass_name="stylize", path=folders["sd15"]))
+    options = {o.name: o.default for o in model.options}
+    options.update(steps=3, strength=1.0, tile=64, tile_overlap=32)
+    rgb = np.random.default_rng(0).random((100, 150, 3), dtype=np.float32)  # pads to 112 x 160: 14 x 20 latents
+    calls: list = []
+    out = model.process(FrameJob(frame=1, rgb=rgb, alpha=None),
+                        PassContext(options=options, seed=1, progress=lambda s, t: calls.append((s, t))))
+    views = len(windows(14, 20, 8, 4))
+    assert views == 3 * 4 and out.rgb.shape == rgb.shape
+    assert calls == [(i + 1, 3 * views) for i in range(3 * views)]  # one report per window per step
+
+    def cancel_after_four(step: int, total: int) -> None:
+        if step == 4:
+            raise RenderCancelled("render cancelled")
+
+    with pytest.raises(RenderCancelled):  # not a pipeline failure: the frame simply stops
+        model.process(FrameJob(frame=1, rgb=rgb, alpha=None),
+                      PassContext(options=options, seed=1, progress=cancel_after_four))
