@@ -42,6 +42,7 @@ kind = "sd15-img2img"
 path = "sd15"
 steps = 2
 strength = 0.5
+tile = 256  # Beachball's frames still run in blended windows, fewer than at the tiny model's native 128
 controlnets = { canny = "cn-canny", depth = "cn-depth" }
 
 [models.tiny-inpaint]
