@@ -46,7 +46,8 @@ def _write_exr(path: Path, channels: dict, dw: tuple) -> None:
         f.write(str(path))
 
 
-def test_inpaint_with_a_mask_plate_keeps_unmasked_pixels_bit_exact(capsys, server, tmp_path):
+@pytest.mark.parametrize("mask_channel", ["Y", "A", "matte"])  # luminance, alpha only, a lone named matte
+def test_inpaint_with_a_mask_plate_keeps_unmasked_pixels_bit_exact(capsys, server, tmp_path, mask_channel):
     rng = np.random.default_rng(3)
     h, w = 120, 160
     folder = tmp_path / "p"
@@ -59,7 +60,7 @@ def test_inpaint_with_a_mask_plate_keeps_unmasked_pixels_bit_exact(capsys, serve
         mask = np.zeros((100, 100), np.float16)
         mask[40:60, 30 + frame * 10: 50 + frame * 10] = 1
         # The mask plate has its own, smaller data window: it is placed by pixel coordinates.
-        _write_exr(folder / f"mask.{frame:04d}.exr", {"Y": mask}, (40, 30, 139, 129))
+        _write_exr(folder / f"mask.{frame:04d}.exr", {mask_channel: mask}, (40, 30, 139, 129))
     code, out, err = run_cli(capsys, ["render", str(folder / "plate.####.exr"), "--mask", str(folder / "mask.####.exr"),
                                       "--pass", "inpaint", "--server", server.address, "--out", str(tmp_path / "o"),
                                       "--json"])
@@ -76,3 +77,36 @@ def test_inpaint_with_a_mask_plate_keeps_unmasked_pixels_bit_exact(capsys, serve
         changed = np.abs(res["R"][hole].astype(np.float32) - src["R"][hole].astype(np.float32))
         assert changed.mean() > 0.05, "the hole was not filled"
         assert np.isfinite(res["R"].astype(np.float32)[hole]).all()
+
+
+def test_a_mask_plate_without_a_usable_channel_is_refused_at_submit(capsys, server, tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    ones = np.ones((20, 30), np.float16)
+    _write_exr(folder / "plate.0001.exr", {"R": ones, "G": ones, "B": ones}, (0, 0, 29, 19))
+    _write_exr(folder / "mask.0001.exr", {"u": ones, "v": ones}, (0, 0, 29, 19))  # motion vectors, not a matte
+    code, _, err = run_cli(capsys, ["render", str(folder / "plate.####.exr"), "--mask", str(folder / "mask.####.exr"),
+                                    "--pass", "inpaint", "--server", server.address, "--out", str(tmp_path / "o"),
+                                    "--json"])
+    assert code != 0
+    assert "mask frame 1: " in err and "mask.0001.exr: a mask plate needs an alpha (A), RGB or Y channel" in err
+    assert "it has u, v" in err
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_outputs_are_written_with_the_users_umask(capsys, server, tmp_path, umask, mode):
+    import os
+    import stat
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    ones = np.ones((8, 8), np.float16)
+    _write_exr(folder / "plate.0001.exr", {"R": ones, "G": ones, "B": ones}, (0, 0, 7, 7))
+    old = os.umask(umask)
+    try:
+        code, out, err = run_cli(capsys, ["render", str(folder / "plate.####.exr"), "--pass", "passthrough",
+                                          "--server", server.address, "--out", str(tmp_path / "o"), "--json"])
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert stat.S_IMODE(os.stat(out["outputs"]["1"]).st_mode) == mode

@@ -46,7 +46,7 @@ def _byte_vocab() -> Tuple[Dict[str, int], int, int]:
     return vocab, bos, eos
 
 
-def tokenizer_and_text_encoder(folder: Path, projection: bool = False) -> Tuple[Any, Any]:
+def tokenizer_and_text_encoder(folder: Path, projection: bool = False, hidden: int = HIDDEN) -> Tuple[Any, Any]:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     vocab, bos, eos = _byte_vocab()
@@ -57,9 +57,9 @@ def tokenizer_and_text_encoder(folder: Path, projection: bool = False) -> Tuple[
     torch.manual_seed(0)
     # The encoder's special ids must be the tokenizer's: CLIP pools the hidden state at the eos position.
     config = CLIPTextConfig(
-        bos_token_id=bos, eos_token_id=eos, pad_token_id=eos, vocab_size=len(vocab), hidden_size=HIDDEN,
+        bos_token_id=bos, eos_token_id=eos, pad_token_id=eos, vocab_size=len(vocab), hidden_size=hidden,
         intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=16,
-        projection_dim=HIDDEN,
+        projection_dim=hidden,
     )
     encoder = CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
     return tokenizer, encoder.eval()
@@ -96,12 +96,22 @@ def _scheduler() -> Any:
                          set_alpha_to_one=False, steps_offset=1)
 
 
-def save_img2img(path: Path) -> Path:
+def _smooth(vae: Any) -> Any:
+    """Random weights decode to near-white noise, in which no tile seam could show. A box-filter output layer
+    makes the result spatially coherent like a trained VAE's, so a hard cut between windows is measurable."""
+    with torch.no_grad():
+        w = vae.decoder.conv_out.weight
+        w.copy_(w.mean(dim=(2, 3), keepdim=True).expand_as(w) * 3.0)
+    return vae
+
+
+def save_img2img(path: Path, smooth: bool = False) -> Path:
     from diffusers import StableDiffusionImg2ImgPipeline
 
     tokenizer, encoder = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok")
     pipe = StableDiffusionImg2ImgPipeline(
-        vae=_vae(), text_encoder=encoder, tokenizer=tokenizer, unet=_unet(), scheduler=_scheduler(),
+        vae=_smooth(_vae()) if smooth else _vae(), text_encoder=encoder, tokenizer=tokenizer, unet=_unet(),
+        scheduler=_scheduler(),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(path)
@@ -168,25 +178,56 @@ def save_controlnet(path: Path) -> Path:
     return path
 
 
-def save_sdxl_img2img(path: Path) -> Path:
-    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+def _sdxl_unet(in_channels: int = 4) -> Any:
+    from diffusers import UNet2DConditionModel
 
-    tok1, enc1 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok1")
-    tok2, enc2 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok2", projection=True)
     torch.manual_seed(0)
     # SDXL conditions on both encoders (2 x 32 wide) and on size/crop "time ids" (6 x 8 + the pooled 32).
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+    return UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=in_channels, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=2 * HIDDEN, norm_num_groups=4, attention_head_dim=4, addition_embed_type="text_time",
         addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + HIDDEN,
         transformer_layers_per_block=(1, 1), use_linear_projection=True,
     ).eval()
+
+
+def save_sdxl_img2img(path: Path) -> Path:
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    tok1, enc1 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok1")
+    tok2, enc2 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok2", projection=True)
     pipe = StableDiffusionXLImg2ImgPipeline(
-        vae=_vae(), text_encoder=enc1, text_encoder_2=enc2, tokenizer=tok1, tokenizer_2=tok2, unet=unet,
+        vae=_vae(), text_encoder=enc1, text_encoder_2=enc2, tokenizer=tok1, tokenizer_2=tok2, unet=_sdxl_unet(),
         scheduler=_scheduler(), requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
     )
     pipe.save_pretrained(path)
+    return path
+
+
+def save_sdxl_inpaint(path: Path) -> Path:
+    from diffusers import StableDiffusionXLInpaintPipeline
+
+    tok1, enc1 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok1")
+    tok2, enc2 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok2", projection=True)
+    pipe = StableDiffusionXLInpaintPipeline(
+        vae=_vae(), text_encoder=enc1, text_encoder_2=enc2, tokenizer=tok1, tokenizer_2=tok2,
+        unet=_sdxl_unet(in_channels=9), scheduler=_scheduler(), requires_aesthetics_score=False,
+        force_zeros_for_empty_prompt=True,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+def save_motion_adapter(path: Path) -> Path:
+    """The tiny UNet's motion adapter alone, as studios keep it beside their SD 1.x base."""
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(0)
+    MotionAdapter(
+        block_out_channels=(8, 16), motion_layers_per_block=1, motion_norm_num_groups=4,
+        motion_num_attention_heads=2, motion_max_seq_length=32,
+    ).save_pretrained(path)
     return path
 
 
@@ -204,4 +245,90 @@ def save_animatediff(path: Path) -> Path:
         scheduler=_scheduler(),
     )
     pipe.save_pretrained(path)
+    return path
+
+
+def save_lora(path: Path, sdxl: bool = False, seed: int = 2) -> Path:
+    """A LoRA on the tiny UNet's attention (peft LoraConfig), saved in diffusers form with save_lora_weights."""
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = _sdxl_unet() if sdxl else _unet()
+    torch.manual_seed(seed)
+    # init_lora_weights=False: both factors random, so the LoRA really changes the result.
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                init_lora_weights=False))
+    StableDiffusionLoraLoaderMixin.save_lora_weights(path, unet_lora_layers=get_peft_model_state_dict(unet),
+                                                     safe_serialization=True)
+    return path / "pytorch_lora_weights.safetensors"
+
+
+def save_lora_kohya(diffusers_file: Path, path: Path) -> Path:
+    """The same LoRA in kohya form (lora_unet_* keys, lora_down/lora_up, alphas), as A1111 and ComfyUI save it."""
+    from diffusers.utils import convert_state_dict_to_kohya
+    from safetensors.torch import load_file, save_file
+
+    kohya = convert_state_dict_to_kohya(load_file(str(diffusers_file)))
+    assert all(k.startswith("lora_unet_") for k in kohya)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in kohya.items()}, str(path))
+    return path
+
+
+def save_embedding(path: Path, width: int = HIDDEN, seed: int = 3) -> Path:
+    """A one-vector textual-inversion embedding as wide as the tiny text encoder."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"emb_params": torch.randn(1, width) * 2.0}, str(path))
+    return path
+
+
+def save_ip_adapter(folder: Path, embed_dim: int = 16) -> Tuple[Path, Path]:
+    """Tiny IP-Adapter weights (image projection + per-cross-attention to_k_ip/to_v_ip) for the tiny UNet,
+    and the tiny CLIP image encoder whose projection feeds them. Returns (weights file, encoder folder)."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(4)
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32,
+        patch_size=8, projection_dim=embed_dim,
+    )).eval()
+    encoder.save_pretrained(folder / "image_encoder")
+    unet = _unet()
+    blocks = list(unet.config.block_out_channels)
+    state = {
+        "image_proj.proj.weight": torch.randn(4 * HIDDEN, embed_dim) * 0.3,
+        "image_proj.proj.bias": torch.zeros(4 * HIDDEN),
+        "image_proj.norm.weight": torch.ones(HIDDEN),
+        "image_proj.norm.bias": torch.zeros(HIDDEN),
+    }
+    key_id = 1  # diffusers numbers the cross-attention processors 1, 3, 5, ... in attn_processors order
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = blocks[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
+        else:
+            hidden = blocks[int(name[len("down_blocks.")])]
+        state[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, HIDDEN) * 0.3
+        state[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, HIDDEN) * 0.3
+        key_id += 2
+    save_file(state, str(folder / "ip-adapter.safetensors"))
+    return folder / "ip-adapter.safetensors", folder / "image_encoder"
+
+
+def save_vae(path: Path, seed: int = 9) -> Path:
+    """Another tiny VAE (other weights), to override a pipeline's own."""
+    vae = _vae()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in vae.decoder.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    vae.save_pretrained(path)
     return path

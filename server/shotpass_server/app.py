@@ -23,7 +23,6 @@ from .errors import InvalidInput
 from .frames.colour import ColourSpaces
 from .frames.exr import set_decode_budget, set_max_frame_pixels
 from .metrics import Metrics, RpcObserver
-from .model_config import check_model_files
 from .passes.registry import ModelRegistry
 from .quotas import Quotas
 from .ray_executor import RayExecutor, specs_factory
@@ -82,6 +81,14 @@ def connection_options(cfg: ServerConfig) -> List[Tuple[str, int]]:
     if cfg.max_connection_idle_s > 0:
         options.append(("grpc.max_connection_idle_ms", int(cfg.max_connection_idle_s * 1000)))
     return options
+
+
+def _drop_loaded_pipelines() -> None:
+    try:
+        from .passes.diffusion.common import PIPELINES
+    except ImportError:  # no diffusion extra installed: nothing was loaded
+        return
+    PIPELINES.clear()
 
 
 class ShotpassServer:
@@ -151,7 +158,9 @@ class ShotpassServer:
             interceptors=[RpcObserver(self.metrics, lambda: self.starting, SERVICE_NAME)],
         )
         # add_to_server: a non-UTF-8 field answers INVALID_ARGUMENT
-        add_to_server(ShotPassService(self.manager, self.devices, self.accounts, self.streams), server)
+        service = ShotPassService(self.manager, self.devices, self.accounts, self.streams,
+                                  reload_models=self.reload_models)
+        add_to_server(service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
         credentials = self._tls_credentials()
@@ -258,9 +267,34 @@ class ShotpassServer:
             raise InvalidInput(f"blob store {self.blobs.root} is not writable by this user: fix its permissions")
 
     def _check_models(self) -> None:
-        """Every configured model folder is still complete (it was checked when the config was read)."""
+        """Say which configured models cannot serve (probed when the config was read): the others still do."""
         for spec in self.cfg.models:
-            check_model_files(spec)
+            if spec.unavailable:
+                log.warning("model %s is unavailable: %s", spec.name, spec.unavailable)
+
+    def reload_models(self) -> ModelRegistry:
+        """Re-read the config file's [models], probe every folder and swap the registry in.
+
+        Queued and running renders stay: they name their model, which each chunk looks up afresh (a frame
+        already running finishes on the model it started with). A config that does not parse keeps the old
+        registry and says why. Pipelines loaded from the old entries are dropped, so changed weights load anew.
+        """
+        from .model_config import models_from_file, registry_for
+        from .ray_executor import specs_factory
+
+        if self.cfg.config_path is None:
+            raise InvalidInput("this server was started without --config: there is no model registry to reload")
+        specs = models_from_file(self.cfg.config_path)
+        registry = registry_for(specs)
+        self.cfg.models = specs
+        self.manager.registry = registry
+        if self.executor is not None:  # actors started from now on build the new registry
+            self.executor.set_registry_factory(specs_factory(specs))
+        _drop_loaded_pipelines()
+        bad = [s.name for s in specs if s.unavailable]
+        log.info("model registry reloaded from %s: %d models%s", self.cfg.config_path, len(specs),
+                 f" ({len(bad)} unavailable: {', '.join(bad)})" if bad else "")
+        return registry
 
     def _check_working_spaces(self) -> None:
         """The colour config ($OCIO, say) has every space a model works in, or frames would fail one by one."""

@@ -149,11 +149,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "again to cancel it now)", cfg.shutdown_grace_s)
         done.set()
 
+    def reload(signum: int, frame: Any) -> None:
+        # Off the signal handler: probing reads every model folder.
+        threading.Thread(target=_reload_models, args=(server,), name="shotpass-reload", daemon=True).start()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     done.wait()
     server.stop()
     return 0
+
+
+def _reload_models(server: Any) -> None:
+    """SIGHUP: reload the model registry; a config that does not parse keeps the old one and says why."""
+    try:
+        server.reload_models()
+    except Exception as err:
+        logging.getLogger("shotpass").error("model registry not reloaded: %s", err)
 
 
 def _accounts(args: argparse.Namespace) -> Any:

@@ -48,6 +48,7 @@ class ServerConfig:
     project_roots: Dict[str, List[Path]] = field(default_factory=dict)
     threads: Optional[int] = None  # per-model CPU threads (None: the runtime's default)
     models: List[Any] = field(default_factory=list)  # model_config.ModelSpec, from [models.NAME] tables
+    config_path: Optional[Path] = None  # the TOML file read: `shotpass models --reload` and SIGHUP re-read it
     # [tls]: a server certificate and key turn TLS on; a client CA also demands client certificates (mutual TLS).
     tls_cert: Optional[Path] = None
     tls_key: Optional[Path] = None
@@ -107,6 +108,7 @@ def load_config(path: Optional[Path]) -> ServerConfig:
         raise InvalidInput(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as err:
         raise InvalidInput(f"{path}: not valid TOML ({err})") from None
+    cfg.config_path = Path(path)
     server = data.get("server", {})
     cfg.listen = str(server.get("listen", cfg.listen))
     if "data_dir" in server:

@@ -22,6 +22,7 @@ from .frames.exr import (
     ColourPlane,
     ExrImage,
     add_provenance,
+    box,
     decode_exr,
     encode_exr,
     finite,
@@ -257,15 +258,37 @@ def _depth_for(image: ExrImage, plane: ColourPlane) -> Optional[np.ndarray]:
 def _mask_for(req: FrameRequest, plane: ColourPlane) -> np.ndarray:
     """The fill mask (1 = fill) on the plate's data window: from a mask plate, else the plate's alpha."""
     if req.mask is not None:
-        mplane = select_colour(decode_exr(req.mask, req.mask_name), None)
-        values = mplane.alpha if mplane.alpha is not None else mplane.rgb.mean(axis=2)
-        return _align(finite(values), mplane.data_window, plane.data_window)
+        values, window = read_mask(req.mask, req.mask_name)
+        return _align(finite(values), window, plane.data_window)
     if plane.alpha is None:
         raise InvalidInput(
             f"{req.source_name} (frame {req.frame}): inpaint needs a mask; give a mask plate (--mask) "
             "or a plate with an alpha channel"
         )
     return np.ascontiguousarray(finite(plane.alpha), dtype=np.float32)
+
+
+def read_mask(data: bytes, name: str) -> tuple:
+    """A mask plate's fill values (1 = fill) and data window: its alpha when it has one (an alpha-only file
+    included), else its RGB/Y mean, else its only channel. Raises InvalidInput naming the file otherwise."""
+    image = decode_exr(data, name)
+    for part in image.parts:  # an alpha-only plate (A, or LAYER.A) has no colour for select_colour to find
+        alphas = [n for n in part.channels if n == "A" or n.endswith(".A")]
+        if alphas and not any(n.split(".")[-1] in ("R", "G", "B", "Y") for n in part.channels):
+            return part.channels[sorted(alphas, key=len)[0]].astype(np.float32), box(part.header, "dataWindow")
+    try:
+        mplane = select_colour(image, None)
+    except InvalidInput:
+        part = image.parts[0]
+        if len(part.channels) == 1:  # a single-channel matte ("mask", "matte", ...)
+            only = next(iter(part.channels.values()))
+            return only.astype(np.float32), box(part.header, "dataWindow")
+        raise InvalidInput(
+            f"{name}: a mask plate needs an alpha (A), RGB or Y channel, or exactly one channel; it has "
+            f"{', '.join(sorted(part.channels)) or 'none'}"
+        ) from None
+    values = mplane.alpha if mplane.alpha is not None else mplane.rgb.mean(axis=2)
+    return values, mplane.data_window
 
 
 def _align(values: np.ndarray, src_window: tuple, dst_window: tuple) -> np.ndarray:

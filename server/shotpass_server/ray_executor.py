@@ -313,6 +313,11 @@ class RayExecutor:
 
     # ------------------------------------------------------------ GPUs that join later
 
+    def set_registry_factory(self, make_registry: RegistryFactory) -> None:
+        """After a model registry reload: actors started from now on build their models from this factory
+        (running actors keep the registry they were started with until they restart)."""
+        self._make_registry = make_registry
+
     def cluster_gpus(self) -> int:
         return int(self._ray.cluster_resources().get("GPU", 0))
 

@@ -267,7 +267,7 @@ class RenderManager:
             if spec.frame not in frames:
                 raise InvalidInput(f"mask frame {spec.frame} ({spec.name}) has no plate frame {spec.frame}")
             masks[spec.frame] = self._stored(spec, sub.project)
-            self._validate_aux(masks[spec.frame], f"mask {spec.name or 'file'} (frame {spec.frame})", "")
+            self._validate_mask(masks[spec.frame], f"mask {spec.name or 'file'} (frame {spec.frame})")
         if masks:
             missing = [f for f in frames if f not in masks]
             if missing:
@@ -322,6 +322,27 @@ class RenderManager:
             raise
         except ShotpassError as err:
             raise InvalidInput(str(err)) from None
+
+    def _validate_mask(self, digest: str, label: str) -> None:
+        """A mask file passes a plate's header checks and has what read_mask takes (an alpha, alpha-only
+        included; RGB or Y; or exactly one channel), from its header alone: nothing is decoded at submit."""
+        try:
+            header = read_frame_header(self.blobs.get(digest), label)
+        except FrameTooLarge:
+            raise
+        except ShotpassError as err:
+            raise InvalidInput(str(err)) from None
+        if any(n == "A" or n.endswith(".A") for part in header.image.parts for n in part.channels):
+            return
+        try:
+            header.colour(None)
+            return
+        except ShotpassError:
+            pass
+        first = header.image.parts[0].channels
+        if len(first) != 1:
+            raise InvalidInput(f"{label}: a mask plate needs an alpha (A), RGB or Y channel, or exactly one "
+                               f"channel; it has {', '.join(sorted(first)) or 'none'}")
 
     def _reference_digest(self, sub: Submission, model: Model) -> str:
         if sub.reference_digest:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Set, Tuple, TypeVar
 
 from . import catalog as cat
-from .errors import CatalogUnavailable, RenderCancelled
+from .errors import CatalogUnavailable, RenderCancelled, ShotpassError
 
 _T = TypeVar("_T")
 
@@ -343,7 +343,9 @@ class Scheduler:
         except Exception as exc:  # a bug or a broken model: fail the render, keep the server up
             log.error("render %s chunk %s failed:\n%s", render_id, chunk, traceback.format_exc(),
                       extra={"render_id": render_id})
-            self._until_recorded(functools.partial(self._finish, render_id, cat.FAILED, f"internal error: {exc}"))
+            # A user-facing error (e.g. the model became unavailable at a registry reload) is shown as it is.
+            message = str(exc) if isinstance(exc, ShotpassError) else f"internal error: {exc}"
+            self._until_recorded(functools.partial(self._finish, render_id, cat.FAILED, message))
         finally:
             with self._cv:
                 now = time.monotonic()

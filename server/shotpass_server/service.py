@@ -223,11 +223,13 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         devices: list,
         accounts: Optional[Accounts] = None,
         streams: Optional[StreamLimiter] = None,
+        reload_models: Optional[Callable[[], Any]] = None,
     ) -> None:
         self.m = manager
         self.devices = devices
         self.accounts = accounts
         self.streams = streams or StreamLimiter(DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_STREAMS_PER_USER)
+        self.reload_models = reload_models
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
         return self.accounts.caller(context.invocation_metadata()) if self.accounts else LOCAL
@@ -327,6 +329,15 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         if request.pass_name and not models:
             raise NotFound(f"no pass {request.pass_name!r}; passes: {', '.join(reg.passes())}")
         return pb.ListModelsResponse(models=[model_info(m) for m in models])
+
+    @rpc
+    def ReloadModels(self, request: pb.ReloadModelsRequest, context: Ctx, caller: Caller) -> pb.ListModelsResponse:
+        if not caller.admin:
+            raise PermissionDenied(f"user {caller.name} is not an admin: only the server's admin reloads the models")
+        if self.reload_models is None:
+            raise InvalidInput("this server cannot reload its models")
+        registry = self.reload_models()
+        return pb.ListModelsResponse(models=[model_info(m) for m in registry.all()])
 
     # ------------------------------------------------------------ blobs
 
@@ -600,6 +611,7 @@ def model_info(m: Model) -> pb.ModelInfo:
         frame_contract=m.frame_contract,
         licence=m.licence,
         options=[option_spec(o) for o in m.options],
+        unavailable=getattr(m, "unavailable", ""),
     )
 
 

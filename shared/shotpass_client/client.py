@@ -64,6 +64,20 @@ class _Reconnect:
         time.sleep(min(2.0, 0.1 * self.tries))
 
 
+def current_umask() -> int:
+    """The process umask: read from /proc where it is there, else set and restored at once."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class ClientError(Exception):
     """A server answer or a connection problem, with a message a user can act on."""
 
@@ -167,6 +181,10 @@ class Client:
     def list_models(self, pass_name: str = "") -> List[pb.ModelInfo]:
         return list(self._call(self._stub.ListModels, pb.ListModelsRequest(pass_name=pass_name)).models)
 
+    def reload_models(self) -> List[pb.ModelInfo]:
+        """Admin only: the server re-reads and re-probes its model registry; returns the new list."""
+        return list(self._call(self._stub.ReloadModels, pb.ReloadModelsRequest()).models)
+
     # ----------------------------------------------------------------- blobs
 
     def find_blobs(self, digests: Iterable[str]) -> set:
@@ -240,6 +258,7 @@ class Client:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".shotpass-", suffix=".part")
         retry = _Reconnect(f"downloading {digest[:12]}", self.on_reconnect)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs are shared like any file the user writes
         try:
             with os.fdopen(fd, "wb") as fh:
                 while True:  # a download cut by a server restart starts over

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional
 
-from ..errors import NotFound
+from ..errors import ModelUnavailable, NotFound
 from ..temporal.options import add_temporal_options
 from .base import Model
 from .classical_inpaint import OpenCvNavierStokes, OpenCvTelea
@@ -59,21 +59,25 @@ class ModelRegistry:
         self._models[model.name] = model
 
     def get(self, name: str) -> Model:
+        """The model by name; one listed as unavailable (its folder failed probing) raises with the reason."""
         try:
-            return self._models[name]
+            model = self._models[name]
         except KeyError:
             known = ", ".join(self._models) or "none"
             raise NotFound(f"no model {name!r} (known models: {known})") from None
+        if getattr(model, "unavailable", ""):
+            raise ModelUnavailable(f"{model.unavailable} (fix the registry, then: shotpass models --reload)")
+        return model
 
     def for_pass(self, pass_name: str) -> List[Model]:
         return [m for m in self._models.values() if m.pass_name == pass_name]
 
     def default_for(self, pass_name: str) -> Model:
-        """The configured default, else the first registered model of that pass."""
+        """The configured default, else the first registered model of that pass that can serve."""
         name = self._defaults.get(pass_name)
-        if name in self._models:
+        if name in self._models and not getattr(self._models[name], "unavailable", ""):
             return self._models[name]
-        models = self.for_pass(pass_name)
+        models = [m for m in self.for_pass(pass_name) if not getattr(m, "unavailable", "")]
         if not models:
             raise NotFound(f"no model serves the {pass_name!r} pass (passes: {', '.join(self.passes())})")
         return models[0]

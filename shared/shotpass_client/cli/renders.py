@@ -74,6 +74,8 @@ def add_commands(sub: Any) -> None:
 
     m = sub.add_parser("models", help="list passes and models with their options")
     m.add_argument("--pass", dest="pass_name", default="")
+    m.add_argument("--reload", action="store_true",
+                   help="admin: the server re-reads its config's [models] and probes every folder (the queue stays)")
     client_args(m)
     m.set_defaults(func=cmd_models)
 
@@ -305,12 +307,16 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        models = client.list_models(args.pass_name)
+        models = client.reload_models() if args.reload else client.list_models(args.pass_name)
+    if args.reload and args.pass_name:
+        models = [m for m in models if m.pass_name == args.pass_name]
     if args.json:
         print_json({"models": [_model_dict(m) for m in models]})
         return 0
     for m in models:
         print(f"{m.pass_name:<12} {m.name:<30} {m.family:<11} x{m.scale}  {m.description}")
+        if m.unavailable:
+            print(f"{'':14}UNAVAILABLE: {m.unavailable}")
         for o in m.options:
             kind = pb.OptionSpec.Type.Name(o.type).lower()
             extra = f" [{'|'.join(o.choices)}]" if o.choices else ""
@@ -322,7 +328,7 @@ def _model_dict(m: pb.ModelInfo) -> Dict[str, Any]:
     return {
         "name": m.name, "pass": m.pass_name, "family": m.family, "scale": m.scale, "description": m.description,
         "licence": m.licence, "needs_mask": m.needs_mask, "uses_reference": m.uses_reference,
-        "options": {o.name: o.default_value for o in m.options},
+        "options": {o.name: o.default_value for o in m.options}, "unavailable": m.unavailable,
     }
 
 

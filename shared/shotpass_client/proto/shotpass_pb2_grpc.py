@@ -114,6 +114,11 @@ class ShotPassStub(object):
                 request_serializer=shotpass_dot_v1_dot_shotpass__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=shotpass_dot_v1_dot_shotpass__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.ReloadModels = channel.unary_unary(
+                '/shotpass.v1.ShotPass/ReloadModels',
+                request_serializer=shotpass_dot_v1_dot_shotpass__pb2.ReloadModelsRequest.SerializeToString,
+                response_deserializer=shotpass_dot_v1_dot_shotpass__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class ShotPassServicer(object):
@@ -230,6 +235,14 @@ class ShotPassServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadModels(self, request, context):
+        """Admin only: re-read the server's model registry (its config file's [models] tables), probe every
+        folder again and swap the models in; queued and running renders stay queued. Returns the new list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShotPassServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -312,6 +325,11 @@ def add_ShotPassServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=shotpass_dot_v1_dot_shotpass__pb2.GetStatsRequest.FromString,
                     response_serializer=shotpass_dot_v1_dot_shotpass__pb2.StatsResponse.SerializeToString,
+            ),
+            'ReloadModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadModels,
+                    request_deserializer=shotpass_dot_v1_dot_shotpass__pb2.ReloadModelsRequest.FromString,
+                    response_serializer=shotpass_dot_v1_dot_shotpass__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -746,6 +764,33 @@ class ShotPass(object):
             '/shotpass.v1.ShotPass/GetStats',
             shotpass_dot_v1_dot_shotpass__pb2.GetStatsRequest.SerializeToString,
             shotpass_dot_v1_dot_shotpass__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shotpass.v1.ShotPass/ReloadModels',
+            shotpass_dot_v1_dot_shotpass__pb2.ReloadModelsRequest.SerializeToString,
+            shotpass_dot_v1_dot_shotpass__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,13 +13,20 @@ chunk's windows by ``frame_pipeline.run_clip``, and are cropped back to their ow
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ...frames.tiling import crop_to, pad_to_multiple
 from ..base import ClipModel, FrameJob, FrameResult, Option, PassContext
-from .common import DiffusionModel, denoise_args, generator, latent_multiple, set_vae_tiling
+from .common import (
+    DiffusionModel,
+    denoise_args,
+    dtype_for,
+    generator,
+    latent_multiple,
+    set_vae_tiling,
+)
 from .img2img import encode
 
 
@@ -36,7 +43,27 @@ class AnimateDiffModel(DiffusionModel, ClipModel):
                    minimum=0, maximum=63),
         ]
 
+    def load(self, device: str, variant: str) -> Any:
+        if self.spec.motion_adapter is None:
+            return super().load(device, variant)
+        return super().load(device, variant, motion_adapter=load_motion_adapter(self.spec, device))
+
     def process_clip(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
+        frames = [j.frame for j in jobs]
+        return self.guarded(frames, ctxs[0].device, lambda: self.retrying(ctxs, lambda c: self.render_clip(jobs, c)))
+
+    def lighter(self, options: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """After the VAE tiles: shorter motion context windows, down to 2 frames."""
+        lighter = super().lighter(options)
+        if lighter is None and options["context_size"] > 2:
+            size = options["context_size"] // 2
+            lighter = {**options, "context_size": size, "context_overlap": min(options["context_overlap"], size - 1)}
+        return lighter
+
+    def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+        return self.render_clip([job], [ctx])[0]
+
+    def render_clip(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
         import torch
         from diffusers.pipelines.animatediff.pipeline_animatediff_video2video import retrieve_timesteps
 
@@ -54,6 +81,7 @@ class AnimateDiffModel(DiffusionModel, ClipModel):
         frame_size = padded[0][1]
         h, w = padded[0][0].shape[:2]
         set_vae_tiling(pipe, h, w, ctx)
+        extra = self.prepare(pipe, ctx)  # the sampler first: the timesteps below are its own
         timesteps, n = retrieve_timesteps(pipe.scheduler, o["steps"], pipe.device)
         timesteps, n = pipe.get_timesteps(n, timesteps, o["strength"], pipe.device)
         noisy = []
@@ -67,8 +95,24 @@ class AnimateDiffModel(DiffusionModel, ClipModel):
             height=h,
             width=w,
             **denoise_args(ctx, o),
+            **extra,
         ).frames[0]
         return [FrameResult(rgb=crop_to(np.asarray(f, dtype=np.float32), frame_size)) for f in frames]
 
     def _max_frames(self, device: str) -> int:
         return int(self.pipeline(device).motion_adapter.config.motion_max_seq_length)
+
+
+def load_motion_adapter(spec: Any, device: str) -> Any:
+    """The entry's separate MotionAdapter folder, joined to its SD 1.x base when the pipeline loads."""
+    from diffusers import MotionAdapter
+
+    from ...errors import ModelUnavailable
+
+    try:
+        return MotionAdapter.from_pretrained(str(spec.motion_adapter), local_files_only=True,
+                                             dtype=dtype_for(spec, device))
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ModelUnavailable(
+            f"model {spec.name}: cannot load its motion adapter {spec.motion_adapter}: {err}"
+        ) from None

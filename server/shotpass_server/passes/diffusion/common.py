@@ -8,16 +8,22 @@ same on any device and independent of chunking.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from dataclasses import replace
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ...errors import ModelUnavailable
+from ...errors import ModelUnavailable, ShotpassError
 from ...model_config import ModelSpec, check_model_files
-from ..base import SRGB_ENCODED, Model, Option, PassContext, configured_threads
+from ..base import SRGB_ENCODED, FrameJob, FrameResult, Model, Option, PassContext, configured_threads
+from .adapters import adapter_options, adapters_description, load_adapters, load_vae
+from .adapters import prepare as prepare_adapters
+
+log = logging.getLogger("shotpass.diffusion")
 
 # Pipelines kept per process, evicted least recently used past this many bytes of weights.
 CACHE_BYTES = int(float(os.environ.get("SHOTPASS_PIPELINE_CACHE_GB", "24")) * 2**30)
@@ -105,7 +111,55 @@ def dtype_for(spec: ModelSpec, device: str) -> Any:
 
     if spec.dtype == "fp32" or (spec.dtype == "auto" and not device.startswith("cuda")):
         return torch.float32
-    return torch.float16
+    return torch.bfloat16 if spec.dtype == "bf16" else torch.float16
+
+
+# attention = "..." in a registry entry: how the denoiser's attention runs. The processor names are diffusers'
+# classic ones; the others are diffusers' attention-dispatch backends (their own requirements apply).
+ATTENTION_PROCESSORS = ("sdpa", "eager", "slicing", "xformers")
+ATTENTION_BACKENDS = ("native", "flash", "flex", "sage", "_native_cudnn", "_native_efficient", "_native_flash",
+                      "_native_math")
+ATTENTION_CHOICES = ATTENTION_PROCESSORS + ATTENTION_BACKENDS
+
+
+def apply_attention(pipe: Any, spec: ModelSpec) -> None:
+    """The entry's attention setting, before adapters load (an IP-Adapter sets its own cross-attention)."""
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    try:
+        if spec.attention == "eager":
+            from diffusers.models.attention_processor import AttnProcessor
+
+            denoiser.set_attn_processor(AttnProcessor())
+        elif spec.attention == "slicing":
+            pipe.enable_attention_slicing()
+        elif spec.attention == "xformers":
+            pipe.enable_xformers_memory_efficient_attention()
+        elif spec.attention in ATTENTION_BACKENDS:
+            denoiser.set_attention_backend(spec.attention)
+    except (ImportError, ModuleNotFoundError, RuntimeError, ValueError) as err:
+        raise ModelUnavailable(f"model {spec.name}: attention = {spec.attention!r} does not run here: {err}") from None
+
+
+def place(pipe: Any, spec: ModelSpec, device: str) -> Any:
+    """VAE slicing, then the device (or CPU offload), then torch.compile, as the entry says."""
+    slicing = device.startswith("cuda") if spec.vae_slicing is None else spec.vae_slicing
+    if slicing:
+        pipe.vae.enable_slicing()
+    if spec.cpu_offload != "none" and device.startswith("cuda"):
+        # Weights wait in CPU memory and visit the GPU per model ("model") or per layer ("sequential").
+        gpu = int(device.split(":")[1]) if ":" in device else 0
+        if spec.cpu_offload == "model":
+            pipe.enable_model_cpu_offload(gpu_id=gpu)
+        else:
+            pipe.enable_sequential_cpu_offload(gpu_id=gpu)
+    else:
+        pipe.to(torch_device(device))
+    if spec.compile:
+        import torch
+
+        name = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+        setattr(pipe, name, torch.compile(getattr(pipe, name)))  # compiled on the first frame, then reused
+    return pipe
 
 
 def load_pipeline(spec: ModelSpec, class_name: str, device: str, **components: Any) -> Any:
@@ -126,7 +180,7 @@ def load_pipeline(spec: ModelSpec, class_name: str, device: str, **components: A
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise ModelUnavailable(f"model {spec.name}: cannot load {spec.path}: {err}") from None
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(torch_device(device))
+    return pipe
 
 
 def load_controlnet(spec: ModelSpec, which: str, device: str) -> Any:
@@ -171,10 +225,40 @@ def step_progress(ctx: PassContext, offset: int = 0, total: Optional[int] = None
     return on_step_end
 
 
+# What allocators say when memory runs out: CUDA's, torch's CPU allocator, MPS's.
+OOM_TEXTS = ("out of memory", "can't allocate memory", "defaultcpuallocator", "failed to allocate")
+
+
 def is_oom(err: BaseException) -> bool:
+    """GPU or CPU memory ran out (CUDA OOM, torch's CPU allocator, Python's MemoryError)."""
+    if isinstance(err, MemoryError):
+        return True
     import torch
 
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(t in text for t in OOM_TEXTS)
+
+
+def free_memory() -> None:
+    import gc
+
+    gc.collect()
+    _empty_cuda_cache()
+
+
+class PipelineFailed(ShotpassError):
+    """A diffusers pipeline raised: the message names the model, the frames and what happened."""
+
+
+def failure_message(model: str, frames: Sequence[int], device: str, err: BaseException) -> str:
+    which = f"frame {frames[0]}" if len(frames) == 1 else f"frames {frames[0]}-{frames[-1]}"
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    if is_oom(err):
+        return (f"model {model}, {which}: out of memory on {device} even at its lightest settings ({first}); "
+                "render a smaller plate, or set cpu_offload = true or dtype = \"fp16\" in the model's registry entry")
+    return f"model {model}, {which}: the pipeline failed on {device}: {type(err).__name__}: {first}"
 
 
 def set_vae_tiling(pipe: Any, height: int, width: int, ctx: PassContext) -> bool:
@@ -220,8 +304,11 @@ class DiffusionModel(Model):
         self.name = spec.name  # type: ignore[misc]
         self.pass_name = spec.pass_name  # type: ignore[misc]
         self.family = spec.family  # type: ignore[misc]
-        self.description = spec.description  # type: ignore[misc]
+        extras = adapters_description(spec)
+        self.description = f"{spec.description} ({extras})" if extras else spec.description  # type: ignore[misc]
         self.licence = spec.licence  # type: ignore[misc]
+        if spec.ip_adapter is not None:
+            self.accepts_reference = True  # type: ignore[misc]  # the reference is the IP-Adapter's image prompt
         self.options = self.build_options()  # type: ignore[misc]
 
     def build_options(self) -> List[Option]:
@@ -229,17 +316,66 @@ class DiffusionModel(Model):
         return [
             Option("steps", "int", s.steps, "denoising steps", minimum=1, maximum=500),
             Option("guidance", "float", s.guidance, "classifier-free guidance scale (1 = off)", minimum=0, maximum=50),
-            Option("vae_tiling_above", "int", VAE_TILING_ABOVE,
+            Option("vae_tiling_above", "int", s.vae_tiling_above,
                    "run the VAE in tiles when the image's longer side exceeds this many pixels (0 = always)",
                    minimum=0, maximum=1 << 20),
+            *adapter_options(s),
         ]
+
+    def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+        """``render``, retried lighter when memory runs out; any pipeline error names the model and the frame."""
+        return self.guarded([job.frame], ctx.device, lambda: self.retrying([ctx], lambda c: self.render(job, c[0])))
+
+    def retrying(self, ctxs: Sequence[PassContext], run: Callable[[List[PassContext]], Any]) -> Any:
+        """Run; when GPU or CPU memory runs out, run again at each lighter setting (``lighter``) before failing."""
+        tried = list(ctxs)
+        while True:
+            try:
+                return run(tried)
+            except Exception as err:
+                if not is_oom(err):
+                    raise
+                options = self.lighter(tried[0].options)
+                if options is None:
+                    raise
+                changed = {k: v for k, v in options.items() if tried[0].options.get(k) != v}
+                log.warning("model %s: out of memory on %s (%s); retrying with %s", self.name, tried[0].device,
+                            str(err).splitlines()[0][:200] if str(err) else type(err).__name__, changed)
+                tried = [replace(c, options=options) for c in tried]
+            free_memory()  # out of the except block: the failed attempt's tensors are unreachable now
+
+    def lighter(self, options: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """The next lighter settings after running out of memory, or None when there are none. First the VAE
+        in tiles at any size; kinds add their own steps (smaller windows, shorter context)."""
+        if options.get("vae_tiling_above", 0) > 0:
+            return {**options, "vae_tiling_above": 0}
+        return None
+
+    def guarded(self, frames: Sequence[int], device: str, run: Callable[[], Any]) -> Any:
+        try:
+            return run()
+        except ShotpassError:
+            raise  # cancelled, bad input, unavailable: already a message for the user
+        except Exception as err:
+            log.error("model %s frames %s failed", self.name, list(frames), exc_info=True)
+            free_memory()
+            raise PipelineFailed(failure_message(self.name, frames, device, err)) from None
+
+    def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+        raise NotImplementedError
 
     def pipeline(self, device: str, variant: str = "main") -> Any:
         configure_threads()
         return PIPELINES.get((self.name, variant, device), lambda: self.load(device, variant))
 
-    def load(self, device: str, variant: str) -> Any:
-        pipe = load_pipeline(self.spec, self.spec.pipeline_class, device)
-        if device.startswith("cuda"):
-            pipe.vae.enable_slicing()
-        return pipe
+    def load(self, device: str, variant: str, **components: Any) -> Any:
+        spec = self.spec
+        components.update(load_vae(spec, dtype_for(spec, device)))
+        pipe = load_pipeline(spec, spec.pipeline_class, device, **components)
+        apply_attention(pipe, spec)
+        load_adapters(pipe, spec)
+        return place(pipe, spec, device)
+
+    def prepare(self, pipe: Any, ctx: PassContext) -> Dict[str, Any]:
+        """This render's sampler, LoRA weights and IP-Adapter image on the cached pipeline; extra call kwargs."""
+        return prepare_adapters(pipe, self.spec, ctx)

@@ -19,29 +19,30 @@ import cv2
 import numpy as np
 
 from ...errors import InvalidInput, ModelUnavailable
-from ...frames.tiling import crop_to, pad_to_multiple, run_tiled
+from ...frames.tiling import crop_to, pad_to_multiple
 from ..base import FrameJob, FrameResult, Option, PassContext
 from .common import (
     DiffusionModel,
     denoise_args,
-    is_oom,
     latent_multiple,
     load_controlnet,
     set_vae_tiling,
     to_tensor,
 )
+from .multidiffusion import decode, native_size, tiled_img2img
 
 CONTROLNET_PIPELINES = {
     "StableDiffusionImg2ImgPipeline": "StableDiffusionControlNetImg2ImgPipeline",
     "StableDiffusionXLImg2ImgPipeline": "StableDiffusionXLControlNetImg2ImgPipeline",
 }
-MIN_TILE = 256  # the out-of-memory fallback never tiles finer than this
+MIN_TILE = 64  # the out-of-memory fallback never denoises in windows smaller than this (pixels)
 NO_DEPTH = "controlnet=depth needs a Z channel in the plate and it has none; use controlnet=canny or controlnet=auto"
 
 
 class Img2ImgModel(DiffusionModel):
     accepts_reference = True
     uses_depth = True
+    native = 512  # the loaded model's native size, read when it first renders
 
     def build_options(self) -> List[Option]:
         s = self.spec
@@ -56,6 +57,13 @@ class Img2ImgModel(DiffusionModel):
                    "structure from the plate: canny edges, depth from its Z channel, auto (depth if Z, else edges)",
                    choices=nets),
             Option("controlnet_scale", "float", 1.0, "ControlNet conditioning scale", minimum=0, maximum=2),
+            Option("tile", "int", s.tile,
+                   "plates larger than this many pixels are denoised in overlapping windows of this size, blended "
+                   "at every step (0 = the model's native size: 512 for SD 1.5, 1024 for SDXL)", minimum=0,
+                   maximum=16384),
+            Option("tile_overlap", "int", s.tile_overlap,
+                   "pixels neighbouring windows share (-1 = a quarter window; 0 = hard cuts, which show seams)",
+                   minimum=-1, maximum=8192),
         ]
 
     def load(self, device: str, variant: str) -> Any:
@@ -85,7 +93,7 @@ class Img2ImgModel(DiffusionModel):
         if options.get("controlnet") == "depth" and not any(colour.has_full_channel(n) for n in depths):
             raise InvalidInput(f"{name} (frame {frame}): {NO_DEPTH}")
 
-    def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+    def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         o = ctx.options
         if int(o["steps"] * o["strength"]) < 1:
             ctx.progress(1, 1)  # no step would run: the plate is the result
@@ -105,19 +113,37 @@ class Img2ImgModel(DiffusionModel):
             out = self._run(pipe, part, which is not None, has_ref, ctx)
             return np.concatenate([out, part[..., 3:]], axis=2)  # run_tiled wants all channels back
 
-        tile = max(h, w)
-        while True:
-            try:
-                out = run(stack) if tile >= max(h, w) else run_tiled(stack, run, tile, tile // 8)
-                return FrameResult(rgb=np.ascontiguousarray(out[..., :3]))
-            except RuntimeError as err:
-                # Out of GPU memory: retry the frame in smaller feathered tiles instead of failing the render.
-                if not is_oom(err) or tile // 2 < MIN_TILE:
-                    raise
-                import torch
+        self.native = native_size(pipe)
+        tile = o["tile"] or self.native
+        if max(h, w) <= tile:
+            out = run(stack)  # the whole plate at once, through the pipeline
+        else:
+            out = self._run_tiled(pipe, stack, which is not None, has_ref, ctx, tile)
+        return FrameResult(rgb=np.ascontiguousarray(out[..., :3]))
 
-                torch.cuda.empty_cache()
-                tile //= 2
+    def lighter(self, options: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """After the VAE tiles: denoise in windows, halving them down to MIN_TILE pixels."""
+        lighter = super().lighter(options)
+        tile = options["tile"] or self.native
+        if lighter is None and tile // 2 >= MIN_TILE:
+            lighter = {**options, "tile": tile // 2}
+        return lighter
+
+    def _run_tiled(self, pipe: Any, stack: np.ndarray, control: bool, has_ref: bool, ctx: PassContext,
+                   tile: int) -> np.ndarray:
+        """MultiDiffusion over the whole plate: encode, denoise in blended windows, decode (multidiffusion.py)."""
+        o = ctx.options
+        padded, size = pad_to_multiple(stack, latent_multiple(pipe))
+        set_vae_tiling(pipe, padded.shape[0], padded.shape[1], ctx)
+        extra = self.prepare(pipe, ctx)
+        latents = encode(pipe, padded[..., :3])
+        if has_ref:
+            latents = match_statistics(latents, encode(pipe, padded[..., -3:]), o["reference_strength"])
+        overlap = tile // 4 if o["tile_overlap"] < 0 else o["tile_overlap"]
+        condition = padded[..., 3:6] if control else None
+        latents = tiled_img2img(pipe, latents, ctx, tile, overlap, extra, condition)
+        image = crop_to(decode(pipe, latents), size)
+        return np.concatenate([image, stack[..., 3:]], axis=2)
 
     def _run(self, pipe: Any, stack: np.ndarray, control: bool, has_ref: bool, ctx: PassContext) -> np.ndarray:
         o = ctx.options
@@ -126,10 +152,10 @@ class Img2ImgModel(DiffusionModel):
         latents = encode(pipe, padded[..., :3])
         if has_ref:
             latents = match_statistics(latents, encode(pipe, padded[..., -3:]), o["reference_strength"])
-        kwargs: dict = {}
+        kwargs = self.prepare(pipe, ctx)
         if control:
-            kwargs = {"control_image": to_tensor(padded[..., 3:6], pipe),
-                      "controlnet_conditioning_scale": o["controlnet_scale"]}
+            kwargs.update(control_image=to_tensor(padded[..., 3:6], pipe),
+                          controlnet_conditioning_scale=o["controlnet_scale"])
             kwargs.update(height=padded.shape[0], width=padded.shape[1])
         images = pipe(
             image=latents,  # 4 channels: taken as the starting latents, not re-encoded

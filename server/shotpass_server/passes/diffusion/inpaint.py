@@ -6,7 +6,7 @@ every pixel outside that region back from the plate bit for bit, in the plate's 
 
 from __future__ import annotations
 
-from typing import List
+from typing import Any, Dict, List, Optional
 
 import cv2
 import numpy as np
@@ -20,6 +20,7 @@ from .common import (
     set_vae_tiling,
     to_tensor,
 )
+from .multidiffusion import native_size
 
 
 class InpaintModel(DiffusionModel):
@@ -33,9 +34,22 @@ class InpaintModel(DiffusionModel):
                    maximum=1),
             Option("grow", "int", 0, "grow the mask by this many pixels", minimum=0, maximum=512),
             Option("feather", "int", 0, "soft edge outside the grown mask, in pixels", minimum=0, maximum=512),
+            Option("region", "choice", "auto",
+                   "auto: on plates larger than the model's native size, inpaint only the mask's box plus context, "
+                   "scaled to the native size and pasted back; off: the whole plate at once",
+                   choices=("auto", "off")),
+            Option("context", "int", 64, "pixels of plate around the mask's box the model sees (region mode)",
+                   minimum=0, maximum=4096),
         ]
 
-    def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+    def lighter(self, options: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """After the VAE tiles: the region at the model's native size instead of the whole plate."""
+        lighter = super().lighter(options)
+        if lighter is None and options["region"] == "off":
+            lighter = {**options, "region": "auto"}
+        return lighter
+
+    def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         assert job.mask is not None
         o = ctx.options
         blend = soft_mask(job.mask, o["grow"], o["feather"])
@@ -43,22 +57,56 @@ class InpaintModel(DiffusionModel):
             ctx.progress(1, 1)  # nothing to fill
             return FrameResult(rgb=job.rgb.copy())
         pipe = self.pipeline(ctx.device)
-        padded, size = pad_to_multiple(np.clip(job.rgb, 0, 1), latent_multiple(pipe))
-        set_vae_tiling(pipe, padded.shape[0], padded.shape[1], ctx)
-        hole, _ = pad_to_multiple((blend > 0).astype(np.float32)[..., None], latent_multiple(pipe), mode="constant")
-        images = pipe(
-            image=to_tensor(padded, pipe),
-            mask_image=to_tensor(np.repeat(hole, 3, axis=2), pipe)[:, :1],
-            height=padded.shape[0],
-            width=padded.shape[1],
-            **denoise_args(ctx, o),
-        ).images
-        made = crop_to(np.asarray(images[0], dtype=np.float32), size)
+        extra = self.prepare(pipe, ctx)
+        native = native_size(pipe)
+        h, w = blend.shape
+        if o["region"] == "auto" and max(h, w) > native:
+            y0, y1, x0, x1 = region_box(blend > 0, o["context"])
+            made = job.rgb.copy()
+            crop = self._inpaint(pipe, job.rgb[y0:y1, x0:x1], blend[y0:y1, x0:x1] > 0, ctx, extra, native)
+            made[y0:y1, x0:x1] = crop
+        else:
+            made = self._inpaint(pipe, job.rgb, blend > 0, ctx, extra, None)
         a = blend[..., None]
         rgb = job.rgb * (1.0 - a) + made * a
         grown = o["grow"] > 0 or o["feather"] > 0
         return FrameResult(rgb=np.ascontiguousarray(rgb, dtype=np.float32),
                            filled=(blend > 0).astype(np.float32) if grown else None)
+
+
+    def _inpaint(self, pipe: Any, rgb: np.ndarray, hole: np.ndarray, ctx: PassContext, extra: Dict[str, Any],
+                 native: Optional[int]) -> np.ndarray:
+        """The pipeline on ``rgb`` (scaled so its longer side is ``native`` when given) and back at its size."""
+        h, w = rgb.shape[:2]
+        image, mask = np.clip(rgb, 0, 1), hole.astype(np.float32)
+        if native is not None and max(h, w) != native:
+            k = native / max(h, w)
+            size = (max(8, round(w * k)), max(8, round(h * k)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC)
+            mask = (cv2.resize(mask, size, interpolation=cv2.INTER_LINEAR) > 0).astype(np.float32)
+        padded, size_in = pad_to_multiple(np.ascontiguousarray(image, dtype=np.float32), latent_multiple(pipe))
+        set_vae_tiling(pipe, padded.shape[0], padded.shape[1], ctx)
+        holes, _ = pad_to_multiple(mask[..., None], latent_multiple(pipe), mode="constant")
+        images = pipe(
+            image=to_tensor(padded, pipe),
+            mask_image=to_tensor(np.repeat(holes, 3, axis=2), pipe)[:, :1],
+            height=padded.shape[0],
+            width=padded.shape[1],
+            **denoise_args(ctx, ctx.options),
+            **extra,
+        ).images
+        made = crop_to(np.asarray(images[0], dtype=np.float32), size_in)
+        if made.shape[:2] != (h, w):
+            made = cv2.resize(made, (w, h), interpolation=cv2.INTER_CUBIC)
+        return np.clip(made, 0.0, 1.0).astype(np.float32)
+
+
+def region_box(hole: np.ndarray, context: int) -> tuple:
+    """(y0, y1, x0, x1): the hole's bounding box grown by ``context`` pixels, within the plate."""
+    ys, xs = np.nonzero(hole)
+    h, w = hole.shape
+    return (max(0, ys.min() - context), min(h, ys.max() + 1 + context),
+            max(0, xs.min() - context), min(w, xs.max() + 1 + context))
 
 
 def soft_mask(mask: np.ndarray, grow: int, feather: int) -> np.ndarray:

@@ -9,14 +9,14 @@ the frame is retried with half-size tiles.
 from __future__ import annotations
 
 import math
-from typing import Any, List
+from typing import Any, Dict, List, Optional
 
 import cv2
 import numpy as np
 
 from ...frames.tiling import crop_to, pad_to_multiple, run_tiled, tile_starts
 from ..base import FrameJob, FrameResult, Option, PassContext
-from .common import DiffusionModel, generator, is_oom, prompt_args, set_vae_tiling
+from .common import DiffusionModel, generator, prompt_args, set_vae_tiling
 
 MIN_TILE = 32
 
@@ -37,25 +37,23 @@ class UpscaleModel(DiffusionModel):
                    maximum=2048),
         ]
 
-    def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
+    def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         o = ctx.options
         pipe = self.pipeline(ctx.device)
+        self.prepare(pipe, ctx)
         tile = o["tile"]
-        while True:
-            try:
-                out = self._tiled(pipe, np.clip(job.rgb, 0, 1), tile, min(o["tile_overlap"], tile // 2), ctx)
-                break
-            except RuntimeError as err:
-                if not is_oom(err) or tile // 2 < MIN_TILE:
-                    raise
-                import torch
-
-                torch.cuda.empty_cache()
-                tile //= 2
+        out = self._tiled(pipe, np.clip(job.rgb, 0, 1), tile, min(o["tile_overlap"], tile // 2), ctx)
         if self.scale != 4:
             h, w = job.rgb.shape[:2]
             out = cv2.resize(out, (w * self.scale, h * self.scale), interpolation=cv2.INTER_AREA)
         return FrameResult(rgb=np.ascontiguousarray(out, dtype=np.float32))
+
+    def lighter(self, options: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """After the VAE tiles: half-size tiles, down to MIN_TILE."""
+        lighter = super().lighter(options)
+        if lighter is None and options["tile"] // 2 >= MIN_TILE:
+            lighter = {**options, "tile": options["tile"] // 2}
+        return lighter
 
     def _tiled(self, pipe: Any, rgb: np.ndarray, tile: int, overlap: int, ctx: PassContext) -> np.ndarray:
         o = ctx.options
