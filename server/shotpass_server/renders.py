@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from shotpass_client import digests
 from shotpass_client.patterns import format_frame_list
 
 from . import catalog as cat
@@ -197,7 +198,7 @@ class RenderManager:
         for spec in sub.frames:
             if spec.frame in out:
                 raise InvalidInput(f"frame {spec.frame} is listed twice ({out[spec.frame].input_name} and {spec.name})")
-            digest = self._stored(spec, sub.project)
+            digest = self._stored(spec, sub.project, output_algorithm(sub.settings))
             out[spec.frame] = cat.FrameRow(frame=spec.frame, input_digest=digest, input_name=spec.name)
         return out
 
@@ -206,17 +207,17 @@ class RenderManager:
         for spec in sub.mask_frames:
             if spec.frame not in frames:
                 raise InvalidInput(f"mask frame {spec.frame} ({spec.name}) has no plate frame {spec.frame}")
-            masks[spec.frame] = self._stored(spec, sub.project)
+            masks[spec.frame] = self._stored(spec, sub.project, output_algorithm(sub.settings))
         if masks:
             missing = [f for f in frames if f not in masks]
             if missing:
                 raise InvalidInput(f"the mask plate lacks frame(s) {_frames(missing)} of the plate")
         return masks
 
-    def _stored(self, spec: FrameSpec, project: str) -> str:
+    def _stored(self, spec: FrameSpec, project: str, algorithm: str = digests.SHA256) -> str:
         label = spec.name or f"frame {spec.frame}"
         if spec.path:
-            return self.blobs.put(self._read_path(spec.path, spec.frame, project))
+            return self.blobs.put(self._read_path(spec.path, spec.frame, project), algorithm)
         try:
             check_digest(spec.digest)
         except InvalidInput as err:
@@ -358,7 +359,8 @@ class RenderManager:
                           extra={"render_id": render_id, "frame": frame})
                 self._frame_failed(render_id, frame, f"internal error in {model.name}: {err}", started)
                 continue
-            self._frame_finished(render_id, frame, out, time.perf_counter() - started, len(rows), device)
+            self._frame_finished(render_id, frame, out, time.perf_counter() - started, len(rows), device,
+                                 output_algorithm(settings))
 
     def _request(
         self, render: cat.RenderRow, row: cat.FrameRow, options: Dict[str, Any], reference: Any, device: str
@@ -417,7 +419,7 @@ class RenderManager:
             return
         seconds = (time.perf_counter() - started) / len(frames)
         for frame, out in zip(frames, outs):
-            self._frame_finished(render.id, frame, out, seconds, len(rows), device)
+            self._frame_finished(render.id, frame, out, seconds, len(rows), device, output_algorithm(render.settings))
 
     def _run_remote(
         self,
@@ -444,7 +446,9 @@ class RenderManager:
 
         hooks = ChunkHooks(
             started=started,
-            finished=lambda frame, out, seconds: self._frame_finished(render.id, frame, out, seconds, total, device),
+            finished=lambda frame, out, seconds: self._frame_finished(
+                render.id, frame, out, seconds, total, device, output_algorithm(render.settings)
+            ),
             failed=lambda frame, message, seconds: self._frame_failed(
                 render.id, frame, message, time.perf_counter() - seconds
             ),
@@ -459,11 +463,12 @@ class RenderManager:
         self.executor.run_chunk(device, model.name, requests, hooks)
 
     def _frame_finished(
-        self, render_id: str, frame: int, out: bytes, seconds: float, total: int, device: str = ""
+        self, render_id: str, frame: int, out: bytes, seconds: float, total: int, device: str = "",
+        algorithm: str = digests.SHA256,
     ) -> None:
         """Store the output, then record and announce it: a frame is done only once its blob is stored."""
         try:
-            digest = self.blobs.put(out)
+            digest = self.blobs.put(out, algorithm)
         except StoreFull as err:  # the output cannot be kept: the frame fails with the reason, the server stays up
             self._frame_failed(render_id, frame, f"frame {frame}: {err}", time.perf_counter() - seconds)
             return
@@ -508,6 +513,12 @@ class RenderManager:
             while len(self._references) > 8:
                 self._references.popitem(last=False)
         return self._references[key]
+
+
+def output_algorithm(settings: Dict[str, Any]) -> str:
+    """The digest algorithm a render's outputs are named in: what its client asked for (older renders: sha256)."""
+    algorithm = settings.get("digest_algorithm", digests.SHA256)
+    return algorithm if algorithm in digests.available() else digests.SHA256
 
 
 def _check_uniform(sizes: Dict[int, Tuple[int, int]], frames: Dict[int, cat.FrameRow], model: Model) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from shotpass_client import digests
 from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
 
@@ -191,9 +192,15 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         self.m = manager
         self.devices = devices
         self.accounts = accounts
+        self.data_plane_info: Dict[str, Any] = {}  # ServerInfo fields of the data plane, set when it listens
+        self.starting: Callable[[], bool] = lambda: False  # the app's readiness, for calls outside gRPC
+
+    def caller_of(self, metadata: Any) -> Caller:
+        """The caller a request's metadata (an `authorization` entry) names; raises Unauthenticated."""
+        return self.accounts.caller(metadata) if self.accounts else LOCAL
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
-        return self.accounts.caller(context.invocation_metadata()) if self.accounts else LOCAL
+        return self.caller_of(context.invocation_metadata())
 
     def _check_render(self, caller: Caller, render_id: str, write: bool = False) -> None:
         if self.accounts:
@@ -202,7 +209,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     def _may_reach(self, caller: Caller, digest: str) -> bool:
         return self.accounts.may_reach(caller, digest) if self.accounts else True
 
-    def _reachable_blob(self, caller: Caller, digest: str) -> bool:
+    def reachable_blob(self, caller: Caller, digest: str) -> bool:
         """Stored and the caller's to use. Both checks always run, in this order: another user's blob and a
         digest nobody stored cost the same work, so the answer's timing tells nothing either."""
         reachable = self._may_reach(caller, digest)
@@ -280,6 +287,8 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             colour_config=self.m.colours.config_name,
             default_colour_space=self.m.colours.scene_linear,
             colour_spaces=self.m.colours.names(),
+            digest_algorithms=digests.available(),
+            **self.data_plane_info,
         )
 
     @rpc
@@ -302,9 +311,9 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             # Only blobs the caller may reach are "present": the store dedupes on disk, but never tells one
             # user about another's plates; a caller who lacks one uploads it, proving they hold the bytes.
             # touch: a blob a client was just told about is about to be used, so blob GC leaves it alone.
-            stored = self._reachable_blob(caller, digest) and self.m.blobs.touch(digest)
+            stored = self.reachable_blob(caller, digest) and self.m.blobs.touch(digest)
             (present if stored else missing).append(digest)
-            held = 0 if stored else self.m.blobs.partial_size(_upload_owner(caller), digest)
+            held = 0 if stored else self.m.blobs.partial_size(upload_owner(caller), digest)
             if held:
                 partial.append(pb.PartialBlob(digest=digest, bytes_stored=held))
         return pb.FindBlobsResponse(present=present, missing=missing, partial=partial)
@@ -322,9 +331,9 @@ class ShotPassService(pb_grpc.ShotPassServicer):
                 if writer is None:
                     if not 0 <= chunk.total_size <= MAX_BLOB_BYTES:
                         raise InvalidInput(f"blob size {chunk.total_size} is outside 0..{MAX_BLOB_BYTES}")
-                    present = self._reachable_blob(caller, chunk.digest)
+                    present = self.reachable_blob(caller, chunk.digest)
                     # A first chunk at offset > 0 resumes the caller's cut upload of this blob (see FindBlobs).
-                    writer = self.m.blobs.writer(chunk.digest, chunk.total_size, _upload_owner(caller), chunk.offset)
+                    writer = self.m.blobs.writer(chunk.digest, chunk.total_size, upload_owner(caller), chunk.offset)
                 elif chunk.digest != writer.digest:
                     raise InvalidInput(_cut(writer))
                 writer.write(chunk.offset, chunk.data)
@@ -449,7 +458,7 @@ def _cut(writer: BlobWriter) -> str:
     )
 
 
-def _upload_owner(caller: Caller) -> str:
+def upload_owner(caller: Caller) -> str:
     """Whose partial uploads these are: a cut upload resumes only for the caller who sent its bytes."""
     return "local" if caller.user_id is None else f"user-{caller.user_id}"
 
@@ -472,6 +481,7 @@ def submission(request: pb.SubmitRenderRequest, lane: str) -> Submission:
             "colour_space": s.colour_space,
             "view": s.view,
             "priority": s.priority,
+            "digest_algorithm": request.digest_algorithm or digests.SHA256,
         },
         frames=[_frame_spec(f) for f in request.frames],
         mask_frames=[_frame_spec(f) for f in request.mask_frames],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import hashlib
+import io
 import os
 import tempfile
 import time
@@ -11,10 +11,14 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple
 
 import grpc
 
+from . import digests
 from .proto import shotpass_pb2 as pb
 from .proto import shotpass_pb2_grpc as pb_grpc
+from .transfer import DataPlane, Refused, TransportFailed
 
-CHUNK_BYTES = 1 << 20  # 1 MiB: well under gRPC's 4 MiB default message limit
+# Chunks of 4 MiB, every server's limit (Limits.max_chunk_bytes): a quarter of the messages (and per-message
+# costs) of 1 MiB chunks, still well inside the 8 MiB message limit both sides set.
+CHUNK_BYTES = 4 << 20
 MAX_MESSAGE_BYTES = 8 << 20
 DEFAULT_ADDRESS = os.environ.get("SHOTPASS_SERVER", "localhost:50051")
 FINAL_STATES = (pb.FINISHED, pb.FAILED, pb.CANCELLED)
@@ -51,12 +55,8 @@ def tls_files(
     }
 
 
-def file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK_BYTES), b""):
-            h.update(block)
-    return h.hexdigest()
+def file_digest(path: str, algorithm: str = digests.SHA256) -> str:
+    return digests.of_file(path, algorithm)
 
 
 def state_name(state: int) -> str:
@@ -78,6 +78,11 @@ class Client:
         signed the server's certificate (None: the system's roots); certificate_chain/private_key (PEM) are
         this client's own, for servers that demand mutual TLS."""
         self.address = address
+        self._info: Optional[pb.ServerInfo] = None
+        self._data_plane: Optional[DataPlane] = None
+        self._data_plane_args = dict(token=token, root_certificates=root_certificates,
+                                     certificate_chain=certificate_chain, private_key=private_key)
+        self.use_data_plane = True  # False: every byte over gRPC
         self._metadata: Tuple[Tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -113,7 +118,30 @@ class Client:
     # ----------------------------------------------------------------- info
 
     def server_info(self) -> pb.ServerInfo:
-        return self._call(self._stub.GetServerInfo, pb.GetServerInfoRequest())
+        self._info = self._call(self._stub.GetServerInfo, pb.GetServerInfoRequest())
+        return self._info
+
+    def _server(self) -> pb.ServerInfo:
+        return self._info if self._info is not None else self.server_info()
+
+    @property
+    def digest_algorithm(self) -> str:
+        """The fastest digest both sides compute: blake3 where the server offers it and `blake3` is installed."""
+        return digests.choose(self._server().digest_algorithms)
+
+    def data_plane(self) -> Optional[DataPlane]:
+        """The server's data plane, if it has one and it has not failed this client yet."""
+        if not self.use_data_plane:
+            return None
+        if self._data_plane is None:
+            info = self._server()
+            if not info.data_plane_port:
+                self.use_data_plane = False
+                return None
+            host = self.address.rsplit(":", 1)[0] if ":" in self.address else self.address
+            self._data_plane = DataPlane(host, info.data_plane_port, tls=info.data_plane_tls or self.tls,
+                                         **self._data_plane_args)  # type: ignore[arg-type]
+        return self._data_plane
 
     def list_models(self, pass_name: str = "") -> List[pb.ModelInfo]:
         return list(self._call(self._stub.ListModels, pb.ListModelsRequest(pass_name=pass_name)).models)
@@ -133,15 +161,18 @@ class Client:
     ) -> Tuple[Dict[str, str], int]:
         """Upload what the server lacks, resuming cut uploads where the server says. Returns ({path: digest},
         bytes sent)."""
-        digests = {path: file_digest(path) for path in paths}
+        algorithm = self.digest_algorithm
+        by_path = {path: file_digest(path, algorithm) for path in paths}
         sources: Dict[str, _Source] = {}
-        for path, digest in digests.items():
-            sources.setdefault(digest, _Source(os.path.getsize(path), functools.partial(_file_blocks, path)))
-        return digests, self._upload(sources, on_bytes)
+        for path, digest in by_path.items():
+            sources.setdefault(
+                digest, _Source(os.path.getsize(path), functools.partial(_file_blocks, path), path=path)
+            )
+        return by_path, self._upload(sources, on_bytes)
 
     def upload_bytes(self, data: bytes, on_bytes: Optional[Callable[[int], None]] = None) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        self._upload({digest: _Source(len(data), functools.partial(_memory_blocks, data))}, on_bytes)
+        digest = digests.of_bytes(data, self.digest_algorithm)
+        self._upload({digest: _Source(len(data), functools.partial(_memory_blocks, data), data=data)}, on_bytes)
         return digest
 
     def _upload(self, sources: Dict[str, _Source], on_bytes: Optional[Callable[[int], None]]) -> int:
@@ -165,6 +196,41 @@ class Client:
     ) -> int:
         if not todo:
             return 0
+        had_plane = self.data_plane() is not None
+        sent = self._send_data_plane(todo, resume, on_bytes)
+        todo = {d: s for d, s in todo.items() if d not in sent}
+        if not todo:
+            return sum(sent.values())
+        if had_plane and not self.use_data_plane:  # it failed mid-blob: resume what the server kept of it
+            _, held = self.find_blobs_detail(todo)
+            resume = {**{d: n for d, n in held.items() if d in todo and 0 < n < todo[d].size}, **resume}
+        return sum(sent.values()) + self._send_grpc(todo, resume, on_bytes)
+
+    def _send_data_plane(
+        self, todo: Dict[str, _Source], resume: Dict[str, int], on_bytes: Optional[Callable[[int], None]]
+    ) -> Dict[str, int]:
+        """Whole blobs over the data plane ({digest: bytes} of those sent); a cut upload resumes over gRPC."""
+        plane = self.data_plane()
+        sent: Dict[str, int] = {}
+        for digest, source in todo.items():
+            if plane is None or digest in resume:
+                continue
+            try:
+                if source.path is not None:
+                    plane.upload_file(digest, source.path, source.size, on_bytes)
+                else:
+                    plane.upload_bytes(digest, source.data or b"", on_bytes)
+            except TransportFailed:
+                self.use_data_plane, plane = False, None  # gRPC from here on (resuming what arrived)
+                return sent
+            except Refused as err:
+                raise ClientError(str(err), err.code) from None
+            sent[digest] = source.size
+        return sent
+
+    def _send_grpc(
+        self, todo: Dict[str, _Source], resume: Dict[str, int], on_bytes: Optional[Callable[[int], None]]
+    ) -> int:
 
         def chunks() -> Iterator[pb.UploadChunk]:
             for digest, source in todo.items():
@@ -184,16 +250,9 @@ class Client:
         directory = os.path.dirname(os.path.abspath(dest))
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".shotpass-", suffix=".part")
-        h = hashlib.sha256()
-        size = 0
         try:
             with os.fdopen(fd, "wb") as fh:
-                for chunk in self._stream(self._stub.DownloadBlob, pb.DownloadBlobRequest(digest=digest)):
-                    fh.write(chunk.data)
-                    h.update(chunk.data)
-                    size += len(chunk.data)
-            if h.hexdigest() != digest:
-                raise ClientError(f"download of {digest[:12]} was corrupted; fetch it again", "DATA_LOSS")
+                size = self._download_to(digest, fh)
             os.replace(tmp, dest)
         except BaseException:
             if os.path.exists(tmp):
@@ -202,14 +261,48 @@ class Client:
         return size
 
     def download_bytes(self, digest: str) -> bytes:
-        return b"".join(c.data for c in self._stream(self._stub.DownloadBlob, pb.DownloadBlobRequest(digest=digest)))
+        buffer = io.BytesIO()
+        self._download_to(digest, buffer)
+        return buffer.getvalue()
+
+    def _download_to(self, digest: str, fh) -> int:  # type: ignore[no-untyped-def]
+        """The blob into an open file, verified against its digest: over the data plane, else gRPC."""
+        try:
+            h = digests.hasher_for(digest)
+        except ValueError as err:
+            raise ClientError(f"cannot verify blob {digest[:40]}: {err}", "INVALID_ARGUMENT") from None
+        plane = self.data_plane()
+        if plane is not None:
+            try:
+                return plane.download_to(digest, fh)
+            except TransportFailed:
+                self.use_data_plane = False
+                fh.seek(0)
+                fh.truncate()
+            except Refused as err:
+                raise ClientError(str(err), err.code) from None
+        size = 0
+        for chunk in self._stream(self._stub.DownloadBlob, pb.DownloadBlobRequest(digest=digest)):
+            fh.write(chunk.data)
+            h.update(chunk.data)
+            size += len(chunk.data)
+        if h.digest() != digest:
+            raise ClientError(f"download of {digest[:12]} was corrupted; fetch it again", "DATA_LOSS")
+        return size
 
     # ----------------------------------------------------------------- renders
 
     def submit(self, request: pb.SubmitRenderRequest) -> pb.SubmitRenderResponse:
-        return self._call(self._stub.SubmitRender, request)
+        return self._call(self._stub.SubmitRender, self._with_algorithm(request))
+
+    def _with_algorithm(self, request: pb.SubmitRenderRequest) -> pb.SubmitRenderRequest:
+        """Outputs named in the fastest digest both sides compute (sha256, left unset, for older servers)."""
+        if not request.digest_algorithm and self.digest_algorithm != digests.SHA256:
+            request.digest_algorithm = self.digest_algorithm
+        return request
 
     def preview(self, request: pb.SubmitRenderRequest, timeout_seconds: float = 0) -> pb.PreviewFrameResponse:
+        request = self._with_algorithm(request)
         return self._call(
             self._stub.PreviewFrame, pb.PreviewFrameRequest(render=request, timeout_seconds=timeout_seconds)
         )
@@ -304,10 +397,12 @@ def missing_frames(wanted: Sequence[int], available: Iterable[int]) -> List[int]
 
 
 class _Source(NamedTuple):
-    """One blob to upload: its size, and its bytes from an offset on in chunk-sized blocks."""
+    """One blob to upload: its size, its bytes from an offset on in chunk-sized blocks, and its file or bytes."""
 
     size: int
     blocks: Callable[[int], Iterator[bytes]]
+    path: Optional[str] = None
+    data: Optional[bytes] = None
 
 
 def _file_blocks(path: str, start: int) -> Iterator[bytes]:
