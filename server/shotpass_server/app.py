@@ -102,6 +102,7 @@ class ShotpassServer:
             project_roots=cfg.project_roots,
         )
         self.manager.executor = self.executor
+        self.manager.pipeline_depth = max(0, cfg.pipeline_depth)
         if self.executor is not None:  # GPU boxes that join the cluster later become worker slots
             self.executor.on_new_slot = self.manager.scheduler.add_device
         self.health = health.HealthServicer()

@@ -75,13 +75,47 @@ def run_frame(
     req: FrameRequest, model: Model, colours: ColourSpaces, progress: ProgressFn
 ) -> bytes:
     """Returns the output EXR's bytes for one frame."""
+    staged = prepare_frame(req, model, colours, progress)
+    return finish_frame(staged, process_frame(staged, model), model, colours)
+
+
+@dataclass
+class StagedFrame:
+    """A frame decoded and in the model's working space, ready for the model (`prepared` None: passthrough)."""
+
+    req: FrameRequest
+    image: ExrImage
+    prepared: Optional[_Prepared]
+    progress: ProgressFn
+
+
+# The three stages of run_frame, so a worker can decode frame N+1 and encode frame N-1 while the model runs
+# on frame N (renders.py). Each stage is the same code either way, so pipelined output is bit-identical.
+
+
+def prepare_frame(req: FrameRequest, model: Model, colours: ColourSpaces, progress: ProgressFn) -> StagedFrame:
+    """Decode and colour-convert into the model's working space (the CPU codec's half before the model)."""
     image = decode_exr(req.data, req.source_name)
     if model.pass_name == "passthrough":
+        return StagedFrame(req, image, None, progress)
+    return StagedFrame(req, image, _prepare(req, image, model, colours, progress), progress)
+
+
+def process_frame(staged: StagedFrame, model: Model) -> Optional[FrameResult]:
+    """The model alone (the device's part)."""
+    if staged.prepared is None:
+        staged.progress(1, 1)
+        return None
+    return model.process(staged.prepared.job, staged.prepared.ctx)
+
+
+def finish_frame(staged: StagedFrame, result: Optional[FrameResult], model: Model, colours: ColourSpaces) -> bytes:
+    """Colour back to the plate's space, restore what the model must not touch, encode (the codec's other half)."""
+    if staged.prepared is None:
         # A no-op keeps the whole file: every part, layer and attribute, pixels untouched.
-        progress(1, 1)
-        return encode_exr(add_provenance(image, _provenance(req, model)))
-    prepared = _prepare(req, image, model, colours, progress)
-    return _finish(prepared, model.process(prepared.job, prepared.ctx), model, colours)
+        return encode_exr(add_provenance(staged.image, _provenance(staged.req, model)))
+    assert result is not None
+    return _finish(staged.prepared, result, model, colours)
 
 
 def run_clip(

@@ -20,13 +20,24 @@ from shotpass_client.patterns import format_frame_list
 from . import catalog as cat
 from .blobs import BlobStore, StoreFull, check_digest
 from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError, ShuttingDown
-from .frame_pipeline import FrameRequest, frame_seed, reference_in_working_space, run_clip, run_frame
+from .frame_pipeline import (
+    FrameRequest,
+    StagedFrame,
+    finish_frame,
+    frame_seed,
+    prepare_frame,
+    process_frame,
+    reference_in_working_space,
+    run_clip,
+    run_frame,
+)
 from .frames.colour import ColourSpaces
 from .frames.exr import check_output_size, decode_exr, select_colour
 from .metrics import NO_METRICS, NoMetrics
 from .passes.base import ClipModel, Model, parse_options
 from .passes.registry import ModelRegistry
 from .path_access import PathAccess
+from .pipelined import LoadFailed, run_pipelined
 from .prompts import instruction_warning, unused_prompt_warning
 from .quotas import Quotas, cap_priority
 from .ray_executor import ChunkHooks, RayExecutor, is_slot
@@ -68,6 +79,8 @@ class Submission:
 class RenderManager:
     metrics: NoMetrics = NO_METRICS  # the server attaches its metrics.Metrics
     executor: Optional[RayExecutor] = None  # the server attaches its Ray executor (--executor ray)
+    # Frames decoded ahead of / encoded behind the model ([server] pipeline_depth); 0: one frame at a time.
+    pipeline_depth: int = 2
 
     def __init__(
         self,
@@ -335,6 +348,9 @@ class RenderManager:
         if isinstance(model, ClipModel):
             self._run_clip(render, chunk, model, options, reference, device, scheduler)
             return
+        if self.pipeline_depth > 0:
+            self._run_pipelined(render, chunk, model, options, reference, device, scheduler)
+            return
         for frame in chunk:
             if scheduler.is_cancelled(render_id):
                 return
@@ -361,6 +377,65 @@ class RenderManager:
                 continue
             self._frame_finished(render_id, frame, out, time.perf_counter() - started, len(rows), device,
                                  output_algorithm(settings))
+
+    def _run_pipelined(
+        self,
+        render: cat.RenderRow,
+        chunk: List[int],
+        model: Model,
+        options: Dict[str, Any],
+        reference: Any,
+        device: str,
+        scheduler: Scheduler,
+    ) -> None:
+        """The chunk's frames as _run_chunk runs them one by one, with the codec overlapped (pipelined.py):
+        frame N+1 is read and decoded, and frame N-1 encoded and stored, while the model runs on frame N."""
+        render_id, rows = render.id, {f.frame: f for f in render.frames}
+        algorithm = output_algorithm(render.settings)
+        pending = [f for f in chunk if rows[f].state == cat.F_PENDING]  # finished before a restart: kept
+        started: Dict[int, float] = {}
+
+        def load(frame: int) -> StagedFrame:
+            request = self._request(render, rows[frame], options, reference, device)
+            return prepare_frame(request, model, self.colours, self._progress(render_id, frame, scheduler))
+
+        def compute(frame: int, staged: Any) -> Optional[Tuple[StagedFrame, Any]]:
+            self.catalog.frame_started(render_id, frame)
+            started[frame] = time.perf_counter()
+            try:
+                if isinstance(staged, LoadFailed):
+                    raise staged.error
+                return staged, process_frame(staged, model)
+            except RenderCancelled:
+                self.catalog.reset_frame(render_id, frame)
+                raise
+            except Exception as err:
+                self._frame_error(render_id, frame, err, started[frame], model)
+                return None
+
+        def store(frame: int, computed: Tuple[StagedFrame, Any]) -> None:
+            try:
+                out = finish_frame(computed[0], computed[1], model, self.colours)
+            except Exception as err:
+                self._frame_error(render_id, frame, err, started[frame], model)
+                return
+            self._frame_finished(render_id, frame, out, time.perf_counter() - started[frame], len(rows), device,
+                                 algorithm)
+
+        try:
+            run_pipelined(pending, load, compute, store, self.pipeline_depth, lambda: scheduler.is_cancelled(render_id))
+        except RenderCancelled:
+            return
+
+    def _frame_error(self, render_id: str, frame: int, err: Exception, started: float, model: Model) -> None:
+        """A frame failed: a ShotpassError says why to the user; anything else is a model bug, logged in full."""
+        if isinstance(err, ShotpassError):
+            self._frame_failed(render_id, frame, str(err), started)
+            return
+        log.error("render %s frame %s:\n%s", render_id, frame,
+                  "".join(traceback.format_exception(type(err), err, err.__traceback__)),
+                  extra={"render_id": render_id, "frame": frame})
+        self._frame_failed(render_id, frame, f"internal error in {model.name}: {err}", started)
 
     def _request(
         self, render: cat.RenderRow, row: cat.FrameRow, options: Dict[str, Any], reference: Any, device: str
