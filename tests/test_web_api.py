@@ -19,6 +19,7 @@ from helpers import serve_process, write_pki
 from PIL import Image
 from web_fixtures import Http, add_member, add_user, tiny_plate, web_server
 
+from shotpass_client import digests
 from shotpass_server.blobs import sha256_hex
 
 SLOW = {"seconds": "4.0"}  # per frame: bob's render is still running while the tests look at it
@@ -201,7 +202,8 @@ def test_frames_as_display_proxies_and_as_stored_exrs(site: Dict[str, Any]) -> N
     assert np.abs(got - expected).mean() < 2.0 and np.abs(got - expected).max() < 24
     raw = alice.get(f"{base}/output.exr?display=x")
     assert raw.body[:4] == b"\x76\x2f\x31\x01" and "attachment" in raw.headers["content-disposition"]
-    assert sha256_hex(raw.body) == alice.get(f"/api/renders/{site['v1']}").json()["frames"][0]["output"]
+    output = alice.get(f"/api/renders/{site['v1']}").json()["frames"][0]["output"]
+    assert digests.of_bytes(raw.body, digests.algorithm_of(output)) == output
     source = alice.get(f"{base}/source.exr")
     assert source.body == Path(site["plate"][1001]).read_bytes()  # the plate as uploaded, byte for byte
     # Another view makes another proxy (and it is kept: the second ask is served from the store).
