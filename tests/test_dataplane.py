@@ -182,3 +182,17 @@ def make_plain_server(tmp_path: Path):  # type: ignore[no-untyped-def]
     yield make
     for srv in started:
         srv.stop(grace=0.5)
+
+
+@pytest.mark.parametrize("total_size, offset, data", [(0, 0, b""), (5, 0, b"abcde"), (8 << 30, (8 << 30) - 3, b"xyz"),
+                                                      (300, 128, bytes(range(172)))])
+def test_hand_encoded_chunks_are_the_protobuf_messages(total_size: int, offset: int, data: bytes) -> None:
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.rawchunks import encode_chunk
+
+    for digest in ("", "ab" * 32, "blake3:" + "cd" * 32):
+        raw = encode_chunk(digest, total_size, offset, data)
+        for kind in (pb.UploadChunk, pb.BlobChunk):
+            message = kind(digest=digest, total_size=total_size, offset=offset, data=data)
+            assert raw == message.SerializeToString()
+            assert kind.FromString(raw) == message

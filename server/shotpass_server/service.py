@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError, Message
 from shotpass_client import digests
 from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
+from shotpass_client.rawchunks import encode_chunk, passthrough
 
 from . import __version__
 from . import catalog as cat
@@ -48,7 +49,7 @@ from .validation import check_digest as check_digest_field
 log = logging.getLogger("shotpass.service")
 Ctx = grpc.ServicerContext
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 4 << 20  # DownloadBlob's chunks: the largest every client accepts (8 MiB messages)
 MAX_CHUNK_BYTES = 4 << 20
 PREVIEW_TIMEOUT = 600.0
 STREAM_RECHECK_S = 1.0  # how often an open WatchRender re-checks its caller's token and access
@@ -149,6 +150,10 @@ def add_to_server(servicer: ShotPassService, server: grpc.Server) -> None:
         )
         for name, handler in captured["handlers"].items()
     }
+    # DownloadBlob yields chunks it encoded itself (rawchunks.py): the blob's bytes are copied once, not thrice.
+    download = handlers["DownloadBlob"]
+    handlers["DownloadBlob"] = download._replace(response_serializer=passthrough(download.response_serializer))
+    servicer.raw_chunks = True
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(captured["name"], handlers),))
     server.add_registered_method_handlers(captured["name"], handlers)
 
@@ -194,6 +199,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         self.accounts = accounts
         self.data_plane_info: Dict[str, Any] = {}  # ServerInfo fields of the data plane, set when it listens
         self.starting: Callable[[], bool] = lambda: False  # the app's readiness, for calls outside gRPC
+        self.raw_chunks = False  # set by add_to_server when DownloadBlob may yield pre-encoded chunks
 
     def caller_of(self, metadata: Any) -> Caller:
         """The caller a request's metadata (an `authorization` entry) names; raises Unauthenticated."""
@@ -365,7 +371,10 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             self.accounts.check_blob(caller, request.digest)
         size = self.m.blobs.size(request.digest)
         for offset, data in self.m.blobs.iter_chunks(request.digest, CHUNK_BYTES):
-            yield pb.BlobChunk(digest=request.digest, total_size=size, offset=offset, data=data)
+            if self.raw_chunks:
+                yield encode_chunk(request.digest, size, offset, data)  # type: ignore[misc]
+            else:
+                yield pb.BlobChunk(digest=request.digest, total_size=size, offset=offset, data=data)
         if size == 0:
             yield pb.BlobChunk(digest=request.digest, total_size=0, offset=0, data=b"")
 

@@ -16,6 +16,7 @@ import grpc
 from . import digests
 from .proto import shotpass_pb2 as pb
 from .proto import shotpass_pb2_grpc as pb_grpc
+from .rawchunks import encode_chunk, passthrough
 from .transfer import DataPlane, Refused, TransportFailed
 
 # Chunks of 4 MiB, every server's limit (Limits.max_chunk_bytes): a quarter of the messages (and per-message
@@ -98,6 +99,12 @@ class Client:
         else:
             self._channel = grpc.insecure_channel(address, options=options)
         self._stub = pb_grpc.ShotPassStub(self._channel)
+        # UploadBlobs with chunks encoded by hand (rawchunks.py): no protobuf copies of the blob's bytes.
+        self._raw_upload = self._channel.stream_unary(
+            "/shotpass.v1.ShotPass/UploadBlobs",
+            request_serializer=passthrough(pb.UploadChunk.SerializeToString),
+            response_deserializer=pb.UploadBlobsResponse.FromString,
+        )
         try:
             grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
         except grpc.FutureTimeoutError:
@@ -254,18 +261,18 @@ class Client:
         self, todo: Dict[str, _Source], resume: Dict[str, int], on_bytes: Optional[Callable[[int], None]]
     ) -> int:
 
-        def chunks() -> Iterator[pb.UploadChunk]:
+        def chunks() -> Iterator[bytes]:
             for digest, source in todo.items():
                 offset = start = resume.get(digest, 0)
                 for data in source.blocks(start):
-                    yield pb.UploadChunk(digest=digest, total_size=source.size, offset=offset, data=data)
+                    yield encode_chunk(digest, source.size, offset, data)  # an UploadChunk, one copy of data
                     offset += len(data)
                     if on_bytes:
                         on_bytes(len(data))
                 if offset == start == 0:  # an empty blob still needs one chunk to exist
-                    yield pb.UploadChunk(digest=digest, total_size=source.size, offset=0, data=b"")
+                    yield encode_chunk(digest, source.size, 0, b"")
 
-        return self._call(self._stub.UploadBlobs, chunks()).bytes_received
+        return self._call(self._raw_upload, chunks()).bytes_received
 
     def download(self, digest: str, dest: str) -> int:
         """Write a blob to dest atomically (a partial file is never left under dest's name)."""
