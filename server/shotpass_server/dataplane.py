@@ -84,6 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
     plane: DataPlane
     protocol_version = "HTTP/1.1"  # keep-alive: a client sends a shot's frames over one connection
     server_version = "shotpass-dataplane"
+    timeout = 120  # seconds a connection may sit idle or stall mid-body before it is closed
     disable_nagle_algorithm = True  # headers then sendfile: Nagle would hold the body for a delayed ACK
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name

@@ -20,7 +20,8 @@ from typing import Callable, List, Optional
 from . import digests
 
 BLOCK_BYTES = 8 << 20
-TIMEOUT_S = 60.0
+TIMEOUT_S = 60.0  # a stalled transfer
+CONNECT_TIMEOUT_S = 3.0
 _CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
           507: "RESOURCE_EXHAUSTED"}
 
@@ -65,11 +66,14 @@ class DataPlane:
     def _connection(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            # A short connect timeout: a firewalled port must not hold an upload long before gRPC takes over.
             if self._context is not None:
-                conn = http.client.HTTPSConnection(self.host, self.port, timeout=TIMEOUT_S, context=self._context)
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=CONNECT_TIMEOUT_S,
+                                                   context=self._context)
             else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S)
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT_S)
             conn.connect()
+            conn.sock.settimeout(TIMEOUT_S)
             # Headers, then the body by sendfile: with Nagle on, the body would wait for a delayed ACK (40 ms).
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._local.conn = conn
