@@ -196,3 +196,42 @@ def test_hand_encoded_chunks_are_the_protobuf_messages(total_size: int, offset: 
             message = kind(digest=digest, total_size=total_size, offset=offset, data=data)
             assert raw == message.SerializeToString()
             assert kind.FromString(raw) == message
+
+
+def test_with_mutual_tls_the_data_plane_speaks_https_and_wants_a_client_certificate(tmp_path: Path) -> None:
+    import ssl
+
+    from helpers import write_pki
+
+    from shotpass_client import Client, digests
+    from shotpass_client.client import tls_files
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import load_config
+
+    pki = write_pki(tmp_path / "pki")
+    config = tmp_path / "shotpass.toml"
+    config.write_text("\n".join(["[server]", 'listen = "127.0.0.1:0"', 'data_dir = "data"', "[tls]",
+                                 f'cert = "{pki["server_cert"]}"', f'key = "{pki["server_key"]}"',
+                                 f'client_ca = "{pki["ca_cert"]}"']) + "\n")
+    srv = ShotpassServer(load_config(config))
+    srv.start()
+    try:
+        tls = tls_files(str(pki["ca_cert"]), str(pki["client_cert"]), str(pki["client_key"]))
+        with Client(srv.address, **tls) as client:  # type: ignore[arg-type]
+            info = client.server_info()
+            assert info.data_plane_tls and info.data_plane_port == srv.data_plane.port
+            digest = client.upload_files([str(PLATE)])[0][str(PLATE)]
+            assert client.use_data_plane, "the HTTPS data plane failed and gRPC took over"
+            assert client.download_bytes(digest) == PLATE.read_bytes()
+            assert client.use_data_plane and digests.algorithm_of(digest) == "blake3"
+        # Plain HTTP gets no answer, and HTTPS without a client certificate no handshake.
+        with pytest.raises((http.client.HTTPException, OSError)):
+            request(srv, "GET", digest)
+        context = ssl.create_default_context(cafile=str(pki["ca_cert"]))
+        conn = http.client.HTTPSConnection("127.0.0.1", srv.data_plane.port, timeout=10, context=context)
+        with pytest.raises((ssl.SSLError, OSError, http.client.HTTPException)):
+            conn.request("GET", f"/v1/blobs/{digest}")
+            conn.getresponse().read()
+        conn.close()
+    finally:
+        srv.stop(grace=0.2)

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
@@ -60,10 +61,7 @@ class DataPlane:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]") or "0.0.0.0"
         handler = type("Handler", (_Handler,), {"plane": self})
-        server = ThreadingHTTPServer((host, int(port)), handler)
-        server.daemon_threads = True
-        if self.ssl_context is not None:
-            server.socket = self.ssl_context.wrap_socket(server.socket, server_side=True)
+        server = _Server((host, int(port)), handler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="shotpass-dataplane", daemon=True)
         self._thread.start()
@@ -80,12 +78,34 @@ class DataPlane:
             self._server = None
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A failed TLS handshake or a peer gone mid-request: one line, not a traceback on stderr.
+        log.info("data plane connection from %s failed: %s", client_address[0], sys.exc_info()[1])
+
+
 class _Handler(BaseHTTPRequestHandler):
     plane: DataPlane
     protocol_version = "HTTP/1.1"  # keep-alive: a client sends a shot's frames over one connection
     server_version = "shotpass-dataplane"
     timeout = 120  # seconds a connection may sit idle or stall mid-body before it is closed
     disable_nagle_algorithm = True  # headers then sendfile: Nagle would hold the body for a delayed ACK
+
+    def setup(self) -> None:
+        # TLS handshakes happen here, on the connection's own thread: a slow or hostile client cannot hold
+        # up the accept loop, and the idle timeout covers the handshake too.
+        self.request.settimeout(self.timeout)
+        if self.plane.ssl_context is not None:
+            self.request = self.plane.ssl_context.wrap_socket(self.request, server_side=True)
+        super().setup()
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, socket.timeout, ssl.SSLError) as err:  # a failed handshake or a dropped peer
+            log.info("data plane connection from %s ended: %s", self.client_address[0], err)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("%s " + format, self.client_address[0], *args)
