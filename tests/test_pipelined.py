@@ -133,3 +133,43 @@ def test_a_frame_the_model_fails_fails_alone(pipelined_server, tmp_path: Path) -
     assert states == {**{f: pb.FRAME_DONE for f in FRAMES}, 4: pb.FRAME_FAILED}
     failed = next(f for f in render.frames if f.frame == 4)
     assert "internal error in test-hold-later: frame 4 refused" in failed.error
+
+
+def test_the_stages_overlap_keep_order_and_pass_errors_on() -> None:
+    from shotpass_server.errors import RenderCancelled
+    from shotpass_server.pipelined import LoadFailed, run_pipelined
+
+    stored, computing = [], []
+
+    def load(frame: int) -> int:
+        if frame == 3:
+            raise ValueError("frame 3 unreadable")
+        return frame * 10
+
+    def compute(frame: int, loaded: object) -> object:
+        computing.append(frame)
+        return None if isinstance(loaded, LoadFailed) else loaded
+
+    run_pipelined(range(1, 7), load, compute, lambda frame, value: stored.append((frame, value)), depth=2)
+    assert computing == [1, 2, 3, 4, 5, 6] and stored == [(f, f * 10) for f in (1, 2, 4, 5, 6)]
+
+    # A cancel in the model: what was computed before it is stored, nothing after it is, the cancel goes on.
+    stored.clear()
+
+    def cancel_at_4(frame: int, loaded: object) -> object:
+        if frame == 4:
+            raise RenderCancelled("cancelled")
+        return loaded
+
+    with pytest.raises(RenderCancelled):
+        run_pipelined(range(1, 9), lambda f: f, cancel_at_4, lambda f, v: stored.append(f), depth=2)
+    assert stored == [1, 2, 3]
+
+    # A store that breaks stops the run with its error (no hang waiting for frames that never come).
+    def broken_store(frame: int, value: object) -> None:
+        raise OSError("catalog gone")
+
+    started = time.monotonic()
+    with pytest.raises(OSError, match="catalog gone"):
+        run_pipelined(range(1, 50), lambda f: f, lambda f, v: v, broken_store, depth=2)
+    assert time.monotonic() - started < 30

@@ -58,7 +58,8 @@ def run_pipelined(
                     break
                 except queue.Full:
                     continue
-        loaded.put(_END) if not halt.is_set() else None
+        if not halt.is_set():
+            loaded.put(_END)
 
     def storer() -> None:
         while True:
@@ -78,7 +79,10 @@ def run_pipelined(
         t.start()
     try:
         while not store_error:
-            entry = loaded.get()
+            try:
+                entry = loaded.get(timeout=0.1)  # a failed storer halts the loader, which then sends no _END
+            except queue.Empty:
+                continue
             if entry is _END:
                 break
             if stop():  # cancelled: frames loaded ahead were never started, so nothing to undo
