@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from pathlib import Path
 from typing import Iterator, Tuple
 
@@ -121,6 +122,22 @@ def test_the_data_plane_refuses_missing_and_bad_tokens_and_other_projects_blobs(
     # Sending the bytes proves he holds them: from then on the blob is his too.
     assert request(server, "PUT", digest, token=users["bob"], body=data)[0] == 201
     assert request(server, "GET", digest, token=users["bob"]) == (200, data)
+
+    def count(name: str, expected: float, **labels: str) -> float:
+        # The server counts a request just after its last byte went out: give it a moment to get there.
+        deadline = time.monotonic() + 10
+        while True:
+            value = server.metrics.registry.get_sample_value(name, labels) or 0
+            if value >= expected or time.monotonic() > deadline:
+                return value
+            time.sleep(0.02)
+
+    requests = "shotpass_data_plane_requests_total"
+    assert count(requests, 2, method="PUT", status="401") == 2
+    assert count(requests, 2, method="GET", status="403") == 2
+    assert count(requests, 2, method="PUT", status="201") == 2
+    assert count("shotpass_data_plane_bytes_total", 2 * len(data), method="PUT") == 2 * len(data)
+    assert count("shotpass_data_plane_bytes_total", 2 * len(data), method="GET") == 2 * len(data)
 
 
 def test_the_data_plane_refuses_a_wrong_digest_without_storing_anything(server) -> None:

@@ -149,6 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             writer.suspend()  # no-op after commit; keeps a cut upload for a gRPC resume
         if service.accounts:
             service.accounts.record_upload(caller, digest)
+        self._moved = size
         self._answer(201, {"digest": digest, "size": size, "already_present": present})
 
     def _get(self) -> None:
@@ -170,6 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.flush()
             sent = self.connection.sendfile(fh, 0, size) if size else 0  # os.sendfile on a plain socket
+            self._moved = sent
             if sent != size:
                 self.close_connection = True
                 log.warning("blob %s: sent %d of %d bytes (the file changed?)", digest[:12], sent, size)
@@ -196,7 +198,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def send_response(self, code: int, message: Optional[str] = None) -> None:
+        self._status = code
+        super().send_response(code, message)
+
     def _guarded(self, handle: Any) -> None:
+        self._status, self._moved = 0, 0
         try:
             handle()
         except ShotpassError as exc:
@@ -207,6 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             log.exception("data plane %s %s failed", self.command, self.path[:80])
             self._refuse(500, f"internal error: {exc}")
+        self.plane.service.m.metrics.data_plane_request(self.command, self._status, self._moved)
 
     def _refuse(self, status: int, message: str) -> None:
         if self.headers.get("Content-Length", "0") != "0" and self.command == "PUT":
