@@ -131,6 +131,8 @@ def test_chunked_tasks_of_one_job_make_one_version_with_every_frame_once(capsys,
     assert len({r["render"] for r in results}) == 1, "tasks of one job made several renders"
     assert [r["frames"] for r in results] == [[1, 2, 3], [4, 5, 6], [7, 8], [4, 5, 6]]
     assert all(r["version"] == 1 and r["job_key"] == "job-42" for r in results)
+    # A task returns once its own frames are stored; the render finishes after its quality check.
+    list(client.watch(results[0]["render"]))
     render = client.get_render(results[0]["render"])
     assert render.state == pb.FINISHED and render.job_key == "job-42"
     assert [f.frame for f in render.frames] == list(range(1, 9))

@@ -217,7 +217,9 @@ class RenderManager:
                     render_id = create()
         for w in warnings:
             self.catalog.add_event(render_id, "WARNING", {"message": w})
-        self.scheduler.enqueue(render_id)
+        # A farm retry whose frames are all done leaves its job's finished render as it is (not run again).
+        if self.catalog.get_render(render_id, with_frames=False).state not in cat.FINAL_STATES:
+            self.scheduler.enqueue(render_id)
         return render_id, warnings
 
     def _check_schedule(self, settings: Dict[str, Any], model: Model) -> None:
