@@ -62,13 +62,25 @@ def outputs(client: Any, render_id: str) -> Dict[int, bytes]:
     return {f: client.download_bytes(d) for f, d in outputs_by_frame(render).items()}
 
 
-def test_pipelined_output_is_bit_identical_to_sequential(pipelined_server, tmp_path: Path) -> None:
+# Stylize is temporal (flow) by default; `temporal=off` frames are the ones pipelined. Temporal renders (each
+# frame built from its neighbours' stored outputs) run in plan order, one at a time, whatever pipeline_depth
+# says; per-frame schedules resolve in the loader as they do one frame at a time.
+@pytest.mark.parametrize("options,by_frame", [
+    ({"temporal": "off"}, {}),
+    ({"temporal": "flow"}, {}),
+    ({"temporal": "keyframes", "keyframe_every": "3"}, {}),
+    ({"temporal": "off"}, {"style": {1: "2", 6: "9"}}),
+], ids=["per-frame", "temporal-flow", "temporal-keyframes", "per-frame-schedule"])
+def test_pipelined_output_is_bit_identical_to_sequential(
+    pipelined_server, tmp_path: Path, options: Dict[str, str], by_frame: Dict[str, Dict[int, str]]
+) -> None:
     from shotpass_client import Client
     from shotpass_client.jobs import RenderSpec, plate_frames, submit_render
 
     plate = plate_frames(tiny_plate(tmp_path / "plate", FRAMES))
     # A starter model with a working space other than the plate's: colour in and out run on the side threads.
-    spec = RenderSpec(model="styletransfer-preset", seed=7, colour_space="ACEScg")
+    spec = RenderSpec(model="styletransfer-preset", seed=7, colour_space="ACEScg", options=options,
+                      options_by_frame=by_frame)
     with Client(pipelined_server.address) as client:
         runs = {}
         for depth in (0, 2):
@@ -82,6 +94,8 @@ def test_pipelined_output_is_bit_identical_to_sequential(pipelined_server, tmp_p
         # The render id in each file's provenance is the only difference allowed, byte for byte.
         assert seq_id.encode() in sequential[frame]
         assert sequential[frame].replace(seq_id.encode(), pipe_id.encode()) == pipelined[frame], f"frame {frame}"
+        # The temporal hook ran where asked (its provenance is in the file), and only there.
+        assert (b"shotpass/temporal" in pipelined[frame]) == (options["temporal"] != "off"), f"frame {frame}"
 
 
 def test_a_cancel_mid_chunk_records_no_partial_frame(pipelined_server, tmp_path: Path) -> None:
