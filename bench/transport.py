@@ -11,7 +11,6 @@ repetitions are printed; the headline is the gRPC/raw ratio (1.0 = as fast as a 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import socket
 import statistics
@@ -194,9 +193,11 @@ def raw_round(raw: RawClient, paths: List[str]) -> Tuple[float, float]:
     return up, down
 
 
-def hash_seconds(paths: List[str]) -> float:
-    """sha256 of the same files: the content addressing every gRPC upload and download pays."""
-    return timed(lambda: [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths])
+def hash_seconds(paths: List[str], algorithm: str) -> float:
+    """The digest of the same files (read + hash), as a client computes it before an upload."""
+    from shotpass_client import digests
+
+    return timed(lambda: [digests.of_file(p, algorithm) for p in paths])
 
 
 def report(name: str, total: int, seconds: List[float], raw: List[float] | None = None) -> float:
@@ -218,17 +219,26 @@ def run(frames: int, size: Tuple[int, int], compression: str, reps: int) -> None
         grpc_proc, grpc_addr = start([sys.executable, "-m", "shotpass_server.cli", "serve", "--listen",
                                       "127.0.0.1:0", "--data-dir", str(root / "data")], "serving on ", log)
         raw_proc, raw_addr = start([sys.executable, __file__, "--raw-server"], "raw serving on ", log)
-        results: Dict[str, List[float]] = {k: [] for k in ("up", "down", "mem", "raw_up", "raw_down", "hash")}
+        keys = ("up", "down", "mem", "dp_up", "dp_down", "dp_mem", "raw_up", "raw_down", "sha256", "blake3")
+        results: Dict[str, List[float]] = {k: [] for k in keys}
         try:
-            with Client(grpc_addr) as client:
+            with Client(grpc_addr) as client, Client(grpc_addr) as grpc_only:
+                grpc_only.use_data_plane = False
+                if client.data_plane() is None or client.digest_algorithm != "blake3":
+                    raise SystemExit("the server offers no data plane or no blake3: is this checkout installed?")
                 raw = RawClient(raw_addr)
                 for rep in range(reps):
-                    paths = write_frames(plate, frames, size, compression, seed=rep)
-                    for key, value in zip(("up", "down", "mem"), grpc_round(client, paths, out)):
+                    # Fresh frames for each path, so neither finds its blobs already stored.
+                    paths = write_frames(plate, frames, size, compression, seed=2 * rep)
+                    for key, value in zip(("up", "down", "mem"), grpc_round(grpc_only, paths, out)):
                         results[key].append(value)
                     for key, value in zip(("raw_up", "raw_down"), raw_round(raw, paths)):
                         results[key].append(value)
-                    results["hash"].append(hash_seconds(paths))
+                    paths = write_frames(plate, frames, size, compression, seed=2 * rep + 1)
+                    for key, value in zip(("dp_up", "dp_down", "dp_mem"), grpc_round(client, paths, out)):
+                        results[key].append(value)
+                    for algorithm in ("sha256", "blake3"):
+                        results[algorithm].append(hash_seconds(paths, algorithm))
                 raw.close()
         finally:
             stop(grpc_proc)
@@ -245,14 +255,20 @@ def print_results(
           f"fresh random frames each; {os.cpu_count()} CPUs")
     report("raw TCP upload (sendall from memory)", total, r["raw_up"])
     report("raw TCP download (recv_into preallocated)", total, r["raw_down"])
-    report("gRPC upload (Client.upload_files, sha256)", total, r["up"], r["raw_up"])
-    report("gRPC download (Client.download to file, sha256)", total, r["down"], r["raw_down"])
+    report("gRPC upload (upload_files, blake3)", total, r["up"], r["raw_up"])
+    report("gRPC download (download to file, blake3)", total, r["down"], r["raw_down"])
     report("gRPC download in memory (download_bytes)", total, r["mem"], r["raw_down"])
-    report("sha256 alone (read + hash, for context)", total, r["hash"])
-    grpc_s = statistics.median(r["up"]) + statistics.median(r["down"])
+    report("data plane upload (upload_files, blake3)", total, r["dp_up"], r["raw_up"])
+    report("data plane download (download to file)", total, r["dp_down"], r["raw_down"])
+    report("data plane download in memory", total, r["dp_mem"], r["raw_down"])
+    sha = report("sha256 alone (read + hash)", total, r["sha256"])
+    b3 = report("blake3 alone (read + hash, all cores)", total, r["blake3"])
+    print(f"hashing: blake3/sha256 = {b3 / sha:.2f}x")
     raw_s = statistics.median(r["raw_up"]) + statistics.median(r["raw_down"])
-    print(f"gRPC {2 * total / MB / grpc_s:.0f} MB/s vs raw TCP {2 * total / MB / raw_s:.0f} MB/s "
-          f"(upload + download): ratio gRPC/raw = {raw_s / grpc_s:.2f}")
+    for name, up, down in (("gRPC", "up", "down"), ("data plane", "dp_up", "dp_down")):
+        s = statistics.median(r[up]) + statistics.median(r[down])
+        print(f"{name} {2 * total / MB / s:.0f} MB/s vs raw TCP {2 * total / MB / raw_s:.0f} MB/s "
+              f"(upload + download): ratio {name}/raw = {raw_s / s:.2f}")
 
 
 def parse_size(text: str) -> Tuple[int, int]:

@@ -52,7 +52,7 @@ def test_server_info_lists_passes_models_and_option_schemas(client) -> None:
     assert info.default_colour_space == "ACEScg"
     from shotpass_client.client import CHUNK_BYTES
 
-    assert CHUNK_BYTES <= 1 << 20 <= info.limits.max_chunk_bytes <= 4 << 20
+    assert CHUNK_BYTES <= info.limits.max_chunk_bytes <= 4 << 20 < info.limits.max_message_bytes
     assert info.version
 
 
@@ -80,9 +80,12 @@ def test_blob_upload_is_verified_before_it_becomes_visible(client) -> None:
     except grpc.RpcError as err:
         assert "cut" in err.details()
     assert client.find_blobs([wrong]) == set()
-    assert client.upload_bytes(data) == good
-    assert client.find_blobs([good]) == {good}
-    assert client.download_bytes(good) == data
+    from shotpass_client import digests
+
+    current = digests.of_bytes(data, client.digest_algorithm)  # blake3 where both sides have it
+    assert client.upload_bytes(data) == current
+    assert client.find_blobs([current, good]) == {current}, "one content, two algorithms: two blobs"
+    assert client.download_bytes(current) == data
     try:
         client.download_bytes("0" * 64)
         raise AssertionError("download of an unknown blob succeeded")

@@ -28,17 +28,38 @@ class Cut(Exception):
 
 
 def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The digest a current client gives the file (blake3 where installed, as on a current server)."""
+    from shotpass_client import digests
+
+    return digests.of_file(str(path), digests.available()[0])
+
+
+@pytest.fixture
+def client(server: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """These tests cut gRPC upload streams at 1 MiB chunk boundaries: gRPC only, 1 MiB chunks."""
+    from shotpass_client import Client
+
+    monkeypatch.setattr("shotpass_client.client.CHUNK_BYTES", MiB)
+    c = Client(server.address)  # type: ignore[attr-defined]
+    c.use_data_plane = False
+    try:
+        yield c
+    finally:
+        c.close()
 
 
 def assert_store_consistent(blob_root: Path) -> None:
-    """Every visible blob's content hashes to its name; no temp file is left behind."""
+    """Every visible blob's content hashes to its name (either algorithm); no temp file is left behind."""
+    from shotpass_client import digests
+
     seen = 0
-    for sub in blob_root.iterdir():
-        if len(sub.name) == 2:
-            for f in sub.iterdir():
-                assert hashlib.sha256(f.read_bytes()).hexdigest() == sub.name + f.name, f"corrupt blob {f}"
-                seen += 1
+    for algorithm, base in ((digests.SHA256, blob_root), (digests.BLAKE3, blob_root / "blake3")):
+        for sub in base.iterdir() if base.is_dir() else ():
+            if len(sub.name) == 2:
+                for f in sub.iterdir():
+                    name = digests.named(algorithm, sub.name + f.name)
+                    assert digests.of_bytes(f.read_bytes(), algorithm) == name, f"corrupt blob {f}"
+                    seen += 1
     assert not list((blob_root / "tmp").iterdir()), "a half-written temp file was left in the store"
     assert seen, "the store holds no blob at all"
 
@@ -256,7 +277,9 @@ def test_gc_deletes_only_old_blobs_no_render_uses(server, client, capsys) -> Non
     assert f"deleted {unused_new}" in out and f"freed {human_bytes(MEDIUM.stat().st_size)}: 1 unused blob(s)" in out
     assert client.find_blobs([used, output, unused_new]) == {used, output}
     again = client.get_render(render.id).frames[0]
-    assert hashlib.sha256(client.download_bytes(again.output_digest)).hexdigest() == output
+    from shotpass_client import digests
+
+    assert digests.of_bytes(client.download_bytes(again.output_digest), digests.algorithm_of(output)) == output
     assert client.download_bytes(used) == SMALL.read_bytes()
 
 
@@ -315,7 +338,7 @@ def test_a_partial_upload_resumes_only_for_the_user_who_sent_it(server) -> None:
 
     tokens = {name: server.accounts.add_user(name) for name in ("alice", "bob")}
     data = MEDIUM.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha(MEDIUM)
     with Client(server.address, tokens["alice"]) as alice, Client(server.address, tokens["bob"]) as bob:
         half = pb.UploadChunk(digest=digest, total_size=len(data), data=data[: len(data) // 2])
         with pytest.raises(grpc.RpcError):

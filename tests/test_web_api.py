@@ -19,6 +19,7 @@ from helpers import serve_process, write_pki
 from PIL import Image
 from web_fixtures import Http, add_member, add_user, tiny_plate, web_server
 
+from shotpass_client import digests
 from shotpass_server.blobs import sha256_hex
 
 SLOW = {"seconds": "4.0"}  # per frame: bob's render is still running while the tests look at it
@@ -201,7 +202,8 @@ def test_frames_as_display_proxies_and_as_stored_exrs(site: Dict[str, Any]) -> N
     assert np.abs(got - expected).mean() < 2.0 and np.abs(got - expected).max() < 24
     raw = alice.get(f"{base}/output.exr?display=x")
     assert raw.body[:4] == b"\x76\x2f\x31\x01" and "attachment" in raw.headers["content-disposition"]
-    assert sha256_hex(raw.body) == alice.get(f"/api/renders/{site['v1']}").json()["frames"][0]["output"]
+    output = alice.get(f"/api/renders/{site['v1']}").json()["frames"][0]["output"]
+    assert digests.of_bytes(raw.body, digests.algorithm_of(output)) == output
     source = alice.get(f"{base}/source.exr")
     assert source.body == Path(site["plate"][1001]).read_bytes()  # the plate as uploaded, byte for byte
     # Another view makes another proxy (and it is kept: the second ask is served from the store).
@@ -237,6 +239,7 @@ def _display_referred(path: Path, display: str, view: str) -> np.ndarray:
 def test_blobs_by_digest_follow_the_download_rule(site: Dict[str, Any]) -> None:
     alice, admin = user(site, "alice"), user(site, "admin")
     mine = alice.get(f"/api/renders/{site['v1']}").json()["frames"][1]["output"]
+    assert digests.algorithm_of(mine) == digests.BLAKE3  # outputs named in the client's digest: served by it too
     assert alice.get(f"/api/blobs/{mine}.jpg").status == 200
     assert alice.get(f"/api/blobs/{mine}.exr").status == 200
     bobs = admin.get(f"/api/renders/{site['bob']}").json()["frames"][0]["source"]
@@ -245,6 +248,7 @@ def test_blobs_by_digest_follow_the_download_rule(site: Dict[str, Any]) -> None:
     secret = sha256_hex(b"not in any of alice's projects")
     assert alice.get(f"/api/blobs/{secret}.jpg").status == 403  # the same answer whether stored or not
     assert admin.get(f"/api/blobs/{secret}.jpg").status == 404
+    assert alice.get(f"/api/blobs/{digests.of_bytes(b'not hers', digests.BLAKE3)}.exr").status == 403
     assert alice.get("/api/blobs/abc.jpg").status == 400
     assert alice.get(f"/api/blobs/{mine}.png").status == 404
 

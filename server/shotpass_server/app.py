@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple
@@ -19,6 +20,7 @@ from .blob_gc import periodic_gc
 from .blobs import BlobStore
 from .catalog import QUEUED, Catalog
 from .config import ServerConfig
+from .dataplane import DataPlane, listen_address
 from .errors import InvalidInput
 from .frames.colour import ColourSpaces
 from .frames.exr import set_decode_budget, set_max_frame_pixels
@@ -126,6 +128,7 @@ class ShotpassServer:
             project_roots=cfg.project_roots,
         )
         self.manager.executor = self.executor
+        self.manager.pipeline_depth = max(0, cfg.pipeline_depth)
         if self.executor is not None:  # GPU boxes that join the cluster later become worker slots
             self.executor.on_new_slot = self.manager.scheduler.add_device
         self.health = health.HealthServicer()
@@ -141,6 +144,7 @@ class ShotpassServer:
         self.web: Optional[Any] = None  # web.app.WebServer while [web] listen is set
         self.streams = StreamLimiter(cfg.max_open_streams, cfg.max_streams_per_user)
         self._grpc: Optional[grpc.Server] = None
+        self.data_plane: Optional[DataPlane] = None
         self.port = 0
 
     def start(self) -> int:
@@ -157,10 +161,10 @@ class ShotpassServer:
             ],
             interceptors=[RpcObserver(self.metrics, lambda: self.starting, SERVICE_NAME)],
         )
-        # add_to_server: a non-UTF-8 field answers INVALID_ARGUMENT
         service = ShotPassService(self.manager, self.devices, self.accounts, self.streams,
                                   reload_models=self.reload_models)
-        add_to_server(service, server)
+        service.starting = lambda: self.starting
+        add_to_server(service, server)  # non-UTF-8: INVALID_ARGUMENT
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, health.SERVICE_NAME), server)
         credentials = self._tls_credentials()
@@ -185,11 +189,14 @@ class ShotpassServer:
                 self.web.start(self.cfg.web_listen)
             for check in self.readiness_checks:
                 check()
+            self._start_data_plane(service)
         except BaseException:
             server.stop(0)
             self.metrics.close()
             if self.web is not None:
                 self.web.stop()
+            if self.data_plane is not None:
+                self.data_plane.stop()
             raise
         self.manager.start()
         if self.executor is not None:
@@ -210,6 +217,31 @@ class ShotpassServer:
             status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
             for name in ("", SERVICE_NAME):
                 self.health.set(name, status)
+
+    def _start_data_plane(self, service: ShotPassService) -> None:
+        listen = listen_address(self.cfg.data_plane, self.cfg.listen)
+        if listen is None:
+            return
+        context = self._tls_context()
+        self.data_plane = DataPlane(service, context)
+        try:
+            port = self.data_plane.start(listen)
+        except OSError as err:
+            raise OSError(f"cannot listen on {listen} for the data plane ([server] data_plane): {err}") from None
+        service.data_plane_info = {"data_plane_port": port, "data_plane_tls": context is not None}
+        log.info("data plane on port %d (%s)", port, "https" if context else "http")
+
+    def _tls_context(self) -> Optional[ssl.SSLContext]:
+        """The gRPC port's certificate (and client CA) for the data plane's HTTPS."""
+        cfg = self.cfg
+        if not cfg.tls_cert or not cfg.tls_key:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+        if cfg.tls_client_ca:
+            context.load_verify_locations(str(cfg.tls_client_ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     @property
     def tls_mode(self) -> str:
@@ -251,6 +283,8 @@ class ShotpassServer:
             self._grpc.stop(grace).wait()
         if self.web is not None:  # before the catalog closes: its pages and event streams read it
             self.web.stop()
+        if self.data_plane is not None:
+            self.data_plane.stop()
         self.manager.stop()  # the scheduler is stopped already: this only lets the manager release the rest
         if self.executor is not None:  # after the scheduler: its graceful stop may still cancel remote chunks
             self.executor.stop()

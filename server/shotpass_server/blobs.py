@@ -1,7 +1,9 @@
-"""Content-addressed blob store: sha256-named files, written atomically, verified before they are visible.
+"""Content-addressed blob store: digest-named files, written atomically, verified before they are visible.
 
+A digest names its algorithm (shotpass_client.digests): a bare 64-hex name is sha256, `blake3:<hex>` BLAKE3.
 Layout under the store's root:
-  ab/cdef...            complete, verified blobs (the only files the server ever serves)
+  ab/cdef...            complete, verified sha256 blobs (the only files the server ever serves)
+  blake3/ab/cdef...     complete, verified BLAKE3 blobs
   tmp/                  uploads that cannot resume (server outputs, path-mode reads); cleared at start
   partial/OWNER/DIGEST  the first bytes of a cut upload, kept per caller so that caller can resume it
 
@@ -14,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import re
@@ -25,11 +26,13 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterator, List, Optional, Set, Tuple
 
+from shotpass_client import digests
+
 from .errors import InvalidInput, NotFound, ResourceExhausted
 
 log = logging.getLogger("shotpass.blobs")
 
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_HEX_NAME = re.compile(r"^[0-9a-f]{62}$")  # a blob's file name below its two-character directory
 _OWNER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _FULL_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
                 errno.EFBIG: "a file-size limit was reached"}
@@ -42,12 +45,14 @@ class StoreFull(ResourceExhausted):
 
 
 def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return digests.of_bytes(data, digests.SHA256)
 
 
 def check_digest(digest: str) -> str:
-    if not _DIGEST.match(digest or ""):
-        raise InvalidInput(f"not a sha256 digest: {digest!r} (expected 64 lowercase hex characters)")
+    if not digests.is_digest(digest):
+        raise InvalidInput(
+            f"not a sha256 digest (64 lowercase hex characters) or a blake3:<64 hex> one: {str(digest)[:80]!r}"
+        )
     return digest
 
 
@@ -73,7 +78,7 @@ class BlobWriter:
         self.digest = check_digest(digest)
         self.total_size = total_size
         self.received = 0
-        self._hash = hashlib.sha256()
+        self._hash = digests.hasher_for(self.digest)
         self._file: Optional[BinaryIO] = None
         self._tmp: Optional[Path] = None
         self._done = False
@@ -154,7 +159,7 @@ class BlobWriter:
 
         self._guarded(flush)
         self._file = None
-        actual = self._hash.hexdigest()
+        actual = self._hash.digest()
         if actual != self.digest:
             self.abort()
             raise InvalidInput(
@@ -250,11 +255,15 @@ class BlobStore:
     # ------------------------------------------------------------ reads
 
     def path(self, digest: str) -> Path:
-        check_digest(digest)
-        return self.root / digest[:2] / digest[2:]
+        parsed = digests.parse(digest)
+        if parsed is None:
+            check_digest(digest)  # raises with the message
+        algorithm, hex_digest = parsed  # type: ignore[misc]
+        base = self.root if algorithm == digests.SHA256 else self.root / algorithm
+        return base / hex_digest[:2] / hex_digest[2:]
 
     def has(self, digest: str) -> bool:
-        return _DIGEST.match(digest or "") is not None and self.path(digest).is_file()
+        return digests.is_digest(digest) and self.path(digest).is_file()
 
     def size(self, digest: str) -> int:
         return self._existing(digest).stat().st_size
@@ -284,23 +293,26 @@ class BlobStore:
 
     def blobs(self) -> Iterator[Tuple[str, int, float]]:
         """(digest, size, mtime) of every stored blob; mtime is when it was last uploaded or asked for."""
-        for sub in sorted(self.root.iterdir()):
-            if len(sub.name) != 2 or not sub.is_dir():
-                continue
-            for f in sub.iterdir():
-                digest = sub.name + f.name
-                if not _DIGEST.match(digest):
+        for algorithm in (digests.SHA256, digests.BLAKE3):
+            base = self.root if algorithm == digests.SHA256 else self.root / algorithm
+            for sub in sorted(base.iterdir()) if base.is_dir() else ():
+                if len(sub.name) != 2 or not sub.is_dir():
                     continue
-                try:
-                    st = f.stat()
-                except FileNotFoundError:
-                    continue  # deleted meanwhile
-                yield digest, st.st_size, st.st_mtime
+                for f in sub.iterdir():
+                    digest = digests.named(algorithm, sub.name + f.name)
+                    if not _HEX_NAME.match(f.name) or not digests.is_digest(digest):
+                        continue
+                    try:
+                        st = f.stat()
+                    except FileNotFoundError:
+                        continue  # deleted meanwhile
+                    yield digest, st.st_size, st.st_mtime
 
     # ------------------------------------------------------------ writes
 
-    def put(self, data: bytes) -> str:
-        digest = sha256_hex(data)
+    def put(self, data: bytes, algorithm: str = digests.SHA256) -> str:
+        """Store bytes the server made (outputs, path-mode reads) under their digest in `algorithm`."""
+        digest = digests.of_bytes(data, algorithm)
         if not self.touch(digest):
             writer = BlobWriter(self, digest, len(data))
             try:

@@ -55,6 +55,11 @@ class ServerConfig:
     tls_client_ca: Optional[Path] = None
     metrics_listen: str = ""  # HOST:PORT of the Prometheus /metrics endpoint; empty: off
     web_listen: str = ""  # [web] listen: HOST:PORT of the review pages; empty: off
+    # [server] data_plane: blobs over HTTP(S) beside gRPC (dataplane.py). "auto": the gRPC host on a free port
+    # (advertised in GetServerInfo); HOST:PORT a fixed one (e.g. for a firewall); "off": gRPC only.
+    data_plane: str = "auto"
+    # Frames decoded ahead of and encoded behind the model (frame_pipeline.Pipelined); 0: one frame at a time.
+    pipeline_depth: int = 2
     log_format: str = "text"  # text | json (one object per line)
     # Executor: "local" (one worker per visible GPU, else `workers` CPU workers) or "ray" (one actor per GPU
     # of the Ray cluster at ray_address, else `ray_workers` CPU actors). ray_address: "local" starts Ray here,
@@ -124,6 +129,8 @@ def load_config(path: Optional[Path]) -> ServerConfig:
         raise InvalidInput(f"{path}: [server] max_decode_bytes must be 0 (an eighth of the memory) or a byte count")
     cfg.threads = server.get("threads", cfg.threads)
     cfg.metrics_listen = str(server.get("metrics_listen", cfg.metrics_listen))
+    cfg.data_plane = str(server.get("data_plane", cfg.data_plane))
+    cfg.pipeline_depth = int(server.get("pipeline_depth", cfg.pipeline_depth))
     cfg.log_format = str(server.get("log_format", cfg.log_format))
     cfg.executor = str(server.get("executor", cfg.executor))
     cfg.ray_address = str(server.get("ray_address", cfg.ray_address))

@@ -80,17 +80,61 @@ def run_frame(
     req: FrameRequest, model: Model, colours: ColourSpaces, progress: ProgressFn
 ) -> bytes:
     """Returns the output EXR's bytes for one frame."""
-    if req.temporal is not None:
-        from .temporal.propagate import run_temporal  # imports this module
+    staged = prepare_frame(req, model, colours, progress)
+    return finish_frame(staged, process_frame(staged, model, colours), model, colours)
 
-        return run_temporal(req, model, colours, progress)
+
+@dataclass
+class StagedFrame:
+    """A frame decoded and in the model's working space, ready for the model (`prepared` None: passthrough,
+    or a temporal frame, which runs whole in the model's stage)."""
+
+    req: FrameRequest
+    image: Optional[ExrImage]
+    prepared: Optional[_Prepared]
+    progress: ProgressFn
+
+
+# The three stages of run_frame, so a worker can decode frame N+1 and encode frame N-1 while the model runs
+# on frame N (renders.py). Each stage is the same code either way, so pipelined output is bit-identical.
+
+
+def prepare_frame(req: FrameRequest, model: Model, colours: ColourSpaces, progress: ProgressFn) -> StagedFrame:
+    """Decode and colour-convert into the model's working space (the CPU codec's half before the model)."""
+    if req.temporal is not None:
+        # A temporal frame reads its neighbours' stored outputs, which exist only once they are stored: it
+        # is built whole in the model's stage (renders run temporal plans one frame at a time).
+        return StagedFrame(req, None, None, progress)
     image = decode_exr(req.data, req.source_name)
     if model.pass_name == "passthrough":
+        return StagedFrame(req, image, None, progress)
+    return StagedFrame(req, image, _prepare(req, image, model, colours, progress), progress)
+
+
+def process_frame(staged: StagedFrame, model: Model, colours: ColourSpaces) -> Optional[FrameResult | bytes]:
+    """The model alone (the device's part); a temporal frame's whole EXR."""
+    if staged.req.temporal is not None:
+        from .temporal.propagate import run_temporal  # imports this module
+
+        return run_temporal(staged.req, model, colours, staged.progress)
+    if staged.prepared is None:
+        staged.progress(1, 1)
+        return None
+    return model.process(staged.prepared.job, staged.prepared.ctx)
+
+
+def finish_frame(
+    staged: StagedFrame, result: Optional[FrameResult | bytes], model: Model, colours: ColourSpaces
+) -> bytes:
+    """Colour back to the plate's space, restore what the model must not touch, encode (the codec's other half)."""
+    if isinstance(result, bytes):  # a temporal frame, finished in the model's stage
+        return result
+    if staged.prepared is None:
+        assert staged.image is not None
         # A no-op keeps the whole file: every part, layer and attribute, pixels untouched.
-        progress(1, 1)
-        return encode_exr(add_provenance(image, _provenance(req, model)))
-    prepared = _prepare(req, image, model, colours, progress)
-    return _finish(prepared, model.process(prepared.job, prepared.ctx), model, colours)
+        return encode_exr(add_provenance(staged.image, _provenance(staged.req, model)))
+    assert isinstance(result, FrameResult)
+    return _finish(staged.prepared, result, model, colours)
 
 
 def run_clip(

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 MAX_FRAME_TIMEOUT_S = 7 * 24 * 3600.0
 # Settings that may differ between tasks of one job: they steer how frames run, not what they look like (the
-# server draws the seed of a task without one; a requeue may have changed the render's frame timeout).
-_PER_TASK = ("priority", "seed", FRAME_TIMEOUT)
+# server draws the seed of a task without one; a requeue may have changed the render's frame timeout; farm
+# hosts with and without BLAKE3 name outputs in different digests).
+_PER_TASK = ("priority", "seed", FRAME_TIMEOUT, "digest_algorithm")
 
 
 class FrameTimedOut(ShotpassError):

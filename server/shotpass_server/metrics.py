@@ -70,6 +70,9 @@ class NoMetrics:
     def frame_failed(self, render_id: str, frame: int, message: str) -> None:
         pass
 
+    def data_plane_request(self, method: str, status: int, nbytes: int) -> None:
+        pass
+
     def timed_steps(self, render_id: str, progress: ProgressFn) -> ProgressFn:
         return progress
 
@@ -92,6 +95,10 @@ class Metrics(NoMetrics):
                                       ["pass", "model"], buckets=STEP_BUCKETS, registry=r)
         self.rpcs = Counter("shotpass_rpcs", "RPCs answered, by method and gRPC status code",
                             ["service", "method", "code"], registry=r)
+        self.data_plane = Counter("shotpass_data_plane_requests", "Data plane requests answered, by method and "
+                                  "HTTP status", ["method", "status"], registry=r)
+        self.data_plane_bytes = Counter("shotpass_data_plane_bytes", "Blob bytes moved over the data plane",
+                                        ["method"], registry=r)
         self._render_labels = render_labels
         self._labels: OrderedDict[str, Tuple[str, str]] = OrderedDict()
         self._lock = threading.Lock()
@@ -123,6 +130,11 @@ class Metrics(NoMetrics):
         self.frame_seconds.labels(*labels).observe(seconds)
         self._events.info("frame %d done in %.2fs", frame, seconds,
                           extra={"render_id": render_id, "frame": frame, "seconds": round(seconds, 4)})
+
+    def data_plane_request(self, method: str, status: int, nbytes: int) -> None:
+        self.data_plane.labels(method, str(status)).inc()
+        if nbytes:
+            self.data_plane_bytes.labels(method).inc(nbytes)
 
     def frame_failed(self, render_id: str, frame: int, message: str) -> None:
         self.frames_failed.labels(*self.labels(render_id)).inc()

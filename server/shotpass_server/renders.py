@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from shotpass_client import digests
 from shotpass_client.patterns import format_frame_list
 from shotpass_client.schedule import MAX_KEYS as MAX_SCHEDULE_KEYS
 from shotpass_client.schedule import frame_values, key_count
@@ -21,7 +22,17 @@ from shotpass_client.schedule import frame_values, key_count
 from . import catalog as cat
 from .blobs import BlobStore, StoreFull, check_digest
 from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError, ShuttingDown
-from .frame_pipeline import FrameRequest, frame_seed, reference_in_working_space, run_clip, run_frame
+from .frame_pipeline import (
+    FrameRequest,
+    StagedFrame,
+    finish_frame,
+    frame_seed,
+    prepare_frame,
+    process_frame,
+    reference_in_working_space,
+    run_clip,
+    run_frame,
+)
 from .frames.colour import ColourSpaces
 from .frames.exr import FrameTooLarge, check_output_size
 from .frames.header import read_frame_header
@@ -30,6 +41,7 @@ from .metrics import NO_METRICS, NoMetrics
 from .passes.base import ClipModel, Model, parse_options
 from .passes.registry import ModelRegistry
 from .path_access import PathAccess
+from .pipelined import LoadFailed, run_pipelined
 from .prompts import instruction_warning, unused_prompt_warning
 from .quotas import Quotas, cap_priority
 from .ray_executor import ChunkHooks, RayExecutor, is_slot
@@ -76,6 +88,8 @@ class Submission:
 class RenderManager:
     metrics: NoMetrics = NO_METRICS  # the server attaches its metrics.Metrics
     executor: Optional[RayExecutor] = None  # the server attaches its Ray executor (--executor ray)
+    # Frames decoded ahead of / encoded behind the model ([server] pipeline_depth); 0: one frame at a time.
+    pipeline_depth: int = 2
 
     def __init__(
         self,
@@ -203,7 +217,9 @@ class RenderManager:
                     render_id = create()
         for w in warnings:
             self.catalog.add_event(render_id, "WARNING", {"message": w})
-        self.scheduler.enqueue(render_id)
+        # A farm retry whose frames are all done leaves its job's finished render as it is (not run again).
+        if self.catalog.get_render(render_id, with_frames=False).state not in cat.FINAL_STATES:
+            self.scheduler.enqueue(render_id)
         return render_id, warnings
 
     def _check_schedule(self, settings: Dict[str, Any], model: Model) -> None:
@@ -257,7 +273,7 @@ class RenderManager:
         for spec in sub.frames:
             if spec.frame in out:
                 raise InvalidInput(f"frame {spec.frame} is listed twice ({out[spec.frame].input_name} and {spec.name})")
-            digest = self._stored(spec, sub.project)
+            digest = self._stored(spec, sub.project, output_algorithm(sub.settings))
             out[spec.frame] = cat.FrameRow(frame=spec.frame, input_digest=digest, input_name=spec.name)
         return out
 
@@ -266,7 +282,7 @@ class RenderManager:
         for spec in sub.mask_frames:
             if spec.frame not in frames:
                 raise InvalidInput(f"mask frame {spec.frame} ({spec.name}) has no plate frame {spec.frame}")
-            masks[spec.frame] = self._stored(spec, sub.project)
+            masks[spec.frame] = self._stored(spec, sub.project, output_algorithm(sub.settings))
             self._validate_mask(masks[spec.frame], f"mask {spec.name or 'file'} (frame {spec.frame})")
         if masks:
             missing = [f for f in frames if f not in masks]
@@ -274,10 +290,10 @@ class RenderManager:
                 raise InvalidInput(f"the mask plate lacks frame(s) {_frames(missing)} of the plate")
         return masks
 
-    def _stored(self, spec: FrameSpec, project: str) -> str:
+    def _stored(self, spec: FrameSpec, project: str, algorithm: str = digests.SHA256) -> str:
         label = spec.name or f"frame {spec.frame}"
         if spec.path:
-            return self.blobs.put(self._read_path(spec.path, spec.frame, project))
+            return self.blobs.put(self._read_path(spec.path, spec.frame, project), algorithm)
         try:
             check_digest(spec.digest)
         except InvalidInput as err:
@@ -463,6 +479,10 @@ class RenderManager:
         if isinstance(model, ClipModel):
             self._run_clip(render, chunk, model, options, reference, device, scheduler)
             return
+        # A temporal plan reads neighbours' stored outputs in plan order: one frame at a time, never ahead.
+        if self.pipeline_depth > 0 and self.temporal.plan(render_id) is None:
+            self._run_pipelined(render, chunk, model, options, reference, device, scheduler)
+            return
         for frame in chunk:
             if scheduler.should_stop(render_id):
                 return
@@ -486,7 +506,73 @@ class RenderManager:
                           extra={"render_id": render_id, "frame": frame})
                 self._frame_failed(render_id, frame, f"internal error in {model.name}: {err}", started)
                 continue
-            self._frame_finished(render_id, frame, out, time.perf_counter() - started, render.frames_total, device)
+            self._frame_finished(render_id, frame, out, time.perf_counter() - started, render.frames_total, device,
+                                 output_algorithm(settings))
+
+    def _run_pipelined(
+        self,
+        render: cat.RenderRow,
+        chunk: List[int],
+        model: Model,
+        options: Dict[str, Any],
+        reference: Any,
+        device: str,
+        scheduler: Scheduler,
+    ) -> None:
+        """The chunk's frames as _run_chunk runs them one by one, with the codec overlapped (pipelined.py):
+        frame N+1 is read and decoded, and frame N-1 encoded and stored, while the model runs on frame N."""
+        render_id, rows = render.id, {f.frame: f for f in render.frames}
+        algorithm = output_algorithm(render.settings)
+        pending = [f for f in chunk if rows[f].state == cat.F_PENDING]  # finished before a restart: kept
+        started: Dict[int, float] = {}
+        timeout = frame_timeout(render.settings)
+        # The step callback (cancel, frame timeout) is made when the model starts on the frame, not when it was
+        # loaded ahead, so a frame's timeout counts its own time only, as one at a time.
+        progress_of: Dict[int, Any] = {}
+
+        def load(frame: int) -> StagedFrame:
+            request = self._request(render, rows[frame], options, reference, device)
+            return prepare_frame(request, model, self.colours, lambda step, total: progress_of[frame](step, total))
+
+        def compute(frame: int, staged: Any) -> Optional[Tuple[StagedFrame, Any]]:
+            self.catalog.frame_started(render_id, frame)
+            started[frame] = time.perf_counter()
+            progress_of[frame] = self._progress(render_id, frame, scheduler, timeout)
+            try:
+                if isinstance(staged, LoadFailed):
+                    raise staged.error
+                return staged, process_frame(staged, model, self.colours)
+            except RenderCancelled:
+                self.catalog.reset_frame(render_id, frame)
+                raise
+            except Exception as err:
+                self._frame_error(render_id, frame, err, started[frame], model)
+                return None
+
+        def store(frame: int, computed: Tuple[StagedFrame, Any]) -> None:
+            try:
+                out = finish_frame(computed[0], computed[1], model, self.colours)
+            except Exception as err:
+                self._frame_error(render_id, frame, err, started[frame], model)
+                return
+            progress_of.pop(frame, None)
+            self._frame_finished(render_id, frame, out, time.perf_counter() - started[frame], render.frames_total,
+                                 device, algorithm)
+
+        try:
+            run_pipelined(pending, load, compute, store, self.pipeline_depth, lambda: scheduler.should_stop(render_id))
+        except RenderCancelled:
+            return
+
+    def _frame_error(self, render_id: str, frame: int, err: Exception, started: float, model: Model) -> None:
+        """A frame failed: a ShotpassError says why to the user; anything else is a model bug, logged in full."""
+        if isinstance(err, ShotpassError):
+            self._frame_failed(render_id, frame, str(err), started)
+            return
+        log.error("render %s frame %s:\n%s", render_id, frame,
+                  "".join(traceback.format_exception(type(err), err, err.__traceback__)),
+                  extra={"render_id": render_id, "frame": frame})
+        self._frame_failed(render_id, frame, f"internal error in {model.name}: {err}", started)
 
     def _request(
         self, render: cat.RenderRow, row: cat.FrameRow, options: Dict[str, Any], reference: Any, device: str
@@ -552,7 +638,8 @@ class RenderManager:
             return
         seconds = (time.perf_counter() - started) / len(frames)
         for frame, out in zip(frames, outs):
-            self._frame_finished(render.id, frame, out, seconds, render.frames_total, device)
+            self._frame_finished(render.id, frame, out, seconds, render.frames_total, device,
+                                 output_algorithm(render.settings))
 
     def _run_remote(
         self,
@@ -578,7 +665,9 @@ class RenderManager:
 
         hooks = ChunkHooks(
             started=started,
-            finished=lambda frame, out, seconds: self._frame_finished(render.id, frame, out, seconds, total, device),
+            finished=lambda frame, out, seconds: self._frame_finished(
+                render.id, frame, out, seconds, total, device, output_algorithm(render.settings)
+            ),
             failed=lambda frame, message, seconds: self._frame_failed(
                 render.id, frame, message, time.perf_counter() - seconds
             ),
@@ -611,7 +700,8 @@ class RenderManager:
         self.temporal.quality_check(render_id, lambda m: self.add_event(render_id, "WARNING", {"message": m}))
 
     def _frame_finished(
-        self, render_id: str, frame: int, out: bytes, seconds: float, total: int, device: str = ""
+        self, render_id: str, frame: int, out: bytes, seconds: float, total: int, device: str = "",
+        algorithm: str = digests.SHA256,
     ) -> None:
         """Store the output, then record and announce it: a frame is done only once its blob is stored."""
         late = timed_out(frame, seconds, frame_timeout(self.catalog.get_render(render_id, with_frames=False).settings))
@@ -619,7 +709,7 @@ class RenderManager:
             self._frame_failed(render_id, frame, late, time.perf_counter() - seconds)
             return
         try:
-            digest = self.blobs.put(out)
+            digest = self.blobs.put(out, algorithm)
         except StoreFull as err:  # the output cannot be kept: the frame fails with the reason, the server stays up
             self._frame_failed(render_id, frame, f"frame {frame}: {err}", time.perf_counter() - seconds)
             return
@@ -677,6 +767,12 @@ class _Watched:
     changed: threading.Condition
     watchers: int = 0
     generation: int = 0
+
+
+def output_algorithm(settings: Dict[str, Any]) -> str:
+    """The digest algorithm a render's outputs are named in: what its client asked for (older renders: sha256)."""
+    algorithm = settings.get("digest_algorithm", digests.SHA256)
+    return algorithm if algorithm in digests.available() else digests.SHA256
 
 
 def _check_uniform(sizes: Dict[int, Tuple[int, int]], frames: Dict[int, cat.FrameRow], model: Model) -> None:

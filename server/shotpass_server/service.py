@@ -10,8 +10,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from shotpass_client import digests
 from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
+from shotpass_client.rawchunks import encode_chunk, passthrough
 from shotpass_client.schedule import as_settings
 
 from . import __version__
@@ -54,7 +56,7 @@ from .validation import check_digest as check_digest_field
 log = logging.getLogger("shotpass.service")
 Ctx = grpc.ServicerContext
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 4 << 20  # DownloadBlob's chunks: the largest every client accepts (8 MiB messages)
 MAX_CHUNK_BYTES = 4 << 20
 # Requests may be larger than replies: a submit of 100 000 frames (digest and file name each) is about 10 MB.
 MAX_REQUEST_BYTES = 16 << 20
@@ -158,6 +160,10 @@ def add_to_server(servicer: ShotPassService, server: grpc.Server) -> None:
         )
         for name, handler in captured["handlers"].items()
     }
+    # DownloadBlob yields chunks it encoded itself (rawchunks.py): the blob's bytes are copied once, not thrice.
+    download = handlers["DownloadBlob"]
+    handlers["DownloadBlob"] = download._replace(response_serializer=passthrough(download.response_serializer))
+    servicer.raw_chunks = True
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(captured["name"], handlers),))
     server.add_registered_method_handlers(captured["name"], handlers)
 
@@ -230,9 +236,16 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         self.accounts = accounts
         self.streams = streams or StreamLimiter(DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_STREAMS_PER_USER)
         self.reload_models = reload_models
+        self.data_plane_info: Dict[str, Any] = {}  # ServerInfo fields of the data plane, set when it listens
+        self.starting: Callable[[], bool] = lambda: False  # the app's readiness, for calls outside gRPC
+        self.raw_chunks = False  # set by add_to_server when DownloadBlob may yield pre-encoded chunks
+
+    def caller_of(self, metadata: Any) -> Caller:
+        """The caller a request's metadata (an `authorization` entry) names; raises Unauthenticated."""
+        return self.accounts.caller(metadata) if self.accounts else LOCAL
 
     def caller(self, context: grpc.ServicerContext) -> Caller:
-        return self.accounts.caller(context.invocation_metadata()) if self.accounts else LOCAL
+        return self.caller_of(context.invocation_metadata())
 
     def _check_render(self, caller: Caller, render_id: str, write: bool = False) -> None:
         if self.accounts:
@@ -241,7 +254,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
     def _may_reach(self, caller: Caller, digest: str) -> bool:
         return self.accounts.may_reach(caller, digest) if self.accounts else True
 
-    def _reachable_blob(self, caller: Caller, digest: str) -> bool:
+    def reachable_blob(self, caller: Caller, digest: str) -> bool:
         """Stored and the caller's to use. Both checks always run, in this order: another user's blob and a
         digest nobody stored cost the same work, so the answer's timing tells nothing either."""
         reachable = self._may_reach(caller, digest)
@@ -319,6 +332,8 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             colour_config=self.m.colours.config_name,
             default_colour_space=self.m.colours.scene_linear,
             colour_spaces=self.m.colours.names(),
+            digest_algorithms=digests.available(),
+            **self.data_plane_info,
         )
 
     @rpc
@@ -350,9 +365,9 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             # Only blobs the caller may reach are "present": the store dedupes on disk, but never tells one
             # user about another's plates; a caller who lacks one uploads it, proving they hold the bytes.
             # touch: a blob a client was just told about is about to be used, so blob GC leaves it alone.
-            stored = self._reachable_blob(caller, digest) and self.m.blobs.touch(digest)
+            stored = self.reachable_blob(caller, digest) and self.m.blobs.touch(digest)
             (present if stored else missing).append(digest)
-            held = 0 if stored else self.m.blobs.partial_size(_upload_owner(caller), digest)
+            held = 0 if stored else self.m.blobs.partial_size(upload_owner(caller), digest)
             if held:
                 partial.append(pb.PartialBlob(digest=digest, bytes_stored=held))
         return pb.FindBlobsResponse(present=present, missing=missing, partial=partial)
@@ -370,9 +385,9 @@ class ShotPassService(pb_grpc.ShotPassServicer):
                 if writer is None:
                     if not 0 <= chunk.total_size <= MAX_BLOB_BYTES:
                         raise InvalidInput(f"blob size {chunk.total_size} is outside 0..{MAX_BLOB_BYTES}")
-                    present = self._reachable_blob(caller, chunk.digest)
+                    present = self.reachable_blob(caller, chunk.digest)
                     # A first chunk at offset > 0 resumes the caller's cut upload of this blob (see FindBlobs).
-                    writer = self.m.blobs.writer(chunk.digest, chunk.total_size, _upload_owner(caller), chunk.offset)
+                    writer = self.m.blobs.writer(chunk.digest, chunk.total_size, upload_owner(caller), chunk.offset)
                 elif chunk.digest != writer.digest:
                     raise InvalidInput(_cut(writer))
                 writer.write(chunk.offset, chunk.data)
@@ -404,7 +419,10 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             self.accounts.check_blob(caller, request.digest)
         size = self.m.blobs.size(request.digest)
         for offset, data in self.m.blobs.iter_chunks(request.digest, CHUNK_BYTES):
-            yield pb.BlobChunk(digest=request.digest, total_size=size, offset=offset, data=data)
+            if self.raw_chunks:
+                yield encode_chunk(request.digest, size, offset, data)  # type: ignore[misc]
+            else:
+                yield pb.BlobChunk(digest=request.digest, total_size=size, offset=offset, data=data)
         if size == 0:
             yield pb.BlobChunk(digest=request.digest, total_size=0, offset=0, data=b"")
 
@@ -547,7 +565,7 @@ def _cut(writer: BlobWriter) -> str:
     )
 
 
-def _upload_owner(caller: Caller) -> str:
+def upload_owner(caller: Caller) -> str:
     """Whose partial uploads these are: a cut upload resumes only for the caller who sent its bytes."""
     return "local" if caller.user_id is None else f"user-{caller.user_id}"
 
@@ -573,6 +591,7 @@ def submission(request: pb.SubmitRenderRequest, lane: str) -> Submission:
             "priority": s.priority,
             **({FRAME_TIMEOUT: s.frame_timeout_seconds} if s.frame_timeout_seconds else {}),
             **as_settings(dict(s.prompt_by_frame), {k: dict(v.values) for k, v in s.options_by_frame.items()}),
+            "digest_algorithm": request.digest_algorithm or digests.SHA256,
         },
         frames=[_frame_spec(f) for f in request.frames],
         mask_frames=[_frame_spec(f) for f in request.mask_frames],

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from shotpass_client import digests
 from shotpass_client.proto import shotpass_pb2 as pb
 
 from .errors import InvalidInput
@@ -33,7 +34,6 @@ MAX_PREVIEW_TIMEOUT = 24 * 3600.0
 FRAME_MIN, FRAME_MAX = -(2**31), 2**31 - 1  # frame numbers are int32 in every DCC and in EXR tools
 MAX_MESSAGE = 2000  # characters of an error message sent back
 
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _RENDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -74,8 +74,10 @@ def check_file_name(field: str, value: str) -> None:
 def check_digest(field: str, value: str, *, required: bool = True) -> None:
     if not value and not required:
         return
-    if not _DIGEST.fullmatch(value):
-        raise InvalidInput(f"{field} {shown(value)} is not a sha256 digest (64 lowercase hex characters)")
+    if not digests.is_digest(value):
+        raise InvalidInput(
+            f"{field} {shown(value)} is not a sha256 digest (64 lowercase hex characters) or a blake3:<64 hex> one"
+        )
 
 
 def check_render_id(field: str, value: str, *, required: bool = True) -> None:
@@ -131,6 +133,11 @@ def check_submit(request: pb.SubmitRenderRequest, prefix: str = "") -> None:
     _check_frame_list(request.frames, prefix + "frames")
     _check_frame_list(request.mask_frames, prefix + "mask_frames")
     check_render_id(prefix + "parent_render", request.parent_render, required=False)
+    if request.digest_algorithm and request.digest_algorithm not in digests.available():
+        raise InvalidInput(
+            f"{prefix}digest_algorithm {shown(request.digest_algorithm)} is not one this server computes; "
+            f"use one of {', '.join(digests.available())} (or leave it empty for sha256)"
+        )
     if len(request.parent_frames) > MAX_FRAMES:
         raise InvalidInput(f"{prefix}parent_frames lists {len(request.parent_frames)} frames; at most {MAX_FRAMES}")
     seen: set = set()

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import functools
-import hashlib
+import io
 import os
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import grpc
 
+from . import digests
 from .proto import shotpass_pb2 as pb
 from .proto import shotpass_pb2_grpc as pb_grpc
+from .rawchunks import encode_chunk, passthrough
+from .transfer import DataPlane, Refused, TransportFailed
 
-CHUNK_BYTES = 1 << 20  # 1 MiB: well under gRPC's 4 MiB default message limit
+# Chunks of 4 MiB, every server's limit (Limits.max_chunk_bytes): a quarter of the messages (and per-message
+# costs) of 1 MiB chunks, still well inside the 8 MiB message limit both sides set.
+CHUNK_BYTES = 4 << 20
 MAX_MESSAGE_BYTES = 8 << 20
 MAX_REQUEST_BYTES = 16 << 20  # what a server takes: a submit of 100 000 frames is about 10 MB
 FIND_BATCH = 10_000  # digests per FindBlobs call
+PARALLEL_UPLOADS = 3  # blobs in flight at once on the data plane
 DEFAULT_ADDRESS = os.environ.get("SHOTPASS_SERVER", "localhost:50051")
 FINAL_STATES = (pb.FINISHED, pb.FAILED, pb.CANCELLED)
 RECONNECT_S = 180.0  # how long a watch (or a read) keeps trying while the server restarts
@@ -109,12 +117,8 @@ def tls_files(
     }
 
 
-def file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK_BYTES), b""):
-            h.update(block)
-    return h.hexdigest()
+def file_digest(path: str, algorithm: str = digests.SHA256) -> str:
+    return digests.of_file(path, algorithm)
 
 
 def state_name(state: int) -> str:
@@ -138,6 +142,11 @@ class Client:
         self.address = address
         # Told, while a watch or a read waits for a restarting server, what is going on (hosts show it).
         self.on_reconnect: Optional[Callable[[str], None]] = None
+        self._info: Optional[pb.ServerInfo] = None
+        self._data_plane: Optional[DataPlane] = None
+        self._data_plane_args = dict(token=token, root_certificates=root_certificates,
+                                     certificate_chain=certificate_chain, private_key=private_key)
+        self.use_data_plane = True  # False: every byte over gRPC
         self._metadata: Tuple[Tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -153,6 +162,12 @@ class Client:
         else:
             self._channel = grpc.insecure_channel(address, options=options)
         self._stub = pb_grpc.ShotPassStub(self._channel)
+        # UploadBlobs with chunks encoded by hand (rawchunks.py): no protobuf copies of the blob's bytes.
+        self._raw_upload = self._channel.stream_unary(
+            "/shotpass.v1.ShotPass/UploadBlobs",
+            request_serializer=passthrough(pb.UploadChunk.SerializeToString),
+            response_deserializer=pb.UploadBlobsResponse.FromString,
+        )
         try:
             grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
         except grpc.FutureTimeoutError:
@@ -176,7 +191,30 @@ class Client:
     # ----------------------------------------------------------------- info
 
     def server_info(self) -> pb.ServerInfo:
-        return self._call(self._stub.GetServerInfo, pb.GetServerInfoRequest())
+        self._info = self._call(self._stub.GetServerInfo, pb.GetServerInfoRequest())
+        return self._info
+
+    def _server(self) -> pb.ServerInfo:
+        return self._info if self._info is not None else self.server_info()
+
+    @property
+    def digest_algorithm(self) -> str:
+        """The fastest digest both sides compute: blake3 where the server offers it and `blake3` is installed."""
+        return digests.choose(self._server().digest_algorithms)
+
+    def data_plane(self) -> Optional[DataPlane]:
+        """The server's data plane, if it has one and it has not failed this client yet."""
+        if not self.use_data_plane:
+            return None
+        if self._data_plane is None:
+            info = self._server()
+            if not info.data_plane_port:
+                self.use_data_plane = False
+                return None
+            host = self.address.rsplit(":", 1)[0] if ":" in self.address else self.address
+            self._data_plane = DataPlane(host, info.data_plane_port, tls=info.data_plane_tls or self.tls,
+                                         **self._data_plane_args)  # type: ignore[arg-type]
+        return self._data_plane
 
     def list_models(self, pass_name: str = "") -> List[pb.ModelInfo]:
         return list(self._call(self._stub.ListModels, pb.ListModelsRequest(pass_name=pass_name)).models)
@@ -206,15 +244,18 @@ class Client:
     ) -> Tuple[Dict[str, str], int]:
         """Upload what the server lacks, resuming cut uploads where the server says. Returns ({path: digest},
         bytes sent)."""
-        digests = {path: file_digest(path) for path in paths}
+        algorithm = self.digest_algorithm
+        by_path = {path: file_digest(path, algorithm) for path in paths}
         sources: Dict[str, _Source] = {}
-        for path, digest in digests.items():
-            sources.setdefault(digest, _Source(os.path.getsize(path), functools.partial(_file_blocks, path)))
-        return digests, self._upload(sources, on_bytes)
+        for path, digest in by_path.items():
+            sources.setdefault(
+                digest, _Source(os.path.getsize(path), functools.partial(_file_blocks, path), path=path)
+            )
+        return by_path, self._upload(sources, on_bytes)
 
     def upload_bytes(self, data: bytes, on_bytes: Optional[Callable[[int], None]] = None) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        self._upload({digest: _Source(len(data), functools.partial(_memory_blocks, data))}, on_bytes)
+        digest = digests.of_bytes(data, self.digest_algorithm)
+        self._upload({digest: _Source(len(data), functools.partial(_memory_blocks, data), data=data)}, on_bytes)
         return digest
 
     def _upload(self, sources: Dict[str, _Source], on_bytes: Optional[Callable[[int], None]]) -> int:
@@ -238,44 +279,83 @@ class Client:
     ) -> int:
         if not todo:
             return 0
+        had_plane = self.data_plane() is not None
+        sent = self._send_data_plane(todo, resume, on_bytes)
+        todo = {d: s for d, s in todo.items() if d not in sent}
+        if not todo:
+            return sum(sent.values())
+        if had_plane and not self.use_data_plane:  # it failed mid-blob: resume what the server kept of it
+            _, held = self.find_blobs_detail(todo)
+            resume = {**{d: n for d, n in held.items() if d in todo and 0 < n < todo[d].size}, **resume}
+        return sum(sent.values()) + self._send_grpc(todo, resume, on_bytes)
 
-        def chunks() -> Iterator[pb.UploadChunk]:
+    def _send_data_plane(
+        self, todo: Dict[str, _Source], resume: Dict[str, int], on_bytes: Optional[Callable[[int], None]]
+    ) -> Dict[str, int]:
+        """Whole blobs over the data plane ({digest: bytes} of those sent); a cut upload resumes over gRPC.
+
+        A few blobs travel at once, each on its own connection: while the server writes and fsyncs one,
+        the next one's bytes are already on the wire."""
+        plane = self.data_plane()
+        work = [(d, s) for d, s in todo.items() if d not in resume]
+        if plane is None or not work:
+            return {}
+        lock = threading.Lock()
+
+        def counted(n: int) -> None:
+            with lock:  # one progress callback at a time, as with one stream
+                on_bytes(n)  # type: ignore[misc]
+
+        def send(item: Tuple[str, _Source]) -> Tuple[str, int]:
+            digest, source = item
+            progress = counted if on_bytes else None
+            if source.path is not None:
+                plane.upload_file(digest, source.path, source.size, progress)  # type: ignore[union-attr]
+            else:
+                plane.upload_bytes(digest, source.data or b"", progress)  # type: ignore[union-attr]
+            return digest, source.size
+
+        sent: Dict[str, int] = {}
+        refused: Optional[Refused] = None
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_UPLOADS, len(work))) as pool:
+            for future in [pool.submit(send, item) for item in work]:
+                try:
+                    digest, size = future.result()
+                    sent[digest] = size
+                except TransportFailed:
+                    self.use_data_plane = False  # gRPC from here on (resuming what arrived)
+                except Refused as err:
+                    refused = refused or err
+        if refused is not None:
+            raise ClientError(str(refused), refused.code)
+        return sent
+
+    def _send_grpc(
+        self, todo: Dict[str, _Source], resume: Dict[str, int], on_bytes: Optional[Callable[[int], None]]
+    ) -> int:
+
+        def chunks() -> Iterator[bytes]:
             for digest, source in todo.items():
                 offset = start = resume.get(digest, 0)
                 for data in source.blocks(start):
-                    yield pb.UploadChunk(digest=digest, total_size=source.size, offset=offset, data=data)
+                    yield encode_chunk(digest, source.size, offset, data)  # an UploadChunk, one copy of data
                     offset += len(data)
                     if on_bytes:
                         on_bytes(len(data))
                 if offset == start == 0:  # an empty blob still needs one chunk to exist
-                    yield pb.UploadChunk(digest=digest, total_size=source.size, offset=0, data=b"")
+                    yield encode_chunk(digest, source.size, 0, b"")
 
-        return self._call(self._stub.UploadBlobs, chunks()).bytes_received
+        return self._call(self._raw_upload, chunks()).bytes_received
 
     def download(self, digest: str, dest: str) -> int:
         """Write a blob to dest atomically (a partial file is never left under dest's name)."""
         directory = os.path.dirname(os.path.abspath(dest))
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".shotpass-", suffix=".part")
-        retry = _Reconnect(f"downloading {digest[:12]}", self.on_reconnect)
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs are shared like any file the user writes
         try:
             with os.fdopen(fd, "wb") as fh:
-                while True:  # a download cut by a server restart starts over
-                    fh.seek(0)
-                    fh.truncate()
-                    h, size = hashlib.sha256(), 0
-                    try:
-                        for chunk in self._stub.DownloadBlob(pb.DownloadBlobRequest(digest=digest),
-                                                             metadata=self._metadata):
-                            fh.write(chunk.data)
-                            h.update(chunk.data)
-                            size += len(chunk.data)
-                        break
-                    except grpc.RpcError as err:
-                        retry.wait_or_raise(err)
-            if h.hexdigest() != digest:
-                raise ClientError(f"download of {digest[:12]} was corrupted; fetch it again", "DATA_LOSS")
+                size = self._download_to(digest, fh)
             os.replace(tmp, dest)
         except BaseException:
             if os.path.exists(tmp):
@@ -284,14 +364,56 @@ class Client:
         return size
 
     def download_bytes(self, digest: str) -> bytes:
-        return b"".join(c.data for c in self._stream(self._stub.DownloadBlob, pb.DownloadBlobRequest(digest=digest)))
+        buffer = io.BytesIO()
+        self._download_to(digest, buffer)
+        return buffer.getvalue()
+
+    def _download_to(self, digest: str, fh) -> int:  # type: ignore[no-untyped-def]
+        """The blob into an open file, verified against its digest: over the data plane, else gRPC."""
+        try:
+            digests.hasher_for(digest)  # a malformed digest is refused before any transfer
+        except ValueError as err:
+            raise ClientError(f"cannot verify blob {digest[:40]}: {err}", "INVALID_ARGUMENT") from None
+        plane = self.data_plane()
+        if plane is not None:
+            try:
+                return plane.download_to(digest, fh)
+            except TransportFailed:
+                self.use_data_plane = False
+                fh.seek(0)
+                fh.truncate()
+            except Refused as err:
+                raise ClientError(str(err), err.code) from None
+        retry = _Reconnect(f"downloading {digest[:12]}", self.on_reconnect)
+        while True:  # a download cut by a server restart starts over
+            fh.seek(0)
+            fh.truncate()
+            h, size = digests.hasher_for(digest), 0
+            try:
+                for chunk in self._stub.DownloadBlob(pb.DownloadBlobRequest(digest=digest), metadata=self._metadata):
+                    fh.write(chunk.data)
+                    h.update(chunk.data)
+                    size += len(chunk.data)
+                break
+            except grpc.RpcError as err:
+                retry.wait_or_raise(err)
+        if h.digest() != digest:
+            raise ClientError(f"download of {digest[:12]} was corrupted; fetch it again", "DATA_LOSS")
+        return size
 
     # ----------------------------------------------------------------- renders
 
     def submit(self, request: pb.SubmitRenderRequest) -> pb.SubmitRenderResponse:
-        return self._call(self._stub.SubmitRender, request)
+        return self._call(self._stub.SubmitRender, self._with_algorithm(request))
+
+    def _with_algorithm(self, request: pb.SubmitRenderRequest) -> pb.SubmitRenderRequest:
+        """Outputs named in the fastest digest both sides compute (sha256, left unset, for older servers)."""
+        if not request.digest_algorithm and self.digest_algorithm != digests.SHA256:
+            request.digest_algorithm = self.digest_algorithm
+        return request
 
     def preview(self, request: pb.SubmitRenderRequest, timeout_seconds: float = 0) -> pb.PreviewFrameResponse:
+        request = self._with_algorithm(request)
         return self._call(
             self._stub.PreviewFrame, pb.PreviewFrameRequest(render=request, timeout_seconds=timeout_seconds)
         )
@@ -428,10 +550,12 @@ def missing_frames(wanted: Sequence[int], available: Iterable[int]) -> List[int]
 
 
 class _Source(NamedTuple):
-    """One blob to upload: its size, and its bytes from an offset on in chunk-sized blocks."""
+    """One blob to upload: its size, its bytes from an offset on in chunk-sized blocks, and its file or bytes."""
 
     size: int
     blocks: Callable[[int], Iterator[bytes]]
+    path: Optional[str] = None
+    data: Optional[bytes] = None
 
 
 def _file_blocks(path: str, start: int) -> Iterator[bytes]:

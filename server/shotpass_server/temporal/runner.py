@@ -71,7 +71,8 @@ class TemporalRenders:
         found: Dict[int, str] = {}
         for r in reversed(self.catalog.list_renders(project, shot)):  # oldest first: newer approvals overwrite
             if r.lane == "preview" and r.approved and r.settings.get("model") == model:
-                done = [f for f in r.frames if f.state == cat.F_DONE and f.output_digest]
+                # list_renders reads renders without frames; a preview has one frame, read here.
+                done = [f for f in self.catalog.frames(r.id) if f.state == cat.F_DONE and f.output_digest]
                 if len(done) == 1 and done[0].frame in frames:
                     if frames[done[0].frame].input_digest == done[0].input_digest:
                         found[done[0].frame] = done[0].output_digest

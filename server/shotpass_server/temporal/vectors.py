@@ -94,11 +94,16 @@ def check_vector_header(image: ExrImage, colour_part: int, name: str, frame: int
                 window = box(part.header, "dataWindow")
                 subsampled = any(part.sampling.get(c, (1, 1, False))[:2] != (1, 1) for c in (channel, other))
                 if subsampled or window != colour_window:
+                    where = "subsampled" if subsampled else f"{_size(window)} on data window {window}"
                     raise InvalidInput(
-                        f"{name} (frame {frame}): motion-vector channels {layer} are "
-                        f"{'subsampled' if subsampled else f'on data window {window}'} but the colour is on data "
-                        f"window {colour_window}; write the vectors on the colour's data window, unsubsampled, "
-                        "or render with --option flow_source=computed"
+                        f"{name} (frame {frame}): motion-vector channels {layer} are {where} but the colour is "
+                        f"{_size(colour_window)} on data window {colour_window}; write the vectors on the colour's "
+                        "data window, unsubsampled, or render with --option flow_source=computed"
                     )
                 return layer
     return None
+
+
+def _size(window: Tuple[int, int, int, int]) -> str:
+    """A data window's size as the messages write it (width x height)."""
+    return f"{window[2] - window[0] + 1}x{window[3] - window[1] + 1}"

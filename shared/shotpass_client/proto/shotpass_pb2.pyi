@@ -129,7 +129,7 @@ class Limits(_message.Message):
     def __init__(self, max_chunk_bytes: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_frames_per_render: _Optional[int] = ..., max_blob_bytes: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "devices", "passes", "models", "limits", "colour_config", "default_colour_space", "colour_spaces")
+    __slots__ = ("version", "devices", "passes", "models", "limits", "colour_config", "default_colour_space", "colour_spaces", "digest_algorithms", "data_plane_port", "data_plane_tls")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     PASSES_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,9 @@ class ServerInfo(_message.Message):
     COLOUR_CONFIG_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_COLOUR_SPACE_FIELD_NUMBER: _ClassVar[int]
     COLOUR_SPACES_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_ALGORITHMS_FIELD_NUMBER: _ClassVar[int]
+    DATA_PLANE_PORT_FIELD_NUMBER: _ClassVar[int]
+    DATA_PLANE_TLS_FIELD_NUMBER: _ClassVar[int]
     version: str
     devices: _containers.RepeatedScalarFieldContainer[str]
     passes: _containers.RepeatedCompositeFieldContainer[PassInfo]
@@ -146,7 +149,10 @@ class ServerInfo(_message.Message):
     colour_config: str
     default_colour_space: str
     colour_spaces: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., passes: _Optional[_Iterable[_Union[PassInfo, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., colour_config: _Optional[str] = ..., default_colour_space: _Optional[str] = ..., colour_spaces: _Optional[_Iterable[str]] = ...) -> None: ...
+    digest_algorithms: _containers.RepeatedScalarFieldContainer[str]
+    data_plane_port: int
+    data_plane_tls: bool
+    def __init__(self, version: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., passes: _Optional[_Iterable[_Union[PassInfo, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., colour_config: _Optional[str] = ..., default_colour_space: _Optional[str] = ..., colour_spaces: _Optional[_Iterable[str]] = ..., digest_algorithms: _Optional[_Iterable[str]] = ..., data_plane_port: _Optional[int] = ..., data_plane_tls: bool = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("pass_name",)
@@ -331,7 +337,7 @@ class FrameValues(_message.Message):
     def __init__(self, values: _Optional[_Mapping[int, str]] = ...) -> None: ...
 
 class SubmitRenderRequest(_message.Message):
-    __slots__ = ("project", "shot", "settings", "frames", "mask_frames", "parent_render", "parent_frames", "seed_set", "label", "job_key")
+    __slots__ = ("project", "shot", "settings", "frames", "mask_frames", "parent_render", "parent_frames", "seed_set", "label", "job_key", "digest_algorithm")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SHOT_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
@@ -342,6 +348,7 @@ class SubmitRenderRequest(_message.Message):
     SEED_SET_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     JOB_KEY_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     project: str
     shot: str
     settings: RenderSettings
@@ -352,7 +359,8 @@ class SubmitRenderRequest(_message.Message):
     seed_set: bool
     label: str
     job_key: str
-    def __init__(self, project: _Optional[str] = ..., shot: _Optional[str] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., mask_frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., parent_render: _Optional[str] = ..., parent_frames: _Optional[_Iterable[int]] = ..., seed_set: bool = ..., label: _Optional[str] = ..., job_key: _Optional[str] = ...) -> None: ...
+    digest_algorithm: str
+    def __init__(self, project: _Optional[str] = ..., shot: _Optional[str] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., mask_frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., parent_render: _Optional[str] = ..., parent_frames: _Optional[_Iterable[int]] = ..., seed_set: bool = ..., label: _Optional[str] = ..., job_key: _Optional[str] = ..., digest_algorithm: _Optional[str] = ...) -> None: ...
 
 class SubmitRenderResponse(_message.Message):
     __slots__ = ("render_id", "warnings", "render")

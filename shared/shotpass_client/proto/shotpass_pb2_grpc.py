@@ -139,7 +139,7 @@ class ShotPassServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def FindBlobs(self, request, context):
-        """Which sha256 digests the server already stores, so clients skip their upload.
+        """Which digests (sha256 or blake3:) the server already stores, so clients skip their upload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
