@@ -596,6 +596,10 @@ def test_suspend_resume_requeue_and_qc_from_the_panel(tmp_path: Path, ext_zip: T
     # The browser's QC column carries the flicker figure of both multi-frame renders.
     assert re.search(r"8/8 frames, QC flicker \d+\.\dx", res["qc"][res["render_id"]]), res["qc"]
     assert "3/3 frames" in next(q for rid, q in res["qc"].items() if rid != res["render_id"]), res["qc"]
+    names = [name for name, _ in res["menu"]]
+    assert names[-1] == "styletransfer-preset (unavailable)" and "styletransfer-preset" not in names
+    assert res["menu"][-1][1] == "unavailable: weights missing"
+    assert "styletransfer-preset is unavailable on this server (weights missing)" in res["unavailable_submit"], res
 
 
 def test_server_down_gives_one_clear_report(tmp_path: Path, ext_zip: Tuple[Path, str]) -> None:

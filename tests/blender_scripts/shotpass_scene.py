@@ -398,6 +398,14 @@ def mode_jobs(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["requeued_state"] = STATE_NAMES.get(client.wait(failed.render_id).state, "")
     res["list2"] = call(bpy.ops.shotpass.list_versions) + call(bpy.ops.shotpass.wait, timeout=60)
     res["qc"] = {v.render_id: v.qc for v in s.versions}
+    # What a server with a model's weights missing lists: marked in the menu, refused at submit.
+    info = client.server_info()
+    next(m for m in info.models if m.name == "styletransfer-preset").unavailable = "weights missing"
+    ext.host.options.set_server_info(info)
+    ext.host.options.fill_menus(s, info)
+    res["menu"] = [(m.name, m.description) for m in s.server_models if m.pass_name == "stylize"]
+    s.model = "styletransfer-preset (unavailable)"
+    res["unavailable_submit"] = call(bpy.ops.shotpass.submit)
     client.close()
     return res
 
