@@ -600,6 +600,7 @@ def test_suspend_resume_requeue_and_qc_from_the_panel(tmp_path: Path, ext_zip: T
     assert names[-1] == "styletransfer-preset (unavailable)" and "styletransfer-preset" not in names
     assert res["menu"][-1][1] == "unavailable: weights missing"
     assert "styletransfer-preset is unavailable on this server (weights missing)" in res["unavailable_submit"], res
+    assert "is unavailable on this server" in res["picked_status"], res["picked_status"]
 
 
 def test_server_down_gives_one_clear_report(tmp_path: Path, ext_zip: Tuple[Path, str]) -> None:

@@ -405,6 +405,7 @@ def mode_jobs(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     ext.host.options.fill_menus(s, info)
     res["menu"] = [(m.name, m.description) for m in s.server_models if m.pass_name == "stylize"]
     s.model = "styletransfer-preset (unavailable)"
+    res["picked_status"] = s.status
     res["unavailable_submit"] = call(bpy.ops.shotpass.submit)
     client.close()
     return res
