@@ -252,6 +252,7 @@ def test_queue_panel_lists_renders_and_opens_them_in_the_dag(nk, beachball, tmp_
     from qtpy import QtWidgets
 
     from shotpass_nuke import panel
+    from shotpass_nuke.panel import COLUMNS
 
     plate_read(beachball, 1, 2)
     node = connected_node()
@@ -297,6 +298,14 @@ def test_queue_panel_lists_renders_and_opens_them_in_the_dag(nk, beachball, tmp_
     assert nuke.zoomed == [(1, (node.xpos() + node.screenWidth() / 2, node.ypos() + node.screenHeight() / 2))]
     assert node["version"].value().startswith("v001 render")
     assert node.node("shotpass_read")["last"].value() == 2
+    assert widget.table.item(row, COLUMNS.index("qc")).text().startswith("flicker "), "the 2-frame render's QC"
+    # Job control from the queue: a finished render has nothing to requeue, and says so.
+    widget.control_selected("requeue")
+    deadline = time.monotonic() + 30
+    while "no failed or cancelled frames" not in widget.status.text() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    assert "no failed or cancelled frames to requeue" in widget.status.text(), widget.status.text()
     widget.hide()
     widget.deleteLater()
 
