@@ -300,7 +300,8 @@ def test_panel_menus_typed_options_approve_reference_chain_upscale_browser(
     rows = {v["id"]: v for v in res["versions"]}
     assert rows[res["preview_id"]]["lane"] == "preview" and rows[res["preview_id"]]["approved"]
     assert rows[res["upscaled_id"]]["parent"] == res["styled_id"]
-    assert rows[res["styled_id"]]["qc"] == "3/3 frames" and rows[res["styled_id"]]["state"] == "finished"
+    assert rows[res["styled_id"]]["qc"].startswith("3/3 frames, QC flicker ") and rows[res["styled_id"]]["state"] == \
+        "finished"
     assert res["rate"] == "" and res["rated"] == 4
     assert res["load"] == "" and res["loaded"]["last_render_id"] == res["styled_id"]
     loaded = res["loaded"]["state"]
