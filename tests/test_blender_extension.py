@@ -300,7 +300,8 @@ def test_panel_menus_typed_options_approve_reference_chain_upscale_browser(
     rows = {v["id"]: v for v in res["versions"]}
     assert rows[res["preview_id"]]["lane"] == "preview" and rows[res["preview_id"]]["approved"]
     assert rows[res["upscaled_id"]]["parent"] == res["styled_id"]
-    assert rows[res["styled_id"]]["qc"] == "3/3 frames" and rows[res["styled_id"]]["state"] == "finished"
+    assert rows[res["styled_id"]]["qc"].startswith("3/3 frames, QC flicker ") and rows[res["styled_id"]]["state"] == \
+        "finished"
     assert res["rate"] == "" and res["rated"] == 4
     assert res["load"] == "" and res["loaded"]["last_render_id"] == res["styled_id"]
     loaded = res["loaded"]["state"]
@@ -575,6 +576,32 @@ def test_cancel_reports_and_wires_nothing(tmp_path: Path, ext_zip: Tuple[Path, s
     assert "cancelled" in res["wait"].lower() and res["render_id"] in res["wait"]
     assert "cancelled" in res["status"].lower()
     assert res["result_strip"] is False
+
+
+def test_suspend_resume_requeue_and_qc_from_the_panel(tmp_path: Path, ext_zip: Tuple[Path, str],
+                                                      server_address: str) -> None:
+    from shotpass_client import Client
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    res, log = run_blender("jobs", tmp_path, ext_zip[0], server_address, files=beachball_files())
+    assert res["submit"] == res["suspend"] == res["resume"] == res["wait"] == "", log
+    assert res["suspended_state"] == "suspended" and "suspended" in res["suspend_status"], res
+    assert res["held"] == res["held_later"] < 8, "the suspended render went on (or finished before the suspend)"
+    with Client(server_address) as client:
+        assert client.get_render(res["render_id"]).state == pb.FINISHED
+    assert sorted(int(f) for f in res["outputs"]) == list(range(1, 9))
+    assert res["failed_state"] == "failed" and res["failed_qc"].startswith("0/3 frames"), res
+    assert res["list1"] == res["requeue"] == res["list2"] == "", log
+    assert "frames 1, 2, 3 requeued; frame timeout lifted" in res["requeue_status"], res["requeue_status"]
+    assert res["requeued_state"] == "finished"
+    # The browser's QC column carries the flicker figure of both multi-frame renders.
+    assert re.search(r"8/8 frames, QC flicker \d+\.\dx", res["qc"][res["render_id"]]), res["qc"]
+    assert "3/3 frames" in next(q for rid, q in res["qc"].items() if rid != res["render_id"]), res["qc"]
+    names = [name for name, _ in res["menu"]]
+    assert names[-1] == "styletransfer-preset (unavailable)" and "styletransfer-preset" not in names
+    assert res["menu"][-1][1] == "unavailable: weights missing"
+    assert "styletransfer-preset is unavailable on this server (weights missing)" in res["unavailable_submit"], res
+    assert "is unavailable on this server" in res["picked_status"], res["picked_status"]
 
 
 def test_server_down_gives_one_clear_report(tmp_path: Path, ext_zip: Tuple[Path, str]) -> None:

@@ -252,6 +252,7 @@ def test_queue_panel_lists_renders_and_opens_them_in_the_dag(nk, beachball, tmp_
     from qtpy import QtWidgets
 
     from shotpass_nuke import panel
+    from shotpass_nuke.panel import COLUMNS
 
     plate_read(beachball, 1, 2)
     node = connected_node()
@@ -297,6 +298,14 @@ def test_queue_panel_lists_renders_and_opens_them_in_the_dag(nk, beachball, tmp_
     assert nuke.zoomed == [(1, (node.xpos() + node.screenWidth() / 2, node.ypos() + node.screenHeight() / 2))]
     assert node["version"].value().startswith("v001 render")
     assert node.node("shotpass_read")["last"].value() == 2
+    assert widget.table.item(row, COLUMNS.index("qc")).text().startswith("flicker "), "the 2-frame render's QC"
+    # Job control from the queue: a finished render has nothing to requeue, and says so.
+    widget.control_selected("requeue")
+    deadline = time.monotonic() + 30
+    while "no failed or cancelled frames" not in widget.status.text() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    assert "no failed or cancelled frames to requeue" in widget.status.text(), widget.status.text()
     widget.hide()
     widget.deleteLater()
 
@@ -1010,3 +1019,78 @@ def test_a_render_still_running_at_reopen_is_waited_for_then_shown(nk, beachball
     assert [Path(pattern.replace("####", f"{f:04d}")).is_file() for f in range(1, 5)] == [True] * 4
     assert node.node("shotpass_read")["file"].value() == pattern
     assert state(node)["versions"][0]["state"] == "finished"
+
+
+def test_suspend_and_resume_the_nodes_running_render_then_it_finishes(nk, beachball, client):
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    plate_read(beachball)
+    node = connected_node()
+    node.ui_set("pass", "stylize")
+    node["render"].execute()
+    pump_until(lambda: nuke.ProgressTask.instances and nuke.ProgressTask.instances[-1].progress > 30)
+    node["suspend"].execute()
+    pump_until(lambda: "suspended" in status(node))
+    render_id = state(node)["versions"][0]["render_id"]
+    pump_until(lambda: client.render_state(render_id).state == pb.SUSPENDED)  # the running frame finished
+    pump_until(lambda: state(node)["versions"][0]["state"] == "suspended")  # the watch shows it on the node
+    assert "suspended" in status(node) and "suspended" in node["shotpass_summary"].value()
+    held = client.render_state(render_id).frames_done
+    assert held < 8, "the render finished before it was suspended: nothing was tested"
+    time.sleep(1.0)
+    assert client.render_state(render_id).frames_done == held, "a suspended render started frames"
+    assert host.CONTROLLER.jobs, "the node's job stops watching a suspended render"
+    node["resume"].execute()
+    pump_until(lambda: not host.CONTROLLER.jobs, timeout=180)
+    nuke.pump()
+    assert "8 frame(s) written" in status(node), status(node)
+    assert client.get_render(render_id).state == pb.FINISHED and state(node)["versions"][0]["state"] == "finished"
+
+
+def test_requeue_failed_frames_of_the_selected_version_fetches_them_and_shows_qc(nk, beachball, client):
+    from shotpass_client.jobs import RenderSpec, submit_render
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    plate_read(beachball, 1, 3)
+    node = connected_node()
+    # A version whose frames all ran past a (too short) per-frame timeout.
+    submitted = submit_render(client, RenderSpec(project="proj", shot="sh010_comp", pass_name="stylize",
+                                                 model="styletransfer-preset", seed=1, frame_timeout=0.000001),
+                              {f: beachball.replace("####", f"{f:04d}") for f in range(1, 4)})
+    assert client.wait(submitted.render_id).state == pb.FAILED
+    pattern = os.path.join(os.environ["SHOTPASS_OUTPUT"], "sh010_comp", "v001", "sh010_comp.####.exr")
+    node["shotpass_state"].setValue(json.dumps({"selected": submitted.render_id, "versions": [
+        {"render_id": submitted.render_id, "version": 1, "state": "failed", "pattern": pattern,
+         "first": 1, "last": 3, "lane": "render", "fetched": True}]}))
+    node["requeue"].execute()
+    pump_until(lambda: "requeued; frame timeout lifted" in status(node) or "failed" in status(node))
+    assert "frames 1, 2, 3 requeued" in status(node), status(node)
+    pump_until(lambda: "finished meanwhile" in status(node), timeout=180)
+    assert [Path(pattern.replace("####", f"{f:04d}")).is_file() for f in range(1, 4)] == [True] * 3
+    assert node.node("shotpass_read")["file"].value() == pattern
+    entry = state(node)["versions"][0]
+    assert entry["state"] == "finished" and entry["qc"]["flicker_ratio"] > 0
+    assert node["shotpass_summary"].value().startswith("v001 finished QC flicker "), node["shotpass_summary"].value()
+    assert "flicker" in node["version"].value()
+
+
+def test_unavailable_models_are_marked_and_refused(nk, beachball, server):
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.ui_model import UNAVAILABLE_MARK
+
+    plate_read(beachball, 1, 1)
+    node = connected_node()
+    info = pb.ServerInfo()
+    info.CopyFrom(host.CONTROLLER.info[server.address])
+    broken = next(m for m in info.models if m.name == "styletransfer-preset")
+    broken.unavailable = "weights missing: run shotpass-server fetch-models"
+    host.CONTROLLER.info[server.address] = info  # what a server with missing weights lists
+    node.ui_set("pass", "stylize")
+    menu = node["model"].values()
+    assert "styletransfer-preset" + UNAVAILABLE_MARK == menu[-1] and "styletransfer-preset" not in menu
+    assert node["model"].value() != menu[-1], "an unavailable model was offered as the default"
+    node.ui_set("model", menu[-1])
+    node["render"].execute()
+    nuke.pump()
+    assert "unavailable on this server (weights missing" in status(node), status(node)
+    assert not host.CONTROLLER.jobs

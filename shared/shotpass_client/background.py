@@ -37,6 +37,8 @@ class JobUpdate:
     # DONE: frame number -> written file; the render as the server reported it last.
     outputs: Dict[int, str] = field(default_factory=dict)
     render: Optional[pb.Render] = None
+    # PROGRESS: a job-control change ("suspended", "queued" once resumed or requeued); "" otherwise.
+    state: str = ""
 
     @property
     def fraction(self) -> float:
@@ -154,7 +156,15 @@ class BackgroundRender:
                                     render_id, -1, total))
             elif event.kind in (pb.RenderEvent.WARNING, pb.RenderEvent.FRAME_FAILED):
                 self._put(JobUpdate(WARNING, event.message, render_id))
+            elif event.kind in _CONTROL_STATES:
+                self._put(JobUpdate(PROGRESS, event.message or _CONTROL_STATES[event.kind], render_id, -1, total,
+                                    state=_CONTROL_STATES[event.kind]))
         return client.get_render(render_id)
+
+
+# Job-control events a watch reports as the render's state (suspend/resume/requeue may come from anywhere).
+_CONTROL_STATES = {pb.RenderEvent.SUSPENDED: "suspended", pb.RenderEvent.RESUMED: "queued",
+                   pb.RenderEvent.REQUEUED: "queued"}
 
 
 def drain_updates(updates: queue.Queue[JobUpdate], handle: Callable[[JobUpdate], None]) -> List[JobUpdate]:
@@ -167,3 +177,33 @@ def drain_updates(updates: queue.Queue[JobUpdate], handle: Callable[[JobUpdate],
             return drained
         handle(update)
         drained.append(update)
+
+
+# ---------------------------------------------------------------------- job control from a host's panel
+
+SUSPEND, RESUME, REQUEUE = "suspend", "resume", "requeue"
+CONTROL_LABELS = {SUSPEND: "Suspend", RESUME: "Resume", REQUEUE: "Requeue Failed"}
+
+
+def control_render(client: Client, render_id: str, action: str) -> Tuple[pb.Render, str]:
+    """Suspend, resume or requeue a render's failed frames (worker thread); (the render after, a status line).
+
+    A panel's Requeue Failed lifts the frame timeout when frames timed out: running them again under the same
+    limit would fail them again (the CLI's `requeue --frame-timeout` sets any other limit).
+    """
+    if action == SUSPEND:
+        render = client.suspend(render_id)
+        return render, (f"render {render_id} suspended at {render.frames_done}/{render.frames_total} frames "
+                        "(a running frame finishes); Resume goes on")
+    if action == RESUME:
+        render = client.resume(render_id)
+        return render, f"render {render_id} resumed at {render.frames_done}/{render.frames_total} frames"
+    if action == REQUEUE:
+        before = client.get_render(render_id)
+        again = [f for f in before.frames if f.state in (pb.FRAME_FAILED, pb.FRAME_CANCELLED)]
+        timed_out = any("timed out" in f.error for f in again)
+        render = client.requeue(render_id, 0.0 if timed_out else None)
+        lifted = "; frame timeout lifted" if timed_out else ""
+        frames = ", ".join(str(f.frame) for f in again[:8]) + (" ..." if len(again) > 8 else "")
+        return render, f"render {render_id}: frames {frames or '-'} requeued{lifted}"
+    raise ValueError(f"unknown job control action {action!r}: use {SUSPEND}, {RESUME} or {REQUEUE}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .proto import shotpass_pb2 as pb
-from .qc import qc_label, qc_summary
+from .qc import qc_label, qc_problems, qc_summary
 
 # Option kinds, as a host widget factory needs them.
 STRING, INT, FLOAT, BOOL, CHOICE = "string", "int", "float", "bool", "choice"
@@ -112,12 +112,30 @@ def find_model(info: pb.ServerInfo, name: str) -> Optional[pb.ModelInfo]:
     return None
 
 
+UNAVAILABLE_MARK = " (unavailable)"
+
+
 def pass_models(info: pb.ServerInfo, pass_name: str) -> Tuple[List[str], str]:
-    """(models of a pass, its default model) as the server lists them."""
+    """(models of a pass, its default model) as the server lists them; models the server says it cannot run
+    (``ModelInfo.unavailable``) come last, named with UNAVAILABLE_MARK, and are never the default."""
     for p in info.passes:
         if p.name == pass_name:
-            return list(p.models), p.default_model or (p.models[0] if p.models else "")
+            usable = [m for m in p.models if not model_unavailable(info, m)]
+            broken = [m + UNAVAILABLE_MARK for m in p.models if model_unavailable(info, m)]
+            default = p.default_model if p.default_model in usable else (usable[0] if usable else "")
+            return usable + broken, default
     return [], ""
+
+
+def model_unavailable(info: pb.ServerInfo, name: str) -> str:
+    """Why the server cannot run a model (its words), or "" when it can."""
+    model = find_model(info, model_name(name))
+    return model.unavailable if model is not None else ""
+
+
+def model_name(menu_entry: str) -> str:
+    """The model a menu entry names (without UNAVAILABLE_MARK)."""
+    return menu_entry[:-len(UNAVAILABLE_MARK)] if menu_entry.endswith(UNAVAILABLE_MARK) else menu_entry
 
 
 def script_project_shot(script_path: str, env: Optional[Mapping[str, str]] = None) -> Tuple[str, str]:
@@ -183,6 +201,13 @@ def version_label(entry: Mapping[str, Any]) -> str:
     if first is not None and last is not None and entry.get("pattern"):
         parts.append(f"({first}-{last})" if first != last else f"(frame {first})")
     return " ".join(parts)
+
+
+def qc_line(entry: Mapping[str, Any]) -> str:
+    """A version's QC for a status line or a details row: 'flicker 1.3x' plus what to look at, '' unmeasured."""
+    summary = entry.get("qc")
+    label, problems = qc_label(summary), qc_problems(summary)
+    return f"QC {label}" + (f": {'; '.join(problems)}" if problems else "") if label or problems else ""
 
 
 def render_summary(render: pb.Render) -> Dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Usage: python shotpass_scene.py MODE ARGS_JSON RESULT_JSON
 Modes: scene (render -> submit -> comp/sequencer, chain), plate (Beachball strip round trip), movie (a movie
-strip as the plate), preview, inpaint (mask sequence), reference, review, cancel, tls (mutual TLS), down.
+strip as the plate), preview, inpaint (mask sequence), reference, review, cancel, jobs (suspend, resume,
+requeue, QC), tls (mutual TLS), down.
 Writes what it observed to RESULT_JSON; the pytest side makes the assertions.
 """
 
@@ -351,6 +352,62 @@ def mode_cancel(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["render_id"] = job.render_id
     res["status"] = s.status
     res["result_strip"] = f"shotpass {s.shot}" in seq_strips(scene) or f"shotpass {s.shot}" in review_strips(s.shot)
+    return res
+
+
+def mode_jobs(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """Suspend and resume the running render; requeue a failed version from the browser; QC in the browser."""
+    import time
+
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec, submit_render
+    from shotpass_client.ui_model import STATE_NAMES
+
+    scene = bpy.context.scene
+    strip = beachball_strip(scene, args["files"], 1)
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model, s.plate_kind, s.plate_strip = "jobs", "stylize", "", "STRIP", strip.name
+    runner = ext.host.runner
+    client = Client(args["server"])
+    res: Dict[str, Any] = {"submit": call(bpy.ops.shotpass.submit)}
+    job = runner.BOARD.jobs[-1]
+    while not job.render_id and not job.finished:
+        runner.drain()
+    res["suspend"] = call(bpy.ops.shotpass.job_control, action="SUSPEND")
+    deadline = time.monotonic() + 120
+    while job.state != "suspended" and not job.finished and time.monotonic() < deadline:
+        runner.drain()  # the watch reports the suspension once the running frame finished
+        time.sleep(0.05)
+    res["suspended_state"], res["suspend_status"] = job.state, s.status
+    held = client.render_state(job.render_id).frames_done
+    time.sleep(1.0)
+    res["held"], res["held_later"] = held, client.render_state(job.render_id).frames_done
+    res["resume"] = call(bpy.ops.shotpass.job_control, action="RESUME")
+    res["wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    res["render_id"], res["outputs"] = job.render_id, dict(job.outputs)
+    # A version whose frames ran past a too short frame timeout, sent by someone else (e.g. a farm).
+    failed = submit_render(client, RenderSpec(project=s.project, shot=s.shot, pass_name="stylize",
+                                              model="styletransfer-preset", seed=1, frame_timeout=0.000001),
+                           {f: args["files"][f - 1] for f in (1, 2, 3)})
+    res["failed_state"] = STATE_NAMES.get(client.wait(failed.render_id).state, "")
+    res["list1"] = call(bpy.ops.shotpass.list_versions) + call(bpy.ops.shotpass.wait, timeout=60)
+    s.versions_index = next(i for i, v in enumerate(s.versions) if v.render_id == failed.render_id)
+    res["failed_qc"] = s.versions[s.versions_index].qc
+    res["requeue"] = call(bpy.ops.shotpass.job_control, action="REQUEUE") + call(bpy.ops.shotpass.wait, timeout=60)
+    res["requeue_status"] = s.status
+    res["requeued_state"] = STATE_NAMES.get(client.wait(failed.render_id).state, "")
+    res["list2"] = call(bpy.ops.shotpass.list_versions) + call(bpy.ops.shotpass.wait, timeout=60)
+    res["qc"] = {v.render_id: v.qc for v in s.versions}
+    # What a server with a model's weights missing lists: marked in the menu, refused at submit.
+    info = client.server_info()
+    next(m for m in info.models if m.name == "styletransfer-preset").unavailable = "weights missing"
+    ext.host.options.set_server_info(info)
+    ext.host.options.fill_menus(s, info)
+    res["menu"] = [(m.name, m.description) for m in s.server_models if m.pass_name == "stylize"]
+    s.model = "styletransfer-preset (unavailable)"
+    res["picked_status"] = s.status
+    res["unavailable_submit"] = call(bpy.ops.shotpass.submit)
+    client.close()
     return res
 
 

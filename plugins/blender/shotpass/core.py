@@ -380,6 +380,8 @@ class JobBoard:
                     job.state = "submitted"
                 elif update.kind == WARNING:
                     job.warnings.append(update.message)
+                elif update.kind == PROGRESS and update.state:
+                    job.state = update.state  # suspended / queued again: shown on the progress bar
                 elif update.kind == PROGRESS and update.frames_done >= 0:
                     job.state, job.fraction = "running", update.fraction
                 elif update.kind == DONE:

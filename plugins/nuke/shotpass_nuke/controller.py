@@ -23,12 +23,16 @@ from shotpass_client.background import (
     DONE,
     FAILED,
     PROGRESS,
+    REQUEUE,
+    RESUME,
     SUBMITTED,
+    SUSPEND,
     UPLOADING,
     WARNING,
     BackgroundRender,
     JobRequest,
     JobUpdate,
+    control_render,
     drain_updates,
 )
 from shotpass_client.client import DEFAULT_ADDRESS
@@ -46,10 +50,13 @@ from shotpass_client.naming import (
 from shotpass_client.pathmap import PathMap
 from shotpass_client.patterns import FramePattern, PatternError, parse_frame_range
 from shotpass_client.proto import shotpass_pb2 as pb
+from shotpass_client.qc import qc_problems
 from shotpass_client.ui_model import (
     find_model,
+    model_unavailable,
     option_fields,
     pass_models,
+    qc_line,
     render_summary,
     script_project_shot,
     version_label,
@@ -111,6 +118,8 @@ class Controller:
             summary = ""
             if latest is not None:
                 summary = f"v{int(latest.get('version') or 0):03d} {latest.get('state', '')}"
+            if latest is not None and qc_line(latest):
+                summary += f" {qc_line(latest)}"  # the label shows QC without opening the node
             self.host.set(node, "shotpass_summary", summary)
             if selected:
                 self.host.set(node, "rating", int(selected.get("rating") or 0))
@@ -295,6 +304,9 @@ class Controller:
             "reuse_settings": self.reuse_settings,
             "take_out": self.take_out,
             "farm": self.farm,
+            "suspend": lambda n: self.control(n, SUSPEND),
+            "resume": lambda n: self.control(n, RESUME),
+            "requeue": lambda n: self.control(n, REQUEUE),
         }
         actions[name](node)
 
@@ -391,6 +403,9 @@ class Controller:
         if not spec.model and not spec.pass_name:
             raise SetupError("choose a pass and a model (press Connect if the lists are empty)")
         info = self._server_info(node)
+        why = model_unavailable(info, spec.model) if info is not None else ""
+        if why:
+            raise SetupError(f"model {spec.model} is unavailable on this server ({why}): choose another")
         model = find_model(info, spec.model) if info is not None else None
         src = self.host.input_node(node, 0)
         if src is None:
@@ -689,8 +704,10 @@ class Controller:
                         f"{where}{update.message}; nothing to upload")
         elif update.kind == PROGRESS:
             if entry is not None:
-                entry["state"] = "running"
-            if update.frames_done >= 0:
+                entry["state"] = update.state or "running"
+            if update.state:
+                self.status(node, f"{where}{update.message}")
+            elif update.frames_done >= 0:
                 self.status(node, f"{where}rendering: {update.frames_done}/{update.frames_total} frames")
         elif update.kind == WARNING:
             self.status(node, f"{where}warning: {update.message}")
@@ -708,7 +725,9 @@ class Controller:
             self.save_state(node, st)
             self.show_entry(node, entry)
             views = f" x {len(entry['views'])} views" if entry.get("views") else ""
-            self.status(node, f"{version_label(entry)}: {len(frames)} frame(s){views} written")
+            problems = qc_problems(entry.get("qc"))  # the version label already carries the flicker figure
+            qc = f"; QC: {'; '.join(problems)}" if problems else ""
+            self.status(node, f"{version_label(entry)}: {len(frames)} frame(s){views} written{qc}")
             return
         elif update.kind == FAILED:
             if entry is not None:
@@ -747,6 +766,64 @@ class Controller:
                                        entry.get("colour_space") or "")
         self.status(node, f"{version_label(entry)} taken out as {self.host.base_name(read)}")
         return read
+
+    def current_render(self, node: Any) -> str:
+        """The render Suspend/Resume/Requeue act on: this node's running one, else the selected version's."""
+        job = self.jobs.get(self.host.node_id(node))
+        if job is not None and job.running and job.background is not None and job.background.render_id:
+            return job.background.render_id
+        entry = self.selected_entry(self.state(node))
+        if entry is None and self.state(node)["versions"]:
+            entry = self.state(node)["versions"][-1]
+        return entry["render_id"] if entry else ""
+
+    def control(self, node: Any, action: str) -> None:
+        """Suspend, resume or requeue the node's current render off the main thread. A running job keeps
+        watching it; a requeued version that no job watches is waited for and fetched like one sent earlier."""
+        render_id = self.current_render(node)
+        if not render_id:
+            self.status(node, f"{action}: this node has no render yet")
+            return
+        node_id, address = self.host.node_id(node), self.host.get(node, "server")
+        job = self.jobs.get(node_id)
+        watched = job is not None and job.running
+        self.status(node, f"{action} render {render_id} ...")
+
+        def work() -> None:
+            try:
+                with connection(address).client(CONNECT_TIMEOUT) as client:
+                    render, message = control_render(client, render_id, action)
+                    self.host.main_thread(self._apply_control, node_id, render, message)
+                    if action == REQUEUE and not watched:
+                        st_entry = self.host.call_main(self._entry_by_id, node_id, render_id)
+                        if st_entry and st_entry.get("pattern"):
+                            self._fetch_finished(client, node_id, renders_of(st_entry))
+            except ClientError as err:
+                self.host.main_thread(self._status_by_id, node_id, f"{action} failed: {err}")
+            except Exception as err:  # a worker thread must never die into the host
+                traceback.print_exc()
+                self.host.main_thread(self._status_by_id, node_id, f"{action}: unexpected {type(err).__name__}: {err}")
+
+        threading.Thread(target=work, name=f"shotpass-{action}", daemon=True).start()
+
+    def _entry_by_id(self, node_id: str, render_id: str) -> Optional[Dict[str, Any]]:
+        node = self.host.find_node(node_id)
+        if node is None:
+            return None
+        return next((dict(e) for e in self.state(node)["versions"] if e["render_id"] == render_id), None)
+
+    def _apply_control(self, node_id: str, render: Any, message: str) -> None:
+        node = self.host.find_node(node_id)
+        if node is None:
+            return
+        st = self.state(node)
+        entry = next((e for e in st["versions"] if e["render_id"] == render.id), None)
+        if entry is not None:
+            entry["state"] = render_summary(render)["state"]
+            if entry["state"] in ACTIVE + ("suspended",):
+                entry["fetched"] = False  # running again: a reopen waits for it and fetches its frames
+            self.save_state(node, st)
+        self.status(node, message)
 
     def cancel(self, node: Any) -> None:
         job = self.jobs.get(self.host.node_id(node))

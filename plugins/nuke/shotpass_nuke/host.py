@@ -498,6 +498,12 @@ def _build(node: Any) -> Any:
     add(nuke.PyScript_Knob("render", "Render", _cmd("render")), "render the frame range", newline=False)
     add(nuke.PyScript_Knob("cancel", "Cancel", _cmd("cancel")), "cancel this node's running render",
         newline=False)
+    add(nuke.PyScript_Knob("suspend", "Suspend", _cmd("suspend")), "start no more frames of this node's render "
+        "(the running one finishes) until Resume", newline=False)
+    add(nuke.PyScript_Knob("resume", "Resume", _cmd("resume")), "go on with the suspended render", newline=False)
+    add(nuke.PyScript_Knob("requeue", "Requeue Failed", _cmd("requeue")), "render the failed and cancelled frames "
+        "of the selected version again (finished frames are kept); they come back into the same version",
+        newline=False)
     add(nuke.PyScript_Knob("edit_render", "Edit this Render", _cmd("edit_render")),
         "a new ShotPass node that works on this version's result (by reference: nothing uploaded again)",
         newline=False)

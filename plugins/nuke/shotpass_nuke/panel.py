@@ -1,4 +1,5 @@
-"""The "shotpass queue" panel: the server's renders of this script's project (state, progress, cancel, open).
+"""The "shotpass queue" panel: the server's renders of this script's project (state, progress, QC; cancel,
+suspend, resume, requeue failed frames; open in the DAG).
 
 Qt through the small `qt` shim, so the same code runs on PySide2 (Nuke 13-15) and PySide6 (Nuke 16) with or
 without qtpy. No nuke import: the host plugs in "open in DAG" and the default server/project through HOOKS.
@@ -12,14 +13,16 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from shotpass_client import ClientError
+from shotpass_client.background import CONTROL_LABELS, REQUEUE, RESUME, SUSPEND, control_render
 from shotpass_client.client import DEFAULT_ADDRESS
 from shotpass_client.connection import Connection
+from shotpass_client.qc import qc_label, qc_summary
 from shotpass_client.ui_model import STATE_NAMES, stars
 
 from .qt import QtCore, QtWidgets
 
 HOOKS: Dict[str, Optional[Callable[..., Any]]] = {"open_in_dag": None, "defaults": None}
-COLUMNS = ("shot", "version", "lane", "state", "progress", "model", "rating", "created", "render id")
+COLUMNS = ("shot", "version", "lane", "state", "progress", "model", "rating", "qc", "created", "render id")
 REFRESH_MS = 3000
 
 
@@ -35,6 +38,7 @@ def _defaults() -> Tuple[str, str]:
 
 class QueuePanel(QtWidgets.QWidget):
     loaded = QtCore.Signal(object, str)  # renders, error message (from a worker thread)
+    message = QtCore.Signal(str)  # what a job-control action did (from a worker thread)
 
     def __init__(self, parent: Any = None, server: Optional[str] = None, project: Optional[str] = None) -> None:
         super().__init__(parent)
@@ -63,10 +67,14 @@ class QueuePanel(QtWidgets.QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
 
         self.cancel_button = QtWidgets.QPushButton("Cancel selected")
+        self.control_buttons = {a: QtWidgets.QPushButton(f"{CONTROL_LABELS[a]} selected")
+                                for a in (SUSPEND, RESUME, REQUEUE)}
         self.open_button = QtWidgets.QPushButton("Open in DAG")
         self.status = QtWidgets.QLabel("")
         bottom = QtWidgets.QHBoxLayout()
         bottom.addWidget(self.cancel_button)
+        for button in self.control_buttons.values():
+            bottom.addWidget(button)
         bottom.addWidget(self.open_button)
         bottom.addWidget(self.status, 1)
 
@@ -79,8 +87,11 @@ class QueuePanel(QtWidgets.QWidget):
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self._auto_refresh)
         self.loaded.connect(self.show_renders)
+        self.message.connect(self.status.setText)
         self.refresh_button.clicked.connect(self.refresh)
         self.cancel_button.clicked.connect(self.cancel_selected)
+        for action, button in self.control_buttons.items():
+            button.clicked.connect(lambda _checked=False, a=action: self.control_selected(a))
         self.open_button.clicked.connect(self.open_selected)
         self.table.itemDoubleClicked.connect(lambda _item: self.open_selected())
 
@@ -139,6 +150,7 @@ class QueuePanel(QtWidgets.QWidget):
             cells = (r.shot, f"v{r.version:03d}", r.lane or "render", STATE_NAMES.get(r.state, "?"), None,
                      r.settings.model or r.settings.pass_name,
                      (stars(r.review.rating) if r.review.rating else "") + (" pinned" if r.review.pinned else ""),
+                     qc_label(qc_summary(r, pairs=False)),
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)), r.id)
             for col, text in enumerate(cells):
                 if text is None:
@@ -177,6 +189,30 @@ class QueuePanel(QtWidgets.QWidget):
             self.loaded.emit(renders, error or fetch_error)
 
         threading.Thread(target=work, name="shotpass-queue-cancel", daemon=True).start()
+
+    def control_selected(self, action: str) -> None:
+        """Suspend, resume or requeue the selected renders in a worker; the table reloads after."""
+        ids, (address, project) = self.selected_ids(), self.where()
+        if not ids:
+            self.status.setText(f"select the renders to {action}")
+            return
+
+        def work() -> None:
+            messages = []
+            try:
+                with Connection.resolve(address).client(2.0) as client:
+                    for rid in ids:
+                        try:
+                            messages.append(control_render(client, rid, action)[1])
+                        except ClientError as err:  # one refused render does not stop the others
+                            messages.append(f"{action} {rid}: {err}")
+            except ClientError as err:
+                messages.append(f"{action} failed: {err}")
+            renders, fetch_error = self.fetch(address, project)
+            self.loaded.emit(renders, fetch_error)
+            self.message.emit("; ".join(messages))
+
+        threading.Thread(target=work, name=f"shotpass-queue-{action}", daemon=True).start()
 
     def open_selected(self) -> Any:
         ids = self.selected_ids()

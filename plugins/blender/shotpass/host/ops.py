@@ -147,6 +147,9 @@ def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") ->
     scene = context.scene
     s = scene.shotpass
     conn = _server()
+    problem = option_fields.model_problem(s)
+    if problem:
+        raise ShotpassProblem(problem)
     spec = _settings(scene).spec()
     plate: Dict[int, str] = {}
     plate_job: Optional[PlateRender] = None
@@ -410,7 +413,7 @@ def fill_versions(scene_name: str, renders: list) -> None:
 
 def fill_version(item: object, r: object) -> None:
     """One row of the version browser from a server render: state, review, lineage and QC."""
-    from shotpass_client.ui_model import STATE_NAMES
+    from shotpass_client.ui_model import STATE_NAMES, qc_line, render_summary
 
     failed = sum(1 for f in r.frames if f.error)  # type: ignore[attr-defined]
     item.render_id, item.line, item.version = r.id, version_line(r), r.version  # type: ignore[attr-defined]
@@ -418,9 +421,11 @@ def fill_version(item: object, r: object) -> None:
     review = r.review  # type: ignore[attr-defined]
     item.rating, item.pinned, item.approved, item.note = review.rating, review.pinned, review.approved, review.note  # type: ignore[attr-defined]
     item.parent, item.model = r.parent_render, f"{r.settings.pass_name}/{r.settings.model}"  # type: ignore[attr-defined]
+    flicker = qc_line(render_summary(r))  # type: ignore[arg-type]
     item.qc = (f"{r.frames_done}/{r.frames_total} frames"  # type: ignore[attr-defined]
                + (f", {failed} failed" if failed else "")
-               + (f", {len(r.warnings)} warning(s)" if r.warnings else ""))  # type: ignore[attr-defined]
+               + (f", {len(r.warnings)} warning(s)" if r.warnings else "")  # type: ignore[attr-defined]
+               + (f", {flicker}" if flicker else ""))
     item.warnings = "\n".join(r.warnings)  # type: ignore[attr-defined]
 
 
@@ -489,6 +494,43 @@ def _selected_render(context: bpy.types.Context, given: str, fallback: str) -> s
     if 0 <= s.versions_index < len(s.versions):
         return s.versions[s.versions_index].render_id
     return fallback
+
+
+class SHOTPASS_OT_job_control(_Base):
+    """Suspend, resume, or requeue the failed frames of a render (sent in the background)"""
+
+    bl_idname = "shotpass.job_control"
+    bl_label = "Job Control"
+
+    action: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        items=[("SUSPEND", "Suspend", "start no more frames (a running one finishes) until resumed"),
+               ("RESUME", "Resume", "go on with a suspended render"),
+               ("REQUEUE", "Requeue Failed", "render the failed and cancelled frames again (finished ones are kept)")])
+    render_id: bpy.props.StringProperty(  # type: ignore[valid-type]
+        description="Empty: the running render, else the version selected in the browser, else the last render")
+
+    def execute(self, context: bpy.types.Context) -> Result:
+        from shotpass_client.background import control_render
+
+        scene = context.scene
+        running = runner.busy(scene)
+        render_id = self.render_id or (running.render_id if running is not None else "") or _selected_render(
+            context, "", scene.shotpass.last_render_id)
+        if not render_id:
+            return self.fail(ShotpassProblem("no render yet: submit one first"))
+        try:
+            conn = _server()
+        except _client_errors() as err:
+            return self.fail(err)
+        action, name = self.action.lower(), scene.name
+
+        def call() -> tuple:
+            with conn.client(connect_timeout=3.0) as client:
+                return control_render(client, render_id, action)
+
+        # A running job keeps watching its render; a requeued version is loaded with Load Version once it ends.
+        runner.ask(scene, f"{action} {render_id}", call, lambda result: _update_version(name, *result))
+        return {"FINISHED"}
 
 
 class SHOTPASS_OT_review(_Base):
@@ -706,5 +748,5 @@ CLASSES = (
     SHOTPASS_OT_connect_result,
     SHOTPASS_OT_render_plate, SHOTPASS_OT_use_plate, SHOTPASS_OT_submit, SHOTPASS_OT_preview,
     SHOTPASS_OT_edit_render, SHOTPASS_OT_wait, SHOTPASS_OT_cancel, SHOTPASS_OT_list_versions,
-    SHOTPASS_OT_reuse_settings, SHOTPASS_OT_review, SHOTPASS_OT_load_options,
+    SHOTPASS_OT_reuse_settings, SHOTPASS_OT_review, SHOTPASS_OT_job_control, SHOTPASS_OT_load_options,
 )

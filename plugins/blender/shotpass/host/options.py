@@ -74,9 +74,23 @@ def fill_menus(settings: Any, info: Any) -> None:
         item = settings.server_passes.add()
         item.name, item.description = p.name, getattr(p, "description", "")
     settings.server_models.clear()
-    for m in info.models:
+    # Models the server cannot run come last, marked, with its reason as their description.
+    for m in sorted(info.models, key=lambda m: bool(m.unavailable)):
         item = settings.server_models.add()
-        item.name, item.description, item.pass_name = m.name, m.description, m.pass_name
+        item.name = m.name + (ui_model.UNAVAILABLE_MARK if m.unavailable else "")
+        item.description = f"unavailable: {m.unavailable}" if m.unavailable else m.description
+        item.pass_name = m.pass_name
+
+
+def unavailable_problem(model: Any) -> str:
+    return f"model {model.name} is unavailable on this server ({model.unavailable}): choose another"
+
+
+def model_problem(settings: Any) -> Optional[str]:
+    """Why the chosen model cannot be sent (the server listed it unavailable), or None."""
+    info = server_info()
+    model = ui_model.find_model(info, ui_model.model_name(settings.model)) if info and settings.model else None
+    return unavailable_problem(model) if model is not None and model.unavailable else None
 
 
 def sync(settings: Any) -> Optional[str]:
@@ -88,9 +102,11 @@ def sync(settings: Any) -> Optional[str]:
     name = settings.model
     if not name:
         _models, name = ui_model.pass_models(info, settings.pass_name)
-    model = ui_model.find_model(info, name)
+    model = ui_model.find_model(info, ui_model.model_name(name))
     if model is None:
         return f"the server has no model {name!r} for pass {settings.pass_name!r}"
+    if model.unavailable:
+        return unavailable_problem(model)
     kept = {o.name: (o.kind, value_of(o)) for o in settings.option_values}
     if getattr(settings, "pass_name", "") and model.pass_name != settings.pass_name and settings.model:
         settings.pass_name = model.pass_name  # a model picked from the menu brings its pass

@@ -70,7 +70,9 @@ class ShotpassPromptKey(bpy.types.PropertyGroup):
 def _model_changed(settings: ShotpassSceneSettings, context: object) -> None:
     from . import options
 
-    options.sync(settings)
+    problem = options.sync(settings)
+    if problem:  # e.g. a model the server lists as unavailable: say why where the artist looks
+        settings.status = problem
 
 
 class ShotpassSceneSettings(bpy.types.PropertyGroup):

@@ -37,7 +37,10 @@ def draw_progress(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
         layout.progress(factor=job.fraction, type="BAR", text=text)
     else:
         layout.label(text=f"{int(job.fraction * 100)}% {text}", icon="TIME")
-    layout.operator("shotpass.cancel", icon="CANCEL")
+    row = layout.row(align=True)
+    row.operator("shotpass.cancel", icon="CANCEL")
+    row.operator("shotpass.job_control", text="Suspend", icon="PAUSE").action = "SUSPEND"
+    row.operator("shotpass.job_control", text="Resume", icon="PLAY").action = "RESUME"
 
 
 def draw_options(layout: bpy.types.UILayout, s: object) -> None:
@@ -70,6 +73,15 @@ def draw_versions(layout: bpy.types.UILayout, s: object) -> None:
         col.label(text=warning, icon="ERROR")
     row = box.row(align=True)
     row.operator("shotpass.load_version", icon="IMPORT").render_id = v.render_id
+    if v.lane == "render" and v.state in ("queued", "running"):
+        op = row.operator("shotpass.job_control", text="Suspend", icon="PAUSE")
+        op.action, op.render_id = "SUSPEND", v.render_id
+    if v.state == "suspended":
+        op = row.operator("shotpass.job_control", text="Resume", icon="PLAY")
+        op.action, op.render_id = "RESUME", v.render_id
+    if v.lane == "render" and (v.state in ("failed", "cancelled") or "failed" in v.qc):
+        op = row.operator("shotpass.job_control", text="Requeue Failed", icon="FILE_REFRESH")
+        op.action, op.render_id = "REQUEUE", v.render_id
     if v.lane == "preview":
         row.operator("shotpass.approve_reference", icon="SOLO_ON").render_id = v.render_id
     row = box.row(align=True)
