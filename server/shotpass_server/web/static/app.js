@@ -124,8 +124,7 @@ async function queuePage() {
       content.append(table);
     }
     if (note.length) content.append(h("p", {class: "hint", id: "unsupported"},
-      `This server cannot ${note.join(", ").replace(/, ([^,]*)$/, " or $1")} renders yet; ` +
-      "a render's priority is set when it is submitted."));
+      `This server cannot ${note.join(", ").replace(/, ([^,]*)$/, " or $1")} renders.`));
   }
   await draw();
   const events = new EventSource("/api/queue/events");
