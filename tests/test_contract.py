@@ -27,7 +27,7 @@ def test_every_rpc_of_the_contract_is_served(server) -> None:
     assert methods >= {
         "GetServerInfo", "ListModels", "FindBlobs", "UploadBlobs", "DownloadBlob", "SubmitRender",
         "WatchRender", "GetRender", "ListRenders", "CancelRender", "PreviewFrame", "ReviewRender",
-        "SuspendRender", "ResumeRender", "RequeueRender", "GetStats",
+        "SuspendRender", "ResumeRender", "RequeueRender", "GetStats", "SetRenderPriority",
     }
     with grpc.insecure_channel(server.address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)

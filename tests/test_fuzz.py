@@ -369,6 +369,8 @@ def query_calls(live: Live) -> st.SearchStrategy[Callable[[], Any]]:
             pb.RequeueRenderRequest(render_id=r, **({} if t is None else {"frame_timeout_seconds": t})),
             timeout=CALL_TIMEOUT), render_ids(live),
             st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))),
+        st.builds(lambda r, n: lambda: stub.SetRenderPriority(pb.SetRenderPriorityRequest(render_id=r, priority=n),
+                                                               timeout=CALL_TIMEOUT), render_ids(live), INT32),
         st.builds(lambda p, s: lambda: stub.GetStats(pb.GetStatsRequest(project=p, shot=s), timeout=CALL_TIMEOUT),
                   texts("", "fuzz", "default"), texts("", "sh010")),
     )

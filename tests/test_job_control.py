@@ -94,6 +94,26 @@ def test_a_suspended_render_can_be_cancelled(server, client, tmp_path, gated) ->
         client.suspend(sub.render_id)
 
 
+def test_raising_a_waiting_renders_priority_makes_it_start_first(capsys, server, client, tmp_path, gated) -> None:
+    plate = plate_frames(_plate(tmp_path))
+    blocker = submit_render(client, RenderSpec(shot="sh050", pass_name="passthrough"), {1: plate[1], 2: plate[2]})
+    _until(client, blocker.render_id, (pb.RUNNING,))  # the one worker holds its chunk at the gate
+    first = submit_render(client, RenderSpec(shot="sh051", pass_name="passthrough"), {3: plate[3]})
+    later = submit_render(client, RenderSpec(shot="sh052", pass_name="passthrough"), {4: plate[4]})
+    assert server.manager.scheduler.position(first.render_id) < server.manager.scheduler.position(later.render_id)
+    code, out, err = run_cli(capsys, ["priority", later.render_id, "5", "--server", server.address, "--json"])
+    assert code == 0, err
+    assert (out["render"], out["priority"]) == (later.render_id, 5)
+    assert client.get_render(later.render_id).settings.priority == 5
+    assert server.manager.scheduler.position(later.render_id) < server.manager.scheduler.position(first.render_id)
+    gated.set()
+    a, b = client.wait(first.render_id), client.wait(later.render_id)
+    assert a.state == b.state == pb.FINISHED
+    assert b.started_at < a.started_at, "the raised render did not start first"
+    with pytest.raises(ClientError, match="only a queued, running or suspended render"):
+        client.set_priority(first.render_id, 1)  # a final render has no place in the queue
+
+
 def test_a_frame_past_its_timeout_fails_with_the_reason_and_requeue_runs_it_again(capsys, server, client,
                                                                                   tmp_path) -> None:
     plate = _plate(tmp_path)
@@ -198,7 +218,7 @@ def test_job_control_and_stats_of_another_project_are_refused(two_projects) -> N
     alice, bob = two_projects["clients"]["alice"], two_projects["clients"]["bob"]
     render = two_projects["render"]
     assert render.state == pb.FAILED  # its one frame ran past the timeout
-    for call in (bob.suspend, bob.resume, bob.requeue):
+    for call in (bob.suspend, bob.resume, bob.requeue, lambda render_id: bob.set_priority(render_id, -1)):
         with pytest.raises(ClientError) as err:
             call(render.id)
         assert err.value.code == "NOT_FOUND"  # as for a missing render

@@ -99,7 +99,7 @@ def test_session_answers_who_and_what_the_server_offers(site: Dict[str, Any]) ->
     alice = user(site, "alice")
     data = alice.session()
     assert (data["user"], data["admin"], data["single_user"], data["projects"]) == ("alice", False, False, ["show-a"])
-    assert data["features"] == {"cancel": True, "suspend": True, "resume": True, "reorder": False}
+    assert data["features"] == {"cancel": True, "suspend": True, "resume": True, "reorder": True}
     assert {"display": "sRGB - Display", "view": "ACES 2.0 - SDR 100 nits (Rec.709)"} == data["views"][0]
     assert user(site, "admin").session()["projects"] is None
 
@@ -365,6 +365,51 @@ def test_suspend_and_resume_from_the_queue(site: Dict[str, Any]) -> None:
     while catalog.get_render(sub.render_id, with_frames=False).state != "FINISHED" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert catalog.get_render(sub.render_id, with_frames=False).state == "FINISHED"
+
+
+def test_reorder_waiting_renders_from_the_queue(site: Dict[str, Any]) -> None:
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec, submit_render
+
+    fast = {"seconds": "0"}
+    with Client(site["srv"].address, site["tokens"]["bob"]) as bob_grpc:
+        blocker = submit_render(bob_grpc, RenderSpec(project="show-b", shot="sh070", model="test-slow-probe",
+                                                     options={"seconds": "3"}), site["plate"])
+        first, later = (submit_render(bob_grpc, RenderSpec(project="show-b", shot=shot, model="test-slow-probe",
+                                                           options=fast, priority=-5), site["plate"])
+                        for shot in ("sh071", "sh072"))
+    bob = user(site, "bob")
+
+    def waiting_order() -> list:
+        lanes = bob.get("/api/queue").json()["lanes"]
+        rows = [r for lane in lanes for r in lane["waiting"] if r["id"] in (first.render_id, later.render_id)]
+        return [r["id"] for r in sorted(rows, key=lambda r: r["position"])]
+
+    path = f"/api/renders/{later.render_id}/priority"
+    assert waiting_order() == [first.render_id, later.render_id]
+    assert user(site, "alice").post(path, {"priority": -1}).status == 404  # another project's: as a missing one
+    assert bob.post(path, {"priority": -1}, csrf="").status == 403
+    assert user(site, "vera").post(f"/api/renders/{site['v1']}/priority", {"priority": 0}).status == 403  # viewer
+    above = bob.post(path, {"priority": 1})  # bob's max priority is 0
+    assert above.status == 403 and "max-priority" in above.json()["error"], above.text
+    assert bob.post(path, {"priority": "high"}).status == 400
+    assert bob.post(path, {}).status == 400
+    assert bob.post("/api/renders/bad%20id/priority", {"priority": 0}).status == 400
+    assert waiting_order() == [first.render_id, later.render_id], "a refused reorder moved the render"
+    answer = bob.post(path, {"priority": -1})
+    assert answer.status == 200, answer.text
+    assert answer.json()["settings"]["priority"] == -1
+    assert waiting_order() == [later.render_id, first.render_id]
+    # An admin may go above the owner's cap.
+    assert user(site, "admin").post(f"/api/renders/{first.render_id}/priority", {"priority": 3}).status == 200
+    assert waiting_order() == [first.render_id, later.render_id]
+    assert bob.post(f"/api/renders/{blocker.render_id}/cancel").status == 200
+    catalog = site["srv"].catalog
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and catalog.get_render(later.render_id, with_frames=False).state != "FINISHED":
+        time.sleep(0.1)
+    a, b = (catalog.get_render(r.render_id, with_frames=False) for r in (first, later))
+    assert a.state == b.state == "FINISHED" and a.started_at < b.started_at
 
 
 def test_a_revoked_token_ends_its_browser_session(tmp_path: Path) -> None:

@@ -93,6 +93,14 @@ class JobCatalogMixin:
                 self._db.execute("UPDATE renders SET settings = ? WHERE id = ?", (json.dumps(settings), render_id))
         return frames
 
+    def set_priority(self, render_id: str, priority: int) -> None:
+        """The render's priority setting (reorder); one statement, so a concurrent settings write is not lost."""
+        with self._lock, self._transaction():
+            self._db.execute(
+                "UPDATE renders SET settings = json_set(settings, '$.priority', ?) WHERE id = ?",
+                (int(priority), render_id),
+            )
+
     def reopen(self, render_id: str) -> None:
         """A final render with frames to run again goes back to the queue: no error, no finish time."""
         from .catalog import QUEUED

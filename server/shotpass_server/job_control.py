@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 from shotpass_client.patterns import format_frame_list
 
 from . import catalog as cat
+from .accounts import PermissionDenied
 from .catalog_jobs import FRAME_TIMEOUT, JOB_KEY
 from .errors import InvalidInput, ShotpassError
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from .renders import RenderManager
 
 MAX_FRAME_TIMEOUT_S = 7 * 24 * 3600.0
+MAX_PRIORITY = 1_000_000
 # Settings that may differ between tasks of one job: they steer how frames run, not what they look like (the
 # server draws the seed of a task without one; a requeue may have changed the render's frame timeout; farm
 # hosts with and without BLAKE3 name outputs in different digests).
@@ -30,6 +32,11 @@ class FrameTimedOut(ShotpassError):
 def check_frame_timeout(seconds: float, field: str = "frame_timeout_seconds") -> None:
     if not math.isfinite(seconds) or not 0 <= seconds <= MAX_FRAME_TIMEOUT_S:
         raise InvalidInput(f"{field} {seconds}: give 0 (no limit) up to {MAX_FRAME_TIMEOUT_S:g} seconds")
+
+
+def check_priority(priority: int, field: str = "priority") -> None:
+    if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidInput(f"{field} {priority}: give -{MAX_PRIORITY} up to {MAX_PRIORITY} (higher runs first)")
 
 
 def frame_timeout(settings: Dict[str, Any]) -> float:
@@ -73,6 +80,22 @@ class JobControl:
         self.m.catalog.set_render_state(render_id, cat.QUEUED)
         self.m.add_event(render_id, "RESUMED", {"message": "resumed"})
         self.m.scheduler.resume(render_id)
+
+    def set_priority(self, render_id: str, priority: int, cap: Optional[int]) -> None:
+        """Reorder a render not yet final. Raising above the caller's cap (None: none) is refused, not lowered as
+        at submit: the caller asked for a place in the queue, and a silent other place would mislead them."""
+        check_priority(priority)
+        render = self.m.catalog.get_render(render_id, with_frames=False)
+        if render.state in cat.FINAL_STATES:
+            raise InvalidInput(f"render {render_id} is {render.state.lower()}: only a queued, running or suspended "
+                               "render can be reordered")
+        if cap is not None and priority > cap and priority > int(render.settings.get("priority", 0)):
+            raise PermissionDenied(
+                f"priority {priority} is above {cap}, the most {render.owner or 'this user'} may ask for (the "
+                f"server's admin sets it: shotpass users set {render.owner or 'NAME'} --max-priority N)"
+            )
+        self.m.catalog.set_priority(render_id, priority)
+        self.m.scheduler.set_priority(render_id, priority)
 
     def requeue(self, render_id: str, new_timeout: Optional[float] = None) -> List[int]:
         render = self._render(render_id, "requeue")

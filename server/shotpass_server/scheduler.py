@@ -233,6 +233,17 @@ class Scheduler:
             self._suspended.discard(render_id)
         self.enqueue(render_id)
 
+    def set_priority(self, render_id: str, priority: int) -> None:
+        """Reorder: a queued render ranks by its new priority from its next chunk on (a chunk in flight runs on).
+        Only the priority key moves: the lane and fair share still rank first. A render not in the queue (running
+        its last chunk, suspended) takes the priority from the catalog when it is queued again."""
+        with self._cv:
+            entry = self._queue.get(render_id)
+            if entry is not None:
+                entry.neg_priority = -int(priority)
+                self._cv.notify_all()
+        self._announce_positions()
+
     def is_suspended(self, render_id: str) -> bool:
         return render_id in self._suspended
 

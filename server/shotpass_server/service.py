@@ -531,6 +531,13 @@ class ShotPassService(pb_grpc.ShotPassServicer):
         return self._render_page(request.render_id)
 
     @rpc
+    def SetRenderPriority(self, request: pb.SetRenderPriorityRequest, context: Ctx, caller: Caller) -> pb.Render:
+        check_render_id("render_id", request.render_id)
+        self._check_render(caller, request.render_id, write=True)
+        self.m.jobs.set_priority(request.render_id, request.priority, caller.max_priority)
+        return self._render_page(request.render_id)
+
+    @rpc
     def GetStats(self, request: pb.GetStatsRequest, context: Ctx, caller: Caller) -> pb.StatsResponse:
         check_text("project", request.project, MAX_NAME)
         check_text("shot", request.shot, MAX_NAME)

@@ -457,6 +457,11 @@ class Client:
             req.frame_timeout_seconds = frame_timeout
         return self._call(self._stub.RequeueRender, req)
 
+    def set_priority(self, render_id: str, priority: int) -> pb.Render:
+        """Reorder: the render's next frames start by this priority (higher first among one user's renders)."""
+        return self._call(self._stub.SetRenderPriority, pb.SetRenderPriorityRequest(render_id=render_id,
+                                                                                   priority=priority))
+
     def stats(self, project: str = "", shot: str = "") -> List[pb.ShotStats]:
         """Renders, frames and device-seconds per shot of the projects this caller may see."""
         return list(self._call(self._stub.GetStats, pb.GetStatsRequest(project=project, shot=shot)).shots)

@@ -72,7 +72,7 @@ class ReviewApi:
             "projects": self.visible(caller),
             "csrf_token": csrf,
             "views": self.proxies.views(),
-            "features": {"cancel": True, "suspend": True, "resume": True, "reorder": False},
+            "features": {"cancel": True, "suspend": True, "resume": True, "reorder": True},
         })
         self.access.set_nonce(response, nonce)
         return response
@@ -245,6 +245,23 @@ class ReviewApi:
         render_id = request.path_params["render_id"]
         self.check_render(caller, render_id, write=True)
         getattr(self.m.jobs, action)(render_id)
+        return JSONResponse(views.render_json(self.catalog.get_render(render_id), True, frames=False))
+
+    async def priority(self, request: Request) -> Response:
+        body = await _json_body(request)
+        return await run_in_threadpool(self._priority, request, body)
+
+    def _priority(self, request: Request, body: Dict[str, Any]) -> Response:
+        """As SetRenderPriority: the same checks (members, not viewers; the caller's priority cap) and job control."""
+        caller = self.access.caller(request)
+        self.access.check_csrf(request)
+        render_id = request.path_params["render_id"]
+        unknown = set(body) - {"priority"}
+        if unknown or "priority" not in body:
+            raise InvalidInput('reorder: send {"priority": N} (higher starts first)')
+        priority = _int("priority", body["priority"])
+        self.check_render(caller, render_id, write=True)
+        self.m.jobs.set_priority(render_id, priority, caller.max_priority)
         return JSONResponse(views.render_json(self.catalog.get_render(render_id), True, frames=False))
 
     # ------------------------------------------------------------ live events (the catalog's, as WatchRender's)

@@ -63,6 +63,7 @@ def build_app(api: ReviewApi, pages: Pages, access: WebAccess) -> Starlette:
         Route("/api/renders/{render_id}/cancel", api.cancel, methods=["POST"]),
         Route("/api/renders/{render_id}/suspend", api.suspend, methods=["POST"]),
         Route("/api/renders/{render_id}/resume", api.resume, methods=["POST"]),
+        Route("/api/renders/{render_id}/priority", api.priority, methods=["POST"]),
         Route("/api/renders/{render_id}/frames/{frame}/{file}", api.frame_file),
         Route("/api/blobs/{file}", api.blob_file),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),

@@ -1,4 +1,4 @@
-"""`shotpass suspend | resume | requeue`: job control a farm user expects."""
+"""`shotpass suspend | resume | requeue | priority`: job control a farm user expects."""
 
 from __future__ import annotations
 
@@ -28,6 +28,13 @@ def add_commands(sub: Any) -> None:
     client_args(q)
     q.set_defaults(func=cmd_requeue)
 
+    p = sub.add_parser("priority", help="reorder: give a waiting render a new priority (higher starts first among "
+                                        "your renders; above your max priority is refused)")
+    p.add_argument("render")
+    p.add_argument("priority", type=int, metavar="N")
+    client_args(p)
+    p.set_defaults(func=cmd_priority)
+
 
 def _report(args: argparse.Namespace, render: Any, what: str) -> int:
     if args.json:
@@ -53,3 +60,12 @@ def cmd_requeue(args: argparse.Namespace) -> int:
         before = {f.frame for f in client.get_render(args.render).frames if f.error}
         render = client.requeue(args.render, args.frame_timeout)
     return _report(args, render, f"frames {format_frame_list(before) or '-'} requeued")
+
+
+def cmd_priority(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        render = client.set_priority(args.render, args.priority)
+    if args.json:
+        print_json({**render_summary(render), "priority": render.settings.priority})
+        return 0
+    return _report(args, render, f"priority {render.settings.priority}")

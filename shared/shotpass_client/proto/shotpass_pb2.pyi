@@ -656,6 +656,14 @@ class RequeueRenderRequest(_message.Message):
     frame_timeout_seconds: float
     def __init__(self, render_id: _Optional[str] = ..., frame_timeout_seconds: _Optional[float] = ...) -> None: ...
 
+class SetRenderPriorityRequest(_message.Message):
+    __slots__ = ("render_id", "priority")
+    RENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    render_id: str
+    priority: int
+    def __init__(self, render_id: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+
 class GetStatsRequest(_message.Message):
     __slots__ = ("project", "shot")
     PROJECT_FIELD_NUMBER: _ClassVar[int]

@@ -109,6 +109,11 @@ class ShotPassStub(object):
                 request_serializer=shotpass_dot_v1_dot_shotpass__pb2.RequeueRenderRequest.SerializeToString,
                 response_deserializer=shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
                 _registered_method=True)
+        self.SetRenderPriority = channel.unary_unary(
+                '/shotpass.v1.ShotPass/SetRenderPriority',
+                request_serializer=shotpass_dot_v1_dot_shotpass__pb2.SetRenderPriorityRequest.SerializeToString,
+                response_deserializer=shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
+                _registered_method=True)
         self.GetStats = channel.unary_unary(
                 '/shotpass.v1.ShotPass/GetStats',
                 request_serializer=shotpass_dot_v1_dot_shotpass__pb2.GetStatsRequest.SerializeToString,
@@ -228,6 +233,14 @@ class ShotPassServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRenderPriority(self, request, context):
+        """Reorder: a render not yet final gets a new priority (higher runs first among one user's renders); its next
+        chunk is picked by it. Above the caller's max priority is refused (PERMISSION_DENIED); lowering always works.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStats(self, request, context):
         """Cost: device-seconds and frames per shot of the caller's projects.
         """
@@ -319,6 +332,11 @@ def add_ShotPassServicer_to_server(servicer, server):
             'RequeueRender': grpc.unary_unary_rpc_method_handler(
                     servicer.RequeueRender,
                     request_deserializer=shotpass_dot_v1_dot_shotpass__pb2.RequeueRenderRequest.FromString,
+                    response_serializer=shotpass_dot_v1_dot_shotpass__pb2.Render.SerializeToString,
+            ),
+            'SetRenderPriority': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRenderPriority,
+                    request_deserializer=shotpass_dot_v1_dot_shotpass__pb2.SetRenderPriorityRequest.FromString,
                     response_serializer=shotpass_dot_v1_dot_shotpass__pb2.Render.SerializeToString,
             ),
             'GetStats': grpc.unary_unary_rpc_method_handler(
@@ -736,6 +754,33 @@ class ShotPass(object):
             target,
             '/shotpass.v1.ShotPass/RequeueRender',
             shotpass_dot_v1_dot_shotpass__pb2.RequeueRenderRequest.SerializeToString,
+            shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRenderPriority(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shotpass.v1.ShotPass/SetRenderPriority',
+            shotpass_dot_v1_dot_shotpass__pb2.SetRenderPriorityRequest.SerializeToString,
             shotpass_dot_v1_dot_shotpass__pb2.Render.FromString,
             options,
             channel_credentials,

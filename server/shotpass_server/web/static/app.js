@@ -85,7 +85,7 @@ async function queuePage() {
       content.append(h("h2", {}, `${lane.name} lane · ${lane.running.length} running, ${lane.waiting.length} waiting`));
       if (!rows.length) { content.append(h("p", {class: "empty"}, "nothing here")); continue; }
       const table = h("table", {class: "queue", id: "lane-" + lane.name},
-        h("tr", {}, ["render", "shot", "user", "state", "progress", "frames", "step", "device time", ""].map((t) => h("th", {}, t))));
+        h("tr", {}, ["render", "shot", "user", "state", "progress", "frames", "step", "device time", "priority", ""].map((t) => h("th", {}, t))));
       for (const r of rows) {
         const cells = h("div", {class: "frames"}, r.frames.map((f) =>
           h("span", {class: "cell f-" + f.state.toLowerCase(), title: `frame ${f.frame}: ${f.state}`, "data-frame": f.frame})));
@@ -101,19 +101,30 @@ async function queuePage() {
           try { await post(`/api/renders/${r.id}/${pausing}`); say(`render ${r.id}: ${pausing} asked`); draw(); }
           catch (e) { say(e.message, "error"); }
         }}, pausing === "resume" ? "Resume" : "Suspend") : "";
+        // Reorder: a render not running its frames yet takes a new priority (higher starts first among a user's).
+        const priority = Number((r.settings || {}).priority || 0);
+        const setPriority = async (n) => {
+          try { await post(`/api/renders/${r.id}/priority`, {priority: n}); say(`render ${r.id}: priority ${n}`); draw(); }
+          catch (e) { say(e.message, "error"); }
+        };
+        const reorder = r.may_change && features.reorder && r.state !== "RUNNING" ? h("span", {class: "reorder"},
+          h("button", {class: "up", title: "raise the priority by one", onclick: () => setPriority(priority + 1)}, "Up"),
+          h("input", {type: "number", class: "priority", value: priority, step: 1, "aria-label": "priority",
+            onchange: (ev) => setPriority(parseInt(ev.target.value, 10) || 0)}),
+          h("button", {class: "down", title: "lower the priority by one", onclick: () => setPriority(priority - 1)}, "Down"))
+          : String(priority);
         live[r.id] = {cells, step, bar, done, total: r.frames_total, count: r.frames_done};
         table.append(h("tr", {id: "q-" + r.id, "data-state": r.state},
           h("td", {}, h("a", {href: "/renders/" + r.id}, r.id)),
           h("td", {}, h("a", {href: `/shots/${encodeURIComponent(r.project)}/${encodeURIComponent(r.shot)}`}, `${r.project}/${r.shot}`), ` v${String(r.version).padStart(3, "0")}`),
           h("td", {}, r.user || "—"), h("td", {}, stateBadge(r.state)),
           h("td", {}, bar, " ", done), h("td", {}, cells), h("td", {}, step),
-          h("td", {class: "num"}, secs(r.device_seconds)), h("td", {}, hold, " ", cancel)));
+          h("td", {class: "num"}, secs(r.device_seconds)), h("td", {}, reorder), h("td", {}, hold, " ", cancel)));
       }
       content.append(table);
     }
     if (note.length) content.append(h("p", {class: "hint", id: "unsupported"},
-      `This server cannot ${note.join(", ").replace(/, ([^,]*)$/, " or $1")} renders yet; ` +
-      "a render's priority is set when it is submitted."));
+      `This server cannot ${note.join(", ").replace(/, ([^,]*)$/, " or $1")} renders.`));
   }
   await draw();
   const events = new EventSource("/api/queue/events");
