@@ -284,7 +284,10 @@ def test_panel_menus_typed_options_approve_reference_chain_upscale_browser(
     assert opts["tile_size"]["value"] == 1024 == int(opts["tile_size"]["default"])
     assert opts["preserve_colour"]["kind"] == "BOOL" and opts["preserve_colour"]["value"] is False
     assert opts["style"]["kind"] == "STRING" and opts["tile_size"]["help"]
-    assert res["sent_options"] == {"style": "0", "preserve_colour": "true", "tile_size": "128"}
+    sent = res["sent_options"]
+    assert {k: sent[k] for k in ("style", "preserve_colour", "tile_size")} == {
+        "style": "0", "preserve_colour": "true", "tile_size": "128"}
+    assert set(sent) <= set(opts) and "temporal" in sent  # every option the model lists, temporal ones too
     assert res["preview"] == res["approve"] == res["submit"] == res["chain"] == "", log
     assert res["reference"] == [res["preview_id"], 12]
     with Client(server_address) as client:
@@ -293,7 +296,8 @@ def test_panel_menus_typed_options_approve_reference_chain_upscale_browser(
         upscaled = client.get_render(res["upscaled_id"])
     assert preview.review.approved and preview.lane == "preview"
     assert styled.reference_digest == preview.frames[0].output_digest  # steered by the approved frame
-    assert res["upscale_options"] == {"tile_size": "INT"}
+    assert res["upscale_options"] == {"tile_size": "INT", "temporal": "CHOICE", "temporal_strength": "FLOAT",
+                                      "keyframe_every": "INT", "keyframes": "STRING", "flow_source": "CHOICE"}
     assert upscaled.parent_render == res["styled_id"] and upscaled.settings.pass_name == "upscale"
     outputs = {int(f): p for f, p in res["upscaled"].items()}
     assert sorted(outputs) == [11, 12, 13] and all(rgba(p).shape == (96, 128, 4) for p in outputs.values())

@@ -60,7 +60,7 @@ def test_openjd_template_validates_and_its_tasks_make_one_version(capsys, server
         symtab = ojd.SymbolTable(source={**params, "Task.Param.Frames": frames})
         outs.append(_run_task(capsys, ["shotpass", *[a.resolve(symtab=symtab) for a in run.args]]))
     assert len({o["render"] for o in outs}) == 1 and all(o["version"] == 1 for o in outs)
-    render = client.get_render(outs[0]["render"])
+    render = client.wait(outs[0]["render"])  # a task ends with its frames; the render after its QC
     assert render.state == pb.FINISHED and [f.frame for f in render.frames] == list(range(1, 9))
     assert all(f.attempts == 1 for f in render.frames), "a frame was rendered twice"
     assert render.settings.seed == report["seed"] and render.settings.frame_timeout_seconds == 300
@@ -124,7 +124,7 @@ def test_opencue_outline_runs_as_chunks_into_one_version(capsys, server, client,
         line = command.replace("#FRAME_START#", str(first)).replace("#FRAME_END#", str(last))
         outs.append(_run_task(capsys, shlex.split(line)))
     assert len({o["render"] for o in outs}) == 1
-    render = client.get_render(outs[0]["render"])
+    render = client.wait(outs[0]["render"])  # a task ends with its frames; the render after its QC
     assert render.state == pb.FINISHED and [f.frame for f in render.frames] == list(range(2, 9))
     assert all(f.attempts == 1 for f in render.frames)
 

@@ -89,7 +89,7 @@ def test_a_mask_plate_without_a_usable_channel_is_refused_at_submit(capsys, serv
                                     "--pass", "inpaint", "--server", server.address, "--out", str(tmp_path / "o"),
                                     "--json"])
     assert code != 0
-    assert "mask frame 1: " in err and "mask.0001.exr: a mask plate needs an alpha (A), RGB or Y channel" in err
+    assert "mask mask.0001.exr (frame 1): a mask plate needs an alpha (A), RGB or Y channel" in err
     assert "it has u, v" in err
 
 

@@ -166,6 +166,8 @@ def _read_headers(data: bytes, source_name: str, refuse_deep: bool = False) -> A
         parts = exr.parts
         for part in parts:
             part.header  # noqa: B018 - building the dict is what raises on bad attributes
+            # Channel names are decoded only when read: a name that is not UTF-8 text raises here, not later.
+            [c.name for c in part.header.get("channels", [])]
     except Exception as exc:
         raise _damaged(source_name, exc) from exc
     if not parts:
