@@ -134,6 +134,8 @@ def test_render_detail_bad_ids_and_foreign_renders(site: Dict[str, Any]) -> None
     alice = user(site, "alice")
     r = alice.get(f"/api/renders/{site['v1']}").json()
     assert (r["state"], r["fps"], r["frames_done"], r["frames_total"]) == ("FINISHED", 25.0, 3, 3)
+    assert r["qc"]["flicker_ratio"] == pytest.approx(1.0)  # the server's QC: a passthrough is as steady as the plate
+    assert r["qc"]["nonfinite_outputs"] == 0 and r["qc"]["contract_errors"] == []
     assert [s["id"] for s in r["siblings"]] == [site["v1"], site["v2"]]
     assert r["frames"][0]["source"] and r["frames"][0]["output"]
     assert alice.get("/api/renders/%2E%2E%20x").status == 400

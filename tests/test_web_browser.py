@@ -141,6 +141,7 @@ def test_play_a_flipbook_and_compare_two_versions(browser: Any, site: Dict[str, 
     wait_for(lambda: ready(browser), "the version page")
     assert browser.find_element(By.ID, "fps").text == "24 fps"  # the plate's framesPerSecond
     assert len(browser.find_elements(By.CSS_SELECTOR, "#sheet figure")) == 8  # contact sheet: every frame
+    assert "x the plate's own" in browser.find_element(By.ID, "qc").text  # the render's flicker figure
     frame = browser.find_element(By.ID, "fb-frame")
     assert frame.text == "frame 1001"
     browser.find_element(By.ID, "fb-play").click()

@@ -71,6 +71,21 @@ function stateBadge(state) {
   return h("span", {class: "state state-" + String(state).toLowerCase()}, String(state).toLowerCase());
 }
 
+// The render's quality checks as a supervisor reads them: the flicker ratio (1 = as steady as the plate),
+// the worst frame pairs, and anything that breaks the frame contract or is not a number.
+function qcLines(qc) {
+  if (!qc || !Object.keys(qc).length) return [];
+  const lines = [];
+  if (typeof qc.flicker_ratio === "number" && qc.flicker_ratio > 0) {
+    lines.push(`flicker ${qc.flicker_ratio.toFixed(2)}x the plate's own${qc.flicker_ratio > 2 ? " (!)" : ""}`);
+  }
+  const worst = (qc.worst_pairs || []).slice(0, 3).map((p) => `${p.frame_a}-${p.frame_b} ${Number(p.ratio).toFixed(2)}x`);
+  if (worst.length) lines.push(`worst pairs: ${worst.join(", ")}`);
+  if (qc.nonfinite_outputs) lines.push(`${qc.nonfinite_outputs} NaN/Inf values in the outputs`);
+  for (const problem of qc.contract_errors || []) lines.push(`contract: ${problem}`);
+  return lines;
+}
+
 // ------------------------------------------------------------------ queue
 
 async function queuePage() {
@@ -199,7 +214,7 @@ async function shotPage() {
     h("tr", {}, ["", "version", "state", "user", "model", "frames", "device time", "QC", "review"].map((t) => h("th", {}, t))));
   for (const r of data.versions.slice().reverse()) {
     const thumb = r.thumb_frame !== null ? h("img", {class: "thumb", alt: `v${r.version}`, src: frameUrl(r.id, r.thumb_frame, "output", "thumb")}) : "";
-    const qc = Object.entries(r.qc).map(([k, v]) => h("div", {class: "qc"}, `${k}: ${typeof v === "number" ? v.toFixed(3) : JSON.stringify(v)}`));
+    const qc = qcLines(r.qc).map((line) => h("div", {class: "qc"}, line));
     table.append(h("tr", {id: "v-" + r.id, class: r.review.approved ? "is-approved" : ""},
       h("td", {}, h("a", {href: "/renders/" + r.id}, thumb)),
       h("td", {}, h("a", {href: "/renders/" + r.id}, `v${String(r.version).padStart(3, "0")}`), r.label ? ` ${r.label}` : "",
@@ -245,8 +260,8 @@ async function renderPage() {
     r.review.approved ? h("span", {class: "badge approved", id: "approved-badge"}, "approved") : "");
   content.append(head, h("p", {}, reviewControls(r, () => renderPage())));
   if (r.error) content.append(h("p", {class: "message error"}, r.error));
-  if (Object.keys(r.qc).length) content.append(h("div", {class: "qc-figures"},
-    Object.entries(r.qc).map(([k, v]) => h("span", {class: "qc"}, `${k}: ${typeof v === "number" ? v.toFixed(3) : JSON.stringify(v)}`))));
+  if (qcLines(r.qc).length) content.append(h("div", {class: "qc-figures", id: "qc"},
+    qcLines(r.qc).map((line) => h("span", {class: "qc"}, line))));
   if (!done.length) { content.append(h("p", {class: "empty"}, "no finished frames yet")); watchRender(r, () => true); return; }
 
   // Flipbook with an optional B side: another version of the shot or the source plate.
