@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 SUSPENDED = "SUSPENDED"  # a render state (RenderState.SUSPENDED on the wire): not final, no frames start
 JOB_KEY = "job_key"  # settings key holding the farm job key a render was submitted under
@@ -21,8 +21,7 @@ class JobCatalogMixin:
     _db: sqlite3.Connection
     _lock: threading.RLock
 
-    def _transaction(self) -> Any:  # provided by Catalog
-        raise NotImplementedError
+    _transaction: Callable[[], Any]  # Catalog's write transaction (a context manager)
 
     def job_render(self, project: str, shot: str, job_key: str) -> Optional[str]:
         """The render of a shot submitted under a job key, if any (the newest, should there be several)."""

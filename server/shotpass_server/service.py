@@ -506,19 +506,20 @@ class ShotPassService(pb_grpc.ShotPassServicer):
 
     # ------------------------------------------------------------ job control and cost
 
+    def _hold(self, render_id: str, caller: Caller, action: Callable[[str], None]) -> pb.Render:
+        """Suspend or resume: members only (not viewers); another project's render is NOT_FOUND."""
+        check_render_id("render_id", render_id)
+        self._check_render(caller, render_id, write=True)
+        action(render_id)
+        return self._render_page(render_id)
+
     @rpc
     def SuspendRender(self, request: pb.SuspendRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
-        check_render_id("render_id", request.render_id)
-        self._check_render(caller, request.render_id, write=True)
-        self.m.jobs.suspend(request.render_id)
-        return self._render_page(request.render_id)
+        return self._hold(request.render_id, caller, self.m.jobs.suspend)
 
     @rpc
     def ResumeRender(self, request: pb.ResumeRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
-        check_render_id("render_id", request.render_id)
-        self._check_render(caller, request.render_id, write=True)
-        self.m.jobs.resume(request.render_id)
-        return self._render_page(request.render_id)
+        return self._hold(request.render_id, caller, self.m.jobs.resume)
 
     @rpc
     def RequeueRender(self, request: pb.RequeueRenderRequest, context: Ctx, caller: Caller) -> pb.Render:
