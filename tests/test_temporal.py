@@ -59,8 +59,8 @@ def _plate(folder: Path, frames: range, h: int = 48, w: int = 64, vectors: str =
     folder.mkdir(parents=True, exist_ok=True)
     for f in frames:
         extra: Dict[str, np.ndarray] = {}
-        if vectors == "blender":  # motion from the previous frame, pixels, y up (Vector.XY); ZW: to the next
-            for name, value in (("X", DX), ("Y", -DY), ("Z", DX), ("W", -DY)):
+        if vectors == "blender":  # offset to the previous frame, pixels, y up (Vector.XY); ZW: to the next
+            for name, value in (("X", -DX), ("Y", DY), ("Z", DX), ("W", -DY)):
                 extra[f"ViewLayer.Vector.{name}"] = np.full((h, w), value, np.float32)
         elif vectors == "nuke":  # offset to the previous frame, pixels, y up
             extra = {"backward.u": np.full((h, w), -DX, np.float32), "backward.v": np.full((h, w), DY, np.float32)}
