@@ -329,30 +329,68 @@ def test_server_reads_a_blender_multilayer_plate_and_its_depth(tmp_path: Path) -
     np.testing.assert_allclose(_depth_for(image, plane), z.astype(np.float16), rtol=1e-3)
 
 
-@pytest.mark.skipif("4.2" not in MATRIX, reason="bpy 5.x as a module renders no Depth/Vector pass into any file "
-                    "(render output, File Output node, save_render); checked on bpy 4.2: SHOTPASS_BPY_42=1")
-def test_depth_and_vector_passes_travel_in_a_multilayer_plate(
-        tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
+def cube_centroid(depth: np.ndarray) -> np.ndarray:
+    """(x, y) in array coordinates of what stands in front of the background (the cube)."""
+    rows, cols = np.nonzero(depth < 1e3)
+    return np.array([cols.mean(), rows.mean()])
+
+
+@pytest.mark.parametrize("host", MATRIX)
+def test_depth_and_vector_passes_travel_in_the_plate(host: str, tmp_path: Path, ext_zip: Tuple[Path, str],
+                                                     server_address: str) -> None:
+    """A moving cube rendered by the extension: the plate carries Depth and Vector as the server reads them,
+    with the motion the cube really made; engines and settings that cannot give a pass say so."""
     from shotpass_server.frame_pipeline import _depth_for
     from shotpass_server.frames.exr import decode_exr, select_colour
+    from shotpass_server.temporal.vectors import find_motion_vectors
 
-    res, log = run_blender("passes", tmp_path, ext_zip[0], server_address, host="4.2")
+    res, log = run_blender("passes", tmp_path, ext_zip[0], server_address, host=host)
     assert res["plate"] == res["submit"] == "", log
+    assert res["engine"] == "CYCLES" and not any("Vector" in label for label in res["panel_ok"]), res["panel_ok"]
     plate = {int(f): p for f, p in res["files"].items()}
     assert sorted(plate) == [11, 12, 13]
     layer = res["layer"]
-    for path in plate.values():
-        ch = channels(path)
-        assert {f"{layer}.Combined.{c}" for c in "RGBA"} <= set(ch), sorted(ch)
-        assert f"{layer}.Depth.Z" in ch and {f"{layer}.Vector.{c}" for c in "XYZW"} <= set(ch), sorted(ch)
-        # The server finds the colour and, beside it, the Z its depth ControlNet reads.
+    reads = {}
+    for f, path in plate.items():
+        ch = channels(path)  # one part: colour, Depth and Vector side by side
+        assert set(ch) == {f"{layer}.Combined.{c}" for c in "RGBA"} | {f"{layer}.Depth.Z"} | {
+            f"{layer}.Vector.{c}" for c in "XYZW"}, sorted(ch)
+        assert ch[f"{layer}.Vector.X"].dtype == np.float32  # full float: half would round vectors and depth
         image = decode_exr(Path(path).read_bytes(), Path(path).name)
         plane = select_colour(image, None)
+        assert plane.prefix == f"{layer}.Combined."
         depth = _depth_for(image, plane)
-        assert depth is not None and depth.shape == (48, 64)
-        np.testing.assert_allclose(depth, ch[f"{layer}.Depth.Z"].astype(np.float32))
-        assert np.isfinite(depth).any() and depth.min() < depth.max()  # the cube in front of the background
+        assert depth is not None and depth.shape == (48, 64) and np.isfinite(depth).all()
+        np.testing.assert_array_equal(depth, ch[f"{layer}.Depth.Z"])
+        assert 5 < depth.min() < 20 and depth.max() > 50  # the cube ~10 units from the camera, then the world
+        reads[f] = (depth, find_motion_vectors(image, plane, Path(path).name, f))
+    for prev, f in ((11, 12), (12, 13)):
+        depth, vectors = reads[f]
+        assert vectors is not None and vectors.layer == f"{layer}.Vector.X/Y"
+        cube = depth < 1e3
+        moving = np.abs(vectors.backward[cube]).sum(axis=-1) > 0.5
+        assert moving.mean() > 0.9, "the moving cube has motion vectors"
+        still = np.abs(vectors.backward[~cube]).sum(axis=-1) > 0.5  # (antialiased edge pixels aside)
+        assert still.mean() < 0.03, "the static background has none"
+        # The server's backward flow points to where the cube was a frame before, as the renders show it.
+        moved = cube_centroid(reads[prev][0]) - cube_centroid(depth)
+        mean = vectors.backward[cube].mean(axis=0)
+        assert np.linalg.norm(moved) > 3
+        np.testing.assert_allclose(mean, moved, atol=0.2 * np.linalg.norm(moved) + 0.5, err_msg=f"frame {f}")
     assert not res["submit_rendered_plate"] and sorted(int(f) for f in res["outputs"]) == [11, 12, 13]
+    # Motion blur on: the engine writes zero vectors. The panel and the status say so before rendering.
+    blur = "motion blur is on, so Cycles writes the Vector pass as zeros"
+    assert any(blur in label for label in res["blur_panel"]), res["blur_panel"]
+    assert res["blur_plate"] == "" and blur in res["blur_status"], res["blur_status"]
+    for path in res["blur_files"].values():
+        assert not np.any(channels(path)[f"{layer}.Vector.X"]), "the warning is about real zeros"
+    # Workbench renders Depth but no Vector pass: told, not dropped silently.
+    workbench = "Workbench renders no Vector pass"
+    assert any(workbench in label for label in res["workbench_panel"]), res["workbench_panel"]
+    assert res["workbench_plate"] == "" and workbench in res["workbench_status"], res["workbench_status"]
+    for path in res["workbench_files"].values():
+        ch = channels(path)
+        assert f"{layer}.Depth.Z" in ch and not any(".Vector." in c for c in ch), sorted(ch)
 
 
 def test_animated_strength_option_and_prompt_keys_go_per_frame(

@@ -3,7 +3,8 @@
 Usage: python shotpass_scene.py MODE ARGS_JSON RESULT_JSON
 Modes: scene (render -> submit -> comp/sequencer, chain), plate (Beachball strip round trip), movie (a movie
 strip as the plate), preview, inpaint (mask sequence), reference, review, cancel, jobs (suspend, resume,
-requeue, QC), tls (mutual TLS), down.
+requeue, QC), tls (mutual TLS), down, passes (Depth/Vector in the plate), draw (every panel drawn strictly,
+see strict_layout.py), modal (the progress operator's Esc, cancel and file-open handling).
 Writes what it observed to RESULT_JSON; the pytest side makes the assertions.
 """
 
@@ -475,19 +476,162 @@ def mode_panel(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     return res
 
 
+def plate_channels(ext: Any, pattern: str) -> Dict[int, str]:
+    return dict(ext.core.sequence_pattern(pattern).existing())
+
+
 def mode_passes(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
-    """Depth and vector passes on: the plate is a multilayer EXR that carries them to the server."""
+    """Depth and vector passes on: the plate carries them; where an engine cannot, the artist is told."""
     scene = tiny_scene()
+    scene.render.use_motion_blur = False  # Cycles and EEVEE write zero vectors with motion blur on
     layer = scene.view_layers[0]
     layer.use_pass_z = layer.use_pass_vector = True
     s = scene.shotpass
     s.shot, s.pass_name, s.model = "zv", "", "passthrough"
-    res: Dict[str, Any] = {"plate": call(bpy.ops.shotpass.render_plate) + call(bpy.ops.shotpass.wait, timeout=300)}
-    res["files"] = dict(ext.core.sequence_pattern(s.plate_pattern).existing())
+    res: Dict[str, Any] = {"panel_ok": draw_panel(ext)["labels"]}
+    res["plate"] = call(bpy.ops.shotpass.render_plate) + call(bpy.ops.shotpass.wait, timeout=300)
+    res["files"] = plate_channels(ext, s.plate_pattern)
     res["submit"] = call(bpy.ops.shotpass.submit) + call(bpy.ops.shotpass.wait, timeout=300)
     res["submit_rendered_plate"] = last_job(ext).plate_render is not None
     res["outputs"] = dict(last_job(ext).outputs)
     res["layer"] = layer.name
+    res["engine"] = scene.render.engine
+    # Motion blur on: the render's vectors are zeros. Said in the panel and when the plate renders.
+    scene.render.use_motion_blur = True
+    s.shot = "zvblur"
+    res["blur_panel"] = draw_panel(ext)["labels"]
+    res["blur_plate"] = call(bpy.ops.shotpass.render_plate)
+    res["blur_status"] = s.status
+    res["blur_plate"] += call(bpy.ops.shotpass.wait, timeout=300)
+    res["blur_files"] = plate_channels(ext, s.plate_pattern)
+    scene.render.use_motion_blur = False
+    # Workbench has no Vector pass at all.
+    scene.render.engine = "BLENDER_WORKBENCH"
+    s.shot = "zvwb"
+    res["workbench_panel"] = draw_panel(ext)["labels"]
+    res["workbench_plate"] = call(bpy.ops.shotpass.render_plate)
+    res["workbench_status"] = s.status
+    res["workbench_plate"] += call(bpy.ops.shotpass.wait, timeout=300)
+    res["workbench_files"] = plate_channels(ext, s.plate_pattern)
+    return res
+
+
+def draw_panel(ext: Any) -> Dict[str, Any]:
+    """The sidebar panel as the 3D view draws it, with the strict layout (raises on what Blender refuses)."""
+    import strict_layout
+
+    return strict_layout.draw(ext.host.ui.SHOTPASS_PT_view3d.draw).summary()
+
+
+def draw_everything(ext: Any) -> Dict[str, Any]:
+    """Every panel, menu and list of the extension and its preferences, drawn strictly; errors as text."""
+    import traceback
+
+    import strict_layout
+
+    panels = [c for c in ext.host.CLASSES if issubclass(c, (bpy.types.Panel, bpy.types.Menu))]
+    out: Dict[str, Any] = {"errors": []}
+    for cls in panels:
+        try:
+            out[cls.__name__] = strict_layout.draw(cls.draw).summary()
+        except Exception:  # any exception is a broken panel in Blender: report it with where it came from
+            out["errors"].append(f"{cls.__name__}: {traceback.format_exc(limit=-3)}")
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.shotpass"].preferences
+    try:
+        out["preferences"] = strict_layout.draw(type(prefs).draw, owner=prefs).summary()
+    except Exception:
+        out["errors"].append(f"preferences: {traceback.format_exc(limit=-3)}")
+    return out
+
+
+def strictness(ext: Any) -> Dict[str, str]:
+    """What real Blender refuses must fail the strict layout too (else the drawing tests could not fail)."""
+    import strict_layout
+
+    s = bpy.context.scene.shotpass
+    layout = strict_layout.Recorder(bpy.context).layout()
+    attempts = {
+        "unknown property": lambda: layout.prop(s, "no_such_property"),
+        "unknown operator": lambda: layout.operator("shotpass.no_such_operator"),
+        "operator property typo": lambda: setattr(layout.operator("shotpass.job_control"), "actoin", "SUSPEND"),
+        "operator enum value": lambda: setattr(layout.operator("shotpass.job_control"), "action", "PAUSE"),
+        "unknown icon": lambda: layout.label(text="x", icon="NO_SUCH_ICON"),
+        "unknown method": lambda: layout.no_such_method(),
+        "unknown argument": lambda: layout.prop(s, "project", txt="Project"),
+        "wrong type": lambda: layout.row(align="yes"),
+        "unknown attribute": lambda: setattr(layout, "enabeld", False),
+        "unknown menu": lambda: layout.menu("SHOTPASS_MT_no_such_menu"),
+        "unknown list": lambda: layout.template_list("SHOTPASS_UL_none", "", s, "versions", s, "versions_index"),
+        "list of unknown data": lambda: layout.template_list("SHOTPASS_UL_versions", "", s, "version", s,
+                                                              "versions_index"),
+        "search in unknown data": lambda: layout.prop_search(s, "pass_name", s, "server_pases"),
+    }
+    out = {}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            out[name] = ""
+        except (strict_layout.StrictLayoutError, AttributeError) as err:
+            out[name] = f"{type(err).__name__}: {err}"
+    return out
+
+
+def mode_draw(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """The panels, list and preferences drawn in each state an artist meets: not connected, server down,
+    models loaded, a render running, versions listed, other plate kinds."""
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec, submit_render
+
+    scene = tiny_scene()
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(tmp, "draw.blend"))
+    s = scene.shotpass
+    s.shot = "dr"
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.shotpass"].preferences
+    res: Dict[str, Any] = {"bpy": bpy.app.version_string,
+                           "has_progress": "progress" in bpy.types.UILayout.bl_rna.functions,
+                           "strictness": strictness(ext)}
+    res["idle"] = draw_everything(ext)
+    prefs.server_address = args["dead"]
+    res["down_call"] = call(bpy.ops.shotpass.list_versions) + call(bpy.ops.shotpass.wait, timeout=60)
+    res["down_status"] = s.status
+    res["down"] = draw_everything(ext)
+    prefs.server_address = "render.example.com:50051"  # remote with online access off: the preferences say so
+    res["remote"] = draw_everything(ext)
+    prefs.server_address = args["server"]
+    res["loaded_call"] = call(bpy.ops.shotpass.load_options) + call(bpy.ops.shotpass.wait, timeout=60)
+    s.pass_name, s.model, s.show_option_help = "stylize", "styletransfer-preset", True
+    res["loaded_options"] = {o.name: o.kind for o in s.option_values}
+    res["loaded"] = draw_everything(ext)
+    # A render running: the plate renders, then the frames go to the server. Drawn while it runs.
+    s.pass_name, s.model = "", "passthrough"
+    res["plate_call"] = call(bpy.ops.shotpass.render_plate)
+    res["plate_running"] = draw_everything(ext)
+    res["plate_wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    res["submit_call"] = call(bpy.ops.shotpass.submit)
+    res["submit_running"] = draw_everything(ext)
+    res["submit_busy"] = ext.host.runner.busy(scene) is not None
+    res["submit_wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    res["finished"] = draw_everything(ext)
+    # Versions listed: a render, a preview and a failed render (frame timeout far too short).
+    res["preview_call"] = call(bpy.ops.shotpass.preview) + call(bpy.ops.shotpass.wait, timeout=300)
+    plate = plate_channels(ext, s.plate_pattern)
+    with Client(args["server"]) as client:
+        failed = submit_render(client, RenderSpec(project=s.project, shot=s.shot, pass_name="stylize",
+                                                  model="styletransfer-preset", seed=1, frame_timeout=0.000001),
+                               plate)
+        client.wait(failed.render_id)
+    res["list_call"] = call(bpy.ops.shotpass.list_versions) + call(bpy.ops.shotpass.wait, timeout=60)
+    res["versions"] = [v.state + " " + v.lane for v in s.versions]
+    res["versions_drawn"] = []
+    for index in range(len(s.versions)):
+        s.versions_index = index
+        res["versions_drawn"].append(draw_everything(ext))
+    # The other plate kinds draw their own fields.
+    image = bpy.data.images.load(plate[11], check_existing=False)
+    s.plate_kind, s.plate_image = "IMAGE", image.name
+    res["image_kind"] = draw_everything(ext)
+    s.plate_kind = "STRIP"
+    res["strip_kind"] = draw_everything(ext)
     return res
 
 

@@ -414,3 +414,37 @@ def path_map_problem(text: str) -> Optional[str]:
     except PathMapError as err:
         return str(err)
     return None
+
+
+# Render engines whose Depth and Vector passes were checked in real renders (bpy 4.2, 5.0, 5.3).
+PASS_ENGINES = {
+    "CYCLES": "Cycles",
+    "BLENDER_EEVEE": "EEVEE",
+    "BLENDER_EEVEE_NEXT": "EEVEE",  # 4.2-4.4 name
+    "BLENDER_WORKBENCH": "Workbench",
+}
+
+
+def pass_problems(engine: str, use_depth: bool, use_vector: bool, motion_blur: bool) -> List[str]:
+    """What the plate will lack of the passes the artist turned on, said before anything is rendered.
+
+    Measured, not assumed: Workbench writes Depth but no Vector pass at all; Cycles and EEVEE write the
+    Vector pass as zeros when motion blur is on (the blur uses the motion instead), which would tell the
+    server's temporal code that nothing moves.
+    """
+    wanted = [p for p, on in (("Depth", use_depth), ("Vector", use_vector)) if on]
+    name = PASS_ENGINES.get(engine)
+    if not wanted:
+        return []
+    if name is None:
+        return [f"render engine {engine}: shotpass cannot tell whether it writes the {' and '.join(wanted)} "
+                "pass; check the plate's channels"]
+    if not use_vector:
+        return []
+    if name == "Workbench":
+        return ["Workbench renders no Vector pass, so the plate has no motion vectors: render with Cycles or "
+                "EEVEE for them (the server computes flow from the pixels otherwise)"]
+    if motion_blur:
+        return [f"motion blur is on, so {name} writes the Vector pass as zeros: turn motion blur off for the "
+                "plate, or render with flow_source=computed"]
+    return []

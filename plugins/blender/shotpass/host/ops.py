@@ -176,7 +176,8 @@ def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") ->
             plate_job.cancel()
         raise
     if plate_job is not None:
-        s.status = f"rendering the plate ({why}), then sending {len(plate)} frame(s) to {conn.address}"
+        s.status = f"rendering the plate ({why}), then sending {len(plate)} frame(s) to {conn.address}" + "".join(
+            f"; {problem}" for problem in plates.missing_passes(scene))
     else:
         s.status = f"sending {len(plate) or 'the parent render'} frame(s) to {conn.address}"
     plate_kind = s.plate_kind if not parent_render else "RENDER"
@@ -264,7 +265,8 @@ class SHOTPASS_OT_render_plate(_Follow, _Base):
         assert plate_job is not None
         s.plate_kind = "RENDER"
         s.plate_pattern = os.path.join(plate_job.plate_dir, f"{s.shot}.####.exr")
-        s.status = f"rendering the plate: {len(plate)} frames into {s.plate_pattern}"
+        s.status = f"rendering the plate: {len(plate)} frames into {s.plate_pattern}" + "".join(
+            f"; {problem}" for problem in plates.missing_passes(scene))
         return runner.start(None, "plate", scene, "RENDER", plate_render=plate_job)
 
     def execute(self, context: bpy.types.Context) -> Result:

@@ -6,7 +6,8 @@
 SPEC names a copy of the artist's .blend, the scene, the frames and the staging folder. The scene is
 rendered as it is, with the compositor and sequencer off (the plate is the raw render, never results fed
 back), to RGBA half EXRs named by the real frame numbers. A movie strip is rendered through the sequencer
-alone on a copy of the scene. Multilayer EXR with the Depth/Vector passes when the view layer has them on.
+alone on a copy of the scene. When the view layer has the Depth or Vector pass on, a single-part multilayer
+EXR (float) carries every enabled pass straight from the render result, with no compositor involved.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def set_exr_output(settings: bpy.types.ImageFormatSettings, multilayer: bool) ->
     settings.color_mode = "RGBA"
     settings.color_depth = "16" if not multilayer else "32"  # depth and vectors need full float
     settings.exr_codec = "ZIP"
+    if multilayer and hasattr(settings, "use_exr_interleave"):
+        # 5.x writes each pass as its own part by default; the server reads the colour and the Depth and
+        # Vector passes beside it from one part, as 4.x always wrote them.
+        settings.use_exr_interleave = True
 
 
 def strips(scene: bpy.types.Scene) -> bpy.types.bpy_prop_collection:

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 import bpy
 
-from ..core import PlateRender, frame_files, stale_reason  # core makes the vendored client importable
+from ..core import PlateRender, frame_files, pass_problems, stale_reason  # core makes the vendored client importable
 
 PROCESS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plate_process.py")
 
@@ -157,6 +157,12 @@ def settings(scene: bpy.types.Scene, frames: List[int], strip: Optional[bpy.type
         out["strip"] = [strip.name, getattr(strip, "filepath", ""), int(strip.frame_final_start),
                         int(strip.frame_final_end)]
     return out
+
+
+def missing_passes(scene: bpy.types.Scene) -> List[str]:
+    """The view layer's Depth/Vector passes that this engine and these settings will not put in the plate."""
+    layer = scene.view_layers[0]  # the layer the plate process renders and settings() stamps
+    return pass_problems(scene.render.engine, layer.use_pass_z, layer.use_pass_vector, scene.render.use_motion_blur)
 
 
 def current_plate(plate_dir: str, name: str, stamp: Dict[str, Any], frames: List[int]) -> Tuple[Dict[int, str], str]:

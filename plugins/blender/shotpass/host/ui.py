@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import runner
+from . import plates, runner
 
 
 class SHOTPASS_UL_versions(bpy.types.UIList):
@@ -115,6 +115,8 @@ class _ShotpassPanel:
             col.prop(s, "plate_strip")
         else:
             col.operator("shotpass.render_plate", icon="RENDER_ANIMATION")
+            for problem in plates.missing_passes(context.scene):  # never drop an enabled pass silently
+                col.label(text=problem, icon="ERROR")
         # Pass and model: menus of what the server offers (typed in when it was never asked).
         row = col.row(align=True)
         if len(s.server_passes):
