@@ -393,6 +393,101 @@ def test_depth_and_vector_passes_travel_in_the_plate(host: str, tmp_path: Path, 
         assert f"{layer}.Depth.Z" in ch and not any(".Vector." in c for c in ch), sorted(ch)
 
 
+def dead_address() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("host", MATRIX)
+def test_every_panel_draws_in_every_state(host: str, tmp_path: Path, ext_zip: Tuple[Path, str],
+                                          server_address: str) -> None:
+    """The real draw() of every panel, list and the preferences, with a layout as strict as Blender's (see
+    tests/blender_scripts/strict_layout.py): not connected, server down, models loaded, a render running,
+    versions listed, other plate kinds."""
+    res, log = run_blender("draw", tmp_path, ext_zip[0], server_address, host=host, dead=dead_address(),
+                           project=f"draw-{host}")
+    # The strict layout refuses what Blender refuses, so the drawings below could fail.
+    assert all(res["strictness"].values()), {k: v for k, v in res["strictness"].items() if not v}
+    assert res["has_progress"], f"bpy {res['bpy']} has no UILayout.progress"
+    states = {k: v for k, v in res.items() if isinstance(v, dict) and "errors" in v}
+    states.update({f"version {i}": v for i, v in enumerate(res["versions_drawn"])})
+    assert len(states) == 9 + len(res["versions_drawn"])
+    for name, drawn in states.items():
+        assert drawn["errors"] == [], (name, drawn["errors"])
+        panels = [drawn[k] for k in ("SHOTPASS_PT_view3d", "SHOTPASS_PT_sequencer", "SHOTPASS_PT_nodes")]
+        assert panels[0] == panels[1] == panels[2], name  # one panel in three editors
+        assert "SCENE_SETTINGS_PG_shotpass" not in drawn
+    panel = {name: drawn["SHOTPASS_PT_view3d"] for name, drawn in states.items()}
+
+    idle = panel["idle"]
+    assert "ShotpassSceneSettings.pass_name" in idle["props"] and "ShotpassSceneSettings.model" in idle["props"]
+    assert "shotpass.render_plate" in idle["operators"] and idle["progress"] == []
+    assert "shotpass.cancel" not in idle["operators"] and idle["list_items"] == 0
+    assert states["idle"]["preferences"]["props"][:2] == ["ShotpassPreferences.server_address",
+                                                           "ShotpassPreferences.token"]
+    # Server down: the answer came from the background and the panel shows it.
+    assert res["down_call"] and "cannot reach a shotpass server" in res["down_status"]
+    assert res["down_status"] in panel["down"]["labels"]
+    assert any("Online access is off" in t for t in states["remote"]["preferences"]["labels"])
+    # Models loaded: menus of what the server offers, typed option fields with their help.
+    assert res["loaded_call"] == "", log
+    loaded = panel["loaded"]
+    assert {"ShotpassSceneSettings.pass_name in server_passes", "ShotpassSceneSettings.model in server_models"} <= \
+        set(loaded["searches"]), loaded["searches"]
+    assert not any(".pass_name in" in t or ".model in" in t for t in idle["searches"])  # typed in before
+    for field, kind in res["loaded_options"].items():
+        assert f"ShotpassOption.{kind.lower()}_value" in loaded["props"], (field, kind)
+    assert sum("(default " in t for t in loaded["labels"]) == len(res["loaded_options"])
+    # A render running: the progress bar with its text, and Cancel / Suspend / Resume.
+    assert res["plate_call"] == res["plate_wait"] == res["submit_call"] == res["submit_wait"] == "", log
+    for state in ("plate_running", "submit_running"):
+        bar = panel[state]["progress"]
+        assert len(bar) == 1 and bar[0]["type"] == "BAR" and 0.0 <= bar[0]["factor"] <= 1.0, (state, bar)
+        assert {"shotpass.cancel", "shotpass.job_control"} <= set(panel[state]["operators"])
+    assert panel["plate_running"]["progress"][0]["text"].startswith("plate ")
+    assert res["submit_busy"] and panel["submit_running"]["progress"][0]["text"].startswith("render ")
+    assert panel["finished"]["progress"] == []
+    # Versions listed: the list draws a row per version; each selected version draws its actions.
+    assert res["preview_call"] == res["list_call"] == "", log
+    assert sorted(res["versions"]) == ["failed render", "finished preview", "finished render"], res["versions"]
+    for state in (f"version {i}" for i in range(3)):
+        assert panel[state]["list_items"] == 3 and "shotpass.load_version" in panel[state]["operators"]
+    actions = {op for i in range(3) for op, props in panel[f"version {i}"]["operator_props"]
+               if op != "shotpass.job_control" or props.get("action") == "REQUEUE"}
+    assert {"shotpass.approve_reference", "shotpass.review", "shotpass.job_control"} <= actions
+    # The other plate kinds.
+    assert "ShotpassSceneSettings.plate_image" in panel["image_kind"]["props"]
+    assert "ShotpassSceneSettings.plate_strip" in panel["strip_kind"]["props"]
+    assert "shotpass.render_plate" not in panel["image_kind"]["operators"]
+
+
+def test_progress_operator_leaves_esc_to_playback_and_ends_cleanly(tmp_path: Path, ext_zip: Tuple[Path, str],
+                                                                    server_address: str) -> None:
+    """The progress operator's real modal() and cancel() with events named as Blender names them: Esc and
+    Space (playback) pass through and the render goes on; its own Cancel ends it; opening a file
+    (read_homefile, open_mainfile) stops the render and cancel() cleans up."""
+    res, log = run_blender("modal", tmp_path, ext_zip[0], server_address)
+    assert res["plate_call"] == "", log
+    assert [r for _, _, r in res["events"]] == [["PASS_THROUGH"]] * len(res["events"]), res["events"]
+    assert res["after_events"] == {"finished": False, "process_running": True, "following": True}
+    assert res["cancel"] == "" and res["cancel_result"] == ["CANCELLED"], res
+    assert res["cancel_reports"] == [[["ERROR"], "plate render cancelled"]] and res["cancel_cleaned"]
+    assert res["cancel_process"] != 0
+    # Followed to the end: the operator's timer drained the job, wired the result and reported it.
+    assert res["submit_call"] == "" and res["submit_result"] == ["FINISHED"], res
+    assert res["submit_render"] and res["last_render_id"] == res["submit_render"] and res["submit_cleaned"]
+    assert res["submit_reports"][0][0] == ["INFO"] and res["submit_render"] in res["submit_reports"][0][1]
+    for label in ("read_homefile", "open_mainfile"):
+        opened = res[label]
+        assert opened["start"] == "" and opened["cancel"] == "" and opened["cleaned"], (label, opened)
+        assert opened["process"] not in (0, None) and opened["jobs"] == 0, (label, opened)
+        assert opened["staging"] == [], (label, opened)  # nothing half-rendered is left to look like a plate
+    assert "Traceback" not in log, log
+
+
 def test_animated_strength_option_and_prompt_keys_go_per_frame(
         tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
     from shotpass_client import Client

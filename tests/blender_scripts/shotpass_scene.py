@@ -585,7 +585,7 @@ def mode_draw(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     scene = tiny_scene()
     bpy.ops.wm.save_as_mainfile(filepath=os.path.join(tmp, "draw.blend"))
     s = scene.shotpass
-    s.shot = "dr"
+    s.project, s.shot = args["project"], "dr"
     prefs = bpy.context.preferences.addons["bl_ext.user_default.shotpass"].preferences
     res: Dict[str, Any] = {"bpy": bpy.app.version_string,
                            "has_progress": "progress" in bpy.types.UILayout.bl_rna.functions,
@@ -632,6 +632,116 @@ def mode_draw(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["image_kind"] = draw_everything(ext)
     s.plate_kind = "STRIP"
     res["strip_kind"] = draw_everything(ext)
+    return res
+
+
+class StrictEvent:
+    """An event as a modal operator sees it: a real event type and value name, and only Event's attributes."""
+
+    def __init__(self, type: str, value: str = "PRESS") -> None:
+        rna = bpy.types.Event.bl_rna.properties
+        for name, given in (("type", type), ("value", value)):
+            names = {item.identifier for item in rna[name].enum_items}
+            assert given in names, f"{given!r} is not an event {name} of Blender {bpy.app.version_string}"
+        self.type, self.value = type, value
+
+    def __getattr__(self, name: str) -> Any:
+        rna = bpy.types.Event.bl_rna.properties
+        if name not in rna:
+            raise AttributeError(f"Event has no attribute {name!r}")
+        return rna[name].default
+
+
+def follower(ext: Any, job: Any, timer: Any) -> Any:
+    """The operator's state as Blender keeps it for a running modal operator (``self``): the extension's own
+    follow mixin (an operator class cannot be instantiated outside Blender's call), reports collected."""
+
+    class Follower(ext.host.ops._Follow):
+        def __init__(self) -> None:
+            self._job, self._timer, self.reports = job, timer, []
+
+        def report(self, kind: set, message: str) -> None:
+            self.reports.append([sorted(kind), message])
+
+    return Follower()
+
+
+def mode_modal(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """The progress operator's real modal() and cancel(): Esc meant for playback, its own Cancel, a file opened."""
+    import time
+
+    ops = ext.host.ops
+
+    def long_plate() -> None:
+        scene = bpy.context.scene
+        scene.frame_end, scene.cycles.samples = 80, 128  # a plate render that lasts while the test acts
+
+    def timer() -> Any:
+        return bpy.context.window_manager.event_timer_add(0.25, window=None)  # (a file load replaces the wm)
+
+    def until_done(op: Any, this: Any, limit: float = 120) -> list:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            result = op.modal(this, bpy.context, StrictEvent("TIMER", "NOTHING"))
+            if result != {"PASS_THROUGH"}:
+                return sorted(result)
+            time.sleep(0.05)
+        return ["still running"]
+
+    scene = tiny_scene()
+    s = scene.shotpass
+    s.shot, s.pass_name, s.model = "md", "", "passthrough"
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(tmp, "modal.blend"))
+    long_plate()
+    res: Dict[str, Any] = {}
+    # Keys and clicks while the plate renders: playback's Esc (and Space, clicks) go on to their own handlers.
+    res["plate_call"] = call(bpy.ops.shotpass.render_plate)
+    job = last_job(ext)
+    this = follower(ext, job, timer())
+    process = job.plate_render._proc
+    op = ops.SHOTPASS_OT_render_plate
+    events = [("ESC", "PRESS"), ("ESC", "RELEASE"), ("SPACE", "PRESS"), ("LEFTMOUSE", "PRESS"),
+              ("MOUSEMOVE", "NOTHING"), ("RET", "PRESS"), ("TIMER", "NOTHING"), ("ESC", "PRESS")]
+    res["events"] = [[t, v, sorted(op.modal(this, bpy.context, StrictEvent(t, v)))] for t, v in events]
+    res["after_events"] = {"finished": job.finished, "process_running": process.poll() is None,
+                           "following": this._job is job}
+    # Its own Cancel control ends the render; the next timer event ends the operator, which says why.
+    res["cancel"] = call(bpy.ops.shotpass.cancel)
+    res["cancel_result"] = until_done(op, this)
+    res["cancel_reports"], res["cancel_cleaned"] = this.reports, this._job is None and this._timer is None
+    res["cancel_process"] = process.wait(timeout=30)
+    # A render followed to its end: the operator's timer events drain the jobs and wire the result.
+    scene.frame_end, scene.cycles.samples = 12, 2
+    res["submit_call"] = call(bpy.ops.shotpass.submit)
+    job = last_job(ext)
+    this = follower(ext, job, timer())
+    res["submit_result"] = until_done(ops.SHOTPASS_OT_submit, this, 300)
+    res["submit_reports"], res["submit_cleaned"] = this.reports, this._job is None and this._timer is None
+    res["submit_render"], res["last_render_id"] = job.render_id, scene.shotpass.last_render_id
+    # Another file opened while a render runs: load_pre stops it, then Blender calls the operator's cancel().
+    for label, load in (("read_homefile", lambda: bpy.ops.wm.read_homefile()),
+                        ("open_mainfile", lambda: bpy.ops.wm.open_mainfile(filepath=os.path.join(tmp,
+                                                                                                 "modal.blend")))):
+        bpy.ops.wm.open_mainfile(filepath=os.path.join(tmp, "modal.blend"))
+        long_plate()
+        started = call(bpy.ops.shotpass.render_plate)
+        job = last_job(ext)
+        this = follower(ext, job, timer())
+        process, plate_dir = job.plate_render._proc, job.plate_render.plate_dir
+        load()
+        try:
+            ops.SHOTPASS_OT_render_plate.cancel(this, bpy.context)
+            cancelled = ""
+        except Exception as err:  # reported: a cancel() that raises leaves Blender's handler half removed
+            cancelled = f"{type(err).__name__}: {err}"
+        try:
+            code = process.wait(timeout=30)
+        except Exception as err:
+            code = repr(err)
+        res[label] = {"start": started, "cancel": cancelled, "cleaned": this._job is None and this._timer is None,
+                      "process": code, "jobs": len(ext.host.runner.BOARD.jobs),
+                      "staging": [n for n in os.listdir(plate_dir) if n.startswith(".rendering")]
+                      if os.path.isdir(plate_dir) else []}
     return res
 
 

@@ -125,6 +125,8 @@ class Recorder:
                                    repr(v) for k, v in c["props"].items()}) for c in self.of("operator")],
                 "progress": [{k: v for k, v in c["args"].items() if isinstance(v, (str, int, float))}
                              for c in self.of("progress")],
+                "searches": [f'{c["data"]}.{c["args"]["property"]} in {c["args"]["search_property"]}'
+                             for c in self.of("prop_search")],
                 "methods": sorted({c["method"] for c in self.calls}),
                 "list_items": sum(1 for c in self.calls if c["method"] == "draw_item")}
 

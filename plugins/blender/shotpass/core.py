@@ -216,12 +216,23 @@ class PlateRender:
     def fraction(self) -> float:
         return self.written() / len(self.frames) if self.frames else 0.0
 
-    def cancel(self) -> None:
+    def cancel(self, wait: bool = False) -> None:
+        """Stop the render; with ``wait``, also wait for the process and remove its staging folder now (for
+        a job that nobody will poll again, e.g. when another file is opened)."""
         self._cancelled = True
         if self._proc is None:  # never started: only its staging folder (the .blend copy) to remove
             shutil.rmtree(self.staging, ignore_errors=True)
-        elif self._proc.poll() is None:
+            return
+        if self._proc.poll() is None:
             self._proc.terminate()
+        if wait:
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=10)
+            self.message = "plate render cancelled"
+            shutil.rmtree(self.staging, ignore_errors=True)
 
     def _log_tail(self) -> str:
         try:
@@ -395,11 +406,12 @@ class JobBoard:
                 drain_updates(job.worker.updates, handle)
         return len(self.active) + len(self.tasks)
 
-    def cancel_all(self) -> int:
+    def cancel_all(self, wait: bool = False) -> int:
+        """Cancel every running job; ``wait``: plate processes are waited for and their staging removed."""
         running = self.active
         for job in running:
             if job.plate_render is not None:
-                job.plate_render.cancel()
+                job.plate_render.cancel(wait=wait)
             elif job.worker is not None:
                 job.worker.cancel()
         return len(running)

@@ -185,7 +185,7 @@ def job_out_dir(root: str, project: str, shot: str) -> str:
 @persistent
 def on_load_pre(*_args: Any) -> None:
     """Another file is opened: its scenes replace these, so nothing may be wired into them any more."""
-    n = BOARD.cancel_all()
+    n = BOARD.cancel_all(wait=True)  # no drain will see these jobs again: clean up their plates now
     if n:
         log(f"{n} render(s) of the closed file cancelled (their frames stay on the server)")
     BOARD.jobs.clear()
@@ -203,7 +203,7 @@ def add_handlers() -> None:
 
 
 def stop_all() -> None:
-    BOARD.cancel_all()
+    BOARD.cancel_all(wait=True)  # disabled: nothing drains these jobs any more
     for name, fn in HANDLERS:
         handlers = getattr(bpy.app.handlers, name)
         if fn in handlers:
