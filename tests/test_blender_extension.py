@@ -269,11 +269,12 @@ def test_render_submit_chain_f12_undo_reopen(tmp_path: Path, ext_zip: Tuple[Path
     check_scene_flow(res, log)
 
 
+@pytest.mark.parametrize("host", MATRIX)
 def test_panel_menus_typed_options_approve_reference_chain_upscale_browser(
-        tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
+        host: str, tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
     from shotpass_client import Client
 
-    res, log = run_blender("panel", tmp_path, ext_zip[0], server_address)
+    res, log = run_blender("panel", tmp_path, ext_zip[0], server_address, host=host, project=f"panel-{host}")
     assert res["load_options"] == "" and "loading" in res["asking"] and res["options_wait"] == "", log
     assert {"stylize", "upscale", "inpaint"} <= set(res["passes"])
     assert res["models"]["styletransfer-preset"] == "stylize" and res["models"]["opencv-telea"] == "inpaint"
@@ -464,12 +465,13 @@ def test_every_panel_draws_in_every_state(host: str, tmp_path: Path, ext_zip: Tu
     assert "shotpass.render_plate" not in panel["image_kind"]["operators"]
 
 
-def test_progress_operator_leaves_esc_to_playback_and_ends_cleanly(tmp_path: Path, ext_zip: Tuple[Path, str],
-                                                                    server_address: str) -> None:
+@pytest.mark.parametrize("host", MATRIX)
+def test_progress_operator_leaves_esc_to_playback_and_ends_cleanly(
+        host: str, tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
     """The progress operator's real modal() and cancel() with events named as Blender names them: Esc and
     Space (playback) pass through and the render goes on; its own Cancel ends it; opening a file
     (read_homefile, open_mainfile) stops the render and cancel() cleans up."""
-    res, log = run_blender("modal", tmp_path, ext_zip[0], server_address)
+    res, log = run_blender("modal", tmp_path, ext_zip[0], server_address, host=host, project=f"modal-{host}")
     assert res["plate_call"] == "", log
     assert [r for _, _, r in res["events"]] == [["PASS_THROUGH"]] * len(res["events"]), res["events"]
     assert res["after_events"] == {"finished": False, "process_running": True, "following": True}
@@ -508,9 +510,10 @@ def test_animated_strength_option_and_prompt_keys_go_per_frame(
     assert np.abs(rgba(outputs[13])[..., :3] - rgba(plate[13])[..., :3]).mean() > 0.02  # strength 1
 
 
+@pytest.mark.parametrize("host", MATRIX)
 def test_stale_plate_is_rendered_again_and_cancel_stops_the_plate_render(
-        tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
-    res, log = run_blender("stale", tmp_path, ext_zip[0], server_address)
+        host: str, tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
+    res, log = run_blender("stale", tmp_path, ext_zip[0], server_address, host=host, project=f"stale-{host}")
     assert res["plate"] == "", log
     current, changed, edited = res["current"], res["range"], res["edit"]
     assert not current["rendered_plate"] and current["call"] == current["wait"] == "", log
@@ -522,6 +525,7 @@ def test_stale_plate_is_rendered_again_and_cancel_stops_the_plate_render(
     assert edited["rendered_plate"] and "contents edited" in edited["status"], edited["status"]
     assert edited["wait"] == "" and edited["outputs"] == [11, 12, 13, 14]
     assert "resolution" in res["resolution_why"], res["resolution_why"]
+    assert "motion_blur false -> true" in res["blur_why"], res["blur_why"]
     assert res["undo"] == "" and res["after_undo"]["current"], res["after_undo"]
     assert "contents edited" in res["modifier_why"] and res["modifier_digest_moved"]
     # Cancelled while the plate rendered: nothing reached the server, no staging folder is left behind.
@@ -621,11 +625,12 @@ def test_movie_strip_plate_lands_on_its_frames(tmp_path: Path, ext_zip: Tuple[Pa
                 assert np.abs(seq[f] - rgba(outputs[g])).max() > 0.05, (f, g)
 
 
-def test_preview_renders_the_current_frame_into_an_image(tmp_path: Path, ext_zip: Tuple[Path, str],
+@pytest.mark.parametrize("host", MATRIX)
+def test_preview_renders_the_current_frame_into_an_image(host: str, tmp_path: Path, ext_zip: Tuple[Path, str],
                                                          server_address: str) -> None:
     from shotpass_client import Client
 
-    res, log = run_blender("preview", tmp_path, ext_zip[0], server_address)
+    res, log = run_blender("preview", tmp_path, ext_zip[0], server_address, host=host, project=f"preview-{host}")
     assert res["preview"] == res["wait"] == "", log
     # Only the current frame (12 of 11-13) was rendered and sent, on the preview lane.
     assert res["cache"] == {"preview": ["pv.0012.exr", "pv.plate.json"]}
@@ -706,8 +711,11 @@ def test_review_reaches_the_server(tmp_path: Path, ext_zip: Tuple[Path, str], se
     assert "no-such-render" in res["no_render"]
 
 
-def test_cancel_reports_and_wires_nothing(tmp_path: Path, ext_zip: Tuple[Path, str], server_address: str) -> None:
-    res, log = run_blender("cancel", tmp_path, ext_zip[0], server_address, files=beachball_files())
+@pytest.mark.parametrize("host", MATRIX)
+def test_cancel_reports_and_wires_nothing(host: str, tmp_path: Path, ext_zip: Tuple[Path, str],
+                                          server_address: str) -> None:
+    res, log = run_blender("cancel", tmp_path, ext_zip[0], server_address, host=host, project=f"cancel-{host}",
+                           files=beachball_files())
     assert res["submit"] == res["cancel"] == "", log
     assert res["render_id"]
     assert "cancelled" in res["wait"].lower() and res["render_id"] in res["wait"]
@@ -741,7 +749,8 @@ def test_suspend_resume_requeue_and_qc_from_the_panel(tmp_path: Path, ext_zip: T
     assert "is unavailable on this server" in res["picked_status"], res["picked_status"]
 
 
-def test_server_down_gives_one_clear_report(tmp_path: Path, ext_zip: Tuple[Path, str]) -> None:
+@pytest.mark.parametrize("host", MATRIX)
+def test_server_down_gives_one_clear_report(host: str, tmp_path: Path, ext_zip: Tuple[Path, str]) -> None:
     import socket
 
     with socket.socket() as s, socket.socket() as silent:  # a port nothing listens on; one that never answers
@@ -750,7 +759,7 @@ def test_server_down_gives_one_clear_report(tmp_path: Path, ext_zip: Tuple[Path,
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         quiet = f"127.0.0.1:{silent.getsockname()[1]}"
-        res, log = run_blender("down", tmp_path, ext_zip[0], dead, silent=quiet)
+        res, log = run_blender("down", tmp_path, ext_zip[0], dead, host=host, silent=quiet)
     # List Versions / Load Model Options return at once; the failure arrives from the background.
     assert res["list"] == res["options"] == res["silent_list"] == "", log
     assert "listing" in res["list_status"] and "listing" in res["silent_status"]

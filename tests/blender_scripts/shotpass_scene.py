@@ -690,6 +690,7 @@ def mode_modal(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
 
     scene = tiny_scene()
     s = scene.shotpass
+    s.project = args.get("project", "blender")
     s.shot, s.pass_name, s.model = "md", "", "passthrough"
     bpy.ops.wm.save_as_mainfile(filepath=os.path.join(tmp, "modal.blend"))
     long_plate()
@@ -796,6 +797,10 @@ def mode_stale(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     _, job, res["resolution_why"] = ext.host.ops.plan_plate(scene)
     job.cancel()
     scene.render.resolution_percentage = 100
+    scene.render.use_motion_blur = not scene.render.use_motion_blur  # blurs the colour, zeroes the vectors
+    _, job, res["blur_why"] = ext.host.ops.plan_plate(scene)
+    job.cancel()
+    scene.render.use_motion_blur = not scene.render.use_motion_blur
     bpy.ops.ed.undo_push(message="before an edit")
     bpy.data.objects["Cube"].scale = (2.0, 2.0, 2.0)
     bpy.ops.ed.undo_push(message="edit")
@@ -829,8 +834,8 @@ def mode_stale(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["cancel_wait"] = call(bpy.ops.shotpass.wait, timeout=120)
     res["cancel_status"] = scene.shotpass.status
     res["cancel_render_id"] = job.render_id
-    plate_dir = os.path.dirname(s.plate_pattern) if s.plate_pattern else os.path.join(args["cache"], "blender", "st",
-                                                                                       "plate")
+    plate_dir = (os.path.dirname(s.plate_pattern) if s.plate_pattern
+                 else os.path.join(args["cache"], s.project, "st", "plate"))
     res["plate_dir"] = sorted(os.listdir(plate_dir))
     _, job, why = ext.host.ops.plan_plate(scene)
     res["after_cancel_why"] = why
@@ -903,6 +908,8 @@ def main() -> None:
     prefs.path_map = args.get("path_map", "")
     for name, path in args.get("tls", {}).items():  # tls_ca, tls_cert, tls_key
         setattr(prefs, name, path)
+    if "project" in args:  # one project per Blender host: the tests share one server
+        bpy.context.scene.shotpass.project = args["project"]
     result = {"mode": mode, "extension_file": ext.__file__, "client_file": sys.modules["shotpass_client"].__file__}
     result.update(globals()[f"mode_{mode}"](ext, args, args["tmp"]))
     with open(result_path, "w") as fh:

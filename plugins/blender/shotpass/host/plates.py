@@ -151,6 +151,7 @@ def settings(scene: bpy.types.Scene, frames: List[int], strip: Optional[bpy.type
         "resolution": [r.resolution_x, r.resolution_y, r.resolution_percentage], "engine": r.engine,
         "camera": scene.camera.name if scene.camera else "", "samples": samples,
         "film_transparent": r.film_transparent, "passes": [layer.use_pass_z, layer.use_pass_vector],
+        "motion_blur": r.use_motion_blur,  # blurs the colour, and zeroes the Vector pass
         "contents_digest": content_digest(scene),
     }
     if strip is not None:
