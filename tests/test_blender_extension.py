@@ -792,6 +792,13 @@ def test_core_helpers_without_blender() -> None:
     assert pm.to_local("/x/a.exr") == "/Volumes/x/a.exr"
     assert core.path_map_problem("nonsense") and core.path_map_problem("a=b") is None
     assert core.parse_options('{"style": 3}') == {"style": "3"} == core.parse_options("style=3")
+    # Passes an engine cannot give (the renders behind these rules: test_depth_and_vector_passes_...).
+    assert core.pass_problems("CYCLES", True, True, motion_blur=False) == []
+    assert core.pass_problems("BLENDER_WORKBENCH", True, False, motion_blur=True) == []  # Depth only: fine
+    assert core.pass_problems("OCTANE", False, False, motion_blur=False) == []
+    assert "cannot tell whether it writes the Depth and Vector pass" in core.pass_problems("OCTANE", True, True,
+                                                                                           False)[0]
+    assert "EEVEE writes the Vector pass as zeros" in core.pass_problems("BLENDER_EEVEE_NEXT", False, True, True)[0]
 
 
 def test_path_map_sends_a_mapped_plate_as_server_paths(tmp_path: Path, ext_zip: Tuple[Path, str],

@@ -445,9 +445,9 @@ def pass_problems(engine: str, use_depth: bool, use_vector: bool, motion_blur: b
     server's temporal code that nothing moves.
     """
     wanted = [p for p, on in (("Depth", use_depth), ("Vector", use_vector)) if on]
-    name = PASS_ENGINES.get(engine)
     if not wanted:
         return []
+    name = PASS_ENGINES.get(engine)
     if name is None:
         return [f"render engine {engine}: shotpass cannot tell whether it writes the {' and '.join(wanted)} "
                 "pass; check the plate's channels"]

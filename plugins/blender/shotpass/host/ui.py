@@ -32,7 +32,7 @@ def draw_progress(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
     job = runner.busy(scene)
     if job is None:
         return
-    text = f"{job.kind} {job.state}: {job.message}"
+    text = f"{job.kind} {job.state}" + (f": {job.message}" if job.message else "")
     if hasattr(layout, "progress"):  # Blender 4.0+; kept guarded for builds without it
         layout.progress(factor=job.fraction, type="BAR", text=text)
     else:
