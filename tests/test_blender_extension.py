@@ -341,11 +341,12 @@ def test_depth_and_vector_passes_travel_in_the_plate(host: str, tmp_path: Path, 
                                                      server_address: str) -> None:
     """A moving cube rendered by the extension: the plate carries Depth and Vector as the server reads them,
     with the motion the cube really made; engines and settings that cannot give a pass say so."""
+    from shotpass_client import Client
     from shotpass_server.frame_pipeline import _depth_for
     from shotpass_server.frames.exr import decode_exr, select_colour
     from shotpass_server.temporal.vectors import find_motion_vectors
 
-    res, log = run_blender("passes", tmp_path, ext_zip[0], server_address, host=host)
+    res, log = run_blender("passes", tmp_path, ext_zip[0], server_address, host=host, project=f"passes-{host}")
     assert res["plate"] == res["submit"] == "", log
     assert res["engine"] == "CYCLES" and not any("Vector" in label for label in res["panel_ok"]), res["panel_ok"]
     plate = {int(f): p for f, p in res["files"].items()}
@@ -379,6 +380,12 @@ def test_depth_and_vector_passes_travel_in_the_plate(host: str, tmp_path: Path, 
         assert np.linalg.norm(moved) > 3
         np.testing.assert_allclose(mean, moved, atol=0.2 * np.linalg.norm(moved) + 0.5, err_msg=f"frame {f}")
     assert not res["submit_rendered_plate"] and sorted(int(f) for f in res["outputs"]) == [11, 12, 13]
+    # A temporal render took its motion from the plate's Vector pass (flow_source=vectors refuses a plate
+    # without one).
+    assert res["flow_submit"] == "" and not res["flow_rendered_plate"], log
+    with Client(server_address) as client:
+        qc = client.get_render(res["flow_render"]).qc
+    assert f"{layer}.Vector.X/Y" in qc.flow_source, qc.flow_source
     # Motion blur on: the engine writes zero vectors. The panel and the status say so before rendering.
     blur = "motion blur is on, so Cycles writes the Vector pass as zeros"
     assert any(blur in label for label in res["blur_panel"]), res["blur_panel"]

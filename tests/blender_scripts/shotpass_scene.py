@@ -496,6 +496,12 @@ def mode_passes(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     res["outputs"] = dict(last_job(ext).outputs)
     res["layer"] = layer.name
     res["engine"] = scene.render.engine
+    # The server's temporal flow takes its motion from the plate's Vector pass.
+    s.pass_name, s.model, s.options = "stylize", "styletransfer-preset", "temporal=flow, flow_source=vectors"
+    res["flow_submit"] = call(bpy.ops.shotpass.submit) + call(bpy.ops.shotpass.wait, timeout=300)
+    res["flow_rendered_plate"] = last_job(ext).plate_render is not None
+    res["flow_render"] = last_job(ext).render_id
+    s.pass_name, s.model, s.options = "", "passthrough", ""
     # Motion blur on: the render's vectors are zeros. Said in the panel and when the plate renders.
     scene.render.use_motion_blur = True
     s.shot = "zvblur"
