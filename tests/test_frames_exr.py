@@ -463,3 +463,34 @@ def test_luminance_with_alpha_is_ya() -> None:
     expected = ((plane.rgb[..., 0].astype(np.float64) * 2) / 3).astype(np.float16)
     assert bits(back.parts[0].channels["Y"]) == bits(expected)
     assert bits(back.parts[0].channels["A"]) == bits(part.channels["A"])
+
+
+def _blender5_multipart(path: Path) -> None:
+    """A multilayer EXR as Blender 5 writes it by default: one part per pass, channels keeping the
+    "<view layer>.<pass>." names (checked against a file bpy 5.0 wrote)."""
+    rng = np.random.default_rng(5)
+    box_ = (np.array([0, 0], dtype=np.int32), np.array([15, 7], dtype=np.int32))
+    window = {"dataWindow": box_, "displayWindow": box_}
+    combined = {f"ViewLayer.Combined.{c}": rng.random((8, 16), dtype=np.float32) for c in "RGBA"}
+    depth = {"ViewLayer.Depth.Z": np.full((8, 16), 7.5, dtype=np.float32)}
+    parts = [
+        OpenEXR.Part({"name": "ViewLayer.Combined", "type": OpenEXR.scanlineimage, **window}, combined),
+        OpenEXR.Part({"name": "ViewLayer.Depth", "type": OpenEXR.scanlineimage, **window}, depth),
+    ]
+    OpenEXR.File(parts).write(str(path))
+
+
+def test_blender5_multipart_plate_finds_its_combined_pass_and_depth(tmp_path: Path) -> None:
+    from shotpass_server.frame_pipeline import _depth_for
+
+    path = tmp_path / "blender5.0001.exr"
+    _blender5_multipart(path)
+    image = decode_exr(path.read_bytes(), path.name)
+    plane = select_colour(image)
+    assert plane.part_index == 0 and plane.layout == "rgba"
+    assert plane.channel_names == tuple(f"ViewLayer.Combined.{c}" for c in "RGBA")
+    depth = _depth_for(image, plane)
+    assert depth is not None and np.all(depth == 7.5)  # from the Depth part beside the colour's
+    out = round_trip(replace_colour(image, plane, plane.rgb * 0.5, plane.alpha))
+    written = out.parts[0].channels["ViewLayer.Combined.R"]
+    assert np.array_equal(written, (image.parts[0].channels["ViewLayer.Combined.R"] * 0.5).astype(np.float32))

@@ -288,14 +288,20 @@ def _finish(p: _Prepared, result: FrameResult, model: Model, colours: ColourSpac
 
 
 def _depth_for(image: ExrImage, plane: ColourPlane) -> Optional[np.ndarray]:
-    """The plate's Z channel beside the colour plane (`Z`, `depth.Z`, `ViewLayer.Depth.Z`...), or None."""
-    channels = image.parts[plane.part_index].channels
-    names = [n for n in channels if n == "Z" or n.endswith(".Z")]
-    names.sort(key=lambda n: (n != plane.prefix + "Z", "depth" not in n.lower()))
-    for name in names:
-        values = np.asarray(channels[name], dtype=np.float32)
-        if values.shape == plane.rgb.shape[:2]:
-            return np.ascontiguousarray(values)
+    """The plate's Z channel beside the colour plane (`Z`, `depth.Z`, `ViewLayer.Depth.Z`...), or None.
+
+    The colour's own part first; then parts on the same data window (Blender 5 writes each pass as a part)."""
+    order = [plane.part_index] + [i for i in range(len(image.parts)) if i != plane.part_index]
+    for index in order:
+        part = image.parts[index]
+        if index != plane.part_index and box(part.header, "dataWindow") != plane.data_window:
+            continue
+        names = [n for n in part.channels if n == "Z" or n.endswith(".Z")]
+        names.sort(key=lambda n: (n != plane.prefix + "Z", "depth" not in n.lower()))
+        for name in names:
+            values = np.asarray(part.channels[name], dtype=np.float32)
+            if values.shape == plane.rgb.shape[:2]:
+                return np.ascontiguousarray(values)
     return None
 
 

@@ -775,8 +775,10 @@ def _find_colour_part(image: ExrImage, view: str | None) -> tuple[int, str, str 
     if len(image.parts) == 1:
         return _single_part_view(image, view)
     for index, part in enumerate(image.parts):
-        if _has_colour(part) and (view is None or part.header.get("view") == view):
-            return index, "", part.header.get("view")
+        # Blender 5 writes each pass as its own part, the colour as "<view layer>.Combined.R,G,B,A".
+        prefix = _render_layer_prefix(part)
+        if _has_colour(part, prefix) and (view is None or part.header.get("view") == view):
+            return index, prefix, part.header.get("view")
     if view is None:
         return 0, "", None  # no colour anywhere: _colour_channels explains what is there
     raise _unknown_view(image, view)
