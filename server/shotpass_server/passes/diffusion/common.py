@@ -120,22 +120,23 @@ ATTENTION_PROCESSORS = ("sdpa", "eager", "slicing", "xformers")
 ATTENTION_BACKENDS = ("native", "flash", "flex", "sage", "_native_cudnn", "_native_efficient", "_native_flash",
                       "_native_math")
 ATTENTION_CHOICES = ATTENTION_PROCESSORS + ATTENTION_BACKENDS
+FLOW_ATTENTION_REFUSED = ("eager", "slicing", "xformers")  # UNet attention processors, not joint attention
 
 
 def apply_attention(pipe: Any, spec: ModelSpec) -> None:
     """The entry's attention setting, before adapters load (an IP-Adapter sets its own cross-attention)."""
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    net = denoiser(pipe)
     try:
         if spec.attention == "eager":
             from diffusers.models.attention_processor import AttnProcessor
 
-            denoiser.set_attn_processor(AttnProcessor())
+            net.set_attn_processor(AttnProcessor())
         elif spec.attention == "slicing":
             pipe.enable_attention_slicing()
         elif spec.attention == "xformers":
             pipe.enable_xformers_memory_efficient_attention()
         elif spec.attention in ATTENTION_BACKENDS:
-            denoiser.set_attention_backend(spec.attention)
+            net.set_attention_backend(spec.attention)
     except (ImportError, ModuleNotFoundError, RuntimeError, ValueError) as err:
         raise ModelUnavailable(f"model {spec.name}: attention = {spec.attention!r} does not run here: {err}") from None
 
@@ -208,11 +209,26 @@ def to_tensor(rgb: np.ndarray, pipe: Any) -> Any:
     return t.to(pipe.device, dtype=torch.float32)
 
 
+def denoiser(pipe: Any) -> Any:
+    """The pipeline's UNet, or its transformer (SD3, Flux)."""
+    unet = getattr(pipe, "unet", None)
+    return unet if unet is not None else pipe.transformer
+
+
+def is_flux(pipe: Any) -> bool:
+    return type(denoiser(pipe)).__name__.startswith("Flux")
+
+
 def latent_multiple(pipe: Any) -> int:
-    """Pixels per latent times the UNet's total downsampling: frame sides are padded to a multiple of it."""
+    """Pixels per latent times the denoiser's own downsampling (a UNet's levels, a transformer's patches): frame
+    sides are padded to a multiple of it."""
     vae = int(getattr(pipe, "vae_scale_factor", 8))
-    unet = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
-    return vae * unet
+    unet = getattr(pipe, "unet", None)
+    if unet is not None:
+        return vae * 2 ** (len(unet.config.block_out_channels) - 1)
+    if is_flux(pipe):
+        return vae * 2  # Flux packs 2 x 2 latents into one token
+    return vae * int(pipe.transformer.config.patch_size)
 
 
 def step_progress(ctx: PassContext, offset: int = 0, total: Optional[int] = None) -> Callable[..., Dict[str, Any]]:
