@@ -5,6 +5,7 @@ through the real CLI and client."""
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
@@ -356,3 +357,59 @@ def test_unet_only_settings_on_a_flow_kind_are_refused_naming_the_key(root):
         with pytest.raises(InvalidInput) as err:
             load_config(config)
         assert says in str(err.value) and "[models.m]" in str(err.value), str(err.value)
+
+
+def _pixels(client: Any, digest: str, tmp_path: Path) -> np.ndarray:
+    path = tmp_path / f"{digest[:12]}.exr"
+    client.download(digest, str(path))
+    return rgb_of(str(path))
+
+
+def test_cancel_during_a_tiled_vae_decode_stops_between_tiles_and_the_render_requeues(fserver, tmp_path,
+                                                                                       monkeypatch):
+    from diffusers.models.autoencoders.vae import Decoder
+
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec, plate_frames, submit_render
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    # 160 x 112 with the VAE tiled at any size: the tiny VAE decodes it in many 32 px tiles, one decoder call each.
+    plate = plate_frames(write_plate(tmp_path / "p", range(1, 2), 160, 112))
+    spec = RenderSpec(model="tiny-sd3", seed=5, options={"steps": "2", "vae_tiling_above": "0"})
+    real_forward = Decoder.forward
+    calls: list = []
+    cancel = {"at": 0, "render": ""}
+    submitted = threading.Event()
+
+    def forward(decoder: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == cancel["at"]:
+            assert submitted.wait(60)
+            with Client(fserver.address) as c:  # the artist presses cancel while this tile decodes
+                c.cancel(cancel["render"])
+        return real_forward(decoder, *args, **kwargs)
+
+    monkeypatch.setattr(Decoder, "forward", forward)
+    with Client(fserver.address) as client:
+        whole = client.wait(submit_render(client, spec, plate).render_id)
+        assert whole.state == pb.FINISHED
+        tiles = len(calls)
+        assert tiles >= 12, tiles  # really tiled
+        expected = _pixels(client, whole.frames[0].output_digest, tmp_path)
+
+        calls.clear()
+        cancel["at"] = 3
+        sub = submit_render(client, spec, plate)
+        cancel["render"] = sub.render_id
+        submitted.set()
+        final = client.wait(sub.render_id)
+        assert final.state == pb.CANCELLED
+        assert len(calls) == 3, f"{len(calls)} of {tiles} tiles decoded after the cancel at tile 3"
+        frame = final.frames[0]
+        assert frame.state == pb.FRAME_CANCELLED and not frame.output_digest  # nothing half-made is stored
+
+        cancel["at"] = 0
+        client.requeue(sub.render_id)
+        again = client.wait(sub.render_id)
+        assert again.state == pb.FINISHED and again.frames[0].state == pb.FRAME_DONE
+        assert np.array_equal(_pixels(client, again.frames[0].output_digest, tmp_path), expected)

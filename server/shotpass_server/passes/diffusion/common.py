@@ -277,12 +277,35 @@ def failure_message(model: str, frames: Sequence[int], device: str, err: BaseExc
     return f"model {model}, {which}: the pipeline failed on {device}: {type(err).__name__}: {first}"
 
 
+# The checkpoint of the frame this thread is running (one worker thread per device runs one frame at a time).
+_FRAME = threading.local()
+
+
+def _between_vae_tiles(module: Any, args: Any) -> None:
+    """A forward pre-hook on the VAE's encoder and decoder, which diffusers' tiled encode and decode call once per
+    tile: a cancelled render stops before the next tile instead of after the whole 4K pass."""
+    check = getattr(_FRAME, "checkpoint", None)
+    if check is not None:
+        check()
+
+
+def watch_vae(vae: Any, ctx: PassContext) -> None:
+    """Let the frame in hand be cancelled between the tiles of ``vae`` (hooks installed once per VAE)."""
+    if not getattr(vae, "_shotpass_watched", False):
+        for part in (vae.encoder, vae.decoder):
+            part.register_forward_pre_hook(_between_vae_tiles)
+        vae._shotpass_watched = True
+    _FRAME.checkpoint = ctx.checkpoint
+
+
 def set_vae_tiling(pipe: Any, height: int, width: int, ctx: PassContext) -> bool:
-    """Tile the pipeline's VAE (encode and decode) for an image of height x width above the threshold.
+    """Tile the pipeline's VAE (encode and decode) for an image of height x width above the threshold, and let
+    a cancel stop the frame between its tiles.
 
     Set on every call: the VAE is shared by a model's pipelines (ControlNet variants come from_pipe) and one
     worker runs one frame at a time, so the setting always matches the frame in hand. Returns whether tiled.
     """
+    watch_vae(pipe.vae, ctx)
     tiled = max(height, width) > int(ctx.options.get("vae_tiling_above", VAE_TILING_ABOVE))
     if tiled:
         pipe.vae.enable_tiling()
@@ -376,6 +399,8 @@ class DiffusionModel(Model):
             log.error("model %s frames %s failed", self.name, list(frames), exc_info=True)
             free_memory()
             raise PipelineFailed(failure_message(self.name, frames, device, err)) from None
+        finally:
+            _FRAME.checkpoint = None  # the next frame on this thread sets its own
 
     def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         raise NotImplementedError
