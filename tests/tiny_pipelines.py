@@ -158,15 +158,22 @@ def save_upscaler(path: Path, attention: bool = True) -> Path:
     return path
 
 
-def save_controlnet(path: Path) -> Path:
+def save_controlnet(path: Path, sdxl: bool = False, seed: int = 1) -> Path:
+    """A ControlNet for the tiny SD 1.x UNet, or (sdxl) for the tiny SDXL UNet: its text_time conditioning
+    and both encoders' width, as SDXL ControlNets (depth, Canny) are."""
     from diffusers import ControlNetModel
 
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
+    xl: Dict[str, Any] = dict(
+        cross_attention_dim=2 * HIDDEN, addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + HIDDEN, transformer_layers_per_block=(1, 1),
+        use_linear_projection=True,
+    ) if sdxl else dict(cross_attention_dim=HIDDEN)
     # Four conditioning-embedding widths: the condition image is downsampled 8x, like the VAE's latents.
     net = ControlNetModel(
         block_out_channels=(8, 16), layers_per_block=1, in_channels=4, down_block_types=("DownBlock2D",
-        "CrossAttnDownBlock2D"), cross_attention_dim=HIDDEN, conditioning_embedding_out_channels=(4, 4, 8, 8),
-        norm_num_groups=4, attention_head_dim=4,
+        "CrossAttnDownBlock2D"), conditioning_embedding_out_channels=(4, 4, 8, 8),
+        norm_num_groups=4, attention_head_dim=4, **xl,
     ).eval()
     # A fresh ControlNet's zero convolutions make it a no-op; give them weights so the condition matters.
     zero_init = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")

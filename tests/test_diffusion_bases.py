@@ -1,6 +1,7 @@
-"""SD3/SD3.5 and Flux bases (img2img and inpaint) end to end: tiny random-weight pipelines saved as studios keep
-them (text-to-image folders), listed in a TOML registry, probed, loaded offline by the real server and driven
-through the real CLI and client."""
+"""The newer bases end to end: SD3/SD3.5 and Flux (img2img and inpaint) and SDXL with ControlNets (depth from Z,
+Canny), as tiny random-weight pipelines saved as studios keep them (text-to-image folders, ControlNet folders),
+listed in a TOML registry, probed, loaded offline by the real server and driven through the real CLI and client;
+and a cancel that lands while a tiled VAE decodes."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tiny_pipelines.save_flow_lora(folder / "lora-flux", flux=True)
     tiny_pipelines.save_lora(folder / "lora-sd15")
     tiny_pipelines.save_embedding(folder / "emb.safetensors")
+    tiny_pipelines.save_sdxl_img2img(folder / "sdxl")
+    tiny_pipelines.save_controlnet(folder / "cn-xl-depth", sdxl=True, seed=1)
+    tiny_pipelines.save_controlnet(folder / "cn-xl-canny", sdxl=True, seed=2)
     return folder
 
 
@@ -100,6 +104,18 @@ loras = {{ ink = "{lora_flux}" }}
 kind = "sd15-img2img"
 path = "sd15"
 loras = {{ ink = "{lora_flux}" }}
+
+[models.tiny-sdxl-cn]
+kind = "sdxl-img2img"
+path = "sdxl"
+steps = 2
+strength = 0.6
+controlnets = {{ depth = "cn-xl-depth", canny = "cn-xl-canny" }}
+
+[models.xl-net-on-sd15]
+kind = "sd15-img2img"
+path = "sd15"
+controlnets = {{ depth = "cn-xl-depth" }}
 """
 
 
@@ -126,8 +142,8 @@ def fserver(config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         srv.stop(grace=0.5)
 
 
-def write_plate(folder: Path, frames: range, w: int, h: int, alpha: Any = None) -> str:
-    """A half-float RGB(A) plate with an offset data window, a wide display window, an anamorphic pixel aspect
+def write_plate(folder: Path, frames: range, w: int, h: int, alpha: Any = None, z: bool = False) -> str:
+    """A half-float RGB(A)(Z) plate with an offset data window, a wide display window, an anamorphic pixel aspect
     and a comment; returns its pattern."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -135,6 +151,11 @@ def write_plate(folder: Path, frames: range, w: int, h: int, alpha: Any = None) 
         ch: Dict[str, np.ndarray] = {c: rng.random((h, w), dtype=np.float32).astype(np.float16) for c in "RGB"}
         if alpha is not None:
             ch["A"] = alpha.astype(np.float16)
+        if z:  # a sphere in front of a slanted wall, moving with the frame
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            wall = 20.0 + xx / w * 30.0
+            r2 = ((xx - w * 0.4 - frame % 7) ** 2 + (yy - h * 0.5) ** 2) / (min(h, w) * 0.35) ** 2
+            ch["Z"] = np.where(r2 < 1, 5.0 + 3.0 * r2, wall).astype(np.float32)
         hdr = {
             "compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, "pixelAspectRatio": 2.0,
             "comments": f"plate frame {frame}",
@@ -334,6 +355,8 @@ def test_models_lists_the_flow_kinds_with_their_options_and_wrong_folders_with_w
                              f"UNet base (SD 1.x/2.x or SDXL), but {root / 'flux'} is a FluxTransformer2DModel base",
         "flux-lora-on-sd3": f"LoRA ink {root / 'lora-flux' / 'pytorch_lora_weights.safetensors'} was trained on a "
                             f"transformer 32 wide, but the SD3Transformer2DModel of {root / 'sd3'} is 16 wide",
+        "xl-net-on-sd15": f"depth controlnet {root / 'cn-xl-depth'} is a ControlNet for an SDXL base (cross-attention "
+                          f"width 64), but {root / 'sd15'} is an SD 1.x/2.x base (cross-attention width 32)",
         "flux-lora-on-sd15": f"LoRA ink {root / 'lora-flux' / 'pytorch_lora_weights.safetensors'} was trained on a "
                              f"transformer base (SD3 or Flux), but {root / 'sd15'} is an SD 1.x/2.x base",
     }
@@ -413,3 +436,42 @@ def test_cancel_during_a_tiled_vae_decode_stops_between_tiles_and_the_render_req
         again = client.wait(sub.render_id)
         assert again.state == pb.FINISHED and again.frames[0].state == pb.FRAME_DONE
         assert np.array_equal(_pixels(client, again.frames[0].output_digest, tmp_path), expected)
+
+
+def test_sdxl_controlnets_depth_from_z_and_canny_render_frame_perfect_whole_and_in_windows(capsys, fserver, tmp_path):
+    from shotpass_server.frame_pipeline import frame_seed
+
+    w, h = 83, 45
+    plate = write_plate(tmp_path / "p", range(1001, 1004), w, h, z=True)
+    results: Dict[str, Dict[int, np.ndarray]] = {}
+    for choice in ("depth", "canny", "auto", "none"):
+        code, out, err = render(capsys, fserver, plate, tmp_path / choice, "--model", "tiny-sdxl-cn",
+                                "--option", f"controlnet={choice}", "--prompt", "a clay model")
+        assert code == 0, err
+        assert out["state"] == "FINISHED" and sorted(int(k) for k in out["outputs"]) == [1001, 1002, 1003]
+        results[choice] = {}
+        for frame in (1001, 1002, 1003):
+            src, written = plate.replace("####", str(frame)), out["outputs"][str(frame)]
+            assert windows(written) == windows(src)
+            head = header(written)
+            assert head["comments"] == f"plate frame {frame}" and head["shotpass/model"] == "tiny-sdxl-cn"
+            assert head["shotpass/seed"] == str(frame_seed(11, frame))
+            results[choice][frame] = rgb_of(written)
+            assert results[choice][frame].shape == (h, w, 3) and np.isfinite(results[choice][frame]).all()
+    for frame in (1001, 1002, 1003):  # each condition steers the frame its own way; auto takes Z when there is one
+        assert np.abs(results["depth"][frame] - results["none"][frame]).mean() > 1e-3
+        assert np.abs(results["canny"][frame] - results["none"][frame]).mean() > 1e-3
+        assert np.abs(results["depth"][frame] - results["canny"][frame]).mean() > 1e-3
+        assert np.array_equal(results["auto"][frame], results["depth"][frame])
+
+    # Larger than the window: MultiDiffusion windows, each with its crop of the condition and SDXL's crop ids.
+    big = write_plate(tmp_path / "big", range(1, 3), 150, 100, z=True)
+    for choice in ("depth", "canny"):
+        code, out, err = render(capsys, fserver, big, tmp_path / f"big-{choice}", "--model", "tiny-sdxl-cn",
+                                "--option", f"controlnet={choice}", "--option", "tile=64",
+                                "--option", "tile_overlap=32")
+        assert code == 0, err
+        for frame in (1, 2):
+            written = out["outputs"][str(frame)]
+            assert windows(written) == windows(big.replace("####", f"{frame:04d}"))
+            assert rgb_of(written).shape == (100, 150, 3) and np.isfinite(rgb_of(written)).all()
