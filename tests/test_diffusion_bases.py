@@ -17,14 +17,15 @@ import tiny_pipelines
 import torch
 from helpers import channels, header, run_cli, windows
 
-FLOW_MODELS = ("tiny-sd3", "tiny-sd3-inpaint", "tiny-flux", "tiny-flux-inpaint")
-INPAINT = {"tiny-sd3-inpaint", "tiny-flux-inpaint"}
+FLOW_MODELS = ("tiny-sd3", "tiny-sd3-inpaint", "tiny-sd3-inpaint33", "tiny-flux", "tiny-flux-inpaint")
+INPAINT = {"tiny-sd3-inpaint", "tiny-sd3-inpaint33", "tiny-flux-inpaint"}
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("flow")
     tiny_pipelines.save_sd3(folder / "sd3")
+    tiny_pipelines.save_sd3(folder / "sd3-inpaint33", in_channels=33)  # an inpaint-trained SD3 (latents+mask+image)
     tiny_pipelines.save_flux(folder / "flux")
     tiny_pipelines.save_flux(folder / "flux-fill", in_channels=128)  # a Flux Fill/Control-shaped transformer
     tiny_pipelines.save_img2img(folder / "sd15")
@@ -55,6 +56,16 @@ kind = "sd3-inpaint"
 path = "sd3"
 steps = 2
 strength = 1.0
+
+[models.tiny-sd3-inpaint33]
+kind = "sd3-inpaint"
+path = "sd3-inpaint33"
+steps = 2
+strength = 1.0
+
+[models.sd3-img2img-on-inpaint33]
+kind = "sd3-img2img"
+path = "sd3-inpaint33"
 
 [models.tiny-flux]
 kind = "flux-img2img"
@@ -349,6 +360,8 @@ def test_models_lists_the_flow_kinds_with_their_options_and_wrong_folders_with_w
         "sd15-on-sd3": f"{root / 'sd3'} is a StableDiffusion3Pipeline built on a SD3Transformer2DModel",
         "flux-on-sd15": f"{root / 'sd15'} is a StableDiffusionImg2ImgPipeline whose SD 1.x/2.x UNet takes 4 input "
                         "channels (kind sd15-img2img); kind flux-img2img needs a Flux pipeline",
+        "sd3-img2img-on-inpaint33": f"{root / 'sd3-inpaint33'} is a StableDiffusion3Pipeline built on a "
+                                    "SD3Transformer2DModel taking 33 input channels (kinds sd3-inpaint)",
         "flux-fill": f"{root / 'flux-fill'} is a FluxPipeline built on a FluxTransformer2DModel taking 128 input "
                      "channels (no shotpass kind runs it)",
         "unet-lora-on-flux": f"LoRA ink {root / 'lora-sd15' / 'pytorch_lora_weights.safetensors'} was trained on a "
@@ -475,3 +488,48 @@ def test_sdxl_controlnets_depth_from_z_and_canny_render_frame_perfect_whole_and_
             written = out["outputs"][str(frame)]
             assert windows(written) == windows(big.replace("####", f"{frame:04d}"))
             assert rgb_of(written).shape == (100, 150, 3) and np.isfinite(rgb_of(written)).all()
+
+
+def test_flux_true_cfg_uses_the_negative_prompt_and_one_is_off(root):
+    from shotpass_server.passes.base import FrameJob, PassContext
+
+    torch.set_num_threads(2)
+    m = _registry(root)["tiny-flux"]
+    rgb = np.random.default_rng(4).random((32, 48, 3), dtype=np.float32)
+    opts = {o.name: o.default for o in m.options}
+
+    def run(negative: str, true_cfg: float) -> np.ndarray:
+        ctx = PassContext(options={**opts, "true_cfg": true_cfg}, seed=3, prompt="a painting",
+                          negative_prompt=negative)
+        return m.process(FrameJob(frame=1, rgb=rgb, alpha=None), ctx).rgb
+
+    plain = run("", 1.0)
+    assert np.array_equal(run("blurry", 1.0), plain)  # 1 = off: the negative prompt is not used
+    assert np.abs(run("blurry", 4.0) - plain).mean() > 1e-4
+
+
+def test_flow_models_load_with_the_network_denied(root, monkeypatch):
+    import os
+    import socket
+
+    from shotpass_server.passes.diffusion.common import PIPELINES
+
+    attempts = []
+    real_connect = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: Any) -> Any:
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
+            attempts.append(address)
+            raise OSError(f"network denied by the test: {address}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # local_files_only alone must be enough
+    PIPELINES.clear()  # really load from disk under the guard
+    models = _registry(root)
+    rgb = np.random.default_rng(0).random((40, 56, 3), dtype=np.float32)
+    for name in ("tiny-sd3", "tiny-flux-inpaint"):
+        assert _run(models[name], rgb).shape == (40, 56, 3)
+    assert attempts == []
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"

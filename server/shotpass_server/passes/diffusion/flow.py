@@ -5,12 +5,13 @@ The same frame contract as the UNet kinds: the plate is reflect-padded to the tr
 by the shot's reference (AdaIN of the latents, as img2img.py does), denoised with the frame's own noise and
 cropped back. Inpaint is img2img.py's sibling in inpaint.py, region mode included; these classes only set
 what differs: the options (Flux's guidance is a model input, with true CFG beside it), no ControlNet and
-no windowed (MultiDiffusion) denoising: a transformer attends over the whole plate at once.
+no windowed (MultiDiffusion) denoising: a transformer attends over the whole plate at once, so the only
+lighter setting after running out of memory is the VAE in tiles.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import cv2
 import numpy as np
@@ -18,9 +19,8 @@ import numpy as np
 from ...frames.tiling import crop_to, pad_to_multiple
 from ..base import FrameJob, FrameResult, Option, PassContext
 from .common import DiffusionModel, denoise_args, latent_multiple, set_vae_tiling
-from .img2img import Img2ImgModel, encode, match_statistics
+from .img2img import encode, match_statistics
 from .inpaint import InpaintModel
-from .multidiffusion import native_size
 
 FLUX_GUIDANCE_HELP = "guidance the model takes as an input (Flux dev: about 3.5; Flux schnell ignores it)"
 TRUE_CFG_HELP = "true classifier-free guidance with the negative prompt (1 = off; each step runs twice above 1)"
@@ -39,29 +39,20 @@ def flow_call_args(model: DiffusionModel, ctx: PassContext) -> Dict[str, Any]:
     return {"true_cfg_scale": float(ctx.options["true_cfg"])} if model.spec.kind.startswith("flux") else {}
 
 
-class FlowImg2ImgModel(Img2ImgModel):
+class FlowImg2ImgModel(DiffusionModel):
     """sd3-img2img, flux-img2img: the whole plate through the pipeline, with the reference's palette."""
 
-    uses_depth = False
+    accepts_reference = True
 
     def build_options(self) -> List[Option]:
         s = self.spec
         return [
-            *flow_options(self, DiffusionModel.build_options(self)),
+            *flow_options(self, super().build_options()),
             Option("strength", "float", s.strength, "how far from the plate (0 = plate, 1 = new image)", minimum=0,
                    maximum=1),
             Option("reference_strength", "float", s.reference_strength,
                    "how strongly the shot's reference sets palette and contrast (0 = ignore it)", minimum=0, maximum=1),
         ]
-
-    def load(self, device: str, variant: str) -> Any:
-        return DiffusionModel.load(self, device, variant)
-
-    def validate_plate(self, colour: Any, options: Dict[str, Any], name: str, frame: int) -> None:
-        return None  # no depth condition to check
-
-    def lighter(self, options: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        return DiffusionModel.lighter(self, options)  # no windows: the VAE in tiles is the lighter setting
 
     def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         o = ctx.options
@@ -69,7 +60,6 @@ class FlowImg2ImgModel(Img2ImgModel):
             ctx.progress(1, 1)  # no step would run: the plate is the result
             return FrameResult(rgb=job.rgb.copy())
         pipe = self.pipeline(ctx.device)
-        self.native = native_size(pipe)
         h, w = job.rgb.shape[:2]
         padded, size = pad_to_multiple(np.ascontiguousarray(np.clip(job.rgb, 0.0, 1.0)), latent_multiple(pipe))
         set_vae_tiling(pipe, padded.shape[0], padded.shape[1], ctx)
