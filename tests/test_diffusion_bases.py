@@ -388,6 +388,7 @@ def test_unet_only_settings_on_a_flow_kind_are_refused_naming_the_key(root):
         ('controlnets = { canny = "cn" }', "controlnets work with the img2img kinds only"),
         ('scheduler = "dpm++-2m-karras"', "scheduler 'dpm++-2m-karras' is not one of default, euler, euler-karras"),
         ('attention = "eager"', "attention 'eager' is for UNet models; kind sd3-img2img takes sdpa"),
+        ("tile = 512", "kind sd3-img2img takes no denoising windows: it runs the whole plate at once (tile)"),
     ):
         config.write_text(f'[models.m]\nkind = "sd3-img2img"\npath = "{root / "sd3"}"\n{line}\n')
         with pytest.raises(InvalidInput) as err:

@@ -256,8 +256,11 @@ def _parse_adapters(spec: ModelSpec, table: Dict[str, Any], where: str, resolve:
     from .passes.diffusion.adapters import LORA_WEIGHT_RANGE, scheduler_choices
 
     if spec.kind in FLOW_KINDS:
-        # diffusers loads textual inversion and these IP-Adapters into UNet pipelines only.
-        for key, what in (("embeddings", "textual-inversion embeddings"), ("ip_adapter", "an IP-Adapter")):
+        # diffusers loads textual inversion and these IP-Adapters into UNet pipelines only, and a transformer
+        # attends across the whole plate (no MultiDiffusion windows).
+        for key, what in (("embeddings", "textual-inversion embeddings"), ("ip_adapter", "an IP-Adapter"),
+                          ("tile", "denoising windows: it runs the whole plate at once"),
+                          ("tile_overlap", "denoising windows: it runs the whole plate at once")):
             if key in table:
                 raise InvalidInput(f"{where}: kind {spec.kind} takes no {what} ({key}); LoRAs, vae and scheduler "
                                    "work on it")
