@@ -353,16 +353,16 @@ def test_models_lists_the_flow_kinds_with_their_options_and_wrong_folders_with_w
     assert tuple(schema["scheduler"].choices) == FLOW_SCHEDULER_CHOICES
 
     says = {
-        "sd3-on-flux": f"{root / 'flux'} is a FluxPipeline built on a FluxTransformer2DModel taking 64 input channels "
+        "sd3-on-flux": f"{root / 'flux'} is a FluxPipeline whose FluxTransformer2DModel takes 64 input channels "
                        "(kinds flux-img2img, flux-inpaint); kind sd3-img2img needs an SD3/SD3.5 pipeline",
-        "flux-on-sd3": f"{root / 'sd3'} is a StableDiffusion3Pipeline built on a SD3Transformer2DModel taking 16 "
+        "flux-on-sd3": f"{root / 'sd3'} is a StableDiffusion3Pipeline whose SD3Transformer2DModel takes 16 "
                        "input channels (kinds sd3-img2img, sd3-inpaint); kind flux-inpaint needs a Flux pipeline",
-        "sd15-on-sd3": f"{root / 'sd3'} is a StableDiffusion3Pipeline built on a SD3Transformer2DModel",
+        "sd15-on-sd3": f"{root / 'sd3'} is a StableDiffusion3Pipeline whose SD3Transformer2DModel takes 16",
         "flux-on-sd15": f"{root / 'sd15'} is a StableDiffusionImg2ImgPipeline whose SD 1.x/2.x UNet takes 4 input "
                         "channels (kind sd15-img2img); kind flux-img2img needs a Flux pipeline",
-        "sd3-img2img-on-inpaint33": f"{root / 'sd3-inpaint33'} is a StableDiffusion3Pipeline built on a "
-                                    "SD3Transformer2DModel taking 33 input channels (kinds sd3-inpaint)",
-        "flux-fill": f"{root / 'flux-fill'} is a FluxPipeline built on a FluxTransformer2DModel taking 128 input "
+        "sd3-img2img-on-inpaint33": f"{root / 'sd3-inpaint33'} is a StableDiffusion3Pipeline whose "
+                                    "SD3Transformer2DModel takes 33 input channels (kinds sd3-inpaint)",
+        "flux-fill": f"{root / 'flux-fill'} is a FluxPipeline whose FluxTransformer2DModel takes 128 input "
                      "channels (no shotpass kind runs it)",
         "unet-lora-on-flux": f"LoRA ink {root / 'lora-sd15' / 'pytorch_lora_weights.safetensors'} was trained on a "
                              f"UNet base (SD 1.x/2.x or SDXL), but {root / 'flux'} is a FluxTransformer2DModel base",

@@ -79,7 +79,7 @@ class Facts:
             return f"a {self.class_name} without a UNet or transformer, which no shotpass kind runs"
         if self.denoiser != "unet":
             kinds = self.kinds()
-            return (f"a {self.class_name} built on a {self.denoiser} taking {self.in_channels} input channels "
+            return (f"a {self.class_name} whose {self.denoiser} takes {self.in_channels} input channels "
                     f"({'kinds ' + ', '.join(kinds) if kinds else 'no shotpass kind runs it'})")
         kind = self.kind()
         base = "SDXL" if self.sdxl else "SD 1.x/2.x"
