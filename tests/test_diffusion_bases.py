@@ -27,6 +27,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tiny_pipelines.save_sd3(folder / "sd3")
     tiny_pipelines.save_sd3(folder / "sd3-inpaint33", in_channels=33)  # an inpaint-trained SD3 (latents+mask+image)
     tiny_pipelines.save_flux(folder / "flux")
+    tiny_pipelines.save_flux(folder / "flux-schnell", guidance=False)
     tiny_pipelines.save_flux(folder / "flux-fill", in_channels=128)  # a Flux Fill/Control-shaped transformer
     tiny_pipelines.save_img2img(folder / "sd15")
     tiny_pipelines.save_flow_lora(folder / "lora-sd3", flux=False)
@@ -80,6 +81,11 @@ path = "flux"
 steps = 2
 strength = 1.0
 scheduler = "euler-karras"
+
+[models.tiny-flux-schnell]
+kind = "flux-img2img"
+path = "flux-schnell"
+steps = 2
 
 [models.sd3-on-flux]
 kind = "sd3-img2img"
@@ -530,7 +536,7 @@ def test_flow_models_load_with_the_network_denied(root, monkeypatch):
     PIPELINES.clear()  # really load from disk under the guard
     models = _registry(root)
     rgb = np.random.default_rng(0).random((40, 56, 3), dtype=np.float32)
-    for name in ("tiny-sd3", "tiny-flux-inpaint"):
+    for name in ("tiny-sd3", "tiny-flux-inpaint", "tiny-flux-schnell"):  # schnell: no guidance input
         assert _run(models[name], rgb).shape == (40, 56, 3)
     assert attempts == []
     assert os.environ.get("HF_HUB_OFFLINE") == "1"

@@ -422,14 +422,15 @@ def flux_transformer(in_channels: int = 64, guidance: bool = True) -> Any:
     ).eval()
 
 
-def save_flux(path: Path, in_channels: int = 64) -> Path:
-    """A tiny Flux text-to-image folder (FluxPipeline) with guidance embedding, shaped like FLUX.1-dev."""
+def save_flux(path: Path, in_channels: int = 64, guidance: bool = True) -> Path:
+    """A tiny Flux text-to-image folder (FluxPipeline) with guidance embedding, shaped like FLUX.1-dev, or
+    without it (guidance=False), shaped like FLUX.1-schnell."""
     from diffusers import FluxPipeline
 
     tok1, enc1 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok1")
     tok2, enc2 = t5_tokenizer_and_encoder(path.parent / f"{path.name}-tok2", width=HIDDEN)
     pipe = FluxPipeline(
-        transformer=flux_transformer(in_channels), scheduler=_flow_scheduler(dynamic=True),
+        transformer=flux_transformer(in_channels, guidance), scheduler=_flow_scheduler(dynamic=True),
         vae=_smooth(_flow_vae(0.1159, 0.3611)), text_encoder=enc1, tokenizer=tok1, text_encoder_2=enc2,
         tokenizer_2=tok2,
     )
