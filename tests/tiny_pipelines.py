@@ -158,15 +158,22 @@ def save_upscaler(path: Path, attention: bool = True) -> Path:
     return path
 
 
-def save_controlnet(path: Path) -> Path:
+def save_controlnet(path: Path, sdxl: bool = False, seed: int = 1) -> Path:
+    """A ControlNet for the tiny SD 1.x UNet, or (sdxl) for the tiny SDXL UNet: its text_time conditioning
+    and both encoders' width, as SDXL ControlNets (depth, Canny) are."""
     from diffusers import ControlNetModel
 
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
+    xl: Dict[str, Any] = dict(
+        cross_attention_dim=2 * HIDDEN, addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + HIDDEN, transformer_layers_per_block=(1, 1),
+        use_linear_projection=True,
+    ) if sdxl else dict(cross_attention_dim=HIDDEN)
     # Four conditioning-embedding widths: the condition image is downsampled 8x, like the VAE's latents.
     net = ControlNetModel(
         block_out_channels=(8, 16), layers_per_block=1, in_channels=4, down_block_types=("DownBlock2D",
-        "CrossAttnDownBlock2D"), cross_attention_dim=HIDDEN, conditioning_embedding_out_channels=(4, 4, 8, 8),
-        norm_num_groups=4, attention_head_dim=4,
+        "CrossAttnDownBlock2D"), conditioning_embedding_out_channels=(4, 4, 8, 8),
+        norm_num_groups=4, attention_head_dim=4, **xl,
     ).eval()
     # A fresh ControlNet's zero convolutions make it a no-op; give them weights so the condition matters.
     zero_init = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
@@ -332,3 +339,117 @@ def save_vae(path: Path, seed: int = 9) -> Path:
             p.add_(torch.randn_like(p) * 0.05)
     vae.save_pretrained(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------- flow-matching bases
+# SD3/SD3.5 and Flux at toy widths: MMDiT transformers, CLIP and T5 text encoders, and the real layout: an 8x VAE
+# with 16 latent channels, 2x2 patches. The T5 tokenizer is a unigram vocabulary built in code.
+
+T5_WIDTH = 64  # SD3 pads its CLIP embeddings (2 x 32) up to the T5 width: it must be at least their sum
+
+
+def t5_tokenizer_and_encoder(folder: Path, width: int = T5_WIDTH) -> Tuple[Any, Any]:
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+    # pad 0, eos 1, unk 2 as in T5; then every printable ASCII character, alone and word-initial ("▁x").
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(c, -3.0) for c in map(chr, range(33, 127))] + [("▁" + c, -2.5) for c in map(chr, range(33, 127))]
+    tokenizer = T5TokenizerFast(vocab=pieces, extra_ids=0)
+    torch.manual_seed(5)
+    config = T5Config(vocab_size=len(pieces), d_model=width, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                      relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    return tokenizer, T5EncoderModel(config).eval()
+
+
+def _flow_vae(shift: float, scale: float) -> Any:
+    """An 8x VAE with 16 latent channels and no quant convs, with the shift and scale SD3/Flux VAEs carry."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        block_out_channels=[8] * 4, in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4, latent_channels=16, norm_num_groups=2, layers_per_block=1,
+        use_quant_conv=False, use_post_quant_conv=False, shift_factor=shift, scaling_factor=scale,
+    ).eval()
+
+
+def _flow_scheduler(dynamic: bool) -> Any:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    if dynamic:  # Flux's resolution-dependent shift
+        return FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                               base_image_seq_len=256, max_image_seq_len=4096)
+    return FlowMatchEulerDiscreteScheduler(shift=3.0)
+
+
+def sd3_transformer(in_channels: int = 16) -> Any:
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(0)
+    # sample_size 16 latents x the 8x VAE: a native size of 128 px; 2x2 patches, as SD3's.
+    return SD3Transformer2DModel(
+        sample_size=16, patch_size=2, in_channels=in_channels, out_channels=16, num_layers=2, attention_head_dim=8,
+        num_attention_heads=2, joint_attention_dim=T5_WIDTH, caption_projection_dim=16,
+        pooled_projection_dim=2 * HIDDEN, pos_embed_max_size=64,
+    ).eval()
+
+
+def save_sd3(path: Path, in_channels: int = 16) -> Path:
+    """A tiny SD3 text-to-image folder (StableDiffusion3Pipeline), as studios download SD3/SD3.5 bases."""
+    from diffusers import StableDiffusion3Pipeline
+
+    tok1, enc1 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok1", projection=True)
+    tok2, enc2 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok2", projection=True)
+    tok3, enc3 = t5_tokenizer_and_encoder(path.parent / f"{path.name}-tok3")
+    pipe = StableDiffusion3Pipeline(
+        transformer=sd3_transformer(in_channels), scheduler=_flow_scheduler(dynamic=False),
+        vae=_smooth(_flow_vae(0.0609, 1.5305)), text_encoder=enc1, tokenizer=tok1, text_encoder_2=enc2,
+        tokenizer_2=tok2, text_encoder_3=enc3, tokenizer_3=tok3,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+def flux_transformer(in_channels: int = 64, guidance: bool = True) -> Any:
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(0)
+    # 16 latent channels packed 2x2: 64 input channels, as the real Flux. The rotary axes sum to the head width.
+    return FluxTransformer2DModel(
+        patch_size=1, in_channels=in_channels, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=HIDDEN, pooled_projection_dim=HIDDEN,
+        guidance_embeds=guidance, axes_dims_rope=(4, 6, 6),
+    ).eval()
+
+
+def save_flux(path: Path, in_channels: int = 64, guidance: bool = True) -> Path:
+    """A tiny Flux text-to-image folder (FluxPipeline) with guidance embedding, shaped like FLUX.1-dev, or
+    without it (guidance=False), shaped like FLUX.1-schnell."""
+    from diffusers import FluxPipeline
+
+    tok1, enc1 = tokenizer_and_text_encoder(path.parent / f"{path.name}-tok1")
+    tok2, enc2 = t5_tokenizer_and_encoder(path.parent / f"{path.name}-tok2", width=HIDDEN)
+    pipe = FluxPipeline(
+        transformer=flux_transformer(in_channels, guidance), scheduler=_flow_scheduler(dynamic=True),
+        vae=_smooth(_flow_vae(0.1159, 0.3611)), text_encoder=enc1, tokenizer=tok1, text_encoder_2=enc2,
+        tokenizer_2=tok2,
+    )
+    pipe.save_pretrained(path)
+    return path
+
+
+def save_flow_lora(path: Path, flux: bool, seed: int = 2) -> Path:
+    """A LoRA on the tiny SD3 or Flux transformer's attention (peft), saved in diffusers form by the pipeline's
+    own LoRA mixin (transformer.* keys)."""
+    from diffusers import FluxPipeline, StableDiffusion3Pipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    transformer = flux_transformer() if flux else sd3_transformer()
+    torch.manual_seed(seed)
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                       init_lora_weights=False))
+    mixin = FluxPipeline if flux else StableDiffusion3Pipeline
+    mixin.save_lora_weights(path, transformer_lora_layers=get_peft_model_state_dict(transformer),
+                            safe_serialization=True)
+    return path / "pytorch_lora_weights.safetensors"

@@ -29,7 +29,7 @@ from .frames.exr import (
     replace_colour,
     select_colour,
 )
-from .passes.base import ClipModel, FrameJob, FrameResult, Model, PassContext, ProgressFn
+from .passes.base import ClipModel, FrameJob, FrameResult, Model, PassContext, ProgressFn, checkpoint_of
 
 
 @dataclass
@@ -259,6 +259,7 @@ def _prepare(
         reference_rgb=req.reference_rgb,
         device=req.device,
         progress=progress,
+        checkpoint=checkpoint_of(progress),
     )
     return _Prepared(req, image, plane, mask, job, ctx)
 

@@ -4,7 +4,7 @@ Example::
 
     [models.sd15-stylize]
     kind = "sd15-img2img"            # sd15-img2img | sdxl-img2img | sd-inpaint | sdxl-inpaint | sd-x4-upscaler
-                                     # | animatediff-v2v
+                                     # | animatediff-v2v | sd3-img2img | sd3-inpaint | flux-img2img | flux-inpaint
     pass = "stylize"                 # optional: the kind's pass
     path = "/models/sd15"            # a diffusers folder (save_pretrained layout) or a single-file checkpoint
     config = "/models/sd15-config"   # single-file checkpoints only: a diffusers folder with the configs
@@ -43,7 +43,14 @@ KINDS: Dict[str, Tuple[str, str]] = {
     "sdxl-inpaint": ("inpaint", "StableDiffusionXLInpaintPipeline"),
     "sd-x4-upscaler": ("upscale", "StableDiffusionUpscalePipeline"),
     "animatediff-v2v": ("stylize", "AnimateDiffVideoToVideoPipeline"),
+    "sd3-img2img": ("stylize", "StableDiffusion3Img2ImgPipeline"),
+    "sd3-inpaint": ("inpaint", "StableDiffusion3InpaintPipeline"),
+    "flux-img2img": ("stylize", "FluxImg2ImgPipeline"),
+    "flux-inpaint": ("inpaint", "FluxInpaintPipeline"),
 }
+# Transformer (MMDiT) bases sampled by flow matching: their own schedulers, no UNet-only adapters.
+FLOW_KINDS = ("sd3-img2img", "sd3-inpaint", "flux-img2img", "flux-inpaint")
+FLUX_GUIDANCE = 3.5  # Flux's default: a guidance-distilled model takes the scale as an input, not as CFG
 CONTROLNET_KINDS = ("canny", "depth")
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 WEIGHT_FILES = (
@@ -181,7 +188,8 @@ def _parse_one(name: str, table: Any, base: Path, source: str) -> ModelSpec:
         spec.config = resolve(table["config"]) if "config" in table else None
         spec.steps = _number(table, "steps", spec.steps, int, 1, 500)
         spec.strength = _number(table, "strength", spec.strength, float, 0.0, 1.0)
-        spec.guidance = _number(table, "guidance", spec.guidance, float, 0.0, 50.0)
+        spec.guidance = _number(table, "guidance", FLUX_GUIDANCE if kind.startswith("flux") else spec.guidance,
+                                float, 0.0, 50.0)
         spec.reference_strength = _number(table, "reference_strength", spec.reference_strength, float, 0.0, 1.0)
         spec.scale = _number(table, "scale", spec.scale, int, 2, 4)
         spec.noise_level = _number(table, "noise_level", spec.noise_level, int, 0, 350)
@@ -220,11 +228,15 @@ def _parse_one(name: str, table: Any, base: Path, source: str) -> ModelSpec:
 
 def _parse_memory(spec: ModelSpec, table: Dict[str, Any], where: str) -> None:
     """attention, cpu_offload, vae_slicing, vae_tiling_above and compile."""
-    from .passes.diffusion.common import ATTENTION_CHOICES
+    from .passes.diffusion.common import ATTENTION_BACKENDS, ATTENTION_CHOICES, FLOW_ATTENTION_REFUSED
 
     spec.attention = str(table.get("attention", spec.attention))
     if spec.attention not in ATTENTION_CHOICES:
         raise InvalidInput(f"{where}: attention {spec.attention!r} is not one of {', '.join(ATTENTION_CHOICES)}")
+    if spec.kind in FLOW_KINDS and spec.attention in FLOW_ATTENTION_REFUSED:
+        # The classic processors are the UNet's; a joint-attention transformer needs its own (sdpa) or a backend.
+        raise InvalidInput(f"{where}: attention {spec.attention!r} is for UNet models; kind {spec.kind} takes sdpa or "
+                           f"an attention backend ({', '.join(ATTENTION_BACKENDS)})")
     spec.cpu_offload = str(table.get("cpu_offload", spec.cpu_offload))
     if spec.cpu_offload not in ("none", "model", "sequential"):
         raise InvalidInput(f"{where}: cpu_offload must be none, model or sequential")
@@ -241,7 +253,17 @@ def _parse_memory(spec: ModelSpec, table: Dict[str, Any], where: str) -> None:
 
 def _parse_adapters(spec: ModelSpec, table: Dict[str, Any], where: str, resolve: Any) -> None:
     """loras, embeddings, ip_adapter, vae and scheduler (see the module docstring)."""
-    from .passes.diffusion.adapters import LORA_WEIGHT_RANGE, SCHEDULER_CHOICES
+    from .passes.diffusion.adapters import LORA_WEIGHT_RANGE, scheduler_choices
+
+    if spec.kind in FLOW_KINDS:
+        # diffusers loads textual inversion and these IP-Adapters into UNet pipelines only, and a transformer
+        # attends across the whole plate (no MultiDiffusion windows).
+        for key, what in (("embeddings", "textual-inversion embeddings"), ("ip_adapter", "an IP-Adapter"),
+                          ("tile", "denoising windows: it runs the whole plate at once"),
+                          ("tile_overlap", "denoising windows: it runs the whole plate at once")):
+            if key in table:
+                raise InvalidInput(f"{where}: kind {spec.kind} takes no {what} ({key}); LoRAs, vae and scheduler "
+                                   "work on it")
 
     loras = table.get("loras", {})
     if not isinstance(loras, dict):
@@ -280,8 +302,10 @@ def _parse_adapters(spec: ModelSpec, table: Dict[str, Any], where: str, resolve:
             raise InvalidInput(f"{where}: vae is the path of a diffusers AutoencoderKL folder")
         spec.vae = resolve(table["vae"])
     spec.scheduler = str(table.get("scheduler", "default"))
-    if spec.scheduler not in SCHEDULER_CHOICES:
-        raise InvalidInput(f"{where}: scheduler {spec.scheduler!r} is not one of {', '.join(SCHEDULER_CHOICES)}")
+    choices = scheduler_choices(spec.kind)
+    if spec.scheduler not in choices:
+        raise InvalidInput(f"{where}: scheduler {spec.scheduler!r} is not one of {', '.join(choices)} (kind "
+                           f"{spec.kind})")
 
 
 def _number(table: Dict[str, Any], key: str, default: Any, kind: type, low: float, high: float) -> Any:

@@ -3,7 +3,11 @@
 A ``[models.NAME]`` entry says which kind it is; the folder says what it holds: ``model_index.json``
 names the pipeline class, the UNet's ``config.json`` its input channels (4: text-to-image/img2img,
 9: inpaint, 7: the x4 upscaler) and its conditioning (SDXL's ``text_time``), a ControlNet's config the
-base it was trained on. A mismatch is one line naming the entry, the folder and what the folder is, so a
+base it was trained on. A transformer base (SD3/SD3.5, Flux) is known by its transformer class and its
+input channels against its VAE's latent channels: SD3 takes the latents as they are (16; 33 for an
+inpaint-trained SD3), Flux packs 2 x 2 of them (64); Flux Fill or Control transformers take more.
+
+A mismatch is one line naming the entry, the folder and what the folder is, so a
 wrong path is refused when the registry loads instead of failing as a frame runs.
 """
 
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from .errors import ModelUnavailable
 
@@ -24,6 +28,11 @@ KIND_NEEDS = {
     "sdxl-inpaint": "an SDXL inpaint pipeline (UNet with 9 input channels and SDXL conditioning)",
     "sd-x4-upscaler": "the SD x4 upscaler (StableDiffusionUpscalePipeline, UNet with 7 input channels)",
     "animatediff-v2v": "an AnimateDiff pipeline (an SD 1.x UNet plus a motion adapter)",
+    "sd3-img2img": "an SD3/SD3.5 pipeline (SD3Transformer2DModel taking its VAE's latent channels, 16)",
+    "sd3-inpaint": "an SD3/SD3.5 pipeline (SD3Transformer2DModel taking its VAE's 16 latent channels, or 33 when "
+                   "inpaint-trained)",
+    "flux-img2img": "a Flux pipeline (FluxTransformer2DModel taking 4 x its VAE's latent channels, 64)",
+    "flux-inpaint": "a Flux pipeline (FluxTransformer2DModel taking 4 x its VAE's latent channels, 64)",
 }
 
 
@@ -37,9 +46,25 @@ class Facts:
     cross_attention_dim: int = 0
     sdxl: bool = False  # the UNet conditions on SDXL's text_time embedding
     motion_adapter: bool = False
+    latent_channels: int = 0  # the VAE's (read for transformer bases)
+    width: int = 0  # a transformer's attention width (heads x head size)
+
+    def kinds(self) -> Tuple[str, ...]:
+        """The shotpass kinds that run this folder: a transformer base serves img2img and inpaint alike."""
+        if self.denoiser == "unet":
+            kind = self.kind()
+            return (kind,) if kind else ()
+        lat = self.latent_channels
+        if self.denoiser == "SD3Transformer2DModel":
+            if self.in_channels == lat:
+                return ("sd3-img2img", "sd3-inpaint")
+            return ("sd3-inpaint",) if self.in_channels == 2 * lat + 1 else ()
+        if self.denoiser == "FluxTransformer2DModel" and self.in_channels == 4 * lat:
+            return ("flux-img2img", "flux-inpaint")
+        return ()
 
     def kind(self) -> Optional[str]:
-        """The shotpass kind this folder is, or None when no kind runs it."""
+        """The shotpass kind this UNet folder is, or None when no kind runs it."""
         if self.denoiser != "unet":
             return None
         if self.in_channels == 7 or self.class_name == "StableDiffusionUpscalePipeline":
@@ -50,9 +75,12 @@ class Facts:
                 (9, True): "sdxl-inpaint"}.get((self.in_channels, self.sdxl))
 
     def describe(self) -> str:
+        if not self.denoiser:
+            return f"a {self.class_name} without a UNet or transformer, which no shotpass kind runs"
         if self.denoiser != "unet":
-            what = f"a {self.class_name}" + (f" built on a {self.denoiser}" if self.denoiser else " without a UNet")
-            return f"{what}, which no shotpass kind runs"
+            kinds = self.kinds()
+            return (f"a {self.class_name} whose {self.denoiser} takes {self.in_channels} input channels "
+                    f"({'kinds ' + ', '.join(kinds) if kinds else 'no shotpass kind runs it'})")
         kind = self.kind()
         base = "SDXL" if self.sdxl else "SD 1.x/2.x"
         text = (f"a {self.class_name} whose {base} UNet takes {self.in_channels} input channels"
@@ -86,7 +114,17 @@ def pipeline_facts(folder: Path, who: str) -> Facts:
             motion_adapter=isinstance(index.get("motion_adapter"), list) and index["motion_adapter"][0] is not None,
         )
     transformer = index.get("transformer")
-    return Facts(class_name=cls, denoiser=str(transformer[1]) if isinstance(transformer, list) else "")
+    if not isinstance(transformer, list) or not transformer[1]:
+        return Facts(class_name=cls, denoiser="")
+    config = read_json(folder / "transformer" / "config.json", who)
+    vae = read_json(folder / "vae" / "config.json", who) if isinstance(index.get("vae"), list) else {}
+    return Facts(
+        class_name=cls,
+        denoiser=str(transformer[1]),
+        in_channels=int(config.get("in_channels", 0) or 0),
+        latent_channels=int(vae.get("latent_channels", 0) or 0),
+        width=int(config.get("num_attention_heads", 0) or 0) * int(config.get("attention_head_dim", 0) or 0),
+    )
 
 
 def _width(value: Any) -> int:
@@ -115,14 +153,17 @@ def probe(spec: Any) -> None:
     facts = pipeline_facts(folder, who)
     if getattr(spec, "motion_adapter", None) is not None:
         facts = probe_motion_adapter(who, spec.motion_adapter, facts, folder)
-    if facts.kind() != spec.kind:
+    if spec.kind not in facts.kinds():
         raise ModelUnavailable(f"{who}: {folder} is {facts.describe()}; kind {spec.kind} needs {KIND_NEEDS[spec.kind]}")
     if spec.single_file:
         probe_checkpoint(spec, facts)
     for which, net in spec.controlnets.items():
         probe_controlnet(who, which, net, facts, folder)
     for name, path in spec.loras.items():
-        probe_lora(who, name, path, facts, folder)
+        if facts.denoiser == "unet":
+            probe_lora(who, name, path, facts, folder)
+        else:
+            probe_transformer_lora(who, name, path, facts, folder)
     for token, path in spec.embeddings.items():
         probe_embedding(who, token, path, folder)
     if spec.ip_adapter is not None:
@@ -204,6 +245,9 @@ def probe_lora(who: str, name: str, path: Path, base: Facts, base_folder: Path) 
         return
     if not any("lora" in k for k in shapes):
         raise ModelUnavailable(f"{who}: LoRA {name} {path} holds no LoRA weights (no lora_* tensors)")
+    if _lora_of_a_transformer(shapes):
+        raise ModelUnavailable(f"{who}: LoRA {name} {path} was trained on a transformer base (SD3 or Flux), but "
+                               f"{base_folder} is {base_words(base.cross_attention_dim, base.sdxl)}")
     downs = ("lora_A", "lora_down", "lora.down")
     for key, shape in shapes.items():
         if "attn2" in key and "to_k" in key and any(d in key for d in downs) and len(shape) == 2:
@@ -212,6 +256,34 @@ def probe_lora(who: str, name: str, path: Path, base: Facts, base_folder: Path) 
                     f"{who}: LoRA {name} {path} was trained on a base of cross-attention width {shape[1]}, but "
                     f"{base_folder} is {base_words(base.cross_attention_dim, base.sdxl)}"
                 )
+            return
+
+
+# Tensor names only a UNet's LoRA holds (diffusers, kohya and LDM layouts), and only a transformer's.
+UNET_LORA_MARKS = ("attn2", "down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks")
+TRANSFORMER_LORA_MARKS = ("single_transformer_blocks", "double_blocks", "single_blocks", "joint_blocks",
+                          "context_embedder", "x_embedder")
+
+
+def _lora_of_a_transformer(shapes: Dict[str, Any]) -> bool:
+    return any(k.startswith("transformer.") or any(m in k for m in TRANSFORMER_LORA_MARKS) for k in shapes)
+
+
+def probe_transformer_lora(who: str, name: str, path: Path, base: Facts, base_folder: Path) -> None:
+    """A LoRA for a transformer base: not a UNet's, and as wide as the base's attention."""
+    shapes = _tensor_shapes(path, who, f"LoRA {name}")
+    if not shapes:
+        return
+    if not any("lora" in k for k in shapes):
+        raise ModelUnavailable(f"{who}: LoRA {name} {path} holds no LoRA weights (no lora_* tensors)")
+    if not _lora_of_a_transformer(shapes) and any(m in k for k in shapes for m in UNET_LORA_MARKS):
+        raise ModelUnavailable(f"{who}: LoRA {name} {path} was trained on a UNet base (SD 1.x/2.x or SDXL), but "
+                               f"{base_folder} is a {base.denoiser} base")
+    for key, shape in shapes.items():
+        if "attn.to_k." in key and ("lora_A" in key or "lora_down" in key) and len(shape) == 2:
+            if base.width and shape[1] != base.width:
+                raise ModelUnavailable(f"{who}: LoRA {name} {path} was trained on a transformer {shape[1]} wide, but "
+                                       f"the {base.denoiser} of {base_folder} is {base.width} wide")
             return
 
 

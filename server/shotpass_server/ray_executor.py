@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from .errors import InvalidInput, RenderCancelled, ShotpassError
 from .frame_pipeline import FrameRequest, run_clip, run_frame
 from .frames.exr import LIMITS
-from .passes.base import ClipModel, Model
+from .passes.base import ClipModel, Model, Progress
 from .passes.registry import ModelRegistry
 
 log = logging.getLogger("shotpass.ray")
@@ -137,14 +137,13 @@ class FrameWorker:
             return
         try:
             if isinstance(model, ClipModel):  # one progress for the whole clip, reported on its first frame
-                clip_progress = functools.partial(self._progress, render_id, requests[0].frame)
-                yield from self._run_clip(model, requests, clip_progress)
+                yield from self._run_clip(model, requests, self._progress_of(render_id, requests[0].frame))
             else:
                 for r in requests:
                     if self._is_cancelled(render_id):
                         return
                     yield ("started", [r.frame])
-                    yield self._run_one(model, r, functools.partial(self._progress, render_id, r.frame))
+                    yield self._run_one(model, r, self._progress_of(render_id, r.frame))
         finally:
             with self._lock:
                 self._cancelled.discard(render_id)
@@ -180,9 +179,15 @@ class FrameWorker:
         for frame, out in zip(frames, outs):
             yield ("done", frame, out, seconds)
 
+    def _progress_of(self, render_id: str, frame: int) -> Progress:
+        return Progress(functools.partial(self._progress, render_id, frame), functools.partial(self._check, render_id))
+
     def _progress(self, render_id: str, frame: int, step: int, total: int) -> None:
         with self._lock:
             self._steps[render_id] = (frame, step, total)
+        self._check(render_id)
+
+    def _check(self, render_id: str) -> None:
         if self._is_cancelled(render_id):
             raise RenderCancelled(f"render {render_id} was cancelled")
 

@@ -38,7 +38,7 @@ from .frames.exr import FrameTooLarge, check_output_size
 from .frames.header import read_frame_header
 from .job_control import JOB_KEY, FrameTimedOut, JobControl, frame_timeout, timed_out
 from .metrics import NO_METRICS, NoMetrics
-from .passes.base import ClipModel, Model, parse_options
+from .passes.base import ClipModel, Model, Progress, checkpoint_of, parse_options
 from .passes.registry import ModelRegistry
 from .path_access import PathAccess
 from .pipelined import LoadFailed, run_pipelined
@@ -532,7 +532,9 @@ class RenderManager:
 
         def load(frame: int) -> StagedFrame:
             request = self._request(render, rows[frame], options, reference, device)
-            return prepare_frame(request, model, self.colours, lambda step, total: progress_of[frame](step, total))
+            late = Progress(lambda step, total: progress_of[frame](step, total),
+                            lambda: checkpoint_of(progress_of[frame])())
+            return prepare_frame(request, model, self.colours, late)
 
         def compute(frame: int, staged: Any) -> Optional[Tuple[StagedFrame, Any]]:
             self.catalog.frame_started(render_id, frame)
@@ -727,17 +729,21 @@ class RenderManager:
         last = [0.0]
         started = time.perf_counter()
 
-        def progress(step: int, total: int) -> None:
+        def check() -> float:
             scheduler.check_cancel(render_id)
             now = time.perf_counter()
             late = timed_out(frame, now - started, timeout)
             if late:
                 raise FrameTimedOut(late)
+            return now
+
+        def progress(step: int, total: int) -> None:
+            now = check()
             if step >= total or now - last[0] > 0.2:
                 last[0] = now
                 self.add_event(render_id, "STEP", {"frame": frame, "step": step, "total_steps": total})
 
-        return self.metrics.timed_steps(render_id, progress)
+        return Progress(self.metrics.timed_steps(render_id, progress), check)
 
     def _frame_failed(self, render_id: str, frame: int, message: str, started: float) -> None:
         self.catalog.frame_failed(render_id, frame, message, time.perf_counter() - started)

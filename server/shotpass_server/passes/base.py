@@ -81,6 +81,28 @@ def parse_options(options: Sequence[Option], given: Dict[str, str], model: str) 
 ProgressFn = Callable[[int, int], None]
 
 
+def _no_check() -> None:
+    return None
+
+
+class Progress:
+    """A model's progress hook: call it with (step, total) after each step. ``checkpoint()``, between the parts
+    of one long step (a VAE's tiles), only asks whether the frame is still wanted: it reports nothing. Both
+    raise RenderCancelled (or FrameTimedOut) when the frame must stop."""
+
+    def __init__(self, report: ProgressFn, checkpoint: Callable[[], None] = _no_check) -> None:
+        self.report = report
+        self.checkpoint = checkpoint
+
+    def __call__(self, step: int, total: int) -> None:
+        self.report(step, total)
+
+
+def checkpoint_of(progress: ProgressFn) -> Callable[[], None]:
+    """The progress hook's checkpoint, or one that checks nothing for a plain step callback."""
+    return progress.checkpoint if isinstance(progress, Progress) else _no_check
+
+
 @dataclass
 class FrameJob:
     """One frame handed to a model. Arrays are C-contiguous float32."""
@@ -104,6 +126,8 @@ class PassContext:
     device: str = "cpu"
     # Called after each step; raises RenderCancelled when the render was cancelled.
     progress: ProgressFn = field(default=lambda step, total: None)
+    # Called between the parts of a long step (VAE tiles): raises as progress does, reports nothing.
+    checkpoint: Callable[[], None] = field(default=_no_check)
 
 
 @dataclass

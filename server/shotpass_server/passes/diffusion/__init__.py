@@ -33,6 +33,14 @@ def diffusion_model(spec: ModelSpec) -> Model:
     """The Model for one ``[models.NAME]`` table; nothing heavy is imported or loaded until a frame runs."""
     if spec.unavailable:
         return UnavailableModel(spec)
+    if spec.kind in ("sd3-img2img", "flux-img2img"):
+        from .flow import FlowImg2ImgModel
+
+        return FlowImg2ImgModel(spec)
+    if spec.kind in ("sd3-inpaint", "flux-inpaint"):
+        from .flow import FlowInpaintModel
+
+        return FlowInpaintModel(spec)
     if spec.kind in ("sd15-img2img", "sdxl-img2img"):
         from .img2img import Img2ImgModel
 

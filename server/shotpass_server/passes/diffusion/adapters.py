@@ -33,6 +33,25 @@ SCHEDULERS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "lcm": ("LCMScheduler", {}),
 }
 SCHEDULER_CHOICES = ("default", *SCHEDULERS)
+# The samplers of flow-matching bases (SD3, Flux): they predict a velocity, not noise, so they take flow-matching
+# schedulers (or multistep solvers switched to flow sigmas), built from the model's own scheduler config.
+FLOW_SCHEDULERS: Dict[str, Tuple[str, Dict[str, Any]]] = {
+    "euler": ("FlowMatchEulerDiscreteScheduler", {}),
+    "euler-karras": ("FlowMatchEulerDiscreteScheduler", {"use_karras_sigmas": True}),
+    "euler-exponential": ("FlowMatchEulerDiscreteScheduler", {"use_exponential_sigmas": True}),
+    "lcm": ("FlowMatchLCMScheduler", {}),
+}
+FLOW_SCHEDULER_CHOICES = ("default", *FLOW_SCHEDULERS)
+
+
+def schedulers_for(kind: str) -> Dict[str, Tuple[str, Dict[str, Any]]]:
+    from ...model_config import FLOW_KINDS
+
+    return FLOW_SCHEDULERS if kind in FLOW_KINDS else SCHEDULERS
+
+
+def scheduler_choices(kind: str) -> Tuple[str, ...]:
+    return ("default", *schedulers_for(kind))
 LORA_WEIGHT_RANGE = (-4.0, 4.0)
 
 
@@ -45,7 +64,7 @@ def adapter_options(spec: ModelSpec) -> List[Option]:
     options = [
         Option("scheduler", "choice", spec.scheduler,
                "sampler: default is the model's own scheduler; lcm wants an LCM model or LoRA and few steps",
-               choices=SCHEDULER_CHOICES),
+               choices=scheduler_choices(spec.kind)),
     ]
     for name, path in spec.loras.items():
         options.append(Option(lora_option(name), "float", spec.lora_weights.get(name, 0.0),
@@ -135,7 +154,7 @@ def load_ip_adapter(pipe: Any, spec: ModelSpec) -> None:
                                                                    crop_size={"height": size, "width": size}))
 
 
-def use_scheduler(pipe: Any, name: str) -> None:
+def use_scheduler(pipe: Any, name: str, kind: str) -> None:
     """Put the named sampler on the pipeline (built from the model's own scheduler config), or its own back."""
     own = pipe.__dict__.setdefault("_shotpass_own_scheduler", pipe.scheduler)
     if name == "default":
@@ -143,7 +162,7 @@ def use_scheduler(pipe: Any, name: str) -> None:
         return
     import diffusers
 
-    class_name, overrides = SCHEDULERS[name]
+    class_name, overrides = schedulers_for(kind)[name]
     pipe.scheduler = getattr(diffusers, class_name).from_config(own.config, **overrides)
 
 
@@ -162,7 +181,7 @@ def set_lora_weights(pipe: Any, spec: ModelSpec, options: Dict[str, Any]) -> Non
 def prepare(pipe: Any, spec: ModelSpec, ctx: PassContext) -> Dict[str, Any]:
     """Set this render's sampler, LoRA weights and IP-Adapter strength; the extra pipeline call arguments."""
     o = ctx.options
-    use_scheduler(pipe, o.get("scheduler", "default"))
+    use_scheduler(pipe, o.get("scheduler", "default"), spec.kind)
     set_lora_weights(pipe, spec, o)
     if spec.ip_adapter is None:
         return {}

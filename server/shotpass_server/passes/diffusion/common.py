@@ -120,22 +120,23 @@ ATTENTION_PROCESSORS = ("sdpa", "eager", "slicing", "xformers")
 ATTENTION_BACKENDS = ("native", "flash", "flex", "sage", "_native_cudnn", "_native_efficient", "_native_flash",
                       "_native_math")
 ATTENTION_CHOICES = ATTENTION_PROCESSORS + ATTENTION_BACKENDS
+FLOW_ATTENTION_REFUSED = ("eager", "slicing", "xformers")  # UNet attention processors, not joint attention
 
 
 def apply_attention(pipe: Any, spec: ModelSpec) -> None:
     """The entry's attention setting, before adapters load (an IP-Adapter sets its own cross-attention)."""
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    net = denoiser(pipe)
     try:
         if spec.attention == "eager":
             from diffusers.models.attention_processor import AttnProcessor
 
-            denoiser.set_attn_processor(AttnProcessor())
+            net.set_attn_processor(AttnProcessor())
         elif spec.attention == "slicing":
             pipe.enable_attention_slicing()
         elif spec.attention == "xformers":
             pipe.enable_xformers_memory_efficient_attention()
         elif spec.attention in ATTENTION_BACKENDS:
-            denoiser.set_attention_backend(spec.attention)
+            net.set_attention_backend(spec.attention)
     except (ImportError, ModuleNotFoundError, RuntimeError, ValueError) as err:
         raise ModelUnavailable(f"model {spec.name}: attention = {spec.attention!r} does not run here: {err}") from None
 
@@ -208,11 +209,26 @@ def to_tensor(rgb: np.ndarray, pipe: Any) -> Any:
     return t.to(pipe.device, dtype=torch.float32)
 
 
+def denoiser(pipe: Any) -> Any:
+    """The pipeline's UNet, or its transformer (SD3, Flux)."""
+    unet = getattr(pipe, "unet", None)
+    return unet if unet is not None else pipe.transformer
+
+
+def is_flux(pipe: Any) -> bool:
+    return type(denoiser(pipe)).__name__.startswith("Flux")
+
+
 def latent_multiple(pipe: Any) -> int:
-    """Pixels per latent times the UNet's total downsampling: frame sides are padded to a multiple of it."""
+    """Pixels per latent times the denoiser's own downsampling (a UNet's levels, a transformer's patches): frame
+    sides are padded to a multiple of it."""
     vae = int(getattr(pipe, "vae_scale_factor", 8))
-    unet = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
-    return vae * unet
+    unet = getattr(pipe, "unet", None)
+    if unet is not None:
+        return vae * 2 ** (len(unet.config.block_out_channels) - 1)
+    if is_flux(pipe):
+        return vae * 2  # Flux packs 2 x 2 latents into one token
+    return vae * int(pipe.transformer.config.patch_size)
 
 
 def step_progress(ctx: PassContext, offset: int = 0, total: Optional[int] = None) -> Callable[..., Dict[str, Any]]:
@@ -261,12 +277,35 @@ def failure_message(model: str, frames: Sequence[int], device: str, err: BaseExc
     return f"model {model}, {which}: the pipeline failed on {device}: {type(err).__name__}: {first}"
 
 
+# The checkpoint of the frame this thread is running (one worker thread per device runs one frame at a time).
+_FRAME = threading.local()
+
+
+def _between_vae_tiles(module: Any, args: Any) -> None:
+    """A forward pre-hook on the VAE's encoder and decoder, which diffusers' tiled encode and decode call once per
+    tile: a cancelled render stops before the next tile instead of after the whole 4K pass."""
+    check = getattr(_FRAME, "checkpoint", None)
+    if check is not None:
+        check()
+
+
+def watch_vae(vae: Any, ctx: PassContext) -> None:
+    """Let the frame in hand be cancelled between the tiles of ``vae`` (hooks installed once per VAE)."""
+    if not getattr(vae, "_shotpass_watched", False):
+        for part in (vae.encoder, vae.decoder):
+            part.register_forward_pre_hook(_between_vae_tiles)
+        vae._shotpass_watched = True
+    _FRAME.checkpoint = ctx.checkpoint
+
+
 def set_vae_tiling(pipe: Any, height: int, width: int, ctx: PassContext) -> bool:
-    """Tile the pipeline's VAE (encode and decode) for an image of height x width above the threshold.
+    """Tile the pipeline's VAE (encode and decode) for an image of height x width above the threshold, and let
+    a cancel stop the frame between its tiles.
 
     Set on every call: the VAE is shared by a model's pipelines (ControlNet variants come from_pipe) and one
     worker runs one frame at a time, so the setting always matches the frame in hand. Returns whether tiled.
     """
+    watch_vae(pipe.vae, ctx)
     tiled = max(height, width) > int(ctx.options.get("vae_tiling_above", VAE_TILING_ABOVE))
     if tiled:
         pipe.vae.enable_tiling()
@@ -360,6 +399,8 @@ class DiffusionModel(Model):
             log.error("model %s frames %s failed", self.name, list(frames), exc_info=True)
             free_memory()
             raise PipelineFailed(failure_message(self.name, frames, device, err)) from None
+        finally:
+            _FRAME.checkpoint = None  # the next frame on this thread sets its own
 
     def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         raise NotImplementedError

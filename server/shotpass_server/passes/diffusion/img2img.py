@@ -24,6 +24,7 @@ from ..base import FrameJob, FrameResult, Option, PassContext
 from .common import (
     DiffusionModel,
     denoise_args,
+    denoiser,
     latent_multiple,
     load_controlnet,
     set_vae_tiling,
@@ -166,7 +167,7 @@ class Img2ImgModel(DiffusionModel):
 
 
 def encode(pipe: Any, rgb: np.ndarray) -> Any:
-    """Deterministic VAE latents (the distribution's mean), scaled as the pipeline expects."""
+    """Deterministic VAE latents (the distribution's mean), shifted and scaled as the pipeline expects."""
     import torch
 
     vae = pipe.vae
@@ -176,10 +177,11 @@ def encode(pipe: Any, rgb: np.ndarray) -> Any:
         if upcast:
             vae.to(torch.float32)  # the SDXL VAE overflows in fp16
         x = (to_tensor(rgb, pipe) * 2.0 - 1.0).to(dtype)
-        latents = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+        shift = getattr(vae.config, "shift_factor", None) or 0.0  # SD3 and Flux VAEs centre their latents
+        latents = (vae.encode(x).latent_dist.mean - shift) * vae.config.scaling_factor
         if upcast:
             vae.to(torch.float16)
-    return latents.to(pipe.unet.dtype)
+    return latents.to(denoiser(pipe).dtype)
 
 
 def match_statistics(latents: Any, reference: Any, amount: float) -> Any:

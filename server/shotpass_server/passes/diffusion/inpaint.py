@@ -35,9 +35,12 @@ class InpaintModel(DiffusionModel):
             Option("grow", "int", 0, "grow the mask by this many pixels", minimum=0, maximum=512),
             Option("feather", "int", 0, "soft edge outside the grown mask, in pixels", minimum=0, maximum=512),
             Option("region", "choice", "auto",
-                   "auto: on plates larger than the model's native size, inpaint only the mask's box plus context, "
-                   "scaled to the native size and pasted back; off: the whole plate at once",
+                   "auto: on plates larger than the region size, inpaint only the mask's box plus context, "
+                   "scaled to the region size and pasted back; off: the whole plate at once",
                    choices=("auto", "off")),
+            Option("region_size", "int", 0,
+                   "the longer side, in pixels, the region is inpainted at (0 = the model's native size: 512 for "
+                   "SD 1.5, 1024 for SDXL, SD3 and Flux)", minimum=0, maximum=16384),
             Option("context", "int", 64, "pixels of plate around the mask's box the model sees (region mode)",
                    minimum=0, maximum=4096),
         ]
@@ -58,7 +61,7 @@ class InpaintModel(DiffusionModel):
             return FrameResult(rgb=job.rgb.copy())
         pipe = self.pipeline(ctx.device)
         extra = self.prepare(pipe, ctx)
-        native = native_size(pipe)
+        native = o.get("region_size", 0) or native_size(pipe)
         h, w = blend.shape
         if o["region"] == "auto" and max(h, w) > native:
             y0, y1, x0, x1 = region_box(blend > 0, o["context"])

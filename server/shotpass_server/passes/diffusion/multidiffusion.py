@@ -23,7 +23,10 @@ from .common import generator, to_tensor
 
 
 def native_size(pipe: Any) -> int:
-    """The pixel size the model was trained at (UNet sample size x VAE factor: 512 for SD 1.5, 1024 for SDXL)."""
+    """The pixel size the model was trained at (sample size x VAE factor: 512 for SD 1.5, 1024 for SDXL, SD3 and
+    Flux; the transformer pipelines keep it as their default_sample_size)."""
+    if getattr(pipe, "unet", None) is None:
+        return int(pipe.default_sample_size) * int(pipe.vae_scale_factor)
     sample = pipe.unet.config.sample_size
     sample = sample[0] if isinstance(sample, (list, tuple)) else sample
     return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))
