@@ -49,7 +49,9 @@ class TemporalInputs:
     mode: str
     strength: float = 0.92
     use_vectors: bool = True
-    previous: Optional[Neighbour] = None  # flow: the previous frame of the range, when it has an output
+    # flow: the previous frame of the range when it has an output (a refined keyframe: the previous keyframe,
+    # reached through the frames of towards_before)
+    previous: Optional[Neighbour] = None
     before: Optional[Neighbour] = None  # keyframes: the keyframe before this frame
     after: Optional[Neighbour] = None  # keyframes: the keyframe after it
     # keyframes: the source frames between this frame and each keyframe, nearest first (the flow walks them)
@@ -71,7 +73,7 @@ def run_temporal(req: FrameRequest, model: Model, colours: ColourSpaces, progres
     if t.mode == "flow":
         result = model.process(prepared.job, prepared.ctx)
         if t.previous is not None and t.strength > 0:
-            warped, trust = pull(t.previous, [], current, req, model, colours, t.use_vectors)
+            warped, trust = pull(t.previous, t.towards_before, current, req, model, colours, t.use_vectors)
             w = (t.strength * trust)[..., None]
             result = replace(result, rgb=np.ascontiguousarray((1.0 - w) * result.rgb + w * warped, dtype=np.float32))
         return _finish(prepared, result, model, colours)
