@@ -108,8 +108,9 @@ def chain_flow(plates: Sequence[Plate], use_vectors: bool = True) -> PairFlow:
 
     Composing consecutive flows (instead of matching two distant frames directly) follows the motion however far
     it goes, and makes the frames of a propagated run consistent with each other: frame t's map is frame t-1's
-    map carried one step, so consecutive frames never swim against each other. A pixel is trusted only where
-    every step trusts it.
+    map carried one step, so consecutive frames never swim against each other. The result is one coordinate map
+    per frame, so an image is sampled once along the whole walk (warping frame by frame would resample it at
+    every step: bilinear blur adds up, texture shimmers). A pixel is trusted only where every step trusts it.
     """
     canvas = clip_canvas([p.window for p in plates])
     h, w = canvas[3] - canvas[1] + 1, canvas[2] - canvas[0] + 1
@@ -123,7 +124,10 @@ def chain_flow(plates: Sequence[Plate], use_vectors: bool = True) -> PairFlow:
         backward = to_canvas(step.backward, step.canvas, canvas)
         trusted = to_canvas(step.valid, step.canvas, canvas, 0.0)
         moved = cv2.remap(backward, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        valid *= cv2.remap(trusted, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.999
+        # The trust of the pixel the walk has reached (nearest): a bilinear read that demands all four neighbours
+        # trusted would erode the trusted area by a pixel per step (measured on bikes.mp4: 8 steps trust 66 %
+        # instead of 67 %, and refined keyframes flicker 1.68 instead of 1.62 with style=11).
+        valid *= cv2.remap(trusted, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.5
         mx += moved[..., 0]
         my += moved[..., 1]
     backward = np.ascontiguousarray(np.stack([mx - gx, my - gy], axis=-1), dtype=np.float32)
