@@ -134,6 +134,26 @@ def test_a_chain_of_flows_follows_the_motion_over_several_frames(tmp_path):
     assert np.abs(flow.backward[inner][trusted] - np.array([-3 * DX, -3 * DY])).mean() < 0.3
 
 
+def test_a_chain_forgives_one_lost_step_only_where_the_plate_still_agrees(tmp_path):
+    from dataclasses import replace
+
+    from shotpass_server.temporal.flow import chain_flow, rejoined
+
+    plates = _plates(_plate(tmp_path / "p", range(1, 6), h=64, w=96, vectors="nuke"), range(1, 6))
+    flow = chain_flow(list(reversed(plates)))  # frame 5 back to frame 1 along exact vectors
+    assert flow.failed is not None
+    inner = (slice(12, -12), slice(16, -16))
+    assert flow.valid[inner].all() and not flow.failed[inner].any()
+    failed = flow.failed.copy()
+    failed[20:30, 30:40] = 1  # one step lost these pixels
+    failed[20:30, 50:60] = 2  # two steps lost these
+    lost = replace(flow, failed=failed, valid=(failed == 0).astype(np.float32))
+    trust = rejoined(lost, plates[-1], plates[0])
+    assert trust[20:30, 30:40].all() and not trust[20:30, 50:60].any()
+    elsewhere = replace(plates[-1], gray=np.ascontiguousarray(255 - plates[-1].gray))  # the walk ends on other colour
+    assert not rejoined(lost, elsewhere, plates[0])[20:30, 30:40].any()
+
+
 # ---------------------------------------------------------------------------- QC
 
 

@@ -137,6 +137,17 @@ def chain_flow(plates: Sequence[Plate], use_vectors: bool = True) -> PairFlow:
     return PairFlow(canvas, backward, valid, ", ".join(sorted(set(sources))), failed)
 
 
+def rejoined(flow: PairFlow, first: Plate, last: Plate) -> np.ndarray:
+    """A chain's trust (``first`` back to ``last``) that forgives one lost step where the walk still ends on the
+    same plate colour: the consistency check also fails on flow noise, and a pixel it drops once in a long walk is
+    usually followed right (the photometric test of plates with motion vectors confirms it)."""
+    assert flow.failed is not None
+    grey_last = to_canvas(last.gray, last.window, flow.canvas, 0.0).astype(np.float32)
+    grey_first = to_canvas(first.gray, first.window, flow.canvas, 0.0).astype(np.float32)
+    same = np.abs(warp(grey_last, flow.backward) - grey_first) <= PHOTOMETRIC_LIMIT * 255
+    return ((flow.failed == 0) | ((flow.failed <= 1) & same & _inside(first.window, flow.canvas))).astype(np.float32)
+
+
 def _computed(first: Plate, second: Plate, canvas: Box) -> np.ndarray:
     key = ("dis", first.digest, second.digest, first.view_key, canvas)
     flow = _CACHE.get(key)

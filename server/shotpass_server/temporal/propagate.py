@@ -20,7 +20,7 @@ from ..frame_pipeline import FrameRequest, _finish, _prepare, from_canvas, to_ca
 from ..frames.colour import ColourSpaces
 from ..frames.exr import Box, decode_exr, scale_box, select_colour
 from ..passes.base import FrameResult, Model, ProgressFn
-from .flow import chain_flow, resize_flow, resize_mask, soften, warp
+from .flow import chain_flow, rejoined, resize_flow, resize_mask, soften, warp
 from .frames import Plate, cached_plate
 
 # Where neither keyframe is trusted: measured on bikes.mp4 (every 8) and Beachball (keyframes 1, 8), flicker with
@@ -62,6 +62,8 @@ class TemporalInputs:
     towards_before: List[SourceFrame] = field(default_factory=list)
     towards_after: List[SourceFrame] = field(default_factory=list)
     preset: Optional[bytes] = None  # "preview": an approved preview of this keyframe, used as it is
+    # flow from the previous keyframe (keyframe_refine): forgive one lost step of the walk where the plate agrees
+    rejoin: bool = False
 
 
 def run_temporal(req: FrameRequest, model: Model, colours: ColourSpaces, progress: ProgressFn) -> bytes:
@@ -77,7 +79,8 @@ def run_temporal(req: FrameRequest, model: Model, colours: ColourSpaces, progres
     if t.mode == "flow":
         result = model.process(prepared.job, prepared.ctx)
         if t.previous is not None and t.strength > 0:
-            warped, trust, _ = pull(t.previous, t.towards_before, current, req, model, colours, t.use_vectors)
+            warped, trust, _ = pull(t.previous, t.towards_before, current, req, model, colours, t.use_vectors,
+                                    t.rejoin)
             w = (t.strength * trust)[..., None]
             result = replace(result, rgb=np.ascontiguousarray((1.0 - w) * result.rgb + w * warped, dtype=np.float32))
         return _finish(prepared, result, model, colours)
@@ -120,11 +123,12 @@ def propagate(
 
 def pull(
     n: Neighbour, path: Sequence[SourceFrame], current: Plate, req: FrameRequest, model: Model,
-    colours: ColourSpaces, use_vectors: bool,
+    colours: ColourSpaces, use_vectors: bool, rejoin: bool = False,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A neighbour's output warped onto this frame along the source's motion (through the frames of ``path``
     between them), in the model's working space, with the flow's trust (0-1) and how far the walk followed each
-    pixel (1 where trusted, times UNTRUSTED_STEP_WEIGHT per step that lost it)."""
+    pixel (1 where trusted, times UNTRUSTED_STEP_WEIGHT per step that lost it). ``rejoin``: trust as
+    flow.rejoined."""
     plates = [current] + [
         cached_plate(s.source, s.source_name, s.source_digest, s.frame, req.view, req.colour_space, colours,
                      use_vectors)
@@ -143,7 +147,7 @@ def pull(
     on_canvas = to_canvas(out, expected, canvas_k)
     shape = on_canvas.shape[:2]
     warped = warp(on_canvas, resize_flow(flow.backward, shape))
-    trust = soften(resize_mask(flow.valid, shape))
+    trust = soften(resize_mask(rejoined(flow, plates[0], plates[-1]) if rejoin else flow.valid, shape))
     failed = np.zeros(shape, np.float32) if flow.failed is None else resize_mask(flow.failed, shape)
     followed = UNTRUSTED_STEP_WEIGHT**failed
     return (from_canvas(warped, current.window, flow.canvas, k), from_canvas(trust, current.window, flow.canvas, k),

@@ -139,7 +139,7 @@ class TemporalRenders:
             # through every frame between, exactly as a flow range blends with its previous frame.
             neighbour = self._required(rows, before, frame)
             path = [self._source(rows[f]) for f in reversed(plan.frames) if before < f < frame]
-            inputs = TemporalInputs("flow", strength, use_vectors, previous=neighbour, towards_before=path)
+            inputs = TemporalInputs("flow", strength, use_vectors, previous=neighbour, towards_before=path, rejoin=True)
             return inputs, {"temporal": f"keyframe refined by flow strength {strength:g} from keyframe {before}"}
         before, after = plan.neighbours(frame)
         sides = [None if key is None else self._required(rows, key, frame) for key in (before, after)]
