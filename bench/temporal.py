@@ -102,12 +102,19 @@ def render(
     return ratios[0], statistics.median(seconds), sub.render_id
 
 
+def format_frame_list(frames: List[int]) -> str:
+    return ",".join(str(f) for f in frames)
+
+
 def print_floor(srv: object, per_frame_render: str, every: int) -> None:
+    """The keyframes floor at this spacing and at half of it (more keyframes: more transitions to pay for)."""
     from keyframe_floor import keyframe_floor
 
-    f = keyframe_floor(srv, per_frame_render, every)
-    print(f"{'':<26} keyframes {f.keyframes} disagree {f.disagreement:.1f}x the source's step: floor {f.floor:.2f}; "
-          f"best keyframes within {every} {f.best_keyframes}: floor {f.best_floor:.2f}")
+    for n in sorted({max(1, every // 2), every}, reverse=True):
+        f = keyframe_floor(srv, per_frame_render, n)
+        print(f"{'':<26} floor every {n}: {f.floor:.2f} (keyframes {format_frame_list(f.keyframes)} disagree "
+              f"{f.disagreement:.1f}x the source's step); best keyframes within {n} "
+              f"({format_frame_list(f.best_keyframes)}): {f.best_floor:.2f}")
 
 
 def main() -> int:
@@ -151,6 +158,7 @@ def main() -> int:
             ("flow", {"temporal": "flow"}),
             ("keyframes", keyframes),
             ("kf refined", {**keyframes, "keyframe_refine": "flow"}),  # opt-in: keyframes not the model's own
+            ("kf every/2", {**keyframes, "keyframe_every": str(max(1, args.every // 2))}),
             ("one key", {"temporal": "keyframes", "keyframes": str(min(plate))}),  # propagation's own residual
         ]
         cases: List[Tuple[str, str, Dict[int, str], Dict[str, str], List[Tuple[str, Dict[str, str]]]]] = [
