@@ -4,9 +4,8 @@
 at a time. ``keyframes``: keyframes first (independent of each other, so chunks of them may run side by side),
 then the frames between, each from its two neighbouring keyframes' stored outputs. With ``keyframe_refine=flow``
 each keyframe is blended with the previous keyframe's stored output, so the keyframes run one after another
-like a ``flow`` range. Because every frame reads
-only *stored* outputs, a render resumed after a restart or picked up after a cancel gives the same frames as
-one that ran straight through.
+like a ``flow`` range. Because every frame reads only *stored* outputs, a render resumed after a restart or
+picked up after a cancel gives the same frames as one that ran straight through.
 """
 
 from __future__ import annotations
