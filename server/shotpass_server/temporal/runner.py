@@ -137,7 +137,7 @@ class TemporalRenders:
                 return None, {"temporal": "keyframe"}
             # keyframe_refine=flow: the model's keyframe blended with the previous keyframe carried along the flow
             # through every frame between, exactly as a flow range blends with its previous frame.
-            neighbour = self._required(rows, before, frame)
+            neighbour = self._required(rows, before, frame, "refined")
             path = [self._source(rows[f]) for f in reversed(plan.frames) if before < f < frame]
             inputs = TemporalInputs("flow", strength, use_vectors, previous=neighbour, towards_before=path, rejoin=True)
             return inputs, {"temporal": f"keyframe refined by flow strength {strength:g} from keyframe {before}"}
@@ -151,12 +151,12 @@ class TemporalRenders:
                                 towards_before=towards_before, towards_after=towards_after)
         return inputs, {"temporal": f"propagated from keyframes {keys}"}
 
-    def _required(self, rows: Mapping[int, cat.FrameRow], key: int, frame: int) -> Neighbour:
+    def _required(self, rows: Mapping[int, cat.FrameRow], key: int, frame: int, how: str = "propagated") -> Neighbour:
         """The keyframe a frame is built from, which must have its output by now."""
         neighbour = self._neighbour(rows, key)
         if neighbour is None:
             raise InvalidInput(
-                f"frame {frame} is propagated from keyframe {key}, which has no output "
+                f"frame {frame} is {how} from keyframe {key}, which has no output "
                 f"({rows[key].error or rows[key].state}); fix keyframe {key} and render again"
             )
         return neighbour
