@@ -134,6 +134,24 @@ def test_a_chain_of_flows_follows_the_motion_over_several_frames(tmp_path):
     assert np.abs(flow.backward[inner][trusted] - np.array([-3 * DX, -3 * DY])).mean() < 0.3
 
 
+def test_a_chain_counts_the_steps_that_lost_each_pixel(tmp_path):
+    from dataclasses import replace
+
+    from shotpass_server.temporal.flow import chain_flow
+
+    plates = _plates(_plate(tmp_path / "p", range(1, 6), h=64, w=96, vectors="nuke"), range(1, 6))
+    grey = plates[2].gray.copy()
+    grey[20:30, 40:50] = 255 - grey[20:30, 40:50]  # frame 3 disagrees with its neighbours there: both its steps fail
+    plates[2] = replace(plates[2], gray=grey, digest="frame 3 with a flash")
+    flow = chain_flow(list(reversed(plates)))  # frame 5 back to frame 1: frame 3's patch is at +2 DX, +2 DY in 5
+    assert flow.failed is not None
+    lost = flow.failed[20 + 2 * DY: 30 + 2 * DY, 40 + 2 * DX: 50 + 2 * DX]
+    assert (lost == 2).all() and not flow.valid[20 + 2 * DY: 30 + 2 * DY, 40 + 2 * DX: 50 + 2 * DX].any()
+    around = flow.failed[12:40, 30:62].copy()
+    around[8 + 2 * DY: 18 + 2 * DY, 10 + 2 * DX: 20 + 2 * DX] = 0
+    assert not around.any()  # only the walks through the patch lost their way
+
+
 def test_a_chain_forgives_one_lost_step_only_where_the_plate_still_agrees(tmp_path):
     from dataclasses import replace
 
