@@ -298,7 +298,8 @@ def test_panel_menus_typed_options_approve_reference_chain_upscale_browser(
     assert preview.review.approved and preview.lane == "preview"
     assert styled.reference_digest == preview.frames[0].output_digest  # steered by the approved frame
     assert res["upscale_options"] == {"tile_size": "INT", "temporal": "CHOICE", "temporal_strength": "FLOAT",
-                                      "keyframe_every": "INT", "keyframes": "STRING", "flow_source": "CHOICE"}
+                                      "keyframe_every": "INT", "keyframes": "STRING", "keyframe_refine": "CHOICE",
+                                      "flow_source": "CHOICE"}
     assert upscaled.parent_render == res["styled_id"] and upscaled.settings.pass_name == "upscale"
     outputs = {int(f): p for f, p in res["upscaled"].items()}
     assert sorted(outputs) == [11, 12, 13] and all(rgba(p).shape == (96, 128, 4) for p in outputs.values())

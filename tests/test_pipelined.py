@@ -69,8 +69,9 @@ def outputs(client: Any, render_id: str) -> Dict[int, bytes]:
     ({"temporal": "off"}, {}),
     ({"temporal": "flow"}, {}),
     ({"temporal": "keyframes", "keyframe_every": "3"}, {}),
+    ({"temporal": "keyframes", "keyframe_every": "3", "keyframe_refine": "flow"}, {}),
     ({"temporal": "off"}, {"style": {1: "2", 6: "9"}}),
-], ids=["per-frame", "temporal-flow", "temporal-keyframes", "per-frame-schedule"])
+], ids=["per-frame", "temporal-flow", "temporal-keyframes", "temporal-keyframes-refined", "per-frame-schedule"])
 def test_pipelined_output_is_bit_identical_to_sequential(
     pipelined_server, tmp_path: Path, options: Dict[str, str], by_frame: Dict[str, Dict[int, str]]
 ) -> None:

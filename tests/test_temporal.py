@@ -134,6 +134,44 @@ def test_a_chain_of_flows_follows_the_motion_over_several_frames(tmp_path):
     assert np.abs(flow.backward[inner][trusted] - np.array([-3 * DX, -3 * DY])).mean() < 0.3
 
 
+def test_a_chain_counts_the_steps_that_lost_each_pixel(tmp_path):
+    from dataclasses import replace
+
+    from shotpass_server.temporal.flow import chain_flow
+
+    plates = _plates(_plate(tmp_path / "p", range(1, 6), h=64, w=96, vectors="nuke"), range(1, 6))
+    grey = plates[2].gray.copy()
+    grey[20:30, 40:50] = 255 - grey[20:30, 40:50]  # frame 3 disagrees with its neighbours there: both its steps fail
+    plates[2] = replace(plates[2], gray=grey, digest="frame 3 with a flash")
+    flow = chain_flow(list(reversed(plates)))  # frame 5 back to frame 1: frame 3's patch is at +2 DX, +2 DY in 5
+    assert flow.failed is not None
+    lost = flow.failed[20 + 2 * DY: 30 + 2 * DY, 40 + 2 * DX: 50 + 2 * DX]
+    assert (lost == 2).all() and not flow.valid[20 + 2 * DY: 30 + 2 * DY, 40 + 2 * DX: 50 + 2 * DX].any()
+    around = flow.failed[12:40, 30:62].copy()
+    around[8 + 2 * DY: 18 + 2 * DY, 10 + 2 * DX: 20 + 2 * DX] = 0
+    assert not around.any()  # only the walks through the patch lost their way
+
+
+def test_a_chain_forgives_one_lost_step_only_where_the_plate_still_agrees(tmp_path):
+    from dataclasses import replace
+
+    from shotpass_server.temporal.flow import chain_flow, rejoined
+
+    plates = _plates(_plate(tmp_path / "p", range(1, 6), h=64, w=96, vectors="nuke"), range(1, 6))
+    flow = chain_flow(list(reversed(plates)))  # frame 5 back to frame 1 along exact vectors
+    assert flow.failed is not None
+    inner = (slice(12, -12), slice(16, -16))
+    assert flow.valid[inner].all() and not flow.failed[inner].any()
+    failed = flow.failed.copy()
+    failed[20:30, 30:40] = 1  # one step lost these pixels
+    failed[20:30, 50:60] = 2  # two steps lost these
+    lost = replace(flow, failed=failed, valid=(failed == 0).astype(np.float32))
+    trust = rejoined(lost, plates[-1], plates[0])
+    assert trust[20:30, 30:40].all() and not trust[20:30, 50:60].any()
+    elsewhere = replace(plates[-1], gray=np.ascontiguousarray(255 - plates[-1].gray))  # the walk ends on other colour
+    assert not rejoined(lost, elsewhere, plates[0])[20:30, 30:40].any()
+
+
 # ---------------------------------------------------------------------------- QC
 
 
@@ -206,6 +244,68 @@ def test_flow_and_keyframes_steady_a_stylize_and_keyframes_are_bit_exact(capsys,
             assert not np.array_equal(per_frame, propagated), f
             assert "propagated from keyframes" in header(results["keyframes"]["outputs"][str(f)])["shotpass/temporal"]
     assert np.array_equal(_rgb(results["off"]["outputs"]["1"]), _rgb(results["flow"]["outputs"]["1"]))
+
+
+def _sliding_plate(folder: Path, frames: range, step: float, h: int = 40, w: int = 72) -> str:
+    """A texture sliding right by a sub-pixel ``step`` per frame, with exact Nuke backward vectors."""
+    folder.mkdir(parents=True, exist_ok=True)
+    big = _texture(h, w + 40, seed=4)
+    for f in frames:
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        rgb = cv2.remap(big, gx + 20 - step * f, gy, cv2.INTER_CUBIC)
+        extra = {"backward.u": np.full((h, w), -step, np.float32), "backward.v": np.zeros((h, w), np.float32)}
+        _write(folder / f"plate.{f:04d}.exr", rgb, extra=extra)
+    return str(folder / "plate.####.exr")
+
+
+def test_a_propagated_frame_samples_its_keyframe_once_along_the_composed_motion(capsys, server, tmp_path):
+    # Half a pixel per frame: frame 5 is 2 whole pixels from keyframe 1. Composed into one map, that is an exact
+    # shift of the keyframe; warping frame by frame would resample it four times at half-pixel offsets (a blur).
+    plate = _sliding_plate(tmp_path / "p", range(1, 6), 0.5)
+    code, out, err = _render(capsys, server, plate, tmp_path / "o", "--pass", "stylize", "--option",
+                             "temporal=keyframes", "--option", "keyframes=1")
+    assert code == 0, err
+    key, last = _rgb(out["outputs"]["1"]), _rgb(out["outputs"]["5"])
+    inner = (slice(2, -2), slice(8, -8))
+    exact = np.roll(key, 2, axis=1)[inner]
+    half_step = np.meshgrid(np.arange(key.shape[1], dtype=np.float32) - 0.5, np.arange(key.shape[0], dtype=np.float32))
+    chained = key
+    for _ in range(4):  # what frame-by-frame warping would give: the same 2 pixels, blurred on the way
+        chained = cv2.remap(chained, *half_step, cv2.INTER_LINEAR)
+    error = np.abs(last[inner] - exact).mean()
+    assert error < 0.1 * np.abs(chained[inner] - exact).mean(), error
+    assert "propagated from keyframes 1" in header(out["outputs"]["5"])["shotpass/temporal"]
+
+
+def test_refined_keyframes_agree_and_only_the_first_is_the_models(capsys, server, tmp_path):
+    plate = _plate(tmp_path / "p", range(1, 10))
+    results = {}
+    for name, extra in {"off": ["temporal=off"], "keyframes": ["temporal=keyframes", "keyframe_every=4"],
+                        "refined": ["temporal=keyframes", "keyframe_every=4", "keyframe_refine=flow"]}.items():
+        options = [a for o in extra for a in ("--option", o)]
+        code, out, err = _render(capsys, server, plate, tmp_path / name, "--pass", "stylize", *options)
+        assert code == 0, err
+        results[name] = out
+    off, keys, refined = (results[m]["qc"]["flicker_ratio"] for m in ("off", "keyframes", "refined"))
+    assert refined < keys < off, (off, keys, refined)
+    outputs = {m: {f: _rgb(results[m]["outputs"][str(f)]) for f in (1, 5, 9)} for m in results}
+    assert np.array_equal(outputs["off"][1], outputs["refined"][1])
+    assert header(results["refined"]["outputs"]["1"])["shotpass/temporal"] == "keyframe"
+    for f, before in ((5, 1), (9, 5)):
+        assert not np.array_equal(outputs["off"][f], outputs["refined"][f]), f
+        assert header(results["refined"]["outputs"][str(f)])["shotpass/temporal"] == (
+            f"keyframe refined by flow strength 0.92 from keyframe {before}")
+    # Neighbouring keyframes agree better along the motion: keyframe 5 carried onto 9 vs keyframe 9.
+    from shotpass_server.temporal.flow import chain_flow, warp
+
+    plates = _plates(plate, range(5, 10), vectors=False)[::-1]
+    flow = chain_flow(plates)
+
+    def disagreement(a: np.ndarray, b: np.ndarray) -> float:
+        return float((np.abs(warp(a, flow.backward) - b).mean(axis=-1) * flow.valid).sum() / flow.valid.sum())
+
+    assert disagreement(outputs["refined"][5], outputs["refined"][9]) < 0.5 * disagreement(
+        outputs["keyframes"][5], outputs["keyframes"][9])
 
 
 def test_keyframes_run_first_and_temporal_renders_are_deterministic(capsys, server, tmp_path):
@@ -301,7 +401,8 @@ def _pixels(srv, render_id: str) -> Dict[int, np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("options", [{"temporal": "keyframes", "keyframe_every": "3"}, {"temporal": "flow"}])
+@pytest.mark.parametrize("options", [{"temporal": "keyframes", "keyframe_every": "3"}, {"temporal": "flow"},
+                                     {"temporal": "keyframes", "keyframe_every": "3", "keyframe_refine": "flow"}])
 def test_a_render_resumed_after_a_restart_mid_range_gives_the_uninterrupted_frames(tmp_path, one_worker, options):
     from shotpass_client import Client
 
@@ -396,7 +497,7 @@ def test_flow_source_vectors_without_channels_is_refused(capsys, server, tmp_pat
 
 
 def test_plan_orders_keyframes_first_and_flow_one_chunk_at_a_time():
-    from shotpass_server.temporal.plan import make_plan
+    from shotpass_server.temporal.plan import SETTINGS_KEY, TemporalPlan, make_plan
 
     keys = make_plan({"temporal": "keyframes", "keyframe_every": 4}, range(1, 11), {})
     assert keys is not None and keys.keyframes == [1, 5, 9, 10]
@@ -404,6 +505,13 @@ def test_plan_orders_keyframes_first_and_flow_one_chunk_at_a_time():
     assert keys.next_chunk([2, 3, 4, 6, 7, 8], {10}, 3) == []  # keyframe 10 still runs: nothing depends-free yet
     assert keys.next_chunk([2, 3, 4, 6, 7, 8], set(), 3) == [2, 3, 4]
     assert keys.neighbours(6) == (5, 9)
+    refined = make_plan({"temporal": "keyframes", "keyframe_every": 4, "keyframe_refine": "flow"}, range(1, 11), {})
+    assert refined is not None and refined.refine and refined.keyframes == [1, 5, 9, 10]
+    assert refined.next_chunk(list(range(2, 11)), {1}, 3) == []  # keyframe 5 is blended with keyframe 1's output
+    assert refined.next_chunk(list(range(2, 11)), set(), 3) == [5, 9, 10]  # one chunk, run in order
+    assert refined.next_chunk([2, 3, 4, 6, 7, 8], set(), 3) == [2, 3, 4]  # the frames between: side by side
+    stored = TemporalPlan.from_settings({SETTINGS_KEY: refined.to_settings()}, range(1, 11))
+    assert stored == refined
     flow = make_plan({"temporal": "flow"}, [3, 1, 2], {})
     assert flow is not None and flow.next_chunk([2, 3], {1}, 4) == []
     assert flow.next_chunk([2, 3], set(), 4) == [2, 3]

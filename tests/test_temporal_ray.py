@@ -42,7 +42,8 @@ def _render(srv: object, plate: str, options: Dict[str, str]) -> Dict[int, np.nd
     return _pixels(srv, sub.render_id)
 
 
-@pytest.mark.parametrize("options", [{"temporal": "flow"}, {"temporal": "keyframes", "keyframe_every": "3"}])
+@pytest.mark.parametrize("options", [{"temporal": "flow"}, {"temporal": "keyframes", "keyframe_every": "3"},
+                                     {"temporal": "keyframes", "keyframe_every": "3", "keyframe_refine": "flow"}])
 def test_temporal_renders_on_ray_workers_match_the_local_executor(ray_cluster, tmp_path, options):
     plate = _plate(tmp_path / "p", range(1, 8))
     ray = _server(tmp_path / "ray", executor="ray", ray_address="local", ray_workers=2)

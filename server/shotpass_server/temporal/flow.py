@@ -45,6 +45,8 @@ class PairFlow:
     backward: np.ndarray  # H x W x 2 float32: offset (dx, dy) from a pixel of b to where it was in a
     valid: np.ndarray  # H x W float32 in {0, 1}: 1 where the flow is trusted (visible in both, consistent)
     source: str  # "computed" or the motion-vector channels used
+    # A chain: H x W float32, how many of its steps did not trust the pixel's walk (0 where valid is 1)
+    failed: Optional[np.ndarray] = None
 
 
 class _FlowCache:
@@ -108,14 +110,15 @@ def chain_flow(plates: Sequence[Plate], use_vectors: bool = True) -> PairFlow:
 
     Composing consecutive flows (instead of matching two distant frames directly) follows the motion however far
     it goes, and makes the frames of a propagated run consistent with each other: frame t's map is frame t-1's
-    map carried one step, so consecutive frames never swim against each other. A pixel is trusted only where
-    every step trusts it.
+    map carried one step, so consecutive frames never swim against each other. The result is one coordinate map
+    per frame, so an image is sampled once along the whole walk (warping frame by frame would resample it at
+    every step: bilinear blur adds up, texture shimmers). A pixel is trusted only where every step trusts it.
     """
     canvas = clip_canvas([p.window for p in plates])
     h, w = canvas[3] - canvas[1] + 1, canvas[2] - canvas[0] + 1
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     mx, my = gx.copy(), gy.copy()
-    valid = np.ones((h, w), np.float32)
+    failed = np.zeros((h, w), np.float32)
     sources = []
     for here, there in zip(plates, plates[1:]):
         step = pair_flow(there, here, use_vectors)
@@ -123,11 +126,27 @@ def chain_flow(plates: Sequence[Plate], use_vectors: bool = True) -> PairFlow:
         backward = to_canvas(step.backward, step.canvas, canvas)
         trusted = to_canvas(step.valid, step.canvas, canvas, 0.0)
         moved = cv2.remap(backward, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        valid *= cv2.remap(trusted, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.999
+        # The trust of the pixel the walk has reached (nearest): a bilinear read that demands all four neighbours
+        # trusted would erode the trusted area by a pixel per step (measured on bikes.mp4: 8 steps trust 66 %
+        # instead of 67 %, and refined keyframes flicker 1.68 instead of 1.62 with style=11).
+        failed += cv2.remap(trusted, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0) <= 0.5
         mx += moved[..., 0]
         my += moved[..., 1]
     backward = np.ascontiguousarray(np.stack([mx - gx, my - gy], axis=-1), dtype=np.float32)
-    return PairFlow(canvas, backward, valid, ", ".join(sorted(set(sources))))
+    valid = (failed == 0).astype(np.float32)
+    return PairFlow(canvas, backward, valid, ", ".join(sorted(set(sources))), failed)
+
+
+def rejoined(flow: PairFlow, first: Plate, last: Plate) -> np.ndarray:
+    """A chain's trust (``first`` back to ``last``) that forgives one lost step where the walk still ends on the
+    same plate colour (the photometric test that motion vectors get): the consistency check also fails on flow
+    noise, and a pixel it drops once in a long walk is usually still followed right. Used to refine keyframes,
+    8 steps apart by default (bikes.mp4, keyframe_refine=flow, style=11: 1.62 -> 1.49)."""
+    assert flow.failed is not None
+    grey_last = to_canvas(last.gray, last.window, flow.canvas, 0.0).astype(np.float32)
+    grey_first = to_canvas(first.gray, first.window, flow.canvas, 0.0).astype(np.float32)
+    same = np.abs(warp(grey_last, flow.backward) - grey_first) <= PHOTOMETRIC_LIMIT * 255
+    return ((flow.failed == 0) | ((flow.failed <= 1) & same & _inside(first.window, flow.canvas))).astype(np.float32)
 
 
 def _computed(first: Plate, second: Plate, canvas: Box) -> np.ndarray:

@@ -14,6 +14,7 @@ from ..passes.base import ClipModel, Model, Option
 
 MODES = ("off", "flow", "keyframes")
 FLOW_SOURCES = ("auto", "vectors", "computed")
+KEYFRAME_REFINES = ("off", "flow")
 DEFAULT_MODE = {"stylize": "flow"}
 # Where the motion is trusted, 0.92 of each frame is the previous output carried along it: the model's own
 # frame-to-frame boil drops ~10x, and the 0.08 keeps it following changes in the plate within a few frames.
@@ -36,6 +37,11 @@ def temporal_options(pass_name: str) -> List[Option]:
         Option("keyframes", "string", "",
                "keyframes: explicit keyframe numbers (e.g. 1001,1010,1020-1040x10) instead of every N; "
                "approved previews of the shot made with this model are keyframes too", ),
+        Option("keyframe_refine", "choice", "off",
+               "keyframes: off = every keyframe exactly as the model made it; flow = each keyframe after the first "
+               "is blended with the previous keyframe carried along the plate's motion (temporal_strength), so "
+               "neighbouring keyframes agree and the frames between flicker far less; keyframes then run one "
+               "after another and only the first is exactly the model's", choices=KEYFRAME_REFINES),
         Option("flow_source", "choice", "auto",
                "Motion between frames: auto = the plate's motion-vector channels (Blender Vector, Nuke "
                "backward.u/v, motion.x/y) when present, else computed from the plate (OpenCV DIS); "

@@ -2,9 +2,10 @@
 
 ``flow``: every frame needs the previous frame's stored output, so the range runs in frame order, one chunk
 at a time. ``keyframes``: keyframes first (independent of each other, so chunks of them may run side by side),
-then the frames between, each from its two neighbouring keyframes' stored outputs. Because every frame reads
-only *stored* outputs, a render resumed after a restart or picked up after a cancel gives the same frames as
-one that ran straight through.
+then the frames between, each from its two neighbouring keyframes' stored outputs. With ``keyframe_refine=flow``
+each keyframe is blended with the previous keyframe's stored output, so the keyframes run one after another
+like a ``flow`` range. Because every frame reads only *stored* outputs, a render resumed after a restart or
+picked up after a cancel gives the same frames as one that ran straight through.
 """
 
 from __future__ import annotations
@@ -31,26 +32,24 @@ class TemporalPlan:
     frames: List[int]  # every frame of the render, sorted
     keyframes: List[int] = field(default_factory=list)  # keyframes mode, sorted
     previews: Dict[int, str] = field(default_factory=dict)  # keyframe -> approved preview output used as it is
+    refine: bool = False  # keyframes: each keyframe blended with the previous one carried along the flow
 
-    @property
-    def sequential(self) -> bool:
-        return self.mode == "flow"
-
-    def stages(self) -> List[List[int]]:
+    def stages(self) -> List[Tuple[List[int], bool]]:
+        """The frames in the order they may run: (stage, whether its frames run one after another)."""
         if self.mode == "flow":
-            return [self.frames]
+            return [(self.frames, True)]
         keys = set(self.keyframes)
-        return [self.keyframes, [f for f in self.frames if f not in keys]]
+        return [(self.keyframes, self.refine), ([f for f in self.frames if f not in keys], False)]
 
     def next_chunk(self, pending: Sequence[int], reserved: Set[int], limit: int) -> List[int]:
         """The next frames to hand to a worker, in order; [] while earlier frames they depend on still run."""
         if self.mode == "clip":
             return _contiguous_run(sorted(pending))
         waiting = set(pending)
-        for stage in self.stages():
+        for stage, sequential in self.stages():
             if not any(f in waiting or f in reserved for f in stage):
                 continue  # this stage is done (or failed): the next one may start
-            if self.sequential and any(f in reserved for f in stage):
+            if sequential and any(f in reserved for f in stage):
                 return []
             return [f for f in stage if f in waiting][:limit]
         return []
@@ -62,6 +61,10 @@ class TemporalPlan:
     def is_keyframe(self, frame: int) -> bool:
         return self.mode == "keyframes" and frame in set(self.keyframes)
 
+    def previous_keyframe(self, frame: int) -> Optional[int]:
+        i = bisect.bisect_left(self.keyframes, frame)
+        return self.keyframes[i - 1] if i > 0 else None
+
     def neighbours(self, frame: int) -> Tuple[Optional[int], Optional[int]]:
         """The keyframes before and after a propagated frame (None past either end)."""
         i = bisect.bisect_left(self.keyframes, frame)
@@ -71,7 +74,10 @@ class TemporalPlan:
 
     def to_settings(self) -> Dict[str, Any]:
         previews = {str(k): v for k, v in self.previews.items()}
-        return {"mode": self.mode, "keyframes": self.keyframes, "previews": previews}
+        out: Dict[str, Any] = {"mode": self.mode, "keyframes": self.keyframes, "previews": previews}
+        if self.refine:
+            out["refine"] = True
+        return out
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], frames: Sequence[int]) -> Optional[TemporalPlan]:
@@ -79,7 +85,7 @@ class TemporalPlan:
         if not raw:
             return None
         return cls(raw["mode"], sorted(frames), list(raw.get("keyframes", [])),
-                   {int(k): v for k, v in dict(raw.get("previews", {})).items()})
+                   {int(k): v for k, v in dict(raw.get("previews", {})).items()}, bool(raw.get("refine", False)))
 
 
 def _keyframes(text: str, ordered: Sequence[int]) -> Set[int]:
@@ -142,7 +148,8 @@ def make_plan(options: Mapping[str, Any], frames: Sequence[int], previews: Mappi
     used = {f: d for f, d in previews.items() if f in inside}
     keys |= set(used)
     _check_gaps(sorted(keys), ordered)
-    return TemporalPlan("keyframes", ordered, sorted(keys), used)
+    refine = str(options.get("keyframe_refine", "off")) == "flow"
+    return TemporalPlan("keyframes", ordered, sorted(keys), used, refine)
 
 
 def _check_gaps(keys: Sequence[int], ordered: Sequence[int]) -> None:

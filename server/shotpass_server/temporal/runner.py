@@ -132,20 +132,17 @@ class TemporalRenders:
             if frame in plan.previews:
                 digest = plan.previews[frame]
                 return TemporalInputs("preview", preset=self.blobs.get(digest)), {}
-            return None, {"temporal": "keyframe"}
+            before = plan.previous_keyframe(frame) if plan.refine else None
+            if before is None:
+                return None, {"temporal": "keyframe"}
+            # keyframe_refine=flow: the model's keyframe blended with the previous keyframe carried along the flow
+            # through every frame between, exactly as a flow range blends with its previous frame.
+            neighbour = self._required(rows, before, frame, "refined")
+            path = [self._source(rows[f]) for f in reversed(plan.frames) if before < f < frame]
+            inputs = TemporalInputs("flow", strength, use_vectors, previous=neighbour, towards_before=path, rejoin=True)
+            return inputs, {"temporal": f"keyframe refined by flow strength {strength:g} from keyframe {before}"}
         before, after = plan.neighbours(frame)
-        sides = []
-        for key in (before, after):
-            if key is None:
-                sides.append(None)
-                continue
-            neighbour = self._neighbour(rows, key)
-            if neighbour is None:
-                raise InvalidInput(
-                    f"frame {frame} is propagated from keyframe {key}, which has no output "
-                    f"({rows[key].error or rows[key].state}); fix keyframe {key} and render again"
-                )
-            sides.append(neighbour)
+        sides = [None if key is None else self._required(rows, key, frame) for key in (before, after)]
         keys = ", ".join(str(k) for k in (before, after) if k is not None)
         lo, hi = before if before is not None else frame, after if after is not None else frame
         towards_before = [self._source(rows[f]) for f in reversed(plan.frames) if lo < f < frame]
@@ -153,6 +150,16 @@ class TemporalRenders:
         inputs = TemporalInputs("keyframes", strength, use_vectors, before=sides[0], after=sides[1],
                                 towards_before=towards_before, towards_after=towards_after)
         return inputs, {"temporal": f"propagated from keyframes {keys}"}
+
+    def _required(self, rows: Mapping[int, cat.FrameRow], key: int, frame: int, how: str = "propagated") -> Neighbour:
+        """The keyframe a frame is built from, which must have its output by now."""
+        neighbour = self._neighbour(rows, key)
+        if neighbour is None:
+            raise InvalidInput(
+                f"frame {frame} is {how} from keyframe {key}, which has no output "
+                f"({rows[key].error or rows[key].state}); fix keyframe {key} and render again"
+            )
+        return neighbour
 
     def _source(self, row: cat.FrameRow) -> SourceFrame:
         return SourceFrame(row.frame, self.blobs.get(row.input_digest), row.input_name or f"frame {row.frame}",
