@@ -321,3 +321,81 @@ def test_send_file_sends_every_block_and_stops_where_the_file_ends(tmp_path: Pat
             right.close()
         assert sent == len(expected) and bytes(received) == expected
         assert sum(blocks) == sent and all(n <= BLOCK_BYTES for n in blocks)
+
+
+@pytest.mark.parametrize("total_size, offset, data", [(0, 0, b""), (5, 0, b"abcde"), (8 << 30, (8 << 30) - 3, b"xyz"),
+                                                      (-1, -(1 << 63), b"\x00"), (300, 128, bytes(range(172)))])
+def test_hand_read_chunks_give_what_protobuf_reads(total_size: int, offset: int, data: bytes) -> None:
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.rawchunks import decode_chunk
+
+    for digest in ("", "ab" * 32, "blake3:" + "cd" * 32):
+        for kind in (pb.UploadChunk, pb.BlobChunk):
+            message = kind(digest=digest, total_size=total_size, offset=offset, data=data).SerializeToString()
+            chunk = decode_chunk(message)
+            assert (chunk.digest, chunk.total_size, chunk.offset) == (digest, total_size, offset)
+            assert bytes(chunk.data) == data
+            assert isinstance(chunk.data, memoryview) and chunk.data.obj is message, "the data was copied"
+    # Fields out of order and repeated: the last one wins, as in protobuf.
+    reordered = pb.UploadChunk(data=b"new", offset=7).SerializeToString() + pb.UploadChunk(
+        digest="ab" * 32, data=b"newer").SerializeToString()
+    assert decode_chunk(reordered)[:3] == ("ab" * 32, 0, 7) and bytes(decode_chunk(reordered).data) == b"newer"
+
+
+def test_chunks_hand_reading_does_not_take_are_left_to_protobuf() -> None:
+    from google.protobuf.message import DecodeError
+
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.rawchunks import NotCanonical, decode_chunk, decoder
+
+    good = pb.UploadChunk(digest="ab" * 32, total_size=3, data=b"xyz").SerializeToString()
+    unknown_field = good + b"\x48\x01"  # field 9, a varint: protobuf keeps it as an unknown field
+    not_utf8 = b"\x0a\x02\xff\xfe" + good
+    cut = good[:-1]
+    overlong = b"\x10" + b"\xff" * 10 + b"\x01"
+    parse = decoder(pb.UploadChunk.FromString)
+    for message in (unknown_field, not_utf8, cut, overlong):
+        with pytest.raises(NotCanonical):
+            decode_chunk(message)
+    assert parse(unknown_field).data == b"xyz" and isinstance(parse(unknown_field), pb.UploadChunk)
+    for message in (not_utf8, cut):
+        with pytest.raises(DecodeError):
+            parse(message)
+
+
+def test_grpc_blobs_are_read_by_hand_and_still_checked_on_both_sides(server, users, tmp_path: Path) -> None:
+    from shotpass_client import Client, ClientError, digests
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.rawchunks import encode_chunk
+
+    data = PLATE.read_bytes()
+    digest = digests.of_bytes(data, "blake3")
+    with Client(server.address, users["alice"]) as alice:
+        alice.use_data_plane = False
+        # Bytes that do not hash to their digest are refused and never stored.
+        wrong = bytearray(data)
+        wrong[len(wrong) // 2] ^= 1
+        with pytest.raises(grpc.RpcError) as err:
+            alice._raw_upload(iter([encode_chunk(digest, len(data), 0, bytes(wrong))]), metadata=alice._metadata)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "content hashes to" in err.value.details()
+        assert not server.blobs.has(digest)
+        # A chunk with a field a newer client might add still parses (protobuf reads what hand-reading leaves).
+        extra = pb.UploadChunk(digest=digest, total_size=len(data), data=data).SerializeToString() + b"\x48\x01"
+        answer = alice._raw_upload(iter([extra]), metadata=alice._metadata)
+        assert answer.bytes_received == len(data) and server.blobs.path(digest).read_bytes() == data
+
+        dest = tmp_path / "back.exr"
+        assert alice.download(digest, str(dest)) == len(data) and dest.read_bytes() == data
+        assert alice.download_bytes(digest) == data
+        # The client checks what it receives: a stored blob damaged on the server's disk is not accepted.
+        stored = server.blobs.path(digest)
+        stored.chmod(0o644)
+        stored.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+        with pytest.raises(ClientError) as lost:
+            alice.download(digest, str(tmp_path / "damaged.exr"))
+        assert lost.value.code == "DATA_LOSS" and not (tmp_path / "damaged.exr").exists()
+    with Client(server.address, users["bob"]) as bob:
+        bob.use_data_plane = False
+        with pytest.raises(ClientError) as refused:
+            bob.download_bytes(digest)
+        assert refused.value.code == "PERMISSION_DENIED"
