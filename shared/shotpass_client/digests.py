@@ -13,7 +13,6 @@ it): `available()` then lists sha256 only, and a client picks sha256.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from typing import Any, Optional, Tuple
 
@@ -26,15 +25,10 @@ SHA256 = "sha256"
 BLAKE3 = "blake3"
 _PATTERN = re.compile(r"(?:(blake3):)?([0-9a-f]{64})")
 FILE_BLOCK = 1 << 20  # cache-sized: read and hashed while the block is still in the cache (see blockio.py)
+# BLAKE3's threads per hasher, all cores (-1, the module's AUTO) even on two: in the data plane on the shared
+# 2-core VM, all cores moved 1.6-1.8x the bytes of one thread (bench/dataplane_variants.py).
+BLAKE3_THREADS = -1
 
-
-def blake3_threads() -> int:
-    """BLAKE3's threads for one hasher: all cores on a machine with cores to spare; one on two or fewer cores,
-    where the other core is busy moving the bytes (measured on 2 cores: one thread hashed 4.6 GB/s, all
-    cores 4.3 GB/s, in cache-sized updates; bench/README.md)."""
-    if _blake3 is None:
-        return 1
-    return 1 if (os.cpu_count() or 1) <= 2 else _blake3.blake3.AUTO
 
 
 def available() -> Tuple[str, ...]:
@@ -84,7 +78,7 @@ class Hasher:
         elif algorithm == BLAKE3:
             if _blake3 is None:
                 raise ValueError("blake3 digests need the `blake3` Python package (pip install blake3)")
-            self._h = _blake3.blake3(max_threads=blake3_threads())
+            self._h = _blake3.blake3(max_threads=BLAKE3_THREADS)
         else:
             raise ValueError(f"unknown digest algorithm {algorithm!r}; known: {', '.join(available())}")
 
