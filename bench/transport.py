@@ -331,8 +331,8 @@ def stages(paths: List[str], out_dir: Path) -> Dict[str, float]:
 
     return {
         "file read (1 MiB readinto)": timed(read),
-        "client hash (read + BLAKE3, digests.of_file)": timed(lambda: [digests.of_file(p, "blake3") for p in paths]),
-        "BLAKE3 in memory (1 MiB updates)": timed(hash_memory),
+        "client hash (read + BLAKE3 all cores, of_file)": timed(lambda: [digests.of_file(p, "blake3") for p in paths]),
+        "BLAKE3 all cores in memory (1 MiB updates)": timed(hash_memory),
         "write into new files": timed(write_new(False)),
         "write into new files + fsync": timed(write_new(True)),
         "memory copy (1 MiB blocks)": timed(copy_memory),
@@ -396,7 +396,7 @@ def run(frames: int, size: Tuple[int, int], compression: str, reps: int) -> None
             stop(raw_proc)
         total = sum(os.path.getsize(p) for p in paths)
         print_results(frames, size, compression, total, results, reps)
-        print("each stage alone, same files (ns per byte = 1000 / MB/s; one core unless said):")
+        print("each stage alone, same files (1000 / MB/s = ns per byte; one thread unless said):")
         for name, seconds in stage_times.items():
             report(name, total, seconds)
 
