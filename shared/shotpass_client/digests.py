@@ -25,10 +25,9 @@ SHA256 = "sha256"
 BLAKE3 = "blake3"
 _PATTERN = re.compile(r"(?:(blake3):)?([0-9a-f]{64})")
 FILE_BLOCK = 1 << 20  # cache-sized: read and hashed while the block is still in the cache (see blockio.py)
-# BLAKE3's threads per hasher, all cores (-1, the module's AUTO) even on two: in the data plane on the shared
-# 2-core VM, all cores moved 1.6-1.8x the bytes of one thread (bench/dataplane_variants.py).
+# BLAKE3's threads per hasher: all cores (-1, the module's AUTO), even on two: in the data plane on the shared
+# 2-core VM all cores moved 1.2-1.8x the bytes of one thread (bench/dataplane_variants.py, bench/README.md).
 BLAKE3_THREADS = -1
-
 
 
 def available() -> Tuple[str, ...]:
