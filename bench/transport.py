@@ -62,17 +62,16 @@ def write_frames(folder: Path, count: int, size: Tuple[int, int], compression: s
 # --------------------------------------------------------------------------- raw TCP sink/echo
 
 
-def raw_server() -> None:
+def raw_server(folder: Path) -> None:
     """U<len>: receive a blob into the next kept buffer; D<index>: send a kept blob back; R: rewind.
     H<len>/E<index>: the same, hashing every byte received (H) or before sending it (E).
-    W<len>: receive a blob into a new file, hashing it, then fsync; F<index>: send that file back.
+    W<len>: receive a blob into a new file in `folder`, hashing it, then fsync; F<index>: send that file back.
 
     Buffers are allocated once and reused across repetitions, as a tuned receiver would.
     """
     from shotpass_client import digests
     from shotpass_client.blockio import send_file
 
-    folder = Path(tempfile.mkdtemp(prefix="shotpass-raw-"))
     written: List[Path] = []
     listener = socket.create_server(("127.0.0.1", 0))
     print(f"raw serving on 127.0.0.1:{listener.getsockname()[1]}", flush=True)
@@ -364,7 +363,9 @@ def run(frames: int, size: Tuple[int, int], compression: str, reps: int) -> None
         log = root / "servers.log"
         grpc_proc, grpc_addr = start([sys.executable, "-m", "shotpass_server.cli", "serve", "--listen",
                                       "127.0.0.1:0", "--data-dir", str(root / "data")], "serving on ", log)
-        raw_proc, raw_addr = start([sys.executable, __file__, "--raw-server"], "raw serving on ", log)
+        (root / "raw").mkdir()  # the raw server's files, removed with the rest when the run ends
+        raw_proc, raw_addr = start([sys.executable, __file__, "--raw-server", str(root / "raw")],
+                                   "raw serving on ", log)
         keys = ("up", "down", "mem", "dp_up", "dp_down", "dp_mem", "raw_up", "raw_down", "rawh_up", "rawh_down",
                 "rawf_up", "rawf_down", "sha256", "blake3")
         results: Dict[str, List[float]] = {k: [] for k in keys}
@@ -443,10 +444,10 @@ def main() -> None:
     parser.add_argument("--compression", choices=("none", "zip"), default="none",
                         help="none: ~17.7 MB frames (the wire-speed case); zip: real-size files of grain")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--raw-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--raw-server", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_server:
-        raw_server()
+        raw_server(Path(args.raw_server))
         return
     run(args.frames, args.size, args.compression, args.reps)
 
