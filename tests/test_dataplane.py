@@ -252,3 +252,150 @@ def test_with_mutual_tls_the_data_plane_speaks_https_and_wants_a_client_certific
         conn.close()
     finally:
         srv.stop(grace=0.2)
+
+
+def test_blobs_cross_the_data_plane_in_blocks_both_ways_checked_and_owned(server, users, tmp_path: Path) -> None:
+    from shotpass_client import Client, ClientError, digests
+    from shotpass_client.blockio import BLOCK_BYTES
+
+    data = PLATE.read_bytes()
+    assert len(data) > 2 * BLOCK_BYTES and len(data) % BLOCK_BYTES, "the plate must end in a partial block"
+    digest = digests.of_bytes(data, "blake3")
+    metric = server.metrics.registry.get_sample_value
+
+    # One flipped byte in the last, partial block: the server hashes as it writes, so the end is checked too.
+    corrupt = bytearray(data)
+    corrupt[-1] ^= 0xFF
+    status, body = request(server, "PUT", digest, token=users["alice"], body=bytes(corrupt))
+    assert status == 400 and "content hashes to" in json.loads(body)["error"]
+    assert not server.blobs.has(digest) and list(server.blobs.blobs()) == []
+
+    with Client(server.address, users["alice"]) as alice:
+        assert alice.upload_files([str(PLATE)]) == ({str(PLATE): digest}, len(data))
+        assert alice.use_data_plane and metric("shotpass_data_plane_bytes_total", {"method": "PUT"}) == len(data)
+        assert server.blobs.path(digest).read_bytes() == data
+        dest = tmp_path / "back.exr"
+        assert alice.download(digest, str(dest)) == len(data) and dest.read_bytes() == data
+        assert alice.download_bytes(digest) == data
+        empty = alice.upload_bytes(b"")
+        assert alice.download_bytes(empty) == b"" and alice.use_data_plane
+    deadline = time.monotonic() + 10  # counted just after the last byte went out
+    while (metric("shotpass_data_plane_bytes_total", {"method": "GET"}) or 0) < 2 * len(data):
+        assert time.monotonic() < deadline, "the downloads did not go over the data plane"
+        time.sleep(0.02)
+
+    # Bob is in no project of alice's and never sent these bytes: refused over HTTP and through the client.
+    assert request(server, "GET", digest, token=users["bob"])[0] == 403
+    with Client(server.address, users["bob"]) as bob:
+        with pytest.raises(ClientError) as err:
+            bob.download(digest, str(tmp_path / "stolen.exr"))
+        assert err.value.code == "PERMISSION_DENIED" and not (tmp_path / "stolen.exr").exists()
+
+
+def test_send_file_sends_every_block_and_stops_where_the_file_ends(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    from shotpass_client.blockio import BLOCK_BYTES, send_file
+
+    data = PLATE.read_bytes()
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    for declared, expected in ((len(data), data), (len(data) - 5, data[:-5]), (len(data) + 7, data), (0, b"")):
+        left, right = socket.socketpair()
+        received = bytearray()
+
+        def drain(sock: socket.socket, into: bytearray) -> None:
+            while chunk := sock.recv(1 << 16):
+                into.extend(chunk)
+
+        reader = threading.Thread(target=drain, args=(right, received))
+        reader.start()
+        blocks: list = []
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                sent = send_file(left, fh, declared, blocks.append)
+        finally:
+            left.close()
+            reader.join(10)
+            right.close()
+        assert sent == len(expected) and bytes(received) == expected
+        assert sum(blocks) == sent and all(n <= BLOCK_BYTES for n in blocks)
+
+
+@pytest.mark.parametrize("total_size, offset, data", [(0, 0, b""), (5, 0, b"abcde"), (8 << 30, (8 << 30) - 3, b"xyz"),
+                                                      (-1, -(1 << 63), b"\x00"), (300, 128, bytes(range(172)))])
+def test_hand_read_chunks_give_what_protobuf_reads(total_size: int, offset: int, data: bytes) -> None:
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.rawchunks import decode_chunk
+
+    for digest in ("", "ab" * 32, "blake3:" + "cd" * 32):
+        for kind in (pb.UploadChunk, pb.BlobChunk):
+            message = kind(digest=digest, total_size=total_size, offset=offset, data=data).SerializeToString()
+            chunk = decode_chunk(message)
+            assert (chunk.digest, chunk.total_size, chunk.offset) == (digest, total_size, offset)
+            assert bytes(chunk.data) == data
+            assert isinstance(chunk.data, memoryview) and chunk.data.obj is message, "the data was copied"
+    # Fields out of order and repeated: the last one wins, as in protobuf.
+    reordered = pb.UploadChunk(data=b"new", offset=7).SerializeToString() + pb.UploadChunk(
+        digest="ab" * 32, data=b"newer").SerializeToString()
+    assert decode_chunk(reordered)[:3] == ("ab" * 32, 0, 7) and bytes(decode_chunk(reordered).data) == b"newer"
+
+
+def test_chunks_hand_reading_does_not_take_are_left_to_protobuf() -> None:
+    from google.protobuf.message import DecodeError
+
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.rawchunks import NotCanonical, decode_chunk, decoder
+
+    good = pb.UploadChunk(digest="ab" * 32, total_size=3, data=b"xyz").SerializeToString()
+    unknown_field = good + b"\x48\x01"  # field 9, a varint: protobuf keeps it as an unknown field
+    not_utf8 = b"\x0a\x02\xff\xfe" + good
+    cut = good[:-1]
+    overlong = b"\x10" + b"\xff" * 10 + b"\x01"
+    parse = decoder(pb.UploadChunk.FromString)
+    for message in (unknown_field, not_utf8, cut, overlong):
+        with pytest.raises(NotCanonical):
+            decode_chunk(message)
+    assert parse(unknown_field).data == b"xyz" and isinstance(parse(unknown_field), pb.UploadChunk)
+    for message in (not_utf8, cut):
+        with pytest.raises(DecodeError):
+            parse(message)
+
+
+def test_grpc_blobs_are_read_by_hand_and_still_checked_on_both_sides(server, users, tmp_path: Path) -> None:
+    from shotpass_client import Client, ClientError, digests
+    from shotpass_client.proto import shotpass_pb2 as pb
+    from shotpass_client.rawchunks import encode_chunk
+
+    data = PLATE.read_bytes()
+    digest = digests.of_bytes(data, "blake3")
+    with Client(server.address, users["alice"]) as alice:
+        alice.use_data_plane = False
+        # Bytes that do not hash to their digest are refused and never stored.
+        wrong = bytearray(data)
+        wrong[len(wrong) // 2] ^= 1
+        with pytest.raises(grpc.RpcError) as err:
+            alice._raw_upload(iter([encode_chunk(digest, len(data), 0, bytes(wrong))]), metadata=alice._metadata)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "content hashes to" in err.value.details()
+        assert not server.blobs.has(digest)
+        # A chunk with a field a newer client might add still parses (protobuf reads what hand-reading leaves).
+        extra = pb.UploadChunk(digest=digest, total_size=len(data), data=data).SerializeToString() + b"\x48\x01"
+        answer = alice._raw_upload(iter([extra]), metadata=alice._metadata)
+        assert answer.bytes_received == len(data) and server.blobs.path(digest).read_bytes() == data
+
+        dest = tmp_path / "back.exr"
+        assert alice.download(digest, str(dest)) == len(data) and dest.read_bytes() == data
+        assert alice.download_bytes(digest) == data
+        # The client checks what it receives: a stored blob damaged on the server's disk is not accepted.
+        stored = server.blobs.path(digest)
+        stored.chmod(0o644)
+        stored.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+        with pytest.raises(ClientError) as lost:
+            alice.download(digest, str(tmp_path / "damaged.exr"))
+        assert lost.value.code == "DATA_LOSS" and not (tmp_path / "damaged.exr").exists()
+    with Client(server.address, users["bob"]) as bob:
+        bob.use_data_plane = False
+        with pytest.raises(ClientError) as refused:
+            bob.download_bytes(digest)
+        assert refused.value.code == "PERMISSION_DENIED"

@@ -1,7 +1,7 @@
 """The data plane: blob bytes over plain HTTP(S) beside gRPC, for transfers at wire speed.
 
   PUT /v1/blobs/DIGEST   body: the blob (Content-Length required); verified against DIGEST while it is written
-  GET /v1/blobs/DIGEST   the blob, sent with sendfile (no copy through Python on a plain socket)
+  GET /v1/blobs/DIGEST   the blob, read and sent in cache-sized blocks through one reused buffer (blockio.py)
 
 The same bearer token as the gRPC calls (`Authorization: Bearer TOKEN`), the same access rules (a download
 needs the blob to be reachable by the caller, as DownloadBlob; an upload is recorded as the caller's, as
@@ -22,6 +22,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 
+from shotpass_client.blockio import BLOCK_BYTES, send_file
+
 from .accounts import PermissionDenied, Unauthenticated
 from .blobs import MAX_BLOB_BYTES, StoreFull, check_digest
 from .errors import InvalidInput, NotFound, ShotpassError, ShuttingDown
@@ -30,7 +32,6 @@ from .service import ShotPassService, upload_owner
 log = logging.getLogger("shotpass.dataplane")
 
 PREFIX = "/v1/blobs/"
-BLOCK_BYTES = 8 << 20  # big reads: fewer syscalls, and BLAKE3 spreads big updates over the cores
 _STATUS = (
     (Unauthenticated, 401),
     (PermissionDenied, 403),
@@ -91,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a client sends a shot's frames over one connection
     server_version = "shotpass-dataplane"
     timeout = 120  # seconds a connection may sit idle or stall mid-body before it is closed
-    disable_nagle_algorithm = True  # headers then sendfile: Nagle would hold the body for a delayed ACK
+    disable_nagle_algorithm = True  # headers then the body: Nagle would hold the body for a delayed ACK
 
     def setup(self) -> None:
         # TLS handshakes happen here, on the connection's own thread: a slow or hostile client cannot hold
@@ -160,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
             service.accounts.check_blob(caller, digest)
         path = service.m.blobs.path(digest)
         try:
-            fh = path.open("rb")
+            fh = path.open("rb", buffering=0)
         except FileNotFoundError:
             raise NotFound(f"blob {digest[:12]} is not stored on this server") from None
         with fh:
@@ -170,7 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(size))
             self.end_headers()
             self.wfile.flush()
-            sent = self.connection.sendfile(fh, 0, size) if size else 0  # os.sendfile on a plain socket
+            sent = send_file(self.connection, fh, size)  # a stored blob is verified: no hash on the way out
             self._moved = sent
             if sent != size:
                 self.close_connection = True

@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError, Message
 from shotpass_client import digests
 from shotpass_client.proto import shotpass_pb2 as pb
 from shotpass_client.proto import shotpass_pb2_grpc as pb_grpc
-from shotpass_client.rawchunks import encode_chunk, passthrough
+from shotpass_client.rawchunks import decoder, encode_chunk, passthrough
 from shotpass_client.schedule import as_settings
 
 from . import __version__
@@ -164,6 +164,9 @@ def add_to_server(servicer: ShotPassService, server: grpc.Server) -> None:
     download = handlers["DownloadBlob"]
     handlers["DownloadBlob"] = download._replace(response_serializer=passthrough(download.response_serializer))
     servicer.raw_chunks = True
+    # UploadBlobs reads each chunk's header by hand and its data as a view into the received message.
+    upload = handlers["UploadBlobs"]
+    handlers["UploadBlobs"] = upload._replace(request_deserializer=decoder(upload.request_deserializer))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(captured["name"], handlers),))
     server.add_registered_method_handlers(captured["name"], handlers)
 

@@ -16,7 +16,7 @@ import grpc
 from . import digests
 from .proto import shotpass_pb2 as pb
 from .proto import shotpass_pb2_grpc as pb_grpc
-from .rawchunks import encode_chunk, passthrough
+from .rawchunks import Chunk, decoder, encode_chunk, passthrough
 from .transfer import DataPlane, Refused, TransportFailed
 
 # Chunks of 4 MiB, every server's limit (Limits.max_chunk_bytes): a quarter of the messages (and per-message
@@ -167,6 +167,12 @@ class Client:
             "/shotpass.v1.ShotPass/UploadBlobs",
             request_serializer=passthrough(pb.UploadChunk.SerializeToString),
             response_deserializer=pb.UploadBlobsResponse.FromString,
+        )
+        # DownloadBlob with chunks read by hand: the data is a view into the received message, not two copies.
+        self._raw_download = self._channel.unary_stream(
+            "/shotpass.v1.ShotPass/DownloadBlob",
+            request_serializer=pb.DownloadBlobRequest.SerializeToString,
+            response_deserializer=decoder(_parsed_chunk),
         )
         try:
             grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
@@ -390,7 +396,7 @@ class Client:
             fh.truncate()
             h, size = digests.hasher_for(digest), 0
             try:
-                for chunk in self._stub.DownloadBlob(pb.DownloadBlobRequest(digest=digest), metadata=self._metadata):
+                for chunk in self._raw_download(pb.DownloadBlobRequest(digest=digest), metadata=self._metadata):
                     fh.write(chunk.data)
                     h.update(chunk.data)
                     size += len(chunk.data)
@@ -561,6 +567,12 @@ class _Source(NamedTuple):
     blocks: Callable[[int], Iterator[bytes]]
     path: Optional[str] = None
     data: Optional[bytes] = None
+
+
+def _parsed_chunk(message: bytes) -> Chunk:
+    """A chunk protobuf had to parse (an encoding decode_chunk does not read), in the same shape."""
+    chunk = pb.BlobChunk.FromString(message)
+    return Chunk(chunk.digest, chunk.total_size, chunk.offset, memoryview(chunk.data))
 
 
 def _file_blocks(path: str, start: int) -> Iterator[bytes]:

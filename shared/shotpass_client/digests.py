@@ -24,6 +24,10 @@ except ImportError:  # pragma: no cover - exercised by clients that do not ship 
 SHA256 = "sha256"
 BLAKE3 = "blake3"
 _PATTERN = re.compile(r"(?:(blake3):)?([0-9a-f]{64})")
+FILE_BLOCK = 1 << 20  # cache-sized: read and hashed while the block is still in the cache (see blockio.py)
+# BLAKE3's threads per hasher: all cores (-1, the module's AUTO), even on two: in the data plane on the shared
+# 2-core VM all cores moved 1.2-1.8x the bytes of one thread (bench/dataplane_variants.py, bench/README.md).
+BLAKE3_THREADS = -1
 
 
 def available() -> Tuple[str, ...]:
@@ -73,12 +77,12 @@ class Hasher:
         elif algorithm == BLAKE3:
             if _blake3 is None:
                 raise ValueError("blake3 digests need the `blake3` Python package (pip install blake3)")
-            self._h = _blake3.blake3(max_threads=_blake3.blake3.AUTO)
+            self._h = _blake3.blake3(max_threads=BLAKE3_THREADS)
         else:
             raise ValueError(f"unknown digest algorithm {algorithm!r}; known: {', '.join(available())}")
 
     def update(self, data: Any) -> None:
-        # BLAKE3 releases the GIL for large updates, so hashing overlaps the socket or disk on the other core.
+        # BLAKE3 releases the GIL for large updates, so hashing overlaps the socket or disk on another thread.
         self._h.update(data)
 
     def digest(self) -> str:
@@ -96,8 +100,8 @@ def of_bytes(data: Any, algorithm: str = SHA256) -> str:
     return h.digest()
 
 
-def of_file(path: str, algorithm: str = SHA256, block: int = 8 << 20) -> str:
-    """A file's digest, read in big blocks (big updates let BLAKE3 spread over the cores)."""
+def of_file(path: str, algorithm: str = SHA256, block: int = FILE_BLOCK) -> str:
+    """A file's digest, read through one reused cache-sized buffer."""
     h = Hasher(algorithm)
     with open(path, "rb", buffering=0) as fh:
         buf = bytearray(block)

@@ -18,8 +18,8 @@ import threading
 from typing import Callable, List, Optional
 
 from . import digests
+from .blockio import BLOCK_BYTES, send_file
 
-BLOCK_BYTES = 8 << 20
 TIMEOUT_S = 60.0  # a stalled transfer
 CONNECT_TIMEOUT_S = 3.0
 _CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
@@ -74,7 +74,7 @@ class DataPlane:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT_S)
             conn.connect()
             conn.sock.settimeout(TIMEOUT_S)
-            # Headers, then the body by sendfile: with Nagle on, the body would wait for a delayed ACK (40 ms).
+            # Headers, then the body: with Nagle on, the body's first bytes would wait for a delayed ACK (40 ms).
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._local.conn = conn
         return conn
@@ -86,8 +86,8 @@ class DataPlane:
             self._local.conn = None
 
     def upload_file(self, digest: str, path: str, size: int, on_bytes: Optional[Callable[[int], None]]) -> None:
-        with open(path, "rb") as fh:
-            self._put(digest, size, lambda sock: _send_file(sock, fh, size, on_bytes))
+        with open(path, "rb", buffering=0) as fh:
+            self._put(digest, size, lambda sock: _send_whole_file(sock, fh, size, on_bytes))
 
     def upload_bytes(self, digest: str, data: bytes, on_bytes: Optional[Callable[[int], None]]) -> None:
         def send(sock) -> None:  # type: ignore[no-untyped-def]
@@ -162,17 +162,9 @@ class DataPlane:
         raise TransportFailed(f"data plane answered HTTP {status}: {message}")
 
 
-def _send_file(sock, fh, size: int, on_bytes: Optional[Callable[[int], None]]) -> None:  # type: ignore[no-untyped-def]
-    """sendfile on a plain socket (the kernel copies file to socket); SSL sockets fall back to reads."""
-    offset = 0
-    while offset < size:
-        count = min(BLOCK_BYTES * 4, size - offset)
-        sent = sock.sendfile(fh, offset, count)
-        if not sent:
-            raise ConnectionError("the file ended before its size")
-        offset += sent
-        if on_bytes:
-            on_bytes(sent)
+def _send_whole_file(sock, fh, size: int, on_bytes: Optional[Callable[[int], None]]) -> None:  # type: ignore[no-untyped-def]
+    if send_file(sock, fh, size, on_bytes) != size:
+        raise ConnectionError("the file ended before its size")
 
 
 def _pem_files(cert: bytes, key: bytes) -> List[str]:
