@@ -24,10 +24,12 @@ def vserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     root = tmp_path_factory.mktemp("models")
     tiny_pipelines.save_animatediff(root / "animatediff")
     tiny_pipelines.save_img2img(root / "sd15")
+    tiny_pipelines.save_img2img(root / "sd15-smooth", smooth=True)
     (root / "shotpass.toml").write_text(
         '[models.tiny-animatediff]\nkind = "animatediff-v2v"\npath = "animatediff"\nsteps = 2\nstrength = 0.5\n'
         'context_size = 2\ncontext_overlap = 1\n\n'
-        '[models.tiny-sd15]\nkind = "sd15-img2img"\npath = "sd15"\nsteps = 2\nstrength = 0.5\n'
+        '[models.tiny-sd15]\nkind = "sd15-img2img"\npath = "sd15"\nsteps = 2\nstrength = 0.5\n\n'
+        '[models.tiny-smooth]\nkind = "sd15-img2img"\npath = "sd15-smooth"\nsteps = 2\nstrength = 1.0\nguidance = 1.0\n'
     )
     torch.set_num_threads(2)  # results differ by ~1e-5 between thread counts
     cfg = load_config(root / "shotpass.toml")
@@ -114,3 +116,77 @@ def test_a_per_frame_model_warns_that_it_reads_no_handles(capsys, vserver, tmp_p
     assert sorted(int(f) for f in out["outputs"]) == [2, 3]
     assert any("reads no context frames" in w for w in out["warnings"]), out["warnings"]
     assert "context_frames" not in vserver.catalog.get_render(out["render"]).settings
+
+
+# ------------------------------------------------------------------ consistent noise across frames
+
+
+def _moving_plate(folder: Path, frames: range, h: int = 64, w: int = 96, dx: int = 5, dy: int = 2) -> str:
+    """A texture sliding right by dx and down by dy pixels a frame: known motion, not a whole latent cell."""
+    from test_temporal import _texture, _write
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(frames)
+    big = _texture(h + dy * n + 8, w + dx * n + 8, seed=4)
+    for i, f in enumerate(frames):
+        y0, x0 = dy * (n - i), dx * (n - i)
+        _write(folder / f"plate.{f:04d}.exr", np.ascontiguousarray(big[y0: y0 + h, x0: x0 + w]))
+    return str(folder / "plate.####.exr")
+
+
+def test_flow_noise_follows_the_motion_and_drops_flicker_against_per_frame_and_fixed_noise(capsys, vserver, tmp_path):
+    # A whole latent cell (8 px) a frame: the tiny random-weight net follows such a shift exactly (its own
+    # response to smaller shifts is arbitrary, unlike a trained model's), so what is left of the flicker is
+    # what the starting noise adds. strength=1: the frame is drawn from the noise, as a heavy restyle is.
+    plate = _moving_plate(tmp_path / "p", range(1, 7), dx=8, dy=0)
+    runs = {mode: _render(capsys, vserver, plate, tmp_path / mode, "--model", "tiny-smooth", "--option", "temporal=off",
+                          "--option", f"noise={mode}", "--option", "strength=1")
+            for mode in ("per-frame", "fixed", "flow")}
+    ratio = {mode: out["qc"]["flicker_ratio"] for mode, out in runs.items()}
+    assert ratio["flow"] < 0.5 * ratio["per-frame"], ratio  # measured: 192 -> 46
+    assert ratio["flow"] < 0.5 * ratio["fixed"], ratio  # noise stuck on screen while the picture moves: 214
+    again = _render(capsys, vserver, plate, tmp_path / "again", "--model", "tiny-smooth", "--option", "temporal=off",
+                    "--option", "noise=flow", "--option", "strength=1")
+    for f in range(1, 7):  # deterministic
+        assert np.array_equal(_rgb(runs["flow"]["outputs"][str(f)]), _rgb(again["outputs"][str(f)])), f
+    # The first frame has nothing to follow: its noise is its own, as with per-frame noise (but not the pipeline's
+    # draw, so not bit for bit); every later frame differs from per-frame.
+    assert not np.array_equal(_rgb(runs["flow"]["outputs"]["3"]), _rgb(runs["per-frame"]["outputs"]["3"]))
+
+
+def _plates(pattern: str, frames: range) -> dict:
+    from shotpass_server.frames.colour import ColourSpaces
+    from shotpass_server.temporal.frames import load_plate
+
+    colours = ColourSpaces()
+    return {f: load_plate(Path(pattern.replace("####", f"{f:04d}")).read_bytes(), f"plate.{f}", f"{pattern}:{f}", f, "",
+                          colours.scene_linear, colours, vectors=False) for f in frames}
+
+
+def test_noise_warps_carry_sub_cell_motion_refill_what_enters_the_frame_and_resume_exactly(tmp_path):
+    from shotpass_server.temporal.noise import NoiseWarps, warped_noise
+
+    plates = _plates(_moving_plate(tmp_path / "p", range(1, 7), dx=3, dy=0), range(1, 7))
+    frames = list(range(1, 7))
+    in_order, cold = NoiseWarps(), NoiseWarps()
+    warps = {f: in_order.warp("r", frames, f, plates.__getitem__, lambda f: 100 + f, False) for f in frames}
+    # A restarted worker (nothing kept) walks from the first frame and lands on the very same warp.
+    resumed = cold.warp("r", frames, 6, plates.__getitem__, lambda f: 100 + f, False)
+    assert np.array_equal(resumed.origin, warps[6].origin) and np.array_equal(resumed.coords, warps[6].coords)
+    # 3 px a frame: after 5 frames an interior cell sits 15 px = 1.875 cells left of where it started.
+    assert warps[6].origin[3, 6] == 1
+    assert abs(float(warps[6].coords[3, 6, 0]) - (6 - 15 / 8)) < 0.1
+    assert (warps[6].origin[:, 0] != 1).all()  # the left edge came in from outside frame 1: fresh noise
+    noise = {f: warped_noise(warps[f], (1, 4, 8, 16), 64) for f in (5, 6)}
+    assert abs(float(noise[6].std()) - 1.0) < 0.1  # values are read, never blended: still unit Gaussian
+
+
+def test_list_models_offers_flow_noise_for_img2img_with_its_help(vserver):
+    from shotpass_client import Client
+
+    with Client(vserver.address) as client:
+        models = {m.name: m for m in client.list_models("")}
+    noise = {o.name: o for o in models["tiny-sd15"].options}["noise"]
+    assert list(noise.choices) == ["per-frame", "fixed", "flow"] and noise.default_value == "per-frame"
+    assert "along the plate's motion" in noise.description and "seeded once per render" in noise.description
+    assert "noise" not in {o.name for o in models["tiny-animatediff"].options}  # a video model has its own

@@ -56,6 +56,7 @@ class FrameRequest:
     provenance: Dict[str, str] = field(default_factory=dict)
     # A handle of a video model's clip (temporal/context.py): the model reads it, no output is made of it.
     context: bool = False
+    noise: Optional[Any] = None  # noise=flow: the frame's noise warp (temporal/noise.py)
 
 
 def frame_seed(render_seed: int, frame: int) -> int:
@@ -261,6 +262,7 @@ def _prepare(
         reference_rgb=req.reference_rgb,
         device=req.device,
         progress=progress,
+        noise=req.noise,
     )
     return _Prepared(req, image, plane, mask, job, ctx)
 

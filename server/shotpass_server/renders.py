@@ -614,6 +614,9 @@ class RenderManager:
         if overrides:
             options = self._model_and_options({**settings, "options": {**settings.get("options", {}), **overrides}})[1]
         temporal, provenance = self.temporal.inputs(render, row.frame, options)
+        noise = None
+        if options.get("noise") == "flow":
+            noise = self.temporal.noise_warp(render, row.frame, lambda f: frame_seed(int(settings.get("seed", 0)), f))
         return FrameRequest(
             render_id=render.id,
             frame=row.frame,
@@ -632,6 +635,7 @@ class RenderManager:
             device=device,
             temporal=temporal,
             provenance=provenance,
+            noise=noise,
         )
 
     def _run_clip(

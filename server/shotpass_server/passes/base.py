@@ -104,6 +104,8 @@ class PassContext:
     device: str = "cpu"
     # Called after each step; raises RenderCancelled when the render was cancelled.
     progress: ProgressFn = field(default=lambda step, total: None)
+    # noise=flow: where each latent cell takes its starting noise from (temporal/noise.py); None: from ``seed``.
+    noise: Optional[Any] = None
 
 
 @dataclass

@@ -13,6 +13,7 @@ structure (the spatial layout of its latents) is kept.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Dict, List, Optional
 
 import cv2
@@ -26,7 +27,9 @@ from .common import (
     denoise_args,
     latent_multiple,
     load_controlnet,
+    noised_with,
     set_vae_tiling,
+    starting_noise,
     to_tensor,
 )
 from .multidiffusion import decode, native_size, tiled_img2img
@@ -42,6 +45,7 @@ NO_DEPTH = "controlnet=depth needs a Z channel in the plate and it has none; use
 class Img2ImgModel(DiffusionModel):
     accepts_reference = True
     uses_depth = True
+    noise_modes = ("per-frame", "fixed", "flow")  # temporal/options.py
     native = 512  # the loaded model's native size, read when it first renders
 
     def build_options(self) -> List[Option]:
@@ -157,11 +161,14 @@ class Img2ImgModel(DiffusionModel):
             kwargs.update(control_image=to_tensor(padded[..., 3:6], pipe),
                           controlnet_conditioning_scale=o["controlnet_scale"])
             kwargs.update(height=padded.shape[0], width=padded.shape[1])
-        images = pipe(
-            image=latents,  # 4 channels: taken as the starting latents, not re-encoded
-            **denoise_args(ctx, o),
-            **kwargs,
-        ).images
+        # noise=flow: the starting noise follows the plate's motion (temporal/noise.py) instead of the pipeline's own.
+        noise = starting_noise(ctx, latents.shape, pipe) if ctx.noise is not None else None
+        with noised_with(pipe, noise) if noise is not None else nullcontext():
+            images = pipe(
+                image=latents,  # 4 channels: taken as the starting latents, not re-encoded
+                **denoise_args(ctx, o),
+                **kwargs,
+            ).images
         return crop_to(np.asarray(images[0], dtype=np.float32), size)
 
 
