@@ -69,6 +69,10 @@ def test_a_pickup_with_handles_gives_the_full_renders_frames_and_without_them_it
     # Without handles the clip starts at frame 3, so its windows and neighbours differ: the handles were read.
     assert not np.array_equal(_rgb(full["outputs"]["3"]), _rgb(bare["outputs"]["3"]))
     assert not np.array_equal(_rgb(full["outputs"]["6"]), _rgb(bare["outputs"]["6"]))
+    import OpenEXR
+
+    with OpenEXR.File(pickup["outputs"]["3"]) as f:  # the output says which frames its clip read
+        assert f.parts[0].header["shotpass/temporal"] == "clip 1-8"
     # The handles' blobs are the render's: blob GC keeps them while the render exists.
     handles = render.settings["context_frames"]
     assert [h["frame"] for h in handles] == [1, 2, 7, 8]
