@@ -194,3 +194,54 @@ def test_list_models_offers_flow_noise_for_img2img_with_its_help(vserver):
     assert list(noise.choices) == ["per-frame", "fixed", "flow"] and noise.default_value == "per-frame"
     assert "along the plate's motion" in noise.description and "seeded once per render" in noise.description
     assert "noise" not in {o.name for o in models["tiny-animatediff"].options}  # a video model has its own
+
+
+# ------------------------------------------------------------------ cross-frame attention
+
+
+def test_cross_frame_attention_to_the_first_frame_changes_later_frames_deterministically(capsys, vserver, tmp_path):
+    plate = _plate(tmp_path / "p", range(1, 4), h=32, w=48)
+    base = ["--model", "tiny-sd15", "--option", "temporal=off"]
+    off = _render(capsys, vserver, plate, tmp_path / "off", *base)
+    first = _render(capsys, vserver, plate, tmp_path / "first", *base, "--option", "cross_frame=first")
+    again = _render(capsys, vserver, plate, tmp_path / "again", *base, "--option", "cross_frame=first")
+    off_again = _render(capsys, vserver, plate, tmp_path / "off2", *base)
+    rgb = {name: {f: _rgb(run["outputs"][str(f)]) for f in (1, 2, 3)}
+           for name, run in (("off", off), ("first", first), ("again", again), ("off_again", off_again))}
+    assert np.array_equal(rgb["off"][1], rgb["first"][1])  # the anchor frame renders as it does alone
+    for f in (2, 3):
+        # It attended to frame 1: far more than the rounding of a batched call (~1e-6).
+        assert np.abs(rgb["off"][f] - rgb["first"][f]).mean() > 5e-4, np.abs(rgb["off"][f] - rgb["first"][f]).mean()
+        assert np.array_equal(rgb["first"][f], rgb["again"][f]), f  # deterministic
+        assert np.array_equal(rgb["off"][f], rgb["off_again"][f]), f  # the cached pipeline's attention came back
+    assert first["qc"]["contract_ok"] and first["qc"]["nonfinite_outputs"] == 0
+
+
+def test_cross_frame_attention_is_refused_on_plates_larger_than_one_tile(capsys, vserver, tmp_path):
+    plate = _plate(tmp_path / "p", range(1, 3), h=32, w=48)
+    code, _, err = run_cli(capsys, ["render", plate, "--server", vserver.address, "--out", str(tmp_path / "o"),
+                                    "--model", "tiny-sd15", "--option", "cross_frame=first", "--option", "tile=16"])
+    assert code != 0
+    assert "plate.0001.exr (frame 1): cross_frame=first runs on plates within one tile (16 px; this one is 48x32)" \
+        in err
+
+
+def test_anchor_attention_leaves_the_anchor_alone_and_pulls_the_frame_towards_it(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from shotpass_server.passes.diffusion.cross_frame import anchored
+
+    unet = UNet2DConditionModel.from_pretrained(str(tiny_pipelines.save_img2img(tmp_path / "sd15")), subfolder="unet")
+    torch.manual_seed(3)
+    latents, text = torch.randn(2, 4, 8, 8), torch.randn(2, 16, tiny_pipelines.HIDDEN)
+    t = torch.tensor(500)
+    with torch.no_grad():
+        plain = unet(latents, t, encoder_hidden_states=text).sample
+        with anchored(unet):
+            pair = unet(latents, t, encoder_hidden_states=text).sample
+            same = unet(latents[:1].repeat(2, 1, 1, 1), t, encoder_hidden_states=text[:1].repeat(2, 1, 1)).sample
+        restored = unet(latents, t, encoder_hidden_states=text).sample
+    assert torch.allclose(pair[0], plain[0], atol=1e-5)  # the anchor row: unchanged
+    assert (pair[1] - plain[1]).abs().mean() > 100 * (pair[0] - plain[0]).abs().mean().clamp(min=1e-7)
+    assert torch.allclose(same[1], plain[0], atol=1e-5)  # a frame anchored on itself: as alone
+    assert torch.equal(restored, plain)  # the processors came back

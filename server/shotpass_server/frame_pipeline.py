@@ -57,6 +57,7 @@ class FrameRequest:
     # A handle of a video model's clip (temporal/context.py): the model reads it, no output is made of it.
     context: bool = False
     noise: Optional[Any] = None  # noise=flow: the frame's noise warp (temporal/noise.py)
+    anchor: Optional[Any] = None  # cross_frame=first: passes.base.Anchor
 
 
 def frame_seed(render_seed: int, frame: int) -> int:
@@ -263,6 +264,7 @@ def _prepare(
         device=req.device,
         progress=progress,
         noise=req.noise,
+        anchor=req.anchor,
     )
     return _Prepared(req, image, plane, mask, job, ctx)
 

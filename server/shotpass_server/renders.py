@@ -38,7 +38,7 @@ from .frames.exr import FrameTooLarge, check_output_size
 from .frames.header import read_frame_header
 from .job_control import JOB_KEY, FrameTimedOut, JobControl, frame_timeout, timed_out
 from .metrics import NO_METRICS, NoMetrics
-from .passes.base import ClipModel, Model, parse_options
+from .passes.base import Anchor, ClipModel, Model, parse_options
 from .passes.registry import ModelRegistry
 from .path_access import PathAccess
 from .pipelined import LoadFailed, run_pipelined
@@ -617,6 +617,7 @@ class RenderManager:
         noise = None
         if options.get("noise") == "flow":
             noise = self.temporal.noise_warp(render, row.frame, lambda f: frame_seed(int(settings.get("seed", 0)), f))
+        anchor = self._anchor(render, row.frame, options) if options.get("cross_frame", "off") != "off" else None
         return FrameRequest(
             render_id=render.id,
             frame=row.frame,
@@ -636,7 +637,27 @@ class RenderManager:
             temporal=temporal,
             provenance=provenance,
             noise=noise,
+            anchor=anchor,
         )
+
+    def _anchor(self, render: cat.RenderRow, frame: int, options: Dict[str, Any]) -> Optional[Anchor]:
+        """cross_frame=first: the render's first frame, in the model's working space, with its noise seed. The
+        first frame itself renders on its own (beside itself it would denoise the same)."""
+        first = self.temporal.first_row(render.id)
+        if first.frame == frame:
+            return None
+        model = self.registry.get(render.settings["model"])
+        settings = render.settings
+        key = f"anchor:{first.input_digest}:{model.name}:{settings['colour_space']}:{settings.get('view', '')}"
+        if key not in self._references:
+            self._references[key] = reference_in_working_space(
+                self.blobs.get(first.input_digest), first.input_name or f"frame {first.frame}",
+                render.settings.get("view", ""), model, render.settings["colour_space"], self.colours,
+            )
+            while len(self._references) > 8:
+                self._references.popitem(last=False)
+        seed = frame_seed(int(render.settings.get("seed", 0)), noise_frame(options, first.frame))
+        return Anchor(first.frame, self._references[key], seed)
 
     def _run_clip(
         self,

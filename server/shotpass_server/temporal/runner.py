@@ -187,8 +187,14 @@ class TemporalRenders:
 
         return self._noise.warp(f"{render.id}:{use_vectors}", sorted(rows), frame, plate, seed, use_vectors)
 
+    def first_row(self, render_id: str) -> cat.FrameRow:
+        """The render's first frame (the anchor of cross-frame attention)."""
+        rows = self._frame_rows(render_id)
+        return rows[min(rows)]
+
     def _frame_rows(self, render_id: str) -> Dict[int, cat.FrameRow]:
-        """The render's frames by number, read once per render while its frames run (not once per frame)."""
+        """The render's frames by number, read once per render while its frames run (not once per frame); the
+        input columns are what is used, and those never change."""
         with self._lock:
             rows = self._rows.get(render_id)
         if rows is None:
