@@ -79,6 +79,32 @@ def test_a_pickup_with_handles_gives_the_full_renders_frames_and_without_them_it
     assert {h["digest"] for h in handles} <= vserver.catalog.referenced_digests()
 
 
+def test_a_host_pickup_through_the_shared_background_render_reads_its_handles(capsys, vserver, tmp_path):
+    from shotpass_client.background import DONE, BackgroundRender, JobRequest
+    from shotpass_client.jobs import RenderSpec, handles_around, plate_frames
+
+    pattern = _plate(tmp_path / "p", range(1, 7), h=32, w=48)
+    full = _render(capsys, vserver, pattern, tmp_path / "full", "--model", "tiny-animatediff")
+    on_disk = plate_frames(pattern)
+    frames = [3, 4]
+    # What a host does: its input's range is what it can read; the shared code picks the handles from it.
+    handles = handles_around(frames, range(1, 7), 9)
+    assert handles == [1, 2, 5, 6]
+    spec = RenderSpec(model="tiny-animatediff", prompt="a painted landscape", seed=9,
+                      options={"steps": "2", "strength": "0.5"})
+    job = BackgroundRender(JobRequest(vserver.address, spec, str(tmp_path / "host"),
+                                      plate={f: on_disk[f] for f in frames},
+                                      context={f: on_disk[f] for f in handles})).start()
+    job.join(120)
+    updates = []
+    while not job.updates.empty():
+        updates.append(job.updates.get())
+    assert updates[-1].kind == DONE, updates[-1].message
+    assert sorted(updates[-1].outputs) == frames
+    for f in frames:
+        assert np.array_equal(_rgb(full["outputs"][str(f)]), _rgb(updates[-1].outputs[f])), f
+
+
 def test_handles_stop_at_the_plates_ends_and_a_still_has_none(tmp_path):
     from shotpass_client.jobs import PlateError, handle_frames
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .client import Client, ClientError, frame_inputs
 from .pathmap import PathMap
@@ -104,25 +104,34 @@ def plate_frames(pattern: str, frames: Optional[Sequence[int]] = None) -> Dict[i
     return {f: found[f] for f in frames}
 
 
-def handle_frames(pattern: str, frames: Sequence[int], handles: int) -> Dict[int, str]:
-    """{frame: path} of up to ``handles`` plate frames on disk right before the first and after the last of
-    ``frames`` (stopping at the first one missing): the context a video model reads around a pickup."""
+def handles_around(frames: Sequence[int], available: Iterable[int], handles: int) -> List[int]:
+    """Up to ``handles`` frames of ``available`` right before the first and after the last of ``frames``, stopping
+    at the first one missing: the context a video model reads around a pickup (every host asks this)."""
     if handles < 0:
         raise PlateError(f"handles: give 0 or more frames, not {handles}")
     if not frames or not handles:
+        return []
+    have, wanted = set(available), set(frames)
+    out: List[int] = []
+    for start, step in ((min(frames) - 1, -1), (max(frames) + 1, 1)):
+        for f in range(start, start + step * handles, step):
+            if f not in have or f in wanted:
+                break
+            out.append(f)
+    return sorted(out)
+
+
+def handle_frames(pattern: str, frames: Sequence[int], handles: int) -> Dict[int, str]:
+    """{frame: path} of the handles around ``frames`` that are on disk (``handles_around``); a still has none."""
+    if not frames or not handles:
+        handles_around(frames, (), handles)  # a negative count is refused all the same
         return {}
     try:
         parsed = FramePattern.parse(pattern)
         found = {} if parsed.still else parsed.existing()
     except PatternError as err:
         raise PlateError(str(err)) from None
-    out: Dict[int, str] = {}
-    for start, step in ((min(frames) - 1, -1), (max(frames) + 1, 1)):
-        for f in range(start, start + step * handles, step):
-            if f not in found or f in frames:
-                break
-            out[f] = found[f]
-    return out
+    return {f: found[f] for f in handles_around(frames, found, handles)}
 
 
 def mask_frames(pattern: str, frames: Sequence[int]) -> Dict[int, str]:
