@@ -271,3 +271,18 @@ def test_anchor_attention_leaves_the_anchor_alone_and_pulls_the_frame_towards_it
     assert (pair[1] - plain[1]).abs().mean() > 100 * (pair[0] - plain[0]).abs().mean().clamp(min=1e-7)
     assert torch.allclose(same[1], plain[0], atol=1e-5)  # a frame anchored on itself: as alone
     assert torch.equal(restored, plain)  # the processors came back
+
+
+def test_context_windows_are_in_effect_and_their_overlap_counts(capsys, vserver, tmp_path):
+    # 4 frames, chunks of 2: one clip whatever the chunking. context_size=4 is one window (no windowing);
+    # 2 frames overlapping by 1 or by 0 lay out other windows, and each layout gives other frames.
+    plate = _plate(tmp_path / "p", range(1, 5), h=32, w=48)
+    runs = {(size, overlap): _render(capsys, vserver, plate, tmp_path / f"w{size}{overlap}", "--model",
+                                     "tiny-animatediff", "--option", f"context_size={size}", "--option",
+                                     f"context_overlap={overlap}")
+            for size, overlap in ((4, 1), (2, 1), (2, 0))}
+    for f in (2, 3):
+        frames = [_rgb(run["outputs"][str(f)]) for run in runs.values()]
+        assert not np.array_equal(frames[0], frames[1]) and not np.array_equal(frames[1], frames[2]), f
+    for run in runs.values():
+        assert run["qc"]["contract_ok"] and run["qc"]["nonfinite_outputs"] == 0

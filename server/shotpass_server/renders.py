@@ -760,8 +760,9 @@ class RenderManager:
         )
         plan = self.temporal.plan(render.id)
         if plan is None or plan.mode == "clip":
-            try:
-                requests = (self._clip_requests(render, frames, options, reference, device) if plan is not None
+            try:  # a video model's clip reads its handles even when it is one frame (no plan)
+                requests = (self._clip_requests(render, frames, options, reference, device)
+                            if isinstance(model, ClipModel)
                             else [self._request(render, rows[f], options, reference, device) for f in frames])
             except ShotpassError as err:
                 for frame in frames:
