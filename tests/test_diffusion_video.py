@@ -286,3 +286,48 @@ def test_context_windows_are_in_effect_and_their_overlap_counts(capsys, vserver,
         assert not np.array_equal(frames[0], frames[1]) and not np.array_equal(frames[1], frames[2]), f
     for run in runs.values():
         assert run["qc"]["contract_ok"] and run["qc"]["nonfinite_outputs"] == 0
+
+
+def test_a_flow_noise_render_resumed_after_a_restart_gives_the_uninterrupted_frames(vserver, tmp_path):
+    import threading
+    from dataclasses import replace
+
+    from test_temporal import _interrupt_after, _pixels
+
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec, plate_frames, submit_render
+    from shotpass_server.app import ShotpassServer
+
+    plate = _moving_plate(tmp_path / "p", range(1, 11), dx=3, dy=1)
+    spec = RenderSpec(model="tiny-sd15", seed=3, prompt="a painted landscape",
+                      options={"temporal": "off", "noise": "flow", "steps": "2", "strength": "0.5"})
+
+    def start() -> Any:  # one worker, one frame a chunk, on its own data folder; a restart starts with no warps
+        srv = ShotpassServer(replace(vserver.cfg, listen="127.0.0.1:0", data_dir=tmp_path / "data", chunk_frames=1,
+                                     workers=1))
+        srv.start()
+        return srv
+
+    srv = start()
+    try:
+        with Client(srv.address) as client:
+            render_id = submit_render(client, spec, plate_frames(plate)).render_id
+            stopper = threading.Thread(target=lambda: srv.stop(grace=0.5, work_grace=0))
+            _interrupt_after(srv, client, render_id, 3, stopper.start)
+        stopper.join(30)
+    finally:
+        if srv.ready:
+            srv.stop(grace=0.5)
+    srv2 = start()  # its noise warps start empty: frames after the stop walk the flow from frame 1 again
+    try:
+        assert srv2.manager.wait_final(render_id, 120).state == "FINISHED"
+        assert [e for e in srv2.catalog.events_after(render_id, 0) if e.kind == "RESUMED"], "nothing was resumed"
+        with Client(srv2.address) as client:
+            straight = submit_render(client, spec, plate_frames(plate)).render_id
+        assert srv2.manager.wait_final(straight, 120).state == "FINISHED"
+        resumed, expected = _pixels(srv2, render_id), _pixels(srv2, straight)
+    finally:
+        srv2.stop(grace=0.5)
+    assert sorted(resumed) == sorted(expected) == list(range(1, 11))
+    for f in expected:
+        assert np.array_equal(resumed[f], expected[f]), f
