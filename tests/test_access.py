@@ -166,6 +166,10 @@ def test_second_user_cannot_chain_onto_reference_or_reuse_anothers_work(shared) 
                                         frames=frame_inputs({5: shared["bob_render"].frames[0].input_digest}))
     stolen_ref.settings.reference.digest = render.frames[0].output_digest
     _denied(bob.submit, stolen_ref)
+    stolen_handle = pb.SubmitRenderRequest(project="show-b", shot="x", settings=pb.RenderSettings(pass_name="stylize"),
+                                           frames=frame_inputs({5: shared["bob_render"].frames[0].input_digest}),
+                                           context_frames=frame_inputs({4: render.frames[1].input_digest}))
+    _denied(bob.submit, stolen_handle)  # a handle (context frame) is checked like any input
     # Sending the same bytes proves bob holds them: the store dedupes on disk, and then he may use them.
     digests, sent = bob.upload_files([shared["plate"][1]])
     assert sent > 0

@@ -272,13 +272,16 @@ def corruptions(live: Live) -> st.SearchStrategy[Callable[[Any], None]]:
         "settings.colour_space": texts(), "settings.view": texts("left", "right"), "parent_render": render_ids(live),
         "frames.0.name": texts(), "frames.1.path": texts(str(SMALL), "/etc/passwd", "../../x.exr"),
         "frames.0.digest": digests(live), "mask_frames.0.digest": digests(live),
+        "context_frames.0.digest": digests(live),
+        "context_frames.0.path": texts(str(SMALL), "/etc/passwd", "../../x.exr"),
         "settings.reference.digest": digests(live),
         "settings.reference.render_frame.render_id": render_ids(live),
         "job_key": texts("job-1", "a/b"),
     }
     numbers = {
         "settings.frame_timeout_seconds": st.floats(allow_nan=True, allow_infinity=True),
-        "frames.0.frame": INT64, "mask_frames.0.frame": INT64, "settings.seed": INT64, "settings.priority": INT32,
+        "frames.0.frame": INT64, "mask_frames.0.frame": INT64, "context_frames.0.frame": INT64,
+        "settings.seed": INT64, "settings.priority": INT32,
         "settings.reference.render_frame.frame": INT64,
     }
     lists = {
@@ -286,6 +289,7 @@ def corruptions(live: Live) -> st.SearchStrategy[Callable[[Any], None]]:
         "settings.options": st.dictionaries(texts(*live.option_keys), OPTION_VALUES, max_size=4),
         "frames": st.lists(frame_inputs(live), max_size=4),
         "mask_frames": st.lists(frame_inputs(live), max_size=2),
+        "context_frames": st.lists(frame_inputs(live), max_size=3),
     }
     return st.one_of(*(values.map(_setter(path)) for path, values in {**hostile_text, **numbers, **lists}.items()))
 

@@ -140,6 +140,25 @@ def test_preview_frame_renders_the_current_frame_on_the_preview_lane(nk, beachba
     assert nuke.executed == [("Write1", 5, 5, ("main",))]
 
 
+def test_handles_are_rendered_from_the_input_and_sent_as_context_not_as_frames(nk, beachball, client):
+    plate_read(beachball)
+    node = connected_node()
+    node.ui_set("pass", "passthrough")
+    node["range_mode"].setValue("custom")
+    node["frames"].setValue("3-5")
+    node["context_handles"].setValue(3)  # the input has 1-8: two before, three after
+    run(node, "render")
+    assert "3 frame(s) written" in status(node), status(node)
+    write = nuke.executed[-1][0]  # the plate Write renders the handles too
+    assert sorted(f for e in nuke.executed if e[0] == write for f in range(e[1], e[2] + 1)) == list(range(1, 9))
+    render = client.get_render(state(node)["versions"][0]["render_id"])
+    assert sorted(f.frame for f in render.frames) == [3, 4, 5]
+    # The server got the five handles (a frame-by-frame pass says it reads none of them).
+    assert any("the 5 handle frame(s) sent were not used" in w for w in render.warnings), list(render.warnings)
+    inner = node.node("shotpass_read")
+    assert [inner[k].value() for k in ("first", "last")] == [3, 5]
+
+
 def test_edit_this_render_chains_by_reference_and_uploads_nothing(nk, beachball, client):
     plate_read(beachball)
     node = connected_node()

@@ -647,12 +647,15 @@ class Catalog(JobCatalogMixin):
         return RenderRow(**d)
 
     def referenced_digests(self) -> set[str]:
-        """Every blob some render uses or made (inputs, masks, outputs, references), whatever its state:
+        """Every blob some render uses or made (inputs, masks, handles, outputs, references), whatever its state:
         blob GC never deletes these."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT input_digest FROM frames UNION SELECT mask_digest FROM frames"
                 " UNION SELECT output_digest FROM frames UNION SELECT reference_digest FROM renders"
+                # A video render's handles (temporal/context.py) live in its settings.
+                " UNION SELECT json_extract(c.value, '$.digest') FROM renders, json_each(renders.settings,"
+                " '$.context_frames') AS c"
             ).fetchall()
         return {r[0] for r in rows if r[0]}
 

@@ -54,6 +54,10 @@ class FrameRequest:
     # output records about it.
     temporal: Optional[Any] = None
     provenance: Dict[str, str] = field(default_factory=dict)
+    # A handle of a video model's clip (temporal/context.py): the model reads it, no output is made of it.
+    context: bool = False
+    noise: Optional[Any] = None  # noise=flow: the frame's noise warp (temporal/noise.py)
+    anchor: Optional[Any] = None  # cross_frame=first: passes.base.Anchor
 
 
 def frame_seed(render_seed: int, frame: int) -> int:
@@ -140,7 +144,7 @@ def finish_frame(
 def run_clip(
     reqs: Sequence[FrameRequest], model: ClipModel, colours: ColourSpaces, progress: ProgressFn
 ) -> List[bytes]:
-    """Consecutive frames through a clip model at once; returns one EXR per request, in order.
+    """Consecutive frames through a clip model at once; returns one EXR per request that is not context, in order.
 
     The model sees every frame at one size: frames whose data windows differ are placed on the union of the
     windows (``clip_canvas``) and each result is cropped back to its own frame's window before it is written.
@@ -152,9 +156,9 @@ def run_clip(
     results = model.process_clip(jobs, [p.ctx for p in prepared])
     if len(results) != len(prepared):
         raise RuntimeError(f"model {model.name} returned {len(results)} frames for {len(prepared)}")
-    results = [r if box == canvas else _result_off_canvas(r, box, canvas, model.scale, model.name)
-               for r, box in zip(results, boxes)]
-    return [_finish(p, r, model, colours) for p, r in zip(prepared, results)]
+    kept = [(p, r, box) for p, r, box in zip(prepared, results, boxes) if not p.req.context]
+    return [_finish(p, r if box == canvas else _result_off_canvas(r, box, canvas, model.scale, model.name), model,
+                    colours) for p, r, box in kept]
 
 
 def clip_canvas(boxes: Sequence[Box]) -> Box:
@@ -260,6 +264,8 @@ def _prepare(
         device=req.device,
         progress=progress,
         checkpoint=checkpoint_of(progress),
+        noise=req.noise,
+        anchor=req.anchor,
     )
     return _Prepared(req, image, plane, mask, job, ctx)
 

@@ -133,11 +133,13 @@ class FrameWorker:
             model = self.registry.get(model_name)
         except ShotpassError as err:
             for r in requests:
-                yield ("failed", r.frame, f"worker {self.slot}: {err}", 0.0)
+                if not r.context:
+                    yield ("failed", r.frame, f"worker {self.slot}: {err}", 0.0)
             return
         try:
             if isinstance(model, ClipModel):  # one progress for the whole clip, reported on its first frame
-                yield from self._run_clip(model, requests, self._progress_of(render_id, requests[0].frame))
+                first = next(r.frame for r in requests if not r.context)
+                yield from self._run_clip(model, requests, self._progress_of(render_id, first))
             else:
                 for r in requests:
                     if self._is_cancelled(render_id):
@@ -162,7 +164,7 @@ class FrameWorker:
     def _run_clip(
         self, model: ClipModel, requests: List[FrameRequest], progress: Callable[[int, int], None]
     ) -> Iterator[Tuple[Any, ...]]:
-        frames = [r.frame for r in requests]
+        frames = [r.frame for r in requests if not r.context]  # context frames are read, never reported
         yield ("started", frames)
         started = time.perf_counter()
         try:
@@ -405,14 +407,14 @@ class RayExecutor:
                 # Frames run in order: with none known to be running (it died before saying so, or before it
                 # could start at all), the first unsettled frame is the one it was on; it carries the attempt,
                 # so a worker that cannot start is not retried forever.
-                victims = running or [r.frame for r in requests if r.frame not in settled][:1]
+                victims = running or [r.frame for r in requests if not r.context and r.frame not in settled][:1]
                 if victims and not running:
                     hooks.started(victims)  # its "started" never arrived: count the attempt it had
                 self._worker_died(slot, actor, render_id, victims, err, hooks)
         except ray.exceptions.RayTaskError as err:  # a bug in the actor itself, not in a model
             log.error("worker %s failed:\n%s", slot, err)
             for r in requests:
-                if r.frame not in settled:
+                if not r.context and r.frame not in settled:
                     hooks.failed(r.frame, f"internal error on worker {slot}: {err.cause!r}", 0.0)
         finally:
             with self._lock:

@@ -8,7 +8,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -38,7 +38,7 @@ from .frames.exr import FrameTooLarge, check_output_size
 from .frames.header import read_frame_header
 from .job_control import JOB_KEY, FrameTimedOut, JobControl, frame_timeout, timed_out
 from .metrics import NO_METRICS, NoMetrics
-from .passes.base import ClipModel, Model, Progress, checkpoint_of, parse_options
+from .passes.base import Anchor, ClipModel, Model, Progress, checkpoint_of, parse_options
 from .passes.registry import ModelRegistry
 from .path_access import PathAccess
 from .pipelined import LoadFailed, run_pipelined
@@ -46,6 +46,7 @@ from .prompts import instruction_warning, unused_prompt_warning
 from .quotas import Quotas, cap_priority
 from .ray_executor import ChunkHooks, RayExecutor, is_slot
 from .scheduler import Scheduler
+from .temporal.context import CONTEXT_FRAMES, ContextFrames, check_context_frames, clip_around, context_rows
 from .temporal.options import noise_frame
 from .temporal.plan import SETTINGS_KEY as TEMPORAL_PLAN
 from .temporal.runner import TemporalRenders, check_vectors
@@ -83,6 +84,7 @@ class Submission:
     owner: str = ""  # the caller's user name ("" on a single-user server): fair share and quotas
     max_priority: Optional[int] = None  # the caller's priority cap (None: not capped)
     job_key: str = ""  # farm tasks of one job: their frames go into one render (job_control.py)
+    context_frames: List[FrameSpec] = field(default_factory=list)  # handles: read by video models, never output
 
 
 class RenderManager:
@@ -170,8 +172,12 @@ class RenderManager:
             masks = self._mask_frames(sub, frames, model)
             view = settings.get("view", "")
             sizes = {f: self._validate_input(row, view, model, options) for f, row in frames.items()}
+            context, context_warning = self._context_frames(sub, frames, model, view, options)
+            sizes.update(context.sizes)
             if model.needs_uniform_size:
-                _check_uniform(sizes, frames, model)
+                _check_uniform(sizes, {**frames, **context.rows}, model)
+            if context.rows:
+                settings[CONTEXT_FRAMES] = context.to_settings()
             reference = self._reference_digest(sub, model)
             plan = self.temporal.plan_settings(options, frames, sub.project, sub.shot, model.name,
                                                clip=isinstance(model, ClipModel))
@@ -184,6 +190,7 @@ class RenderManager:
                     instruction_warning(settings.get("prompt", ""), model.family, model.name),
                     unused_prompt_warning(settings.get("prompt", ""), model.uses_prompt, model.name),
                     capped,
+                    context_warning,
                 )
                 if w
             ]
@@ -276,6 +283,30 @@ class RenderManager:
             digest = self._stored(spec, sub.project, output_algorithm(sub.settings))
             out[spec.frame] = cat.FrameRow(frame=spec.frame, input_digest=digest, input_name=spec.name)
         return out
+
+    def _context_frames(
+        self, sub: Submission, frames: Dict[int, cat.FrameRow], model: Model, view: str, options: Dict[str, Any]
+    ) -> Tuple[ContextFrames, str]:
+        """The handles a video model reads around the render's frames, stored and checked like plate frames.
+
+        Returns them (empty for a model that runs frame by frame) and a warning when they were given but unused."""
+        if not sub.context_frames:
+            return ContextFrames(), ""
+        if sub.parent:
+            raise InvalidInput("context frames (handles) come with input frames, not with a parent render; send the "
+                               "parent's outputs as input frames to read handles around them")
+        if not isinstance(model, ClipModel):
+            return ContextFrames(), (f"model {model.name} renders frame by frame and reads no context frames: the "
+                                     f"{len(sub.context_frames)} handle frame(s) sent were not used")
+        specs = check_context_frames(sub.context_frames, frames)
+        context = ContextFrames()
+        for spec in specs:
+            row = cat.FrameRow(frame=spec.frame, input_digest=self._stored(spec, sub.project,
+                                                                           output_algorithm(sub.settings)),
+                               input_name=spec.name)
+            context.rows[spec.frame] = row
+            context.sizes[spec.frame] = self._validate_input(row, view, model, options)
+        return context, ""
 
     def _mask_frames(self, sub: Submission, frames: Dict[int, cat.FrameRow], model: Model) -> Dict[int, str]:
         masks: Dict[int, str] = {}
@@ -585,6 +616,10 @@ class RenderManager:
         if overrides:
             options = self._model_and_options({**settings, "options": {**settings.get("options", {}), **overrides}})[1]
         temporal, provenance = self.temporal.inputs(render, row.frame, options)
+        noise = None
+        if options.get("noise") == "flow":
+            noise = self.temporal.noise_warp(render, row.frame, lambda f: frame_seed(int(settings.get("seed", 0)), f))
+        anchor = self._anchor(render, row.frame, options) if options.get("cross_frame", "off") != "off" else None
         return FrameRequest(
             render_id=render.id,
             frame=row.frame,
@@ -603,7 +638,28 @@ class RenderManager:
             device=device,
             temporal=temporal,
             provenance=provenance,
+            noise=noise,
+            anchor=anchor,
         )
+
+    def _anchor(self, render: cat.RenderRow, frame: int, options: Dict[str, Any]) -> Optional[Anchor]:
+        """cross_frame=first: the render's first frame, in the model's working space, with its noise seed. The
+        first frame itself renders on its own (beside itself it would denoise the same)."""
+        first = self.temporal.first_row(render.id)
+        if first.frame == frame:
+            return None
+        model = self.registry.get(render.settings["model"])
+        settings = render.settings
+        key = f"anchor:{first.input_digest}:{model.name}:{settings['colour_space']}:{settings.get('view', '')}"
+        if key not in self._references:
+            self._references[key] = reference_in_working_space(
+                self.blobs.get(first.input_digest), first.input_name or f"frame {first.frame}",
+                render.settings.get("view", ""), model, render.settings["colour_space"], self.colours,
+            )
+            while len(self._references) > 8:
+                self._references.popitem(last=False)
+        seed = frame_seed(int(render.settings.get("seed", 0)), noise_frame(options, first.frame))
+        return Anchor(first.frame, self._references[key], seed)
 
     def _run_clip(
         self,
@@ -623,7 +679,12 @@ class RenderManager:
         for frame in frames:
             self.catalog.frame_started(render.id, frame)
         started = time.perf_counter()
-        requests = [self._request(render, rows[f], options, reference, device) for f in frames]
+        try:
+            requests = self._clip_requests(render, frames, options, reference, device)
+        except ShotpassError as err:  # a handle's blob is unreadable: the clip cannot be the one it must be
+            for frame in frames:
+                self._frame_failed(render.id, frame, str(err), started)
+            return
         try:
             outs = run_clip(requests, model, self.colours, self._progress(render.id, frames[0], scheduler))
         except RenderCancelled:
@@ -642,6 +703,24 @@ class RenderManager:
         for frame, out in zip(frames, outs):
             self._frame_finished(render.id, frame, out, seconds, render.frames_total, device,
                                  output_algorithm(render.settings))
+
+    def _clip_requests(
+        self, render: cat.RenderRow, frames: List[int], options: Dict[str, Any], reference: Any, device: str
+    ) -> List[FrameRequest]:
+        """The clip a video model runs for these frames: them, plus every neighbouring frame it can read (the
+        render's handles and its other frames, finished or not), as context requests whose outputs are dropped.
+        A pickup with handles, and a resumed render, so run the same clip and windows as the whole range."""
+        handles = context_rows(render.settings)
+        own = {f.frame: f for f in self.catalog.frames(render.id)}
+        readable = {**handles, **own}
+        clip = clip_around(frames, readable)
+        wanted = set(frames)
+        note = {"temporal": f"clip {_frames(clip)}"}
+        requests = []
+        for f in clip:
+            request = self._request(render, readable[f], options, reference, device)
+            requests.append(replace(request, provenance=note) if f in wanted else replace(request, context=True))
+        return requests
 
     def _run_remote(
         self,
@@ -683,7 +762,14 @@ class RenderManager:
         )
         plan = self.temporal.plan(render.id)
         if plan is None or plan.mode == "clip":
-            requests = [self._request(render, rows[f], options, reference, device) for f in frames]
+            try:  # a video model's clip reads its handles even when it is one frame (no plan)
+                requests = (self._clip_requests(render, frames, options, reference, device)
+                            if isinstance(model, ClipModel)
+                            else [self._request(render, rows[f], options, reference, device) for f in frames])
+            except ShotpassError as err:
+                for frame in frames:
+                    self._frame_failed(render.id, frame, str(err), time.perf_counter())
+                return
             self.executor.run_chunk(device, model.name, requests, hooks)
             return
         # A temporal frame carries its neighbours' stored outputs: each request is built once the one before it

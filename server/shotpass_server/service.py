@@ -291,7 +291,7 @@ class ShotPassService(pb_grpc.ShotPassServicer):
             acc.check_render(caller, sub.parent)
         if sub.reference_render:
             acc.check_render(caller, sub.reference_render[0])
-        for spec in [*sub.frames, *sub.mask_frames]:
+        for spec in [*sub.frames, *sub.mask_frames, *sub.context_frames]:
             if spec.digest:
                 acc.check_blob(caller, spec.digest, spec.name or f"frame {spec.frame}")
         if sub.reference_digest:
@@ -606,6 +606,7 @@ def submission(request: pb.SubmitRenderRequest, lane: str) -> Submission:
         },
         frames=[_frame_spec(f) for f in request.frames],
         mask_frames=[_frame_spec(f) for f in request.mask_frames],
+        context_frames=[_frame_spec(f) for f in request.context_frames],
         parent=request.parent_render,
         parent_frames=list(request.parent_frames),
         seed_set=request.seed_set,

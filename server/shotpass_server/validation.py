@@ -132,6 +132,7 @@ def check_submit(request: pb.SubmitRenderRequest, prefix: str = "") -> None:
     _check_settings(request.settings, prefix + "settings.")
     _check_frame_list(request.frames, prefix + "frames")
     _check_frame_list(request.mask_frames, prefix + "mask_frames")
+    _check_frame_list(request.context_frames, prefix + "context_frames")
     check_render_id(prefix + "parent_render", request.parent_render, required=False)
     if request.digest_algorithm and request.digest_algorithm not in digests.available():
         raise InvalidInput(

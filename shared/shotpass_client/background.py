@@ -67,6 +67,9 @@ class JobRequest:
     # e.g. "/out/sh010/v###/sh010.####.exr" (v### = the render's version); default: the input names
     output_pattern: Optional[str] = None
     plate_paths: Optional[Mapping[int, str]] = None  # path mode: {frame: path as the server sees it}
+    # Handles (jobs.handles_around): plate frames a video model reads around `plate` without rendering them.
+    context: Mapping[int, str] = field(default_factory=dict)
+    context_paths: Optional[Mapping[int, str]] = None
 
 
 class BackgroundRender:
@@ -115,6 +118,7 @@ class BackgroundRender:
                 submitted = submit_render(
                     client, req.spec, req.plate, req.mask, req.reference_file, req.reference_render,
                     req.parent_render, req.parent_frames, preview=req.preview, plate_paths=req.plate_paths,
+                    context=req.context, context_paths=req.context_paths,
                 )
                 self.render_id = submitted.render_id
                 total = submitted.render.frames_total

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .client import Client, ClientError, frame_inputs
 from .pathmap import PathMap
@@ -104,6 +104,36 @@ def plate_frames(pattern: str, frames: Optional[Sequence[int]] = None) -> Dict[i
     return {f: found[f] for f in frames}
 
 
+def handles_around(frames: Sequence[int], available: Iterable[int], handles: int) -> List[int]:
+    """Up to ``handles`` frames of ``available`` right before the first and after the last of ``frames``, stopping
+    at the first one missing: the context a video model reads around a pickup (every host asks this)."""
+    if handles < 0:
+        raise PlateError(f"handles: give 0 or more frames, not {handles}")
+    if not frames or not handles:
+        return []
+    have, wanted = set(available), set(frames)
+    out: List[int] = []
+    for start, step in ((min(frames) - 1, -1), (max(frames) + 1, 1)):
+        for f in range(start, start + step * handles, step):
+            if f not in have or f in wanted:
+                break
+            out.append(f)
+    return sorted(out)
+
+
+def handle_frames(pattern: str, frames: Sequence[int], handles: int) -> Dict[int, str]:
+    """{frame: path} of the handles around ``frames`` that are on disk (``handles_around``); a still has none."""
+    if not frames or not handles:
+        handles_around(frames, (), handles)  # a negative count is refused all the same
+        return {}
+    try:
+        parsed = FramePattern.parse(pattern)
+        found = {} if parsed.still else parsed.existing()
+    except PatternError as err:
+        raise PlateError(str(err)) from None
+    return {f: found[f] for f in handles_around(frames, found, handles)}
+
+
 def mask_frames(pattern: str, frames: Sequence[int]) -> Dict[int, str]:
     """{frame: path} of a mask plate for these plate frames; a still mask (matte.exr) holds for every frame."""
     try:
@@ -138,29 +168,33 @@ def submit_render(
     preview: bool = False,
     on_bytes: Optional[Callable[[int], None]] = None,
     plate_paths: Optional[Mapping[int, str]] = None,
+    context: Optional[Mapping[int, str]] = None,
+    context_paths: Optional[Mapping[int, str]] = None,
 ) -> Submitted:
     """Upload what the server lacks (by digest) and submit; a preview waits for its one frame.
 
     With `plate_paths` ({frame: path as the server sees it}) the plate is not uploaded at all: the server
-    reads those files from its shared storage (path mode).
+    reads those files from its shared storage (path mode). `context` ({frame: path}, see `handle_frames`) are
+    handles a video model reads around the frames without rendering them (`context_paths`: in path mode).
     """
     _check_text(spec, plate, mask, plate_paths, parent_render)  # before anything is uploaded
+    _check_text(spec, context, None, context_paths, parent_render)
     frames = set(plate_paths or plate or {})
     plate = {} if plate_paths else dict(plate or {})  # path mode: nothing of the plate travels
+    context = {} if context_paths else dict(context or {})
     mask = dict(mask or {})
     extra = sorted(set(mask) - frames) if frames else []
     if extra:
         raise PlateError(f"mask frame(s) {format_frame_list(extra)} have no plate frame")
-    paths = list(plate.values()) + list(mask.values()) + ([reference_file] if reference_file else [])
+    paths = [*plate.values(), *mask.values(), *context.values(), *([reference_file] if reference_file else [])]
     digests, sent = client.upload_files(paths, on_bytes=on_bytes) if paths else ({}, 0)
     request = pb.SubmitRenderRequest(
         project=spec.project,
         shot=spec.shot,
         settings=spec.settings(),
-        frames=_inputs(plate, digests) if not plate_paths else [
-            pb.FrameInput(frame=f, path=p, name=os.path.basename(p)) for f, p in sorted(plate_paths.items())
-        ],
+        frames=_inputs(plate, digests) if not plate_paths else _path_inputs(plate_paths),
         mask_frames=_inputs(mask, digests),
+        context_frames=_inputs(context, digests) if not context_paths else _path_inputs(context_paths),
         parent_render=parent_render,
         parent_frames=list(parent_frames),
         seed_set=spec.seed is not None,
@@ -211,6 +245,10 @@ def _check_text(
     for key, value in spec.options.items():
         utf8_text("option", f"{key}={value}", "use UTF-8 text")
     utf8_text("render id", parent_render, "give a render id like r-1a2b3c4d5e6f")
+
+
+def _path_inputs(paths: Mapping[int, str]) -> List[pb.FrameInput]:
+    return [pb.FrameInput(frame=f, path=p, name=os.path.basename(p)) for f, p in sorted(paths.items())]
 
 
 def _inputs(paths: Mapping[int, str], digests: Mapping[str, str]) -> List[pb.FrameInput]:

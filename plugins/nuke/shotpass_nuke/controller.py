@@ -39,7 +39,7 @@ from shotpass_client.client import DEFAULT_ADDRESS
 from shotpass_client.colour_names import ColourNameError, server_colour_space
 from shotpass_client.connection import Connection
 from shotpass_client.farm import render_command, shell_line
-from shotpass_client.jobs import RenderSpec, fetch_outputs, server_paths
+from shotpass_client.jobs import RenderSpec, fetch_outputs, handles_around, server_paths
 from shotpass_client.naming import (
     default_output_template,
     fill_version,
@@ -70,7 +70,7 @@ OPTION_PREFIX = "opt_"
 NO_VERSIONS = "(no renders yet)"
 # Knobs that "Reuse Settings" copies; options (opt_*) are copied too.
 SETTINGS_KNOBS = ("pass", "model", "prompt", "negative_prompt", "strength", "seed", "colour_space",
-                  "range_mode", "frames", "channels")
+                  "range_mode", "frames", "context_handles", "channels")
 INPUT_RANGE, CUSTOM_RANGE = "input range", "custom"
 AUTO_SPACE = "auto"  # the plate's own: a Read's colour space when the server reads its files, else the working space
 CONNECT_TIMEOUT = 3.0
@@ -412,6 +412,7 @@ class Controller:
             raise SetupError("connect a plate to the 'plate' input")
         parent = self._chain_source(src)
         frames = self._frames(node, src, parent, preview)
+        handles = [] if parent is not None or preview else self._handles(node, src, frames)
         if model is not None and model.needs_mask and self.host.input_node(node, 1) is None:
             raise SetupError(f"{spec.model} needs a mask: connect one to the 'mask' input")
         if model is not None and model.uses_reference and self.host.input_node(node, 2) is None:
@@ -446,13 +447,17 @@ class Controller:
             request.parent_frames = frames
             host_space = parent.get("colour_space") or working  # the parent's results are in its plate's space
         else:
-            request.plate_paths = None if stereo or roi is not None else self._plate_paths(src, frames)
+            read = sorted(frames + handles)
+            paths = None if stereo or roi is not None else self._plate_paths(src, read)
+            if paths:
+                request.plate_paths = {f: p for f, p in paths.items() if f not in handles}
+                request.context_paths = {f: p for f, p in paths.items() if f in handles} or None
             if request.plate_paths:  # the server reads the files: they are in the Read's own colour space
                 host_space = self.host.read_colour_space(src) or working if chosen == AUTO_SPACE else chosen
             else:
                 host_space = working if chosen == AUTO_SPACE else chosen
                 half = self.host.is_half(src, frames[0])
-                local.writes.append(self._write(src, frames, os.path.join(work_dir, name.format("plate")), channels,
+                local.writes.append(self._write(src, read, os.path.join(work_dir, name.format("plate")), channels,
                                                 views, half, roi, host_space))
         if info is not None:
             try:
@@ -476,7 +481,8 @@ class Controller:
         title = f"shotpass {'preview' if preview else 'render'}: {self.host.full_name(node)}"
         return NodeJob(self.host.node_id(node), title, request, local, self.option_values(node), preview,
                        with_view_token(template) if stereo else template, views if stereo else [""],
-                       self.host.proxy(), roi=list(roi) if roi is not None else None, colour_space=host_space)
+                       self.host.proxy(), roi=list(roi) if roi is not None else None, colour_space=host_space,
+                       handles=handles)
 
     def _write(self, src: Any, frames: List[int], pattern: str, channels: str, views: List[str],
                half: bool, roi: Optional[Tuple[float, ...]] = None,
@@ -498,6 +504,14 @@ class Controller:
         if not all(os.path.isfile(p) for p in files.values()):
             return None
         return server_paths(files, path_map)
+
+    def _handles(self, node: Any, src: Any, frames: List[int]) -> List[int]:
+        """The input's frames around the range that a video model reads as context (jobs.handles_around)."""
+        count = int(self.host.get(node, "context_handles") or 0)
+        if count < 0:
+            raise SetupError(f"handles {count}: give 0 or more frames")
+        first, last = self.host.input_range(src)
+        return handles_around(frames, range(first, last + 1), count)
 
     def _frames(self, node: Any, src: Any, parent: Optional[Dict[str, Any]], preview: bool) -> List[int]:
         if parent is not None:

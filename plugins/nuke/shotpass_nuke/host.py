@@ -482,6 +482,9 @@ def _build(node: Any) -> Any:
     add(nuke.Enumeration_Knob("range_mode", "frame range", [INPUT_RANGE, CUSTOM_RANGE]),
         "the plate's own frame range, or the custom frames on the right")
     add(nuke.String_Knob("frames", "frames"), "custom range, e.g. 1001-1100 or 1001-1100x2", newline=False)
+    add(nuke.Int_Knob("context_handles", "handles"), "video models: frames of the input before and after the range "
+        "that the model reads as context but does not render, so a pickup cuts back into the full render",
+        newline=False)
     add(nuke.Enumeration_Knob("colour_space", "plate colour space", []),
         "colour space of the plate's pixels, as the server's colour config names it")
     add(nuke.String_Knob("channels", "channels"),

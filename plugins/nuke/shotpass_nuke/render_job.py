@@ -42,6 +42,7 @@ class NodeJob:
     roi: Optional[List[float]] = None
     colour_space: str = ""  # the host's name of the plate's colour space (results come back in it)
     files: Dict[str, Tuple[str, List[int]]] = field(default_factory=dict)  # plate/mask/reference pattern
+    handles: List[int] = field(default_factory=list)  # plate frames read as context only (written, not rendered)
     thread: Optional[threading.Thread] = None
     finished: bool = False  # every view's render finished and was fetched
     background: Optional[BackgroundRender] = None
@@ -85,7 +86,8 @@ def view_request(job: NodeJob, view: str, version: int) -> JobRequest:
     for what, (pattern, frames) in job.files.items():
         files = {f: FramePattern.parse(for_view(pattern, view)).path(f) for f in frames}
         if what == "plate":
-            request.plate = files
+            request.plate = {f: p for f, p in files.items() if f not in job.handles}
+            request.context = {f: p for f, p in files.items() if f in job.handles}
         elif what == "mask":
             request.mask = files
         else:

@@ -115,6 +115,15 @@ class FrameJob:
 
 
 @dataclass
+class Anchor:
+    """The frame a diffusion model's frames attend to (the render's first): its plate and its noise seed."""
+
+    frame: int
+    rgb: np.ndarray  # H x W x 3 in the model's working space
+    seed: int
+
+
+@dataclass
 class PassContext:
     """Render-wide settings and hooks for a model call."""
 
@@ -128,6 +137,9 @@ class PassContext:
     progress: ProgressFn = field(default=lambda step, total: None)
     # Called between the parts of a long step (VAE tiles): raises as progress does, reports nothing.
     checkpoint: Callable[[], None] = field(default=_no_check)
+    # noise=flow: where each latent cell takes its starting noise from (temporal/noise.py); None: from ``seed``.
+    noise: Optional[Any] = None
+    anchor: Optional[Anchor] = None  # cross_frame=first: the frame this one attends to (diffusion/cross_frame.py)
 
 
 @dataclass

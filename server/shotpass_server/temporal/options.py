@@ -8,7 +8,7 @@ closely already, so blending would only soften detail (``flow`` is there when a 
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from ..passes.base import ClipModel, Model, Option
 
@@ -57,20 +57,28 @@ def supports_temporal(model: Model) -> bool:
     return not isinstance(model, ClipModel) and model.family != "utility"
 
 
-NOISE_OPTION = Option(
-    "noise", "choice", "per-frame",
-    "Starting noise of a diffusion model: per-frame = fixed by (seed, frame number); fixed = the same noise on every "
-    "frame (steadier texture on a steady plate; on a moving camera it stays put on screen while the image moves)",
-    choices=("per-frame", "fixed"),
-)
+NOISE_MODES = ("per-frame", "fixed")  # what every diffusion model takes; models that warp noise add "flow"
+NOISE_HELP = {
+    "per-frame": "per-frame = fixed by (seed, frame number), new on every frame",
+    "fixed": "fixed = the same noise on every frame, seeded once per render (steadier texture on a steady plate; "
+             "on a moving camera it stays put on screen while the image moves)",
+    "flow": "flow = each frame's noise carried from the previous frame along the plate's motion (flow_source), "
+            "fresh where content is uncovered: the texture moves with the picture",
+}
 DIFFUSION_FAMILIES = ("descriptive", "instruction")
+
+
+def noise_option(modes: Sequence[str]) -> Option:
+    return Option("noise", "choice", "per-frame",
+                  "Starting noise of a diffusion model: " + "; ".join(NOISE_HELP[m] for m in modes), choices=modes)
 
 
 def add_temporal_options(model: Model) -> None:
     """Give a per-frame model the temporal options (once; models registered twice are refused anyway)."""
     if not supports_temporal(model) or any(o.name in TEMPORAL_NAMES for o in model.options):
         return
-    extra = [NOISE_OPTION] if model.family in DIFFUSION_FAMILIES else []
+    modes = tuple(getattr(model, "noise_modes", NOISE_MODES))
+    extra = [noise_option(modes)] if model.family in DIFFUSION_FAMILIES else []
     model.options = [*model.options, *temporal_options(model.pass_name), *extra]  # type: ignore[misc]
 
 

@@ -44,7 +44,14 @@ class TemporalPlan:
     def next_chunk(self, pending: Sequence[int], reserved: Set[int], limit: int) -> List[int]:
         """The next frames to hand to a worker, in order; [] while earlier frames they depend on still run."""
         if self.mode == "clip":
-            return _contiguous_run(sorted(pending))
+            # The pending frames of one contiguous run of the render's frames: its done frames are read as context
+            # (temporal/context.py), so a run with a gap of finished frames is still one clip, run once.
+            waiting = set(pending)
+            for run in contiguous_runs(self.frames):
+                chosen = [f for f in run if f in waiting]
+                if chosen:
+                    return chosen
+            return []
         waiting = set(pending)
         for stage, sequential in self.stages():
             if not any(f in waiting or f in reserved for f in stage):
@@ -121,13 +128,15 @@ def clip_plan(frames: Sequence[int]) -> Optional[TemporalPlan]:
     return TemporalPlan("clip", sorted(frames)) if len(frames) > 1 else None
 
 
-def _contiguous_run(frames: Sequence[int]) -> List[int]:
-    run = list(frames[:1])
-    for f in frames[1:]:
-        if f != run[-1] + 1:
-            break
-        run.append(f)
-    return run
+def contiguous_runs(ordered: Sequence[int]) -> List[List[int]]:
+    """Consecutive frame numbers grouped: [1, 2, 3, 7, 8] -> [[1, 2, 3], [7, 8]]."""
+    runs: List[List[int]] = []
+    for f in ordered:
+        if runs and f == runs[-1][-1] + 1:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    return runs
 
 
 def make_plan(options: Mapping[str, Any], frames: Sequence[int], previews: Mapping[int, str]) -> Optional[TemporalPlan]:

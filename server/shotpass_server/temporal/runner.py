@@ -12,6 +12,8 @@ from ..blobs import BlobStore
 from ..errors import InvalidInput
 from ..frames.colour import ColourSpaces
 from ..frames.exr import ExrImage
+from .frames import Plate, cached_plate
+from .noise import NoiseWarp, NoiseWarps
 from .options import DEFAULT_STRENGTH, temporal_mode
 from .plan import SETTINGS_KEY, TemporalPlan, clip_plan, make_plan
 from .propagate import Neighbour, SourceFrame, TemporalInputs
@@ -20,6 +22,7 @@ from .vectors import check_vector_header
 
 log = logging.getLogger("shotpass.temporal")
 PLANS_KEPT = 4096
+ROWS_KEPT = 16  # renders whose frame lists noise=flow keeps at hand
 
 
 def check_vectors(image: ExrImage, colour_part: int, options: Mapping[str, Any], name: str, frame: int) -> None:
@@ -43,6 +46,8 @@ class TemporalRenders:
         # Plans of renders the scheduler asks about; bounded, since cancelled and failed renders never get a QC.
         self._plans: OrderedDict[str, Optional[TemporalPlan]] = OrderedDict()
         self._lock = threading.Lock()
+        self._noise = NoiseWarps()
+        self._rows: OrderedDict[str, Dict[int, cat.FrameRow]] = OrderedDict()  # input rows, for noise=flow
 
     # ------------------------------------------------------------ submit
 
@@ -107,6 +112,7 @@ class TemporalRenders:
     def forget(self, render_id: str) -> None:
         with self._lock:
             self._plans.pop(render_id, None)
+            self._rows.pop(render_id, None)
 
     # ------------------------------------------------------------ frames
 
@@ -171,6 +177,40 @@ class TemporalRenders:
             return None
         return Neighbour(frame, self.blobs.get(row.input_digest), row.input_name or f"frame {frame}",
                          row.input_digest, output=self.blobs.get(row.output_digest), output_digest=row.output_digest)
+
+    # ------------------------------------------------------------ noise
+
+    def noise_warp(self, render: cat.RenderRow, frame: int, seed: Callable[[int], int]) -> NoiseWarp:
+        """noise=flow: where frame ``frame``'s starting noise comes from, walked along the source's flow from the
+        render's first frame (``seed``: a frame's noise seed). Sources only, so any order gives the same warps."""
+        rows = self._frame_rows(render.id)
+        settings = render.settings
+        use_vectors = dict(settings.get("options", {})).get("flow_source") != "computed"
+
+        def plate(f: int) -> Plate:
+            row = rows[f]
+            return cached_plate(self.blobs.get(row.input_digest), row.input_name or f"frame {f}", row.input_digest, f,
+                                settings.get("view", ""), settings["colour_space"], self.colours, use_vectors)
+
+        return self._noise.warp(f"{render.id}:{use_vectors}", sorted(rows), frame, plate, seed, use_vectors)
+
+    def first_row(self, render_id: str) -> cat.FrameRow:
+        """The render's first frame (the anchor of cross-frame attention)."""
+        rows = self._frame_rows(render_id)
+        return rows[min(rows)]
+
+    def _frame_rows(self, render_id: str) -> Dict[int, cat.FrameRow]:
+        """The render's frames by number, read once per render while its frames run (not once per frame); the
+        input columns are what is used, and those never change."""
+        with self._lock:
+            rows = self._rows.get(render_id)
+        if rows is None:
+            rows = {f.frame: f for f in self.catalog.frames(render_id)}
+            with self._lock:
+                self._rows[render_id] = rows
+                while len(self._rows) > ROWS_KEPT:
+                    self._rows.popitem(last=False)
+        return rows
 
     # ------------------------------------------------------------ QC
 

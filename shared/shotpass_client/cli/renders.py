@@ -12,6 +12,7 @@ from ..client import Client, ClientError, state_name
 from ..jobs import (
     PlateError,
     fetch_outputs,
+    handle_frames,
     mask_frames,
     plate_frames,
     require_finished,
@@ -38,6 +39,9 @@ def add_commands(sub: Any) -> None:
     r = sub.add_parser("render", help="render a shot's frames through a pass")
     r.add_argument("plate", nargs="?", help="frame pattern: name.####.exr, name.%%04d.exr or name.$F4.exr")
     r.add_argument("--frames", help="frame range, e.g. 1-8 or 1001-1100x2 (default: all on disk)")
+    r.add_argument("--context-handles", type=int, default=0, metavar="N",
+                   help="video models: also read up to N plate frames before and after --frames as context, without "
+                   "rendering them, so a pickup cuts back into the full render (give the full render's range)")
     r.add_argument("--detach", action="store_true", help="submit and exit without waiting")
     r.add_argument("--job-key", default="", metavar="KEY",
                    help="farm task of a job: tasks with one key add their frames to one render (one version) of the "
@@ -104,13 +108,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     frames = parse_frame_range(args.frames) if args.frames else None
     plate = plate_frames(args.plate, frames) if args.plate else {}
     mask = mask_frames(args.mask, sorted(plate)) if args.mask else {}
+    if args.context_handles and not args.plate:
+        raise PlateError("--context-handles reads plate frames around --frames: give a PLATE pattern")
+    context = handle_frames(args.plate, sorted(plate), args.context_handles) if args.plate else {}
     spec = spec_from_args(args, args.plate)
+    path_map = PathMap.parse(args.path_map)
     with connect(args) as client:
-        bar = _bytes_bar(args, plate, mask)
+        bar = _bytes_bar(args, {**plate, **context}, mask)
         submitted = submit_render(
             client, spec, plate, mask, args.reference, _reference_render(args.reference_render),
             parent_render=args.from_render, parent_frames=frames or (), on_bytes=bar.update if bar else None,
-            plate_paths=server_paths(plate, PathMap.parse(args.path_map)),
+            plate_paths=server_paths(plate, path_map), context=context, context_paths=server_paths(context, path_map),
         )
         if bar:
             bar.close()

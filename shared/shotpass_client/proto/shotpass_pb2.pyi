@@ -337,7 +337,7 @@ class FrameValues(_message.Message):
     def __init__(self, values: _Optional[_Mapping[int, str]] = ...) -> None: ...
 
 class SubmitRenderRequest(_message.Message):
-    __slots__ = ("project", "shot", "settings", "frames", "mask_frames", "parent_render", "parent_frames", "seed_set", "label", "job_key", "digest_algorithm")
+    __slots__ = ("project", "shot", "settings", "frames", "mask_frames", "parent_render", "parent_frames", "seed_set", "label", "job_key", "digest_algorithm", "context_frames")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SHOT_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
@@ -349,6 +349,7 @@ class SubmitRenderRequest(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     JOB_KEY_FIELD_NUMBER: _ClassVar[int]
     DIGEST_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FRAMES_FIELD_NUMBER: _ClassVar[int]
     project: str
     shot: str
     settings: RenderSettings
@@ -360,7 +361,8 @@ class SubmitRenderRequest(_message.Message):
     label: str
     job_key: str
     digest_algorithm: str
-    def __init__(self, project: _Optional[str] = ..., shot: _Optional[str] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., mask_frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., parent_render: _Optional[str] = ..., parent_frames: _Optional[_Iterable[int]] = ..., seed_set: bool = ..., label: _Optional[str] = ..., job_key: _Optional[str] = ..., digest_algorithm: _Optional[str] = ...) -> None: ...
+    context_frames: _containers.RepeatedCompositeFieldContainer[FrameInput]
+    def __init__(self, project: _Optional[str] = ..., shot: _Optional[str] = ..., settings: _Optional[_Union[RenderSettings, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., mask_frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ..., parent_render: _Optional[str] = ..., parent_frames: _Optional[_Iterable[int]] = ..., seed_set: bool = ..., label: _Optional[str] = ..., job_key: _Optional[str] = ..., digest_algorithm: _Optional[str] = ..., context_frames: _Optional[_Iterable[_Union[FrameInput, _Mapping]]] = ...) -> None: ...
 
 class SubmitRenderResponse(_message.Message):
     __slots__ = ("render_id", "warnings", "render")

@@ -12,8 +12,9 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -199,6 +200,35 @@ def generator(seed: int) -> Any:
     import torch
 
     return torch.Generator("cpu").manual_seed(int(seed) & 0xFFFFFFFF)
+
+
+def starting_noise(ctx: PassContext, shape: Sequence[int], pipe: Any) -> Any:
+    """A frame's starting noise, float32 on the CPU: carried along the plate's motion with noise=flow
+    (temporal/noise.py), else drawn from the frame's seed."""
+    if ctx.noise is not None:
+        from ...temporal.noise import warped_noise
+
+        return warped_noise(ctx.noise, shape, latent_multiple(pipe))
+    import torch
+
+    return torch.randn(tuple(shape), generator=generator(ctx.seed), dtype=torch.float32)
+
+
+@contextmanager
+def noised_with(pipe: Any, noise: Any) -> Iterator[None]:
+    """For one call, an img2img pipeline given its starting latents as ``image`` noises them with ``noise``
+    instead of drawing noise from its generator (the SD and SDXL img2img pipelines, ControlNet ones included)."""
+
+    def prepare_latents(image: Any, timestep: Any, batch_size: int, num_images_per_prompt: int, dtype: Any,
+                        device: Any, generator: Any = None, add_noise: bool = True) -> Any:
+        init = image.to(device=device, dtype=dtype)
+        return pipe.scheduler.add_noise(init, noise.to(device=device, dtype=dtype), timestep) if add_noise else init
+
+    pipe.prepare_latents = prepare_latents  # shadows the class's method on this (cached) pipeline
+    try:
+        yield
+    finally:
+        del pipe.prepare_latents
 
 
 def to_tensor(rgb: np.ndarray, pipe: Any) -> Any:

@@ -13,6 +13,7 @@ structure (the spatial layout of its latents) is kept.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Dict, List, Optional
 
 import cv2
@@ -25,9 +26,12 @@ from .common import (
     DiffusionModel,
     denoise_args,
     denoiser,
+    generator,
     latent_multiple,
     load_controlnet,
+    noised_with,
     set_vae_tiling,
+    starting_noise,
     to_tensor,
 )
 from .multidiffusion import decode, native_size, tiled_img2img
@@ -43,6 +47,7 @@ NO_DEPTH = "controlnet=depth needs a Z channel in the plate and it has none; use
 class Img2ImgModel(DiffusionModel):
     accepts_reference = True
     uses_depth = True
+    noise_modes = ("per-frame", "fixed", "flow")  # temporal/options.py
     native = 512  # the loaded model's native size, read when it first renders
 
     def build_options(self) -> List[Option]:
@@ -65,6 +70,10 @@ class Img2ImgModel(DiffusionModel):
             Option("tile_overlap", "int", s.tile_overlap,
                    "pixels neighbouring windows share (-1 = a quarter window; 0 = hard cuts, which show seams)",
                    minimum=-1, maximum=8192),
+            Option("cross_frame", "choice", "off",
+                   "cross-frame attention: first = every frame's self-attention also attends to the render's first "
+                   "frame, denoised beside it, so shapes and textures stay closer to it (about 2x the time per "
+                   "frame; plates within one tile, without ControlNet)", choices=("off", "first")),
         ]
 
     def load(self, device: str, variant: str) -> Any:
@@ -88,7 +97,16 @@ class Img2ImgModel(DiffusionModel):
         return None if choice == "none" else choice
 
     def validate_plate(self, colour: Any, options: Dict[str, Any], name: str, frame: int) -> None:
-        """controlnet=depth on a plate without Z is refused at submit, naming the file and frame."""
+        """controlnet=depth on a plate without Z, and cross_frame on what it does not run on, are refused at
+        submit, naming the file and frame."""
+        if options.get("cross_frame", "off") != "off":
+            tile = options.get("tile") or self.native
+            if options.get("controlnet", "none") != "none" or max(colour.width, colour.height) > tile:
+                raise InvalidInput(
+                    f"{name} (frame {frame}): cross_frame={options['cross_frame']} runs on plates within one tile "
+                    f"({tile} px; this one is {colour.width}x{colour.height}) and without ControlNet "
+                    f"(controlnet={options.get('controlnet', 'none')}); raise tile or set controlnet=none"
+                )
         # The channels the render's depth choice (frame_pipeline._depth_for) looks at: Z or *.Z, full size.
         depths = [n for n in colour.part.channels if n == "Z" or n.endswith(".Z")]
         if options.get("controlnet") == "depth" and not any(colour.has_full_channel(n) for n in depths):
@@ -116,7 +134,11 @@ class Img2ImgModel(DiffusionModel):
 
         self.native = native_size(pipe)
         tile = o["tile"] or self.native
-        if max(h, w) <= tile:
+        if ctx.anchor is not None:
+            if which is not None or max(h, w) > tile:  # submit refuses these first
+                raise InvalidInput(f"frame {job.frame}: cross_frame runs on plates within one tile, without ControlNet")
+            out = self._run_anchored(pipe, stack, has_ref, ctx)
+        elif max(h, w) <= tile:
             out = run(stack)  # the whole plate at once, through the pipeline
         else:
             out = self._run_tiled(pipe, stack, which is not None, has_ref, ctx, tile)
@@ -146,6 +168,36 @@ class Img2ImgModel(DiffusionModel):
         image = crop_to(decode(pipe, latents), size)
         return np.concatenate([image, stack[..., 3:]], axis=2)
 
+    def _run_anchored(self, pipe: Any, stack: np.ndarray, has_ref: bool, ctx: PassContext) -> np.ndarray:
+        """cross_frame=first: the frame denoised in one batch beside the anchor, its self-attention reaching into the
+        anchor's (cross_frame.py). The anchor starts from its own latents and its own noise, as it does alone."""
+        import torch
+
+        from .cross_frame import anchored
+
+        o, anchor = ctx.options, ctx.anchor
+        assert anchor is not None
+        h, w = stack.shape[:2]
+        anchor_rgb = np.clip(anchor.rgb, 0, 1)
+        if anchor_rgb.shape[:2] != (h, w):  # a moving data window: the anchor's picture on this frame's size
+            anchor_rgb = cv2.resize(anchor_rgb, (w, h), interpolation=cv2.INTER_AREA)
+        padded, size = pad_to_multiple(stack, latent_multiple(pipe))
+        anchor_padded = pad_to_multiple(np.ascontiguousarray(anchor_rgb, dtype=np.float32), latent_multiple(pipe))[0]
+        set_vae_tiling(pipe, padded.shape[0], padded.shape[1], ctx)
+        latents = torch.cat([encode(pipe, anchor_padded), encode(pipe, padded[..., :3])])
+        if has_ref:
+            latents = match_statistics(latents, encode(pipe, padded[..., -3:]), o["reference_strength"])
+        noise = torch.cat([torch.randn(latents[:1].shape, generator=generator(anchor.seed), dtype=torch.float32),
+                           starting_noise(ctx, latents[1:].shape, pipe)])
+        kwargs = self.prepare(pipe, ctx)
+        args = denoise_args(ctx, o)
+        args["prompt"] = [args["prompt"]] * 2
+        if args["negative_prompt"] is not None:
+            args["negative_prompt"] = [args["negative_prompt"]] * 2
+        with noised_with(pipe, noise), anchored(pipe.unet):
+            images = pipe(image=latents, **args, **kwargs).images
+        return crop_to(np.asarray(images[1], dtype=np.float32), size)
+
     def _run(self, pipe: Any, stack: np.ndarray, control: bool, has_ref: bool, ctx: PassContext) -> np.ndarray:
         o = ctx.options
         padded, size = pad_to_multiple(stack, latent_multiple(pipe))
@@ -158,11 +210,14 @@ class Img2ImgModel(DiffusionModel):
             kwargs.update(control_image=to_tensor(padded[..., 3:6], pipe),
                           controlnet_conditioning_scale=o["controlnet_scale"])
             kwargs.update(height=padded.shape[0], width=padded.shape[1])
-        images = pipe(
-            image=latents,  # 4 channels: taken as the starting latents, not re-encoded
-            **denoise_args(ctx, o),
-            **kwargs,
-        ).images
+        # noise=flow: the starting noise follows the plate's motion (temporal/noise.py) instead of the pipeline's own.
+        noise = starting_noise(ctx, latents.shape, pipe) if ctx.noise is not None else None
+        with noised_with(pipe, noise) if noise is not None else nullcontext():
+            images = pipe(
+                image=latents,  # 4 channels: taken as the starting latents, not re-encoded
+                **denoise_args(ctx, o),
+                **kwargs,
+            ).images
         return crop_to(np.asarray(images[0], dtype=np.float32), size)
 
 

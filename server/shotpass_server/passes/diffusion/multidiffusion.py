@@ -19,7 +19,7 @@ import numpy as np
 
 from ...frames.tiling import _ramp, tile_starts
 from ..base import PassContext
-from .common import generator, to_tensor
+from .common import generator, starting_noise, to_tensor
 
 
 def native_size(pipe: Any) -> int:
@@ -75,7 +75,7 @@ def tiled_img2img(
     timesteps = scheduler.timesteps[start * scheduler.order:]
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start * scheduler.order)
-    noise = torch.randn(latents.shape, generator=generator(ctx.seed), dtype=torch.float32).to(device, dtype)
+    noise = starting_noise(ctx, latents.shape, pipe).to(device, dtype)
     latents = scheduler.add_noise(latents.to(dtype), noise, timesteps[:1])
     if control is not None:
         control_t = to_tensor(control, pipe).to(dtype)
