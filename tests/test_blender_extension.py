@@ -423,7 +423,7 @@ def test_every_panel_draws_in_every_state(host: str, tmp_path: Path, ext_zip: Tu
     assert res["has_progress"], f"bpy {res['bpy']} has no UILayout.progress"
     states = {k: v for k, v in res.items() if isinstance(v, dict) and "errors" in v}
     states.update({f"version {i}": v for i, v in enumerate(res["versions_drawn"])})
-    assert len(states) == 9 + len(res["versions_drawn"])
+    assert len(states) == 10 + len(res["versions_drawn"])
     for name, drawn in states.items():
         assert drawn["errors"] == [], (name, drawn["errors"])
         panels = [drawn[k] for k in ("SHOTPASS_PT_view3d", "SHOTPASS_PT_sequencer", "SHOTPASS_PT_nodes")]
@@ -450,6 +450,13 @@ def test_every_panel_draws_in_every_state(host: str, tmp_path: Path, ext_zip: Tu
     for field, kind in res["loaded_options"].items():
         assert f"ShotpassOption.{kind.lower()}_value" in loaded["props"], (field, kind)
     assert sum("(default " in t for t in loaded["labels"]) == len(res["loaded_options"])
+    # Handles: a field while the model list is unknown; for a per-frame model a note instead, once they are set.
+    assert "ShotpassSceneSettings.handles" in idle["props"]
+    assert "ShotpassSceneSettings.handles" not in loaded["props"]
+    assert not any("Handles" in t for t in loaded["labels"])
+    assert "ShotpassSceneSettings.handles" not in panel["per_frame_handles"]["props"]
+    assert any(t.startswith("Handles 3: styletransfer-preset renders frame by frame") for t in
+               panel["per_frame_handles"]["labels"]), panel["per_frame_handles"]["labels"]
     # A render running: the progress bar with its text, and Cancel / Suspend / Resume.
     assert res["plate_call"] == res["plate_wait"] == res["submit_call"] == res["submit_wait"] == "", log
     for state in ("plate_running", "submit_running"):
@@ -471,6 +478,79 @@ def test_every_panel_draws_in_every_state(host: str, tmp_path: Path, ext_zip: Tu
     assert "ShotpassSceneSettings.plate_image" in panel["image_kind"]["props"]
     assert "ShotpassSceneSettings.plate_strip" in panel["strip_kind"]["props"]
     assert "shotpass.render_plate" not in panel["image_kind"]["operators"]
+
+
+@pytest.fixture(scope="module")
+def video_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server with a tiny random-weight AnimateDiff model (a video model that reads handles) beside the
+    starter models."""
+    import tiny_pipelines
+
+    root = tmp_path_factory.mktemp("video-server")
+    tiny_pipelines.save_animatediff(root / "animatediff")
+    (root / "shotpass.toml").write_text(
+        '[models.tiny-animatediff]\nkind = "animatediff-v2v"\npath = "animatediff"\nsteps = 2\nstrength = 0.5\n'
+        'context_size = 2\ncontext_overlap = 1\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shotpass_server.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir",
+         str(root / "data"), "--config", str(root / "shotpass.toml")],
+        stdout=subprocess.PIPE, stderr=(root / "server.log").open("ab"), text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"},
+    )
+    line = proc.stdout.readline()
+    try:
+        assert "serving on" in line, f"server did not start: {line!r}"
+        yield line.split("serving on ")[1].split()[0]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_handles_render_around_the_range_and_go_as_context_to_a_video_model(
+        tmp_path: Path, ext_zip: Tuple[Path, str], video_server: str) -> None:
+    """Scene range 3-6, Handles 2: the plate process renders 1-8, the submit sends 3-6 as frames and 1-2, 7-8
+    as context frames (the shared jobs code), the video model's clip reads 1-8 and exactly 3-6 come back and are
+    wired; a per-frame model gets the same handles and its warning that it reads none reaches the panel."""
+    from shotpass_client import Client
+
+    res, log = run_blender("handles", tmp_path, ext_zip[0], video_server)
+    assert res["options"] == res["submit"] == res["wait"] == "", log
+    # The field: shown while the model list is unknown and for the video model (from ListModels).
+    assert res["reads_context"]["tiny-animatediff"] is True and res["reads_context"]["passthrough"] is False
+    assert "ShotpassSceneSettings.handles" in res["unknown_drawn"]["props"]
+    assert "ShotpassSceneSettings.handles" in res["video_drawn"]["props"]
+    assert res["handle_frames"] == [1, 2, 7, 8]
+    assert res["plate_frames"] == list(range(1, 9))  # the background plate render renders the handles too
+    assert "with 4 handle(s)" in res["submit_status"], res["submit_status"]
+    assert res["sent_frames"] == [3, 4, 5, 6] and res["sent_context"] == [1, 2, 7, 8] and res["context_on_disk"]
+    assert res["stamp"]["frames"] == [3, 6] and res["stamp"]["handles"] == "1-2,7-8", res["stamp"]
+    assert "handles 1-2,7-8 -> 2,7" in res["fewer_why"], res["fewer_why"]
+    # Exactly the range comes back and is wired on its own frames; the handles were read by the clip.
+    outputs = {int(f): p for f, p in res["outputs"].items()}
+    assert sorted(outputs) == [3, 4, 5, 6] and res["warnings"] == [], res["warnings"]
+    comp = res["comp"]
+    assert (comp["frame_start"], comp["frame_duration"]) == (3, 4) and comp["strip"]["start"] == 3
+    assert len(comp["strip"]["files"]) == 4
+    for path in outputs.values():
+        with OpenEXR.File(path) as exr:
+            assert exr.parts[0].header["shotpass/temporal"] == "clip 1-8"
+    with Client(video_server) as client:
+        render = client.get_render(res["render_id"])
+        assert [f.frame for f in render.frames] == [3, 4, 5, 6] and render.frames_total == 4
+        per_frame = client.get_render(res["pf_render_id"])
+    # A per-frame model: the plate (handles too) was current, the handles went, the server said it reads none.
+    assert "ShotpassSceneSettings.handles" not in res["per_frame_drawn"]["props"]
+    assert any("passthrough renders frame by frame and reads none" in t for t in res["per_frame_drawn"]["labels"])
+    assert res["pf_submit"] == res["pf_wait"] == "" and not res["pf_rendered_plate"], log
+    assert res["pf_sent_context"] == [1, 2, 7, 8] and sorted(int(f) for f in res["pf_outputs"]) == [3, 4, 5, 6]
+    handles_warning = [w for w in res["pf_warnings"] if "reads no context frames" in w]
+    assert len(handles_warning) == 1 and "4 handle frame(s)" in handles_warning[0], res["pf_warnings"]
+    assert "reads no context frames" in res["pf_status"], res["pf_status"]
+    assert any("reads no context frames" in w for w in per_frame.warnings), list(per_frame.warnings)
+    # The ends: no frame before 0 (Blender's first); a frame step is refused with what to do; saved in the file.
+    assert res["at_frame_1"] == [0, 7, 8]
+    assert "set the frame step to 1 or the handles to 0" in res["stepped"], res["stepped"]
+    assert res["reopened_handles"] == 2
 
 
 @pytest.mark.parametrize("host", MATRIX)

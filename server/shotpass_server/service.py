@@ -32,7 +32,7 @@ from .errors import (
     ShuttingDown,
 )
 from .job_control import check_frame_timeout
-from .passes.base import Model, Option
+from .passes.base import ClipModel, Model, Option
 from .renders import MAX_FRAMES_PER_RENDER, FrameSpec, RenderManager, Submission
 from .streams import DEFAULT_MAX_OPEN_STREAMS, DEFAULT_MAX_STREAMS_PER_USER, StreamLimiter
 from .validation import (
@@ -643,6 +643,7 @@ def model_info(m: Model) -> pb.ModelInfo:
         licence=m.licence,
         options=[option_spec(o) for o in m.options],
         unavailable=getattr(m, "unavailable", ""),
+        reads_context_frames=isinstance(m, ClipModel),
     )
 
 

@@ -4,7 +4,8 @@ Usage: python shotpass_scene.py MODE ARGS_JSON RESULT_JSON
 Modes: scene (render -> submit -> comp/sequencer, chain), plate (Beachball strip round trip), movie (a movie
 strip as the plate), preview, inpaint (mask sequence), reference, review, cancel, jobs (suspend, resume,
 requeue, QC), tls (mutual TLS), down, passes (Depth/Vector in the plate), draw (every panel drawn strictly,
-see strict_layout.py), modal (the progress operator's Esc, cancel and file-open handling).
+see strict_layout.py), modal (the progress operator's Esc, cancel and file-open handling), handles (a pickup
+with handles for a video model, and for a per-frame model).
 Writes what it observed to RESULT_JSON; the pytest side makes the assertions.
 """
 
@@ -608,6 +609,9 @@ def mode_draw(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     s.pass_name, s.model, s.show_option_help = "stylize", "styletransfer-preset", True
     res["loaded_options"] = {o.name: o.kind for o in s.option_values}
     res["loaded"] = draw_everything(ext)
+    s.handles = 3  # a per-frame model: the field makes way for a note that it reads no handles
+    res["per_frame_handles"] = draw_everything(ext)
+    s.handles = 0
     # A render running: the plate renders, then the frames go to the server. Drawn while it runs.
     s.pass_name, s.model = "", "passthrough"
     res["plate_call"] = call(bpy.ops.shotpass.render_plate)
@@ -858,6 +862,69 @@ def mode_stale(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     else:
         res["load_process"] = process.returncode
     res["load_jobs"] = len(ext.host.runner.BOARD.jobs)
+    return res
+
+
+def mode_handles(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
+    """A scene range 3-6 with 2 handles: the plate renders 1-8, 3-6 go as frames and 1-2, 7-8 as context; a
+    video model reads them, a per-frame model says it reads none. The field is drawn for video models only."""
+    import strict_layout
+
+    scene = tiny_scene()
+    cube = bpy.data.objects["Cube"]
+    cube.animation_data_clear()
+    for frame, x in ((1, -1.5), (8, 1.5)):  # every frame of the plate, handles too, differs
+        cube.location.x = x
+        cube.keyframe_insert("location", frame=frame)
+    scene.frame_start, scene.frame_end = 3, 6
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(tmp, "handles.blend"))
+    s = scene.shotpass
+    s.shot, s.prompt, s.use_seed, s.seed = "hd", "a painted landscape", True, 9
+    res: Dict[str, Any] = {"unknown_drawn": draw_panel(ext)}  # the server never asked: the field is shown
+    res["options"] = call(bpy.ops.shotpass.load_options) + call(bpy.ops.shotpass.wait, timeout=60)
+    res["reads_context"] = {m.name: m.reads_context for m in s.server_models}
+    s.pass_name, s.model, s.handles = "stylize", "tiny-animatediff", 2
+    res["video_drawn"] = strict_layout.draw(ext.host.ui.SHOTPASS_PT_view3d.draw).summary()
+    res["handle_frames"] = ext.host.plates.handle_frames(scene)
+    res["submit"] = call(bpy.ops.shotpass.submit)
+    job = last_job(ext)
+    res["plate_frames"] = sorted(job.plate_render.frames) if job.plate_render is not None else []
+    res["submit_status"] = s.status
+    res["wait"] = call(bpy.ops.shotpass.wait, timeout=400)
+    request = job.worker.request
+    res["sent_frames"], res["sent_context"] = sorted(request.plate), sorted(request.context)
+    res["context_on_disk"] = all(os.path.isfile(p) for p in request.context.values())
+    res["render_id"], res["outputs"], res["warnings"] = job.render_id, dict(job.outputs), list(job.warnings)
+    res["status"], res["comp"] = s.status, comp_state(scene)
+    plate_dir = os.path.dirname(next(iter(request.plate.values())))
+    with open(os.path.join(plate_dir, "hd.plate.json"), encoding="utf-8") as fh:
+        res["stamp"] = json.load(fh)["settings"]
+    # Fewer handles: another plate (the stamp holds them), so the plate is rendered again.
+    s.handles = 1
+    _, plate_job, res["fewer_why"] = ext.host.ops.plan_plate(scene)
+    if plate_job is not None:
+        plate_job.cancel()
+    s.handles = 2
+    # A model that renders frame by frame: the same plate, the server's warning comes back to the panel.
+    s.pass_name, s.model = "", "passthrough"
+    res["per_frame_drawn"] = strict_layout.draw(ext.host.ui.SHOTPASS_PT_view3d.draw).summary()
+    res["pf_submit"] = call(bpy.ops.shotpass.submit)
+    job = last_job(ext)
+    res["pf_rendered_plate"] = job.plate_render is not None
+    res["pf_wait"] = call(bpy.ops.shotpass.wait, timeout=300)
+    res["pf_sent_context"] = sorted(job.worker.request.context)
+    res["pf_render_id"], res["pf_outputs"], res["pf_warnings"] = job.render_id, dict(job.outputs), list(job.warnings)
+    res["pf_status"] = s.status
+    # The ends: no frame before 0; a frame step other than 1 is refused with what to do.
+    scene.frame_start = 1
+    res["at_frame_1"] = ext.host.plates.handle_frames(scene)
+    scene.frame_start, scene.frame_step = 3, 2
+    res["stepped"] = call(bpy.ops.shotpass.submit)
+    scene.frame_step = 1
+    # Saved with the file.
+    bpy.ops.wm.save_mainfile()
+    bpy.ops.wm.open_mainfile(filepath=os.path.join(tmp, "handles.blend"))
+    res["reopened_handles"] = bpy.context.scene.shotpass.handles
     return res
 
 

@@ -389,8 +389,8 @@ class JobBoard:
                     job.render_id = update.render_id
                 if update.kind == SUBMITTED:
                     job.state = "submitted"
-                elif update.kind == WARNING:
-                    job.warnings.append(update.message)
+                elif update.kind == WARNING and update.message not in job.warnings:
+                    job.warnings.append(update.message)  # once: the submit's warnings come again in the watch
                 elif update.kind == PROGRESS and update.state:
                     job.state = update.state  # suspended / queued again: shown on the progress bar
                 elif update.kind == PROGRESS and update.frames_done >= 0:

@@ -75,7 +75,7 @@ class OptionSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[OptionSpec.Type, str]] = ..., description: _Optional[str] = ..., default_value: _Optional[str] = ..., choices: _Optional[_Iterable[str]] = ..., minimum: _Optional[float] = ..., maximum: _Optional[float] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "pass_name", "family", "description", "scale", "needs_mask", "uses_reference", "uses_prompt", "working_space", "frame_contract", "licence", "options", "unavailable")
+    __slots__ = ("name", "pass_name", "family", "description", "scale", "needs_mask", "uses_reference", "uses_prompt", "working_space", "frame_contract", "licence", "options", "unavailable", "reads_context_frames")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PASS_NAME_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,7 @@ class ModelInfo(_message.Message):
     LICENCE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    READS_CONTEXT_FRAMES_FIELD_NUMBER: _ClassVar[int]
     name: str
     pass_name: str
     family: str
@@ -102,7 +103,8 @@ class ModelInfo(_message.Message):
     licence: str
     options: _containers.RepeatedCompositeFieldContainer[OptionSpec]
     unavailable: str
-    def __init__(self, name: _Optional[str] = ..., pass_name: _Optional[str] = ..., family: _Optional[str] = ..., description: _Optional[str] = ..., scale: _Optional[int] = ..., needs_mask: bool = ..., uses_reference: bool = ..., uses_prompt: bool = ..., working_space: _Optional[str] = ..., frame_contract: _Optional[str] = ..., licence: _Optional[str] = ..., options: _Optional[_Iterable[_Union[OptionSpec, _Mapping]]] = ..., unavailable: _Optional[str] = ...) -> None: ...
+    reads_context_frames: bool
+    def __init__(self, name: _Optional[str] = ..., pass_name: _Optional[str] = ..., family: _Optional[str] = ..., description: _Optional[str] = ..., scale: _Optional[int] = ..., needs_mask: bool = ..., uses_reference: bool = ..., uses_prompt: bool = ..., working_space: _Optional[str] = ..., frame_contract: _Optional[str] = ..., licence: _Optional[str] = ..., options: _Optional[_Iterable[_Union[OptionSpec, _Mapping]]] = ..., unavailable: _Optional[str] = ..., reads_context_frames: bool = ...) -> None: ...
 
 class PassInfo(_message.Message):
     __slots__ = ("name", "description", "models", "default_model")

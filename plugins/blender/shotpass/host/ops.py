@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import bpy
 
@@ -70,22 +70,24 @@ Plan = Tuple[Dict[int, str], Optional[PlateRender], str]  # (plate files, render
 
 
 def rendered_plate(scene: bpy.types.Scene, lane: str, frames: List[int], strip: Optional[bpy.types.Strip] = None,
-                   force: bool = False) -> Plan:
-    """The plate files of a scene (or movie strip) render: reused when current, else rendered first in a
-    separate Blender process, with the reason it is rendered."""
+                   force: bool = False, handles: Sequence[int] = ()) -> Plan:
+    """The plate files of a scene (or movie strip) render, its handles included: reused when current, else
+    rendered first in a separate Blender process, with the reason it is rendered."""
     s = scene.shotpass
     plate_dir = _plate_dir(scene, lane) if strip is None else os.path.join(
         _plate_dir(scene, lane), bpy.path.clean_name(strip.name))
-    stamp = plates.settings(scene, frames, strip)
-    files, reason = plates.current_plate(plate_dir, s.shot, stamp, frames)
+    stamp = plates.settings(scene, frames, strip, handles)
+    rendered = sorted({*frames, *handles})
+    files, reason = plates.current_plate(plate_dir, s.shot, stamp, rendered)
     if files and not force:
         return files, None, ""
-    job = plates.start_render(scene, plate_dir, s.shot, frames, stamp, strip)
+    job = plates.start_render(scene, plate_dir, s.shot, rendered, stamp, strip)
     return job.plate, job, "asked" if force else reason
 
 
 def plan_plate(scene: bpy.types.Scene, frame: Optional[int] = None) -> Plan:
-    """The plate the settings point at (only `frame` for a preview): a scene render, an image or a strip."""
+    """The plate the settings point at (only `frame` for a preview): a scene render (with its handles, see
+    `split_handles`), an image or a strip."""
     s = scene.shotpass
     if s.plate_kind == "IMAGE":
         image = bpy.data.images.get(s.plate_image)
@@ -105,12 +107,18 @@ def plan_plate(scene: bpy.types.Scene, frame: Optional[int] = None) -> Plan:
     else:
         if frame is not None:
             return rendered_plate(scene, "preview", [frame])
-        return rendered_plate(scene, "plate", plates.frames_of(scene))
+        return rendered_plate(scene, "plate", plates.frames_of(scene), handles=plates.handle_frames(scene))
     if frame is None:
         return plate, None, ""
     if frame not in plate:
         raise ShotpassProblem(f"the plate has no frame {frame} to preview")
     return {frame: plate[frame]}, None, ""
+
+
+def split_handles(scene: bpy.types.Scene, files: Dict[int, str]) -> Tuple[Dict[int, str], Dict[int, str]]:
+    """(the frames to render, the handles around them) of a scene render's plate files."""
+    handles = set(plates.handle_frames(scene))
+    return ({f: p for f, p in files.items() if f not in handles}, {f: p for f, p in files.items() if f in handles})
 
 
 def scene_plate(scene: bpy.types.Scene) -> Dict[int, str]:
@@ -154,8 +162,11 @@ def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") ->
     plate: Dict[int, str] = {}
     plate_job: Optional[PlateRender] = None
     why = ""
+    context: Dict[int, str] = {}
     if not parent_render:
         plate, plate_job, why = plan_plate(scene, scene.frame_current if kind == "preview" else None)
+        if kind != "preview":  # handles travel as context frames, never as frames to render
+            plate, context = split_handles(scene, plate)
     out_dir = runner.job_out_dir(prefs.cache_root(), s.project, s.shot)
     spec.prompt_by_frame, spec.options_by_frame = animation.schedule(
         scene, plate or range(scene.frame_start, scene.frame_end + 1))
@@ -168,18 +179,20 @@ def start_job(context: bpy.types.Context, kind: str, parent_render: str = "") ->
             reference_render=(s.reference_render, s.reference_frame) if s.reference_render and not s.reference
             else None,
             parent_render=parent_render, preview=kind == "preview",
-            output_pattern=os.path.join(out_dir, f"{s.shot}.####.exr"),
+            output_pattern=os.path.join(out_dir, f"{s.shot}.####.exr"), context=context,
         )
         request.plate_paths = _plate_paths(plate)
+        request.context_paths = _plate_paths(context) if request.plate_paths else None
     except BaseException:
         if plate_job is not None:
             plate_job.cancel()
         raise
+    with_handles = f" with {len(context)} handle(s)" if context else ""
     if plate_job is not None:
-        s.status = f"rendering the plate ({why}), then sending {len(plate)} frame(s) to {conn.address}" + "".join(
-            f"; {problem}" for problem in plates.missing_passes(scene))
+        s.status = (f"rendering the plate ({why}), then sending {len(plate)} frame(s){with_handles} to {conn.address}"
+                    + "".join(f"; {problem}" for problem in plates.missing_passes(scene)))
     else:
-        s.status = f"sending {len(plate) or 'the parent render'} frame(s) to {conn.address}"
+        s.status = f"sending {len(plate) or 'the parent render'} frame(s){with_handles} to {conn.address}"
     plate_kind = s.plate_kind if not parent_render else "RENDER"
     return runner.start(request, kind, scene, plate_kind, s.plate_strip if plate_kind == "STRIP" else "",
                         plate_render=plate_job)
@@ -258,7 +271,8 @@ class SHOTPASS_OT_render_plate(_Follow, _Base):
         scene = context.scene
         s = scene.shotpass
         try:
-            plate, plate_job, _ = rendered_plate(scene, "plate", plates.frames_of(scene), force=True)
+            plate, plate_job, _ = rendered_plate(scene, "plate", plates.frames_of(scene), force=True,
+                                                 handles=plates.handle_frames(scene))
         except _client_errors() as err:
             self.fail(err)
             return None

@@ -80,6 +80,18 @@ def fill_menus(settings: Any, info: Any) -> None:
         item.name = m.name + (ui_model.UNAVAILABLE_MARK if m.unavailable else "")
         item.description = f"unavailable: {m.unavailable}" if m.unavailable else m.description
         item.pass_name = m.pass_name
+        item.reads_context = m.reads_context_frames
+
+
+def reads_handles(settings: Any) -> Optional[bool]:
+    """Whether the chosen model reads handles (a video model), from the server's model list kept in the file;
+    None while unknown (never asked, or a model it does not list)."""
+    name = ui_model.model_name(settings.model)
+    info = server_info()
+    if not name and info is not None:
+        _models, name = ui_model.pass_models(info, settings.pass_name)
+    item = settings.server_models.get(name) if name else None
+    return bool(item.reads_context) if item is not None else None
 
 
 def unavailable_problem(model: Any) -> str:

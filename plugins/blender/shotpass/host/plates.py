@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from array import array
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import bpy
 
@@ -25,6 +25,26 @@ PROCESS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plate
 
 def frames_of(scene: bpy.types.Scene) -> List[int]:
     return list(range(scene.frame_start, scene.frame_end + 1, scene.frame_step))
+
+
+def handle_frames(scene: bpy.types.Scene) -> List[int]:
+    """The frames a scene-render plate also renders around the scene's range for a video model to read as
+    context (the panel's Handles), chosen by the shared ``jobs.handles_around`` as the CLI and Nuke choose them.
+
+    They may lie outside the scene's range (that is their point) but not outside the frames a Blender scene can
+    have (from 0 on): a range starting at frame 1 gets one head handle at most."""
+    from shotpass_client.jobs import PlateError, handles_around
+
+    count = scene.shotpass.handles
+    if not count or scene.shotpass.plate_kind != "RENDER":
+        return []
+    if scene.frame_step != 1:
+        raise PlateError(f"handles {count}: a video model reads consecutive frames, but the scene renders every "
+                         f"{scene.frame_step} frames: set the frame step to 1 or the handles to 0")
+    frames = frames_of(scene)
+    bounds = scene.bl_rna.properties["frame_start"]  # the frames a scene's range can hold
+    first, last = max(bounds.hard_min, frames[0] - count), min(bounds.hard_max, frames[-1] + count)
+    return handles_around(frames, range(first, last + 1), count)
 
 
 def _values(struct: Any, names: Iterable[str]) -> List[Any]:
@@ -141,8 +161,11 @@ def content_digest(scene: bpy.types.Scene) -> str:
     return h.hexdigest()
 
 
-def settings(scene: bpy.types.Scene, frames: List[int], strip: Optional[bpy.types.Strip] = None) -> Dict[str, Any]:
-    """Everything a plate depends on; a change to any of it makes the plate on disk stale."""
+def settings(scene: bpy.types.Scene, frames: List[int], strip: Optional[bpy.types.Strip] = None,
+             handles: Sequence[int] = ()) -> Dict[str, Any]:
+    """Everything a plate depends on; a change to any of it makes the plate on disk stale. ``frames`` are the
+    range, ``handles`` the frames rendered around it (stamped only when there are some, so a plate rendered
+    without handles stays current)."""
     r = scene.render
     layer = scene.view_layers[0]
     samples = scene.cycles.samples if r.engine == "CYCLES" and hasattr(scene, "cycles") else None
@@ -154,6 +177,10 @@ def settings(scene: bpy.types.Scene, frames: List[int], strip: Optional[bpy.type
         "motion_blur": r.use_motion_blur,  # blurs the colour, and zeroes the Vector pass
         "contents_digest": content_digest(scene),
     }
+    if handles:
+        from shotpass_client.patterns import format_frame_list
+
+        out["handles"] = format_frame_list(sorted(handles))
     if strip is not None:
         out["strip"] = [strip.name, getattr(strip, "filepath", ""), int(strip.frame_final_start),
                         int(strip.frame_final_end)]

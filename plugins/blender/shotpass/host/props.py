@@ -34,6 +34,8 @@ class ShotpassNamed(bpy.types.PropertyGroup):
 
     description: bpy.props.StringProperty()  # type: ignore[valid-type]
     pass_name: bpy.props.StringProperty()  # type: ignore[valid-type]
+    # A video model (ListModels' reads_context_frames): it reads handles around the range.
+    reads_context: bpy.props.BoolProperty()  # type: ignore[valid-type]
 
 
 def _choices(self: ShotpassOption, context: object) -> list:
@@ -97,6 +99,11 @@ class ShotpassSceneSettings(bpy.types.PropertyGroup):
     mask_from_alpha: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Mask from Plate Alpha", default=False)
     plate_kind: bpy.props.EnumProperty(name="Plate", items=PLATE_KINDS, default="RENDER")  # type: ignore[valid-type]
+    handles: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Handles", default=0, min=0, soft_max=48,
+        description="Video models: frames before and after the scene's range that the plate render also renders and "
+                    "the model reads as context without rendering them, so a pickup cuts back into the full render "
+                    "(none before frame 0; a model that renders frame by frame reads none)")
     plate_image: bpy.props.StringProperty(name="Image")  # type: ignore[valid-type]
     plate_strip: bpy.props.StringProperty(name="Strip")  # type: ignore[valid-type]
     plate_pattern: bpy.props.StringProperty(  # type: ignore[valid-type]

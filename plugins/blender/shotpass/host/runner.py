@@ -70,7 +70,8 @@ def _wire(job: Job, update: JobUpdate) -> None:
     if scene is None or not update.outputs:
         return
     settings = scene.shotpass
-    warnings = f" ({len(job.warnings)} warning(s): {job.warnings[0]})" if job.warnings else ""
+    # Every warning, not only the first: e.g. handles a per-frame model did not read must not go unsaid.
+    warnings = f" ({len(job.warnings)} warning(s): {' | '.join(job.warnings)})" if job.warnings else ""
     if job.kind == "plate":
         settings.status = update.message
     elif job.kind == "preview":

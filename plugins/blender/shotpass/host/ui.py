@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import plates, runner
+from . import options, plates, runner
 
 
 class SHOTPASS_UL_versions(bpy.types.UIList):
@@ -53,6 +53,20 @@ def draw_options(layout: bpy.types.UILayout, s: object) -> None:
         if s.show_option_help:  # type: ignore[attr-defined]
             box.label(text=f"{o.description} (default {o.default})")
     box.prop(s, "options", text="Extra")
+
+
+def draw_handles(layout: bpy.types.UILayout, s: object) -> None:
+    """The Handles field, for video models (or while the server's model list is unknown); for a model that
+    renders frame by frame, only a note when handles are set, since it reads none of them."""
+    video = options.reads_handles(s)
+    if video is False:
+        if s.handles:  # type: ignore[attr-defined]
+            layout.label(text=f"Handles {s.handles}: {s.model or 'this model'} renders frame by frame and "  # type: ignore[attr-defined]
+                              "reads none", icon="INFO")
+        return
+    layout.prop(s, "handles")
+    if s.handles and s.plate_kind != "RENDER":  # type: ignore[attr-defined]
+        layout.label(text="Handles are rendered with a Scene Render plate only", icon="INFO")
 
 
 def draw_versions(layout: bpy.types.UILayout, s: object) -> None:
@@ -128,6 +142,7 @@ class _ShotpassPanel:
             col.prop_search(s, "model", s, "server_models")
         else:
             col.prop(s, "model")
+        draw_handles(col, s)
         row = col.row(align=True)
         row.prop(s, "prompt")
         row.operator("shotpass.prompt_key", text="", icon="KEYFRAME_HLT")
