@@ -160,9 +160,10 @@ def test_the_stages_overlap_keep_order_and_pass_errors_on() -> None:
             raise ValueError("frame 3 unreadable")
         return frame * 10
 
-    def compute(frame: int, loaded: object) -> object:
-        computing.append(frame)
-        return None if isinstance(loaded, LoadFailed) else loaded
+    def compute(frames: list, loaded: list) -> list:
+        assert len(frames) == 1, "no batch key: one frame at a time"
+        computing.append(frames[0])
+        return [None if isinstance(loaded[0], LoadFailed) else loaded[0]]
 
     run_pipelined(range(1, 7), load, compute, lambda frame, value: stored.append((frame, value)), depth=2)
     assert computing == [1, 2, 3, 4, 5, 6] and stored == [(f, f * 10) for f in (1, 2, 4, 5, 6)]
@@ -170,8 +171,8 @@ def test_the_stages_overlap_keep_order_and_pass_errors_on() -> None:
     # A cancel in the model: what was computed before it is stored, nothing after it is, the cancel goes on.
     stored.clear()
 
-    def cancel_at_4(frame: int, loaded: object) -> object:
-        if frame == 4:
+    def cancel_at_4(frames: list, loaded: list) -> list:
+        if frames == [4]:
             raise RenderCancelled("cancelled")
         return loaded
 
@@ -187,3 +188,40 @@ def test_the_stages_overlap_keep_order_and_pass_errors_on() -> None:
     with pytest.raises(OSError, match="catalog gone"):
         run_pipelined(range(1, 50), lambda f: f, lambda f, v: v, broken_store, depth=2)
     assert time.monotonic() - started < 30
+
+
+def test_batches_take_consecutive_frames_with_one_key_up_to_the_batch_size() -> None:
+    from shotpass_server.errors import RenderCancelled
+    from shotpass_server.pipelined import LoadFailed, run_pipelined
+
+    batches, stored = [], []
+
+    def load(frame: int) -> int:
+        if frame == 7:
+            raise ValueError("frame 7 unreadable")
+        return frame
+
+    def compute(frames: list, loaded: list) -> list:
+        batches.append(list(frames))
+        return [None if isinstance(v, LoadFailed) else v * 10 for v in loaded]
+
+    # Keys: frames 1-5 and 9-12 share one, frame 6 has its own, frame 8 none (alone); 7 fails to load.
+    def key(frame: int, loaded: object) -> object:
+        return None if frame == 8 else ("b" if frame == 6 else "a")
+
+    run_pipelined(range(1, 13), load, compute, lambda f, v: stored.append((f, v)), depth=2, batch=3, batch_key=key)
+    assert batches == [[1, 2, 3], [4, 5], [6], [7], [8], [9, 10, 11], [12]]
+    assert stored == [(f, f * 10) for f in range(1, 13) if f != 7]
+
+    # A cancel in a batch: the batches before it are stored whole, nothing of it or after it.
+    stored.clear()
+
+    def cancel_second(frames: list, loaded: list) -> list:
+        if 4 in frames:
+            raise RenderCancelled("cancelled")
+        return loaded
+
+    with pytest.raises(RenderCancelled):
+        run_pipelined(range(1, 10), lambda f: f, cancel_second, lambda f, v: stored.append(f), batch=3,
+                      batch_key=lambda f, v: "same")
+    assert stored == [1, 2, 3]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -121,6 +121,25 @@ def process_frame(staged: StagedFrame, model: Model, colours: ColourSpaces) -> O
         staged.progress(1, 1)
         return None
     return model.process(staged.prepared.job, staged.prepared.ctx)
+
+
+def batch_key(staged: StagedFrame, model: Model) -> Optional[Hashable]:
+    """Which frames may go through the model together (equal keys); None: this one runs alone."""
+    if staged.prepared is None:  # passthrough, or a temporal frame built whole in the model's stage
+        return None
+    return model.batch_key(staged.prepared.job, staged.prepared.ctx)
+
+
+def process_frames(staged: Sequence[StagedFrame], model: Model, colours: ColourSpaces) -> List[Any]:
+    """The model on consecutive frames with one batch key at once (process_frame for a single one)."""
+    if len(staged) == 1:
+        return [process_frame(staged[0], model, colours)]
+    prepared = [s.prepared for s in staged]
+    assert all(p is not None for p in prepared), "only prepared frames are batched"
+    results = model.process_batch([p.job for p in prepared if p], [p.ctx for p in prepared if p])
+    if len(results) != len(staged):
+        raise RuntimeError(f"model {model.name} returned {len(results)} results for a batch of {len(staged)} frames")
+    return list(results)
 
 
 def finish_frame(

@@ -25,10 +25,12 @@ from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError, Shut
 from .frame_pipeline import (
     FrameRequest,
     StagedFrame,
+    batch_key,
     finish_frame,
     frame_seed,
     prepare_frame,
     process_frame,
+    process_frames,
     reference_in_working_space,
     run_clip,
     run_frame,
@@ -520,7 +522,8 @@ class RenderManager:
         scheduler: Scheduler,
     ) -> None:
         """The chunk's frames as _run_chunk runs them one by one, with the codec overlapped (pipelined.py):
-        frame N+1 is read and decoded, and frame N-1 encoded and stored, while the model runs on frame N."""
+        frame N+1 is read and decoded, and frame N-1 encoded and stored, while the model runs on frame N.
+        A model that batches gets up to its batch size of consecutive frames with equal batch keys at once."""
         render_id, rows = render.id, {f.frame: f for f in render.frames}
         algorithm = output_algorithm(render.settings)
         pending = [f for f in chunk if rows[f].state == cat.F_PENDING]  # finished before a restart: kept
@@ -534,20 +537,30 @@ class RenderManager:
             request = self._request(render, rows[frame], options, reference, device)
             return prepare_frame(request, model, self.colours, lambda step, total: progress_of[frame](step, total))
 
-        def compute(frame: int, staged: Any) -> Optional[Tuple[StagedFrame, Any]]:
-            self.catalog.frame_started(render_id, frame)
-            started[frame] = time.perf_counter()
-            progress_of[frame] = self._progress(render_id, frame, scheduler, timeout)
+        def compute(frames: List[int], staged: List[Any]) -> List[Optional[Tuple[StagedFrame, Any]]]:
+            for frame in frames:
+                self.catalog.frame_started(render_id, frame)
+                started[frame] = time.perf_counter()
+                progress_of[frame] = self._progress(render_id, frame, scheduler, timeout)
             try:
-                if isinstance(staged, LoadFailed):
-                    raise staged.error
-                return staged, process_frame(staged, model, self.colours)
+                if len(frames) > 1:
+                    try:
+                        return list(zip(staged, process_frames(staged, model, self.colours)))
+                    except (RenderCancelled, FrameTimedOut):
+                        raise  # the batch's frames started together: a timeout is every one's
+                    except Exception as err:  # noqa: BLE001 - each frame again alone, to fail (or not) by itself
+                        log.warning("render %s frames %s: the batch failed (%s); running them one by one",
+                                    render_id, frames, err, extra={"render_id": render_id})
+                return [self._compute_one(render_id, frame, item, model, started) for frame, item in
+                        zip(frames, staged)]
             except RenderCancelled:
-                self.catalog.reset_frame(render_id, frame)
+                for frame in frames:
+                    self.catalog.reset_frame(render_id, frame)
                 raise
-            except Exception as err:
-                self._frame_error(render_id, frame, err, started[frame], model)
-                return None
+            except FrameTimedOut as err:
+                for frame in frames:
+                    self._frame_error(render_id, frame, err, started[frame], model)
+                return [None] * len(frames)
 
         def store(frame: int, computed: Tuple[StagedFrame, Any]) -> None:
             try:
@@ -560,9 +573,24 @@ class RenderManager:
                                  device, algorithm)
 
         try:
-            run_pipelined(pending, load, compute, store, self.pipeline_depth, lambda: scheduler.should_stop(render_id))
+            run_pipelined(pending, load, compute, store, self.pipeline_depth, lambda: scheduler.should_stop(render_id),
+                          batch=model.batch_size(options, device), batch_key=lambda f, staged: batch_key(staged, model))
         except RenderCancelled:
             return
+
+    def _compute_one(
+        self, render_id: str, frame: int, staged: Any, model: Model, started: Dict[int, float]
+    ) -> Optional[Tuple[StagedFrame, Any]]:
+        """One frame through the model; a failure is recorded (None), a cancel goes on up."""
+        try:
+            if isinstance(staged, LoadFailed):
+                raise staged.error
+            return staged, process_frame(staged, model, self.colours)
+        except RenderCancelled:
+            raise
+        except Exception as err:
+            self._frame_error(render_id, frame, err, started[frame], model)
+            return None
 
     def _frame_error(self, render_id: str, frame: int, err: Exception, started: float, model: Model) -> None:
         """A frame failed: a ShotpassError says why to the user; anything else is a model bug, logged in full."""
