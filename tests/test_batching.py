@@ -120,9 +120,10 @@ def _rgb(image: Any) -> np.ndarray:
 
 @pytest.mark.parametrize("options", [
     {},
+    {"temporal": "flow"},  # the model part batched; each blend with the stored previous output in order after it
     {"controlnet": "canny", "guidance": "1.0"},
     {"scheduler": "euler-a"},  # an ancestral sampler: fresh noise every step, from each frame's own generator
-], ids=["img2img", "controlnet-no-guidance", "ancestral-sampler"])
+], ids=["img2img", "temporal-flow", "controlnet-no-guidance", "ancestral-sampler"])
 def test_a_batched_frame_is_its_unbatched_render(bserver, batches, tmp_path: Path, options: Dict[str, str]) -> None:
     from shotpass_client import Client
     from shotpass_client.jobs import RenderSpec

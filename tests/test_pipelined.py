@@ -62,9 +62,9 @@ def outputs(client: Any, render_id: str) -> Dict[int, bytes]:
     return {f: client.download_bytes(d) for f, d in outputs_by_frame(render).items()}
 
 
-# Stylize is temporal (flow) by default; `temporal=off` frames are the ones pipelined. Temporal renders (each
-# frame built from its neighbours' stored outputs) run in plan order, one at a time, whatever pipeline_depth
-# says; per-frame schedules resolve in the loader as they do one frame at a time.
+# Stylize is temporal (flow) by default. Temporal frames are pipelined too: decoded ahead, the model in plan order,
+# and the blend with (or propagation from) their neighbours' stored outputs in the store stage, once the frames
+# before them are stored. Per-frame schedules resolve in the loader as they do one frame at a time.
 @pytest.mark.parametrize("options,by_frame", [
     ({"temporal": "off"}, {}),
     ({"temporal": "flow"}, {}),
