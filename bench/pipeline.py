@@ -116,7 +116,7 @@ def main() -> None:
             run_pipelined(
                 list(frames),
                 lambda f: prepare_frame(request(f, store.get(blobs[f])), model, colours, noop),
-                lambda f, staged: (staged, process_frame(staged, model, colours)),
+                lambda fs, staged: [(s, process_frame(s, model, colours)) for s in staged],
                 lambda f, done: store.put(finish_frame(done[0], done[1], model, colours), digests.BLAKE3),
                 args.depth,
             )
