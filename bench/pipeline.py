@@ -14,6 +14,7 @@ ACEScg -> sRGB-texture and back, as for the starter models. The headline is sequ
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from shotpass_client import digests  # noqa: E402
 from shotpass_server.blobs import BlobStore  # noqa: E402
 from shotpass_server.frame_pipeline import (  # noqa: E402
     FrameRequest,
+    codec_threads,
     finish_frame,
     prepare_frame,
     process_frame,
@@ -134,8 +136,10 @@ def main() -> None:
             pipe.append(timed(pipelined))
         s, p = statistics.median(seq), statistics.median(pipe)
     n = args.frames
+    load = os.getloadavg()
     print(f"{n} generated 1920x1080 half ZIP frames, model {args.model_ms:.0f} ms/frame (no CPU), "
-          f"colour ACEScg <-> {model.working_space or 'none'}, median of {args.reps}")
+          f"colour ACEScg <-> {model.working_space or 'none'}, median of {args.reps}; OpenEXR threads "
+          f"{codec_threads()}; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs")
     print(f"  sequential worker:  {s:6.2f} s  ({s / n * 1000:5.0f} ms/frame)")
     print(f"  pipelined worker:   {p:6.2f} s  ({p / n * 1000:5.0f} ms/frame, depth {args.depth})")
     print(f"  model alone:        {n * model.seconds:6.2f} s  ({model.seconds * 1000:5.0f} ms/frame)")

@@ -33,8 +33,9 @@ CACHE_BYTES = int(float(os.environ.get("SHOTPASS_PIPELINE_CACHE_GB", "24")) * 2*
 # it per render; 0 tiles every frame.
 VAE_TILING_ABOVE = 1536
 # Batching across frames (`batch` option, 0 = auto): at most this many frames per denoiser call on a GPU, fewer
-# when the device's free memory cannot hold them (BATCH_BYTES_PER_PIXEL each). On a CPU the auto batch is
-# CPU_AUTO_BATCH, measured with bench/batching.py (see bench/README.md).
+# when the device's free memory cannot hold them (BATCH_BYTES_PER_PIXEL each). On a CPU auto is one frame: the
+# gain bench/batching.py measures there is the per-call overhead of the tiny test networks, and a CPU gives no
+# free-memory figure to size a batch by (past RAM it swaps instead of failing cleanly); `batch = N` opts in.
 GPU_AUTO_BATCH = 8
 CPU_AUTO_BATCH = 1
 # Device memory one more frame in a batch needs, per pixel of the frame at fp16 with guidance (two UNet rows):
