@@ -225,3 +225,22 @@ def test_batches_take_consecutive_frames_with_one_key_up_to_the_batch_size() -> 
         run_pipelined(range(1, 10), lambda f: f, cancel_second, lambda f, v: stored.append(f), batch=3,
                       batch_key=lambda f, v: "same")
     assert stored == [1, 2, 3]
+
+
+def test_the_codec_thread_pool_changes_no_byte(tmp_path: Path) -> None:
+    import OpenEXR
+
+    from shotpass_server.frame_pipeline import codec_threads
+    from shotpass_server.frames.exr import decode_exr, encode_exr
+
+    plate = Path(tiny_plate(tmp_path / "plate", range(1, 2), size=(640, 360)).replace("####", "0001"))
+    data = plate.read_bytes()
+    assert OpenEXR.global_thread_count() == codec_threads() >= 1  # set when the frame pipeline loads
+    written = {}
+    try:
+        for threads in (0, 2):
+            OpenEXR.set_global_thread_count(threads)
+            written[threads] = encode_exr(decode_exr(data, plate.name))
+    finally:
+        OpenEXR.set_global_thread_count(codec_threads())
+    assert written[0] == written[2]
