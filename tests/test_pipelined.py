@@ -81,12 +81,20 @@ def test_pipelined_output_is_bit_identical_to_sequential(
     # A starter model with a working space other than the plate's: colour in and out run on the side threads.
     spec = RenderSpec(model="styletransfer-preset", seed=7, colour_space="ACEScg", options=options,
                       options_by_frame=by_frame)
+    manager = pipelined_server.manager
+    finished_late: list = []  # temporal frames whose blend or propagation ran in the pipelined store stage
+    real_finish = manager._finish_temporal
+    manager._finish_temporal = lambda render, staged, *rest: (finished_late.append(staged.req.frame),
+                                                              real_finish(render, staged, *rest))[1]
     with Client(pipelined_server.address) as client:
         runs = {}
         for depth in (0, 2):
-            pipelined_server.manager.pipeline_depth = depth
+            manager.pipeline_depth = depth
             render_id = submit_render(client, spec, plate).render_id
             runs[depth] = (render_id, outputs(client, render_id))
+            if depth == 0:
+                assert finished_late == []
+    assert sorted(finished_late) == (list(FRAMES) if options["temporal"] != "off" else [])
     (seq_id, sequential), (pipe_id, pipelined) = runs[0], runs[2]
     assert sorted(sequential) == sorted(pipelined) == list(FRAMES)
     assert len(seq_id) == len(pipe_id)
