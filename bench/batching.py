@@ -76,6 +76,8 @@ def main() -> None:
         tiny_pipelines.save_img2img(root / "sd15")
         (root / "shotpass.toml").write_text(
             f'[models.tiny-sd15]\nkind = "sd15-img2img"\npath = "sd15"\nsteps = {args.steps}\nstrength = 1.0\n'
+            # Whole frames up to 4096 px: a plate larger than the window is denoised in windows, frame by frame.
+            'tile = 4096\n'
         )
         cfg = load_config(root / "shotpass.toml")
         cfg.listen, cfg.data_dir, cfg.chunk_frames = "127.0.0.1:0", root / "data", args.frames
