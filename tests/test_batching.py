@@ -247,3 +247,21 @@ def test_cancel_during_a_batch_keeps_earlier_batches_and_a_requeue_finishes_the_
         after = {f.frame: f.output_digest for f in resumed.frames}
         assert {f: after[f] for f in (1, 2, 3)} == kept, "finished frames are never recomputed"
     assert batches == [[1, 2, 3], [4, 5, 6], [4, 5, 6]]
+
+
+def test_the_registry_batch_key_is_checked_and_is_the_options_default(model_config: Path, tmp_path: Path) -> None:
+    from shotpass_server.errors import InvalidInput
+    from shotpass_server.model_config import parse_models
+    from shotpass_server.passes.diffusion.img2img import Img2ImgModel
+
+    base = model_config.parent
+    with pytest.raises(InvalidInput, match=r"\[models.big\]: batch = 65 is out of range 0..64"):
+        parse_models({"big": {"kind": "sd15-img2img", "path": "sd15", "batch": 65}}, base, "shotpass.toml")
+    with pytest.raises(InvalidInput, match=r"batch must be an integer"):
+        parse_models({"big": {"kind": "sd15-img2img", "path": "sd15", "batch": "4"}}, base, "shotpass.toml")
+    spec = parse_models({"b": {"kind": "sd15-img2img", "path": "sd15", "batch": 6}}, base, "shotpass.toml")[0]
+    model = Img2ImgModel(spec)
+    option = next(o for o in model.options if o.name == "batch")
+    assert option.default == 6 and option.maximum == 64
+    assert model.batch_size({"batch": 6}, "cpu") == 6
+    assert model.batch_size({"batch": 0}, "cpu") == 1 and model.batch_size({"batch": 0}, "cuda:0") == 8
