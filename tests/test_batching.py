@@ -265,3 +265,25 @@ def test_the_registry_batch_key_is_checked_and_is_the_options_default(model_conf
     assert option.default == 6 and option.maximum == 64
     assert model.batch_size({"batch": 6}, "cpu") == 6
     assert model.batch_size({"batch": 0}, "cpu") == 1 and model.batch_size({"batch": 0}, "cuda:0") == 8
+
+
+def test_sdxl_frames_batch_too(tmp_path: Path) -> None:
+    from shotpass_server.model_config import parse_models
+    from shotpass_server.passes.base import FrameJob, PassContext, parse_options
+    from shotpass_server.passes.diffusion.img2img import Img2ImgModel
+
+    torch.set_num_threads(2)
+    tiny_pipelines.save_sdxl_img2img(tmp_path / "sdxl")
+    table = {"kind": "sdxl-img2img", "path": "sdxl", "steps": 2, "strength": 0.7, "batch": 3}
+    model = Img2ImgModel(parse_models({"tiny-sdxl": table}, tmp_path, "shotpass.toml")[0])
+    options = parse_options(model.options, {}, model.name)
+    rng = np.random.default_rng(3)
+    jobs = [FrameJob(frame=f, rgb=rng.random((24, 40, 3), dtype=np.float32), alpha=None) for f in (1, 2, 3)]
+    ctxs = [PassContext(options=options, seed=40 + j.frame, prompt="a boat", negative_prompt="fog") for j in jobs]
+    assert len({model.batch_key(j, c) for j, c in zip(jobs, ctxs)}) == 1
+    batched = model.process_batch(jobs, ctxs)
+    for job, ctx, result in zip(jobs, ctxs, batched):
+        alone = model.process(job, ctx).rgb
+        assert result.rgb.shape == alone.shape == (24, 40, 3)
+        assert np.abs(result.rgb - alone).max() < 1e-4, f"frame {job.frame}"
+    assert np.abs(batched[0].rgb - batched[1].rgb).max() > 0.01  # each frame its own noise and image
