@@ -14,6 +14,7 @@ ACEScg -> sRGB-texture and back, as for the starter models. The headline is sequ
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from shotpass_client import digests  # noqa: E402
 from shotpass_server.blobs import BlobStore  # noqa: E402
 from shotpass_server.frame_pipeline import (  # noqa: E402
     FrameRequest,
+    codec_threads,
     finish_frame,
     prepare_frame,
     process_frame,
@@ -58,10 +60,13 @@ def request(frame: int, data: bytes) -> FrameRequest:
                         source_digest="", seed=1, options={}, colour_space="ACEScg")
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
+def timed(fn: Callable[[], object], cores: list) -> float:
+    """Wall seconds of fn(); appends the CPU cores it kept busy on average (process CPU time / wall time)."""
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    cores.append((time.process_time() - cpu) / wall)
+    return wall
 
 
 def gil_share(work: Callable[[], object], seconds: float = 1.0) -> float:
@@ -116,7 +121,7 @@ def main() -> None:
             run_pipelined(
                 list(frames),
                 lambda f: prepare_frame(request(f, store.get(blobs[f])), model, colours, noop),
-                lambda f, staged: (staged, process_frame(staged, model, colours)),
+                lambda fs, staged: [(s, process_frame(s, model, colours)) for s in staged],
                 lambda f, done: store.put(finish_frame(done[0], done[1], model, colours), digests.BLAKE3),
                 args.depth,
             )
@@ -128,16 +133,20 @@ def main() -> None:
         done = [(staged, process_frame(staged, model, colours)) for staged in decode_all()]
         decode_share = gil_share(decode_all)
         encode_share = gil_share(lambda: [finish_frame(staged, out, model, colours) for staged, out in done])
-        seq, pipe = [], []
+        seq, pipe, seq_cores, pipe_cores = [], [], [], []
         for _ in range(args.reps):
-            seq.append(timed(sequential))
-            pipe.append(timed(pipelined))
+            seq.append(timed(sequential, seq_cores))
+            pipe.append(timed(pipelined, pipe_cores))
         s, p = statistics.median(seq), statistics.median(pipe)
     n = args.frames
+    load = os.getloadavg()
     print(f"{n} generated 1920x1080 half ZIP frames, model {args.model_ms:.0f} ms/frame (no CPU), "
-          f"colour ACEScg <-> {model.working_space or 'none'}, median of {args.reps}")
-    print(f"  sequential worker:  {s:6.2f} s  ({s / n * 1000:5.0f} ms/frame)")
-    print(f"  pipelined worker:   {p:6.2f} s  ({p / n * 1000:5.0f} ms/frame, depth {args.depth})")
+          f"colour ACEScg <-> {model.working_space or 'none'}, median of {args.reps}; OpenEXR threads "
+          f"{codec_threads()}; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs")
+    print(f"  sequential worker:  {s:6.2f} s  ({s / n * 1000:5.0f} ms/frame, "
+          f"{statistics.median(seq_cores):.2f} cores busy)")
+    print(f"  pipelined worker:   {p:6.2f} s  ({p / n * 1000:5.0f} ms/frame, depth {args.depth}, "
+          f"{statistics.median(pipe_cores):.2f} cores busy)")
     print(f"  model alone:        {n * model.seconds:6.2f} s  ({model.seconds * 1000:5.0f} ms/frame)")
     print(f"  speed-up pipelined/sequential: {s / p:.2f}x")
     print(f"GIL: a pure-Python thread ran at {decode_share:.2f} of its own speed during decode + colour in, "

@@ -62,9 +62,9 @@ def outputs(client: Any, render_id: str) -> Dict[int, bytes]:
     return {f: client.download_bytes(d) for f, d in outputs_by_frame(render).items()}
 
 
-# Stylize is temporal (flow) by default; `temporal=off` frames are the ones pipelined. Temporal renders (each
-# frame built from its neighbours' stored outputs) run in plan order, one at a time, whatever pipeline_depth
-# says; per-frame schedules resolve in the loader as they do one frame at a time.
+# Stylize is temporal (flow) by default. Temporal frames are pipelined too: decoded ahead, the model in plan order,
+# and the blend with (or propagation from) their neighbours' stored outputs in the store stage, once the frames
+# before them are stored. Per-frame schedules resolve in the loader as they do one frame at a time.
 @pytest.mark.parametrize("options,by_frame", [
     ({"temporal": "off"}, {}),
     ({"temporal": "flow"}, {}),
@@ -82,12 +82,20 @@ def test_pipelined_output_is_bit_identical_to_sequential(
     # A starter model with a working space other than the plate's: colour in and out run on the side threads.
     spec = RenderSpec(model="styletransfer-preset", seed=7, colour_space="ACEScg", options=options,
                       options_by_frame=by_frame)
+    manager = pipelined_server.manager
+    finished_late: list = []  # temporal frames whose blend or propagation ran in the pipelined store stage
+    real_finish = manager._finish_temporal
+    manager._finish_temporal = lambda render, staged, *rest: (finished_late.append(staged.req.frame),
+                                                              real_finish(render, staged, *rest))[1]
     with Client(pipelined_server.address) as client:
         runs = {}
         for depth in (0, 2):
-            pipelined_server.manager.pipeline_depth = depth
+            manager.pipeline_depth = depth
             render_id = submit_render(client, spec, plate).render_id
             runs[depth] = (render_id, outputs(client, render_id))
+            if depth == 0:
+                assert finished_late == []
+    assert sorted(finished_late) == (list(FRAMES) if options["temporal"] != "off" else [])
     (seq_id, sequential), (pipe_id, pipelined) = runs[0], runs[2]
     assert sorted(sequential) == sorted(pipelined) == list(FRAMES)
     assert len(seq_id) == len(pipe_id)
@@ -161,9 +169,10 @@ def test_the_stages_overlap_keep_order_and_pass_errors_on() -> None:
             raise ValueError("frame 3 unreadable")
         return frame * 10
 
-    def compute(frame: int, loaded: object) -> object:
-        computing.append(frame)
-        return None if isinstance(loaded, LoadFailed) else loaded
+    def compute(frames: list, loaded: list) -> list:
+        assert len(frames) == 1, "no batch key: one frame at a time"
+        computing.append(frames[0])
+        return [None if isinstance(loaded[0], LoadFailed) else loaded[0]]
 
     run_pipelined(range(1, 7), load, compute, lambda frame, value: stored.append((frame, value)), depth=2)
     assert computing == [1, 2, 3, 4, 5, 6] and stored == [(f, f * 10) for f in (1, 2, 4, 5, 6)]
@@ -171,8 +180,8 @@ def test_the_stages_overlap_keep_order_and_pass_errors_on() -> None:
     # A cancel in the model: what was computed before it is stored, nothing after it is, the cancel goes on.
     stored.clear()
 
-    def cancel_at_4(frame: int, loaded: object) -> object:
-        if frame == 4:
+    def cancel_at_4(frames: list, loaded: list) -> list:
+        if frames == [4]:
             raise RenderCancelled("cancelled")
         return loaded
 
@@ -188,3 +197,59 @@ def test_the_stages_overlap_keep_order_and_pass_errors_on() -> None:
     with pytest.raises(OSError, match="catalog gone"):
         run_pipelined(range(1, 50), lambda f: f, lambda f, v: v, broken_store, depth=2)
     assert time.monotonic() - started < 30
+
+
+def test_batches_take_consecutive_frames_with_one_key_up_to_the_batch_size() -> None:
+    from shotpass_server.errors import RenderCancelled
+    from shotpass_server.pipelined import LoadFailed, run_pipelined
+
+    batches, stored = [], []
+
+    def load(frame: int) -> int:
+        if frame == 7:
+            raise ValueError("frame 7 unreadable")
+        return frame
+
+    def compute(frames: list, loaded: list) -> list:
+        batches.append(list(frames))
+        return [None if isinstance(v, LoadFailed) else v * 10 for v in loaded]
+
+    # Keys: frames 1-5 and 9-12 share one, frame 6 has its own, frame 8 none (alone); 7 fails to load.
+    def key(frame: int, loaded: object) -> object:
+        return None if frame == 8 else ("b" if frame == 6 else "a")
+
+    run_pipelined(range(1, 13), load, compute, lambda f, v: stored.append((f, v)), depth=2, batch=3, batch_key=key)
+    assert batches == [[1, 2, 3], [4, 5], [6], [7], [8], [9, 10, 11], [12]]
+    assert stored == [(f, f * 10) for f in range(1, 13) if f != 7]
+
+    # A cancel in a batch: the batches before it are stored whole, nothing of it or after it.
+    stored.clear()
+
+    def cancel_second(frames: list, loaded: list) -> list:
+        if 4 in frames:
+            raise RenderCancelled("cancelled")
+        return loaded
+
+    with pytest.raises(RenderCancelled):
+        run_pipelined(range(1, 10), lambda f: f, cancel_second, lambda f, v: stored.append(f), batch=3,
+                      batch_key=lambda f, v: "same")
+    assert stored == [1, 2, 3]
+
+
+def test_the_codec_thread_pool_changes_no_byte(tmp_path: Path) -> None:
+    import OpenEXR
+
+    from shotpass_server.frame_pipeline import codec_threads
+    from shotpass_server.frames.exr import decode_exr, encode_exr
+
+    plate = Path(tiny_plate(tmp_path / "plate", range(1, 2), size=(640, 360)).replace("####", "0001"))
+    data = plate.read_bytes()
+    assert OpenEXR.global_thread_count() == codec_threads() >= 1  # set when the frame pipeline loads
+    written = {}
+    try:
+        for threads in (0, 2):
+            OpenEXR.set_global_thread_count(threads)
+            written[threads] = encode_exr(decode_exr(data, plate.name))
+    finally:
+        OpenEXR.set_global_thread_count(codec_threads())
+    assert written[0] == written[2]

@@ -8,11 +8,13 @@ touch (outside an inpaint mask) are copied back bit for bit, and no NaN/Inf reac
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 import cv2
 import numpy as np
+import OpenEXR
 
 from . import __version__
 from .errors import InvalidInput
@@ -30,6 +32,23 @@ from .frames.exr import (
     select_colour,
 )
 from .passes.base import ClipModel, FrameJob, FrameResult, Model, PassContext, ProgressFn, checkpoint_of
+
+HALF_MAX = float(np.finfo(np.float16).max)  # what finite() turns +/-Inf into
+
+
+def codec_threads() -> int:
+    """OpenEXR's threads (SHOTPASS_CODEC_THREADS; default: one per core)."""
+    text = os.environ.get("SHOTPASS_CODEC_THREADS", "").strip()
+    try:
+        return max(0, int(text)) if text else (os.cpu_count() or 1)
+    except ValueError:
+        return os.cpu_count() or 1
+
+
+# OpenEXR (de)compresses a file's line blocks on its own thread pool, outside the GIL, but starts with none: one
+# block after another on the calling thread, holding it. With a pool the pipelined worker's decode and encode
+# overlap the model and each other (bench/pipeline.py); the bytes written are the same at any count.
+OpenEXR.set_global_thread_count(codec_threads())
 
 
 @dataclass
@@ -67,10 +86,20 @@ def frame_seed(render_seed: int, frame: int) -> int:
 
 
 def to_working(rgb: np.ndarray, model: Model, plate_space: str, colours: ColourSpaces) -> np.ndarray:
-    rgb = finite(rgb)
+    # One float32 copy, cleaned and converted in place: the same values as finite() then convert() (a half's
+    # +/-Inf widens to +/-Inf and becomes +/-65504 all the same), without their two extra frame-sized copies.
+    out = _clean(np.array(rgb, dtype=np.float32, order="C", copy=True))
     if model.working_space is None or model.working_space == plate_space:
-        return np.ascontiguousarray(rgb, dtype=np.float32)
-    return colours.convert(rgb, plate_space, model.working_space)
+        return out
+    return colours.convert_in_place(out, plate_space, model.working_space)
+
+
+def _clean(values: np.ndarray) -> np.ndarray:
+    """finite() in place, on an array this module made: NaN -> 0, +/-Inf -> +/-half max. Frames almost never
+    hold either, and one summing pass says so (a sum overflowing to Inf only costs the clean-up pass)."""
+    if not np.isfinite(values.sum()):
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=HALF_MAX, neginf=-HALF_MAX)
+    return values
 
 
 def reference_in_working_space(
@@ -125,6 +154,25 @@ def process_frame(staged: StagedFrame, model: Model, colours: ColourSpaces) -> O
         staged.progress(1, 1)
         return None
     return model.process(staged.prepared.job, staged.prepared.ctx)
+
+
+def batch_key(staged: StagedFrame, model: Model) -> Optional[Hashable]:
+    """Which frames may go through the model together (equal keys); None: this one runs alone."""
+    if staged.prepared is None:  # passthrough, or a temporal frame built whole in the model's stage
+        return None
+    return model.batch_key(staged.prepared.job, staged.prepared.ctx)
+
+
+def process_frames(staged: Sequence[StagedFrame], model: Model, colours: ColourSpaces) -> List[Any]:
+    """The model on consecutive frames with one batch key at once (process_frame for a single one)."""
+    if len(staged) == 1:
+        return [process_frame(staged[0], model, colours)]
+    prepared = [s.prepared for s in staged]
+    assert all(p is not None for p in prepared), "only prepared frames are batched"
+    results = model.process_batch([p.job for p in prepared if p], [p.ctx for p in prepared if p])
+    if len(results) != len(staged):
+        raise RuntimeError(f"model {model.name} returned {len(results)} results for a batch of {len(staged)} frames")
+    return list(results)
 
 
 def finish_frame(
@@ -281,8 +329,10 @@ def _finish(p: _Prepared, result: FrameResult, model: Model, colours: ColourSpac
         )
     rgb = result.rgb
     if model.working_space is not None and model.working_space != req.colour_space:
-        rgb = colours.convert(np.ascontiguousarray(rgb, dtype=np.float32), model.working_space, req.colour_space)
-    rgb = finite(rgb)
+        # convert() makes the copy; it is cleaned in place (finite() would copy the frame again).
+        rgb = _clean(colours.convert(rgb, model.working_space, req.colour_space))
+    else:
+        rgb = finite(rgb)
     alpha = result.alpha
     if model.needs_mask and req.mask is None:
         alpha = plane.alpha  # the alpha was the mask: it comes back as it was

@@ -19,7 +19,7 @@ Example::
     ip_adapter = { path = "/models/ip/ip-adapter.safetensors", image_encoder = "/models/ip/image_encoder" }
     vae = "/models/vae"
     scheduler = "dpm++-2m-karras"
-    dtype = "fp16"                   # and attention, cpu_offload, vae_slicing, vae_tiling_above, compile
+    dtype = "fp16"                   # and attention, cpu_offload, vae_slicing, vae_tiling_above, compile, batch
 
 (The README's model-registry section lists every key.) Every folder is probed when the config is read
 (model_probe.py): a missing, broken or wrong folder makes that one model unavailable with an exact message
@@ -64,7 +64,7 @@ _KEYS = {
     "kind", "pass", "path", "config", "family", "description", "licence", "default", "steps", "strength", "guidance",
     "controlnets", "controlnet", "reference_strength", "scale", "noise_level", "tile", "tile_overlap",
     "context_size", "context_overlap", "dtype", "loras", "embeddings", "ip_adapter", "vae", "scheduler",
-    "attention", "cpu_offload", "vae_slicing", "vae_tiling_above", "compile", "motion_adapter",
+    "attention", "cpu_offload", "vae_slicing", "vae_tiling_above", "compile", "motion_adapter", "batch",
 }
 
 
@@ -105,6 +105,7 @@ class ModelSpec:
     vae_slicing: Optional[bool] = None  # None: on for CUDA devices
     vae_tiling_above: int = 1536  # the VAE runs in tiles above this many pixels (the render option's default)
     compile: bool = False  # torch.compile the denoiser (the first frame pays the compile)
+    batch: int = 0  # frames through the denoiser at once (the render option's default); 0: memory decides
     motion_adapter: Optional[Path] = None  # animatediff-v2v: a MotionAdapter folder beside an SD 1.x base folder
     unavailable: str = ""  # set by probing: why this model cannot serve ("" = it can)
 
@@ -227,7 +228,7 @@ def _parse_one(name: str, table: Any, base: Path, source: str) -> ModelSpec:
 
 
 def _parse_memory(spec: ModelSpec, table: Dict[str, Any], where: str) -> None:
-    """attention, cpu_offload, vae_slicing, vae_tiling_above and compile."""
+    """attention, cpu_offload, vae_slicing, vae_tiling_above, compile and batch."""
     from .passes.diffusion.common import ATTENTION_BACKENDS, ATTENTION_CHOICES, FLOW_ATTENTION_REFUSED
 
     spec.attention = str(table.get("attention", spec.attention))
@@ -247,6 +248,7 @@ def _parse_memory(spec: ModelSpec, table: Dict[str, Any], where: str) -> None:
     spec.compile = bool(table.get("compile", False))
     try:
         spec.vae_tiling_above = _number(table, "vae_tiling_above", spec.vae_tiling_above, int, 0, 1 << 20)
+        spec.batch = _number(table, "batch", spec.batch, int, 0, 64)
     except ValueError as err:
         raise InvalidInput(f"{where}: {err}") from None
 

@@ -5,7 +5,9 @@
     storer thread    store(frame, computed) colour out + encode + store + record, in frame order
 
 So the device never waits for the codec: while the model runs on frame N, frame N+1 is decoded and frame
-N-1 encoded. OpenEXR, OpenColorIO, numpy and the model runtimes release the GIL in their C++ work, so the
+N-1 encoded. With `batch` > 1, consecutive loaded frames whose `batch_key` is equal (and not None) go to
+`compute` together, up to `batch` of them (several frames through the model at once); the loader then works
+a whole batch ahead. OpenEXR, OpenColorIO, numpy and the model runtimes release the GIL in their C++ work, so the
 stages really overlap (bench/pipeline.py measures it). The stages are the functions a sequential worker
 calls, in the same order per frame, so the outputs are the same bits.
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable, List, Optional, Sequence, Tuple
 
 _END = object()
 
@@ -33,13 +35,17 @@ class LoadFailed:
 def run_pipelined(
     frames: Sequence[int],
     load: Callable[[int], Any],
-    compute: Callable[[int, Any], Any],
+    compute: Callable[[List[int], List[Any]], Sequence[Any]],
     store: Callable[[int, Any], None],
     depth: int = 2,
     stop: Callable[[], bool] = lambda: False,
+    batch: int = 1,
+    batch_key: Optional[Callable[[int, Any], Optional[Hashable]]] = None,
 ) -> None:
-    """compute() returning None skips the store for that frame (it failed and was recorded as such)."""
-    loaded: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    """compute(frames, loaded) returns one result per frame; None skips the store for that frame (it failed
+    and was recorded as such)."""
+    batch = max(1, batch)
+    loaded: queue.Queue = queue.Queue(maxsize=max(1, depth) + batch - 1)
     computed: queue.Queue = queue.Queue(maxsize=max(1, depth))
     halt = threading.Event()
     store_error: list = []
@@ -77,20 +83,37 @@ def run_pipelined(
                threading.Thread(target=storer, name="shotpass-store", daemon=True)]
     for t in threads:
         t.start()
-    try:
+    def next_entry() -> Any:
         while not store_error:
             try:
-                entry = loaded.get(timeout=0.1)  # a failed storer halts the loader, which then sends no _END
+                return loaded.get(timeout=0.1)  # a failed storer halts the loader, which then sends no _END
             except queue.Empty:
                 continue
+        return _END
+
+    def key_of(entry: Tuple[int, Any]) -> Optional[Hashable]:
+        return None if batch_key is None or batch == 1 or isinstance(entry[1], LoadFailed) else batch_key(*entry)
+
+    held: Any = None  # an entry read while filling a batch that did not fit it: the next batch starts with it
+    try:
+        while not store_error:
+            entry, held = (held, None) if held is not None else (next_entry(), None)
             if entry is _END:
                 break
             if stop():  # cancelled: frames loaded ahead were never started, so nothing to undo
                 break
-            frame, item = entry
-            result = compute(frame, item)
-            if result is not None:
-                _put(computed, (frame, result), store_error)
+            group, key = [entry], key_of(entry)
+            while key is not None and len(group) < batch:
+                following = next_entry()
+                if following is not _END and key_of(following) == key:
+                    group.append(following)
+                    continue
+                held = following
+                break
+            results = compute([f for f, _ in group], [item for _, item in group])
+            for (frame, _), result in zip(group, results):
+                if result is not None:
+                    _put(computed, (frame, result), store_error)
     finally:
         halt.set()
         _drain(loaded)  # a loader blocked on a full queue sees `halt` within its timeout

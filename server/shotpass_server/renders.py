@@ -25,10 +25,12 @@ from .errors import InvalidInput, NotFound, RenderCancelled, ShotpassError, Shut
 from .frame_pipeline import (
     FrameRequest,
     StagedFrame,
+    batch_key,
     finish_frame,
     frame_seed,
     prepare_frame,
     process_frame,
+    process_frames,
     reference_in_working_space,
     run_clip,
     run_frame,
@@ -49,6 +51,7 @@ from .scheduler import Scheduler
 from .temporal.context import CONTEXT_FRAMES, ContextFrames, check_context_frames, clip_around, context_rows
 from .temporal.options import noise_frame
 from .temporal.plan import SETTINGS_KEY as TEMPORAL_PLAN
+from .temporal.propagate import finish_temporal
 from .temporal.runner import TemporalRenders, check_vectors
 
 log = logging.getLogger("shotpass.renders")
@@ -510,8 +513,7 @@ class RenderManager:
         if isinstance(model, ClipModel):
             self._run_clip(render, chunk, model, options, reference, device, scheduler)
             return
-        # A temporal plan reads neighbours' stored outputs in plan order: one frame at a time, never ahead.
-        if self.pipeline_depth > 0 and self.temporal.plan(render_id) is None:
+        if self.pipeline_depth > 0:
             self._run_pipelined(render, chunk, model, options, reference, device, scheduler)
             return
         for frame in chunk:
@@ -551,40 +553,64 @@ class RenderManager:
         scheduler: Scheduler,
     ) -> None:
         """The chunk's frames as _run_chunk runs them one by one, with the codec overlapped (pipelined.py):
-        frame N+1 is read and decoded, and frame N-1 encoded and stored, while the model runs on frame N."""
+        frame N+1 is read and decoded, and frame N-1 encoded and stored, while the model runs on frame N.
+        A model that batches gets up to its batch size of consecutive frames with equal batch keys at once.
+
+        A temporal frame's model part needs nothing of its neighbours, so it is loaded ahead and batched like any
+        other; its blend with (or propagation from) the neighbours' *stored* outputs runs in the store stage,
+        which takes the frames in plan order, each after the frames before it are stored: the same inputs, the
+        same bits as one frame at a time."""
         render_id, rows = render.id, {f.frame: f for f in render.frames}
         algorithm = output_algorithm(render.settings)
         pending = [f for f in chunk if rows[f].state == cat.F_PENDING]  # finished before a restart: kept
         started: Dict[int, float] = {}
         timeout = frame_timeout(render.settings)
+        temporal = self.temporal.plan(render_id) is not None
         # The step callback (cancel, frame timeout) is made when the model starts on the frame, not when it was
         # loaded ahead, so a frame's timeout counts its own time only, as one at a time.
         progress_of: Dict[int, Any] = {}
 
         def load(frame: int) -> StagedFrame:
-            request = self._request(render, rows[frame], options, reference, device)
+            request = self._request(render, rows[frame], options, reference, device, neighbours=not temporal)
             late = Progress(lambda step, total: progress_of[frame](step, total),
                             lambda: checkpoint_of(progress_of[frame])())
             return prepare_frame(request, model, self.colours, late)
 
-        def compute(frame: int, staged: Any) -> Optional[Tuple[StagedFrame, Any]]:
-            self.catalog.frame_started(render_id, frame)
-            started[frame] = time.perf_counter()
-            progress_of[frame] = self._progress(render_id, frame, scheduler, timeout)
+        def runs_model(frame: int) -> bool:
+            return not temporal or self.temporal.runs_model(render_id, frame)
+
+        def compute(frames: List[int], staged: List[Any]) -> List[Optional[Tuple[StagedFrame, Any]]]:
+            for frame in frames:
+                self.catalog.frame_started(render_id, frame)
+                started[frame] = time.perf_counter()
+                progress_of[frame] = self._progress(render_id, frame, scheduler, timeout)
             try:
-                if isinstance(staged, LoadFailed):
-                    raise staged.error
-                return staged, process_frame(staged, model, self.colours)
+                if len(frames) > 1:
+                    try:
+                        return list(zip(staged, process_frames(staged, model, self.colours)))
+                    except (RenderCancelled, FrameTimedOut):
+                        raise  # the batch's frames started together: a timeout is every one's
+                    except Exception as err:  # noqa: BLE001 - each frame again alone, to fail (or not) by itself
+                        log.warning("render %s frames %s: the batch failed (%s); running them one by one",
+                                    render_id, frames, err, extra={"render_id": render_id})
+                return [self._compute_one(render_id, frame, item, model, started, runs_model(frame))
+                        for frame, item in zip(frames, staged)]
             except RenderCancelled:
-                self.catalog.reset_frame(render_id, frame)
+                for frame in frames:
+                    self.catalog.reset_frame(render_id, frame)
                 raise
-            except Exception as err:
-                self._frame_error(render_id, frame, err, started[frame], model)
-                return None
+            except FrameTimedOut as err:
+                for frame in frames:
+                    self._frame_error(render_id, frame, err, started[frame], model)
+                return [None] * len(frames)
 
         def store(frame: int, computed: Tuple[StagedFrame, Any]) -> None:
+            staged, result = computed
             try:
-                out = finish_frame(computed[0], computed[1], model, self.colours)
+                if temporal:
+                    out = self._finish_temporal(render, staged, result, model)
+                else:
+                    out = finish_frame(staged, result, model, self.colours)
             except Exception as err:
                 self._frame_error(render_id, frame, err, started[frame], model)
                 return
@@ -592,10 +618,41 @@ class RenderManager:
             self._frame_finished(render_id, frame, out, time.perf_counter() - started[frame], render.frames_total,
                                  device, algorithm)
 
+        def key(frame: int, staged: StagedFrame) -> Any:
+            return batch_key(staged, model) if runs_model(frame) else None
+
         try:
-            run_pipelined(pending, load, compute, store, self.pipeline_depth, lambda: scheduler.should_stop(render_id))
+            run_pipelined(pending, load, compute, store, self.pipeline_depth, lambda: scheduler.should_stop(render_id),
+                          batch=model.batch_size(options, device), batch_key=key)
         except RenderCancelled:
             return
+
+    def _compute_one(
+        self, render_id: str, frame: int, staged: Any, model: Model, started: Dict[int, float], runs_model: bool
+    ) -> Optional[Tuple[StagedFrame, Any]]:
+        """One frame through the model; a failure is recorded (None), a cancel goes on up."""
+        try:
+            if isinstance(staged, LoadFailed):
+                raise staged.error
+            if not runs_model:  # made from its neighbours' stored outputs in the store stage
+                staged.progress(0, 1)  # sees a cancel here, where a model step would
+                return staged, None
+            return staged, process_frame(staged, model, self.colours)
+        except RenderCancelled:
+            raise
+        except Exception as err:
+            self._frame_error(render_id, frame, err, started[frame], model)
+            return None
+
+    def _finish_temporal(self, render: cat.RenderRow, staged: StagedFrame, result: Any, model: Model) -> bytes:
+        """A temporal frame after its model part: its neighbours' stored outputs are read now (the frames before
+        it in the plan are stored), then blended or propagated as run_temporal does one frame at a time."""
+        inputs, provenance = self.temporal.inputs(render, staged.req.frame, staged.req.options)
+        staged.req.temporal, staged.req.provenance = inputs, provenance
+        if inputs is None:  # a keyframe the model rendered: a plain frame
+            return finish_frame(staged, result, model, self.colours)
+        assert staged.prepared is not None
+        return finish_temporal(staged.prepared, result, model, self.colours, lambda step, total: None)
 
     def _frame_error(self, render_id: str, frame: int, err: Exception, started: float, model: Model) -> None:
         """A frame failed: a ShotpassError says why to the user; anything else is a model bug, logged in full."""
@@ -608,14 +665,16 @@ class RenderManager:
         self._frame_failed(render_id, frame, f"internal error in {model.name}: {err}", started)
 
     def _request(
-        self, render: cat.RenderRow, row: cat.FrameRow, options: Dict[str, Any], reference: Any, device: str
+        self, render: cat.RenderRow, row: cat.FrameRow, options: Dict[str, Any], reference: Any, device: str,
+        neighbours: bool = True,
     ) -> FrameRequest:
+        """``neighbours=False``: without a temporal frame's inputs (the pipelined worker reads them later)."""
         settings = render.settings
         # The one place a frame's own values are resolved: a schedule (animated prompt/options) wins.
         prompt, overrides = frame_values(settings, row.frame)
         if overrides:
             options = self._model_and_options({**settings, "options": {**settings.get("options", {}), **overrides}})[1]
-        temporal, provenance = self.temporal.inputs(render, row.frame, options)
+        temporal, provenance = self.temporal.inputs(render, row.frame, options) if neighbours else (None, {})
         noise = None
         if options.get("noise") == "flow":
             noise = self.temporal.noise_warp(render, row.frame, lambda f: frame_seed(int(settings.get("seed", 0)), f))

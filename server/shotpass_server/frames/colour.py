@@ -74,10 +74,20 @@ class ColourSpaces:
         if array.ndim < 1 or array.shape[-1] != 3:
             raise ValueError(f"expected an array of RGB triplets (..., 3), got shape {array.shape}")
         out = np.array(array, dtype=np.float32, order="C", copy=True)
+        return self.convert_in_place(out, src, dst)
+
+    def convert_in_place(self, out: np.ndarray, src: str, dst: str) -> np.ndarray:
+        """Convert a C-contiguous float32 (..., 3) array the caller owns, in place; returns it."""
         source, target = self.check(src), self.check(dst)
         if source == target or out.size == 0:
             return out
-        self._processor(source, target).applyRGB(out)
+        cpu = self._processor(source, target)
+        if out.ndim == 3:
+            # As an image, row by row: applyRGB takes the buffer as one row of W*H pixels, which makes OCIO
+            # stage the whole frame at once (~1.6x slower at 1920x1080, same bits). Both release the GIL.
+            cpu.apply(ocio.PackedImageDesc(out, out.shape[1], out.shape[0], 3))
+        else:
+            cpu.applyRGB(out)
         return out
 
     def _processor(self, source: str, target: str) -> ocio.CPUProcessor:

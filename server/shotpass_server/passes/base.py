@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence
+from typing import Any, Callable, ClassVar, Dict, Hashable, List, Optional, Sequence
 
 import numpy as np
 
@@ -186,6 +186,22 @@ class Model(ABC):
     @abstractmethod
     def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         """Run the model on one frame; call ctx.progress(step, total) between steps."""
+
+    # Batching across frames: a worker hands process_batch up to batch_size() consecutive frames whose
+    # batch_key() is equal. A model that batches returns, for each frame, its unbatched result (up to the
+    # runtime's floating-point differences between batch sizes); by default every frame runs alone.
+
+    def batch_size(self, options: Dict[str, Any], device: str) -> int:
+        """How many frames of a render with these options may go to process_batch at once (1: no batching)."""
+        return 1
+
+    def batch_key(self, job: FrameJob, ctx: PassContext) -> Optional[Hashable]:
+        """Frames may share a batch only when their keys are equal; None: this frame runs alone."""
+        return None
+
+    def process_batch(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
+        """Several frames at once; one result per job, in order. Each ctx reports and cancels its own frame."""
+        return [self.process(job, ctx) for job, ctx in zip(jobs, ctxs)]
 
 
 class ClipModel(Model):

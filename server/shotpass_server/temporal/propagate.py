@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InvalidInput
-from ..frame_pipeline import FrameRequest, _finish, _prepare, from_canvas, to_canvas, to_working
+from ..frame_pipeline import FrameRequest, _finish, _prepare, _Prepared, from_canvas, to_canvas, to_working
 from ..frames.colour import ColourSpaces
 from ..frames.exr import Box, decode_exr, scale_box, select_colour
 from ..passes.base import FrameResult, Model, ProgressFn
@@ -72,12 +72,30 @@ def run_temporal(req: FrameRequest, model: Model, colours: ColourSpaces, progres
     if t.mode == "preview" and t.preset is not None:
         progress(1, 1)
         return t.preset
-    image = decode_exr(req.data, req.source_name)
-    prepared = _prepare(req, image, model, colours, progress)
+    prepared = _prepare(req, decode_exr(req.data, req.source_name), model, colours, progress)
+    result = model.process(prepared.job, prepared.ctx) if runs_model(t) else None
+    return finish_temporal(prepared, result, model, colours, progress)
+
+
+def runs_model(t: TemporalInputs) -> bool:
+    """Whether the model renders this frame (flow) or it is made from stored outputs alone (keyframes, preview)."""
+    return t.mode == "flow"
+
+
+def finish_temporal(
+    prepared: _Prepared, result: Optional[FrameResult], model: Model, colours: ColourSpaces, progress: ProgressFn
+) -> bytes:
+    """The part after the model: blend with (flow) or propagate from (keyframes) the neighbours' stored outputs,
+    then colour out and encode. The pipelined worker runs it once the frames before it are stored."""
+    req, t = prepared.req, prepared.req.temporal
+    assert t is not None
+    if t.mode == "preview" and t.preset is not None:
+        progress(1, 1)
+        return t.preset
     current = cached_plate(req.data, req.source_name, req.source_digest, req.frame, req.view, req.colour_space,
-                           colours, t.use_vectors, image)
+                           colours, t.use_vectors, prepared.image)
     if t.mode == "flow":
-        result = model.process(prepared.job, prepared.ctx)
+        assert result is not None
         if t.previous is not None and t.strength > 0:
             warped, trust, _ = pull(t.previous, t.towards_before, current, req, model, colours, t.use_vectors,
                                     t.rejoin)

@@ -167,6 +167,14 @@ class TemporalRenders:
             )
         return neighbour
 
+    def runs_model(self, render_id: str, frame: int) -> bool:
+        """Whether the model renders this frame (what inputs() will say, known from the plan alone): every frame
+        of a flow plan and the keyframes without an approved preview; propagated frames are warped outputs."""
+        plan = self.plan(render_id)
+        if plan is None or plan.mode in ("clip", "flow"):
+            return True
+        return plan.is_keyframe(frame) and frame not in plan.previews
+
     def _source(self, row: cat.FrameRow) -> SourceFrame:
         return SourceFrame(row.frame, self.blobs.get(row.input_digest), row.input_name or f"frame {row.frame}",
                            row.input_digest)

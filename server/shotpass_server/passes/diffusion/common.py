@@ -33,6 +33,16 @@ CACHE_BYTES = int(float(os.environ.get("SHOTPASS_PIPELINE_CACHE_GB", "24")) * 2*
 # it the VAE runs whole (tiling is slower and blends tile borders). The `vae_tiling_above` option overrides
 # it per render; 0 tiles every frame.
 VAE_TILING_ABOVE = 1536
+# Batching across frames (`batch` option, 0 = auto): at most this many frames per denoiser call on a GPU, fewer
+# when the device's free memory cannot hold them (BATCH_BYTES_PER_PIXEL each). On a CPU auto is one frame: the
+# gain bench/batching.py measures there is the per-call overhead of the tiny test networks, and a CPU gives no
+# free-memory figure to size a batch by (past RAM it swaps instead of failing cleanly); `batch = N` opts in.
+GPU_AUTO_BATCH = 8
+CPU_AUTO_BATCH = 1
+# Device memory one more frame in a batch needs, per pixel of the frame at fp16 with guidance (two UNet rows):
+# the UNet's activations plus the VAE decode's. An estimate: when it is wrong, the out-of-memory retry halves
+# the batch, and the model keeps the size that fitted for that frame size.
+BATCH_BYTES_PER_PIXEL = 6 * 1024
 
 
 class PipelineCache:
@@ -348,6 +358,33 @@ def prompt_args(ctx: PassContext) -> Dict[str, Any]:
     return {"prompt": ctx.prompt or "", "negative_prompt": ctx.negative_prompt or None}
 
 
+def batch_progress(ctxs: Sequence[PassContext]) -> Callable[..., Dict[str, Any]]:
+    """A ``callback_on_step_end`` for a batch: every frame reports the step; any one's cancel stops the batch."""
+
+    def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        for ctx in ctxs:
+            ctx.progress(step + 1, pipe.num_timesteps)
+        return kwargs
+
+    return on_step_end
+
+
+def batch_denoise_args(ctxs: Sequence[PassContext], options: Dict[str, Any]) -> Dict[str, Any]:
+    """denoise_args for frames that share prompts and options: one prompt per frame, each frame's own noise."""
+    n, first = len(ctxs), ctxs[0]
+    return {
+        "prompt": [first.prompt or ""] * n,
+        "negative_prompt": [first.negative_prompt] * n if first.negative_prompt else None,
+        "strength": options["strength"],
+        "num_inference_steps": options["steps"],
+        "guidance_scale": options["guidance"],
+        # A generator per frame: diffusers draws each frame's noise from its own, as an unbatched call does.
+        "generator": [generator(ctx.seed) for ctx in ctxs],
+        "output_type": "np",
+        "callback_on_step_end": batch_progress(ctxs),
+    }
+
+
 def denoise_args(ctx: PassContext, options: Dict[str, Any]) -> Dict[str, Any]:
     """What every img2img-style call shares: prompts, strength, steps, guidance, the frame's noise, progress."""
     return {
@@ -379,6 +416,7 @@ class DiffusionModel(Model):
         if spec.ip_adapter is not None:
             self.accepts_reference = True  # type: ignore[misc]  # the reference is the IP-Adapter's image prompt
         self.options = self.build_options()  # type: ignore[misc]
+        self._fitted: Dict[Tuple[str, Tuple[int, ...]], int] = {}  # (device, frame shape) -> batch that fitted
 
     def build_options(self) -> List[Option]:
         s = self.spec
@@ -389,7 +427,64 @@ class DiffusionModel(Model):
                    "run the VAE in tiles when the image's longer side exceeds this many pixels (0 = always)",
                    minimum=0, maximum=1 << 20),
             *adapter_options(s),
+            *([Option("batch", "int", s.batch,
+                      "frames through the denoiser at once (0 = as many as fit the device's free memory; 1 = one "
+                      "at a time); each frame's result is its own, as unbatched", minimum=0, maximum=64)]
+              if self.batches else []),
         ]
+
+    # Kinds that can run several frames through one pipeline call (render_batch) set this.
+    batches = False
+
+    def batch_size(self, options: Dict[str, Any], device: str) -> int:
+        if not self.batches:
+            return 1
+        return int(options.get("batch", 0)) or (GPU_AUTO_BATCH if device.startswith("cuda") else CPU_AUTO_BATCH)
+
+    def process_batch(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
+        """The frames in pipeline calls of as many as fit; out of memory, a call is halved and run again."""
+        fit = self.frames_that_fit(jobs[0], ctxs[0], len(jobs))
+        out: List[FrameResult] = []
+        for i in range(0, len(jobs), fit):
+            out += self._batch(list(jobs[i: i + fit]), list(ctxs[i: i + fit]))
+        return out
+
+    def frames_that_fit(self, job: FrameJob, ctx: PassContext, wanted: int) -> int:
+        """An explicit `batch` is taken as asked; auto (0) on a GPU is capped by its free memory."""
+        fitted = self._fitted.get((ctx.device, job.rgb.shape), wanted)
+        if int(ctx.options.get("batch", 0)) or not ctx.device.startswith("cuda"):
+            return max(1, min(wanted, fitted))
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(ctx.device))
+        h, w = job.rgb.shape[:2]
+        per_frame = h * w * BATCH_BYTES_PER_PIXEL * (1 if ctx.options.get("guidance", 0) > 1 else 0.5)
+        per_frame *= 2 if dtype_for(self.spec, ctx.device) == torch.float32 else 1
+        return max(1, min(wanted, fitted, int(free * 0.8 // per_frame)))
+
+    def _batch(self, jobs: List[FrameJob], ctxs: List[PassContext]) -> List[FrameResult]:
+        if len(jobs) == 1:
+            return [self.process(jobs[0], ctxs[0])]
+        frames, device = [j.frame for j in jobs], ctxs[0].device
+        try:
+            return self.render_batch(jobs, ctxs)
+        except ShotpassError:
+            raise  # cancelled, timed out, bad input
+        except Exception as err:
+            if not is_oom(err):
+                log.error("model %s frames %s failed", self.name, frames, exc_info=True)
+                free_memory()
+                raise PipelineFailed(failure_message(self.name, frames, device, err)) from None
+            log.warning("model %s: out of memory on %s with a batch of %d frames; halving it", self.name, device,
+                        len(jobs))
+        free_memory()  # out of the except block: the failed attempt's tensors are unreachable now
+        half = (len(jobs) + 1) // 2
+        self._fitted[(device, jobs[0].rgb.shape)] = half  # later batches of this size start there
+        return self._batch(jobs[:half], ctxs[:half]) + self._batch(jobs[half:], ctxs[half:])
+
+    def render_batch(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
+        """Frames with one batch key through one pipeline call (kinds with ``batches``)."""
+        return [self.process(job, ctx) for job, ctx in zip(jobs, ctxs)]
 
     def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         """``render``, retried lighter when memory runs out; any pipeline error names the model and the frame."""

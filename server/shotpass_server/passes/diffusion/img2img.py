@@ -9,12 +9,16 @@ by the same VAE and each frame's starting latents are moved towards the referenc
 mean and spread (AdaIN in latent space) by ``reference_strength`` before denoising. Every frame of the
 shot starts from the same palette and contrast as the frame the artist approved, while its own
 structure (the spatial layout of its latents) is kept.
+
+Batching: frames of one size, prompt and options that the pipeline takes whole (not in windows) go through
+one pipeline call together (``batch`` option), each with its own starting latents, condition and noise
+generator, so each frame's result is its unbatched one up to floating-point differences between batch sizes.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -24,6 +28,7 @@ from ...frames.tiling import crop_to, pad_to_multiple
 from ..base import FrameJob, FrameResult, Option, PassContext
 from .common import (
     DiffusionModel,
+    batch_denoise_args,
     denoise_args,
     denoiser,
     generator,
@@ -48,6 +53,7 @@ class Img2ImgModel(DiffusionModel):
     accepts_reference = True
     uses_depth = True
     noise_modes = ("per-frame", "fixed", "flow")  # temporal/options.py
+    batches = True
     native = 512  # the loaded model's native size, read when it first renders
 
     def build_options(self) -> List[Option]:
@@ -119,14 +125,8 @@ class Img2ImgModel(DiffusionModel):
             return FrameResult(rgb=job.rgb.copy())
         which = self.control_kind(o["controlnet"], job)
         pipe = self.pipeline(ctx.device, which or "main")
-        h, w = job.rgb.shape[:2]
-        planes = [np.clip(job.rgb, 0.0, 1.0)]
-        if which is not None:
-            planes.append(control_image(which, job))
-        has_ref = ctx.reference_rgb is not None and o["reference_strength"] > 0
-        if has_ref:
-            planes.append(cv2.resize(np.clip(ctx.reference_rgb, 0, 1), (w, h), interpolation=cv2.INTER_AREA))
-        stack = np.ascontiguousarray(np.concatenate(planes, axis=2), dtype=np.float32)
+        has_ref = self._has_reference(ctx)
+        stack = self._stack(job, ctx, which, has_ref)
 
         def run(part: np.ndarray) -> np.ndarray:
             out = self._run(pipe, part, which is not None, has_ref, ctx)
@@ -134,6 +134,7 @@ class Img2ImgModel(DiffusionModel):
 
         self.native = native_size(pipe)
         tile = o["tile"] or self.native
+        h, w = job.rgb.shape[:2]
         if ctx.anchor is not None:
             if which is not None or max(h, w) > tile:  # submit refuses these first
                 raise InvalidInput(f"frame {job.frame}: cross_frame runs on plates within one tile, without ControlNet")
@@ -143,6 +144,48 @@ class Img2ImgModel(DiffusionModel):
         else:
             out = self._run_tiled(pipe, stack, which is not None, has_ref, ctx, tile)
         return FrameResult(rgb=np.ascontiguousarray(out[..., :3]))
+
+    def batch_key(self, job: FrameJob, ctx: PassContext) -> Optional[Hashable]:
+        """Frames batch when one pipeline call can take them all: same size, prompts, options, condition kind
+        and reference, each small enough to run whole (larger plates run in windows, frame by frame)."""
+        o = ctx.options
+        if int(o["steps"] * o["strength"]) < 1 or max(job.rgb.shape[:2]) > (o["tile"] or self.native):
+            return None
+        if ctx.noise is not None or ctx.anchor is not None:
+            return None  # noise=flow and cross_frame shape each frame's own call (_run, _run_anchored)
+        try:
+            which = self.control_kind(o["controlnet"], job)
+        except InvalidInput:
+            return None  # fails alone, with its own message
+        reference = id(ctx.reference_rgb) if self._has_reference(ctx) else None
+        return (job.rgb.shape, which, reference, ctx.prompt, ctx.negative_prompt, ctx.device,
+                tuple(sorted(o.items())))
+
+    def render_batch(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
+        o, device = ctxs[0].options, ctxs[0].device
+        which = self.control_kind(o["controlnet"], jobs[0])
+        pipe = self.pipeline(device, which or "main")
+        self.native = native_size(pipe)
+        if max(jobs[0].rgb.shape[:2]) > (o["tile"] or self.native):  # the native size is known only now
+            return [self.render(job, ctx) for job, ctx in zip(jobs, ctxs)]
+        has_ref = self._has_reference(ctxs[0])
+        stacks = [self._stack(job, ctx, which, has_ref) for job, ctx in zip(jobs, ctxs)]
+        outs = self._run_batch(pipe, stacks, which is not None, has_ref, ctxs)
+        return [FrameResult(rgb=np.ascontiguousarray(out)) for out in outs]
+
+    def _has_reference(self, ctx: PassContext) -> bool:
+        return ctx.reference_rgb is not None and ctx.options["reference_strength"] > 0
+
+    def _stack(self, job: FrameJob, ctx: PassContext, which: Optional[str], has_ref: bool) -> np.ndarray:
+        """The frame, its condition and the reference as one H x W x (3|6|9) array, so windows crop all alike."""
+        h, w = job.rgb.shape[:2]
+        planes = [np.clip(job.rgb, 0.0, 1.0)]
+        if which is not None:
+            planes.append(control_image(which, job))
+        if has_ref:
+            assert ctx.reference_rgb is not None
+            planes.append(cv2.resize(np.clip(ctx.reference_rgb, 0, 1), (w, h), interpolation=cv2.INTER_AREA))
+        return np.ascontiguousarray(np.concatenate(planes, axis=2), dtype=np.float32)
 
     def lighter(self, options: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         """After the VAE tiles: denoise in windows, halving them down to MIN_TILE pixels."""
@@ -202,9 +245,7 @@ class Img2ImgModel(DiffusionModel):
         o = ctx.options
         padded, size = pad_to_multiple(stack, latent_multiple(pipe))
         set_vae_tiling(pipe, padded.shape[0], padded.shape[1], ctx)
-        latents = encode(pipe, padded[..., :3])
-        if has_ref:
-            latents = match_statistics(latents, encode(pipe, padded[..., -3:]), o["reference_strength"])
+        latents = self._start_latents(pipe, padded, has_ref, ctx)
         kwargs = self.prepare(pipe, ctx)
         if control:
             kwargs.update(control_image=to_tensor(padded[..., 3:6], pipe),
@@ -219,6 +260,31 @@ class Img2ImgModel(DiffusionModel):
                 **kwargs,
             ).images
         return crop_to(np.asarray(images[0], dtype=np.float32), size)
+
+    def _run_batch(self, pipe: Any, stacks: List[np.ndarray], control: bool, has_ref: bool,
+                   ctxs: Sequence[PassContext]) -> List[np.ndarray]:
+        """_run for frames of one size in one pipeline call: each frame encoded (and matched to the reference)
+        on its own as _run does, then denoised and decoded together."""
+        import torch
+
+        o = ctxs[0].options
+        padded = [pad_to_multiple(stack, latent_multiple(pipe)) for stack in stacks]
+        size = padded[0][1]
+        set_vae_tiling(pipe, padded[0][0].shape[0], padded[0][0].shape[1], ctxs[0])
+        latents = torch.cat([self._start_latents(pipe, p, has_ref, ctx) for (p, _), ctx in zip(padded, ctxs)])
+        kwargs = self.prepare(pipe, ctxs[0])
+        if control:
+            kwargs.update(control_image=torch.cat([to_tensor(p[..., 3:6], pipe) for p, _ in padded]),
+                          controlnet_conditioning_scale=o["controlnet_scale"])
+            kwargs.update(height=padded[0][0].shape[0], width=padded[0][0].shape[1])
+        images = pipe(image=latents, **batch_denoise_args(ctxs, o), **kwargs).images
+        return [crop_to(np.asarray(image, dtype=np.float32), size) for image in images]
+
+    def _start_latents(self, pipe: Any, padded: np.ndarray, has_ref: bool, ctx: PassContext) -> Any:
+        latents = encode(pipe, padded[..., :3])
+        if has_ref:
+            latents = match_statistics(latents, encode(pipe, padded[..., -3:]), ctx.options["reference_strength"])
+        return latents
 
 
 def encode(pipe: Any, rgb: np.ndarray) -> Any:

@@ -1,0 +1,289 @@
+"""Batching across frames: several frames of a chunk through one diffusion pipeline call, each frame's result its
+unbatched one. Tiny random-weight pipelines on disk, the real server and client.
+
+Tolerance: a batched convolution does not add up in the same order as a batch of one (oneDNN on a CPU, cuDNN on
+a GPU pick kernels by shape: measured, one conv layer of the tiny UNet already differs by ~5e-7 between batch
+sizes 1 and 4), so a batched frame matches its unbatched render to ~1e-5 in the model's sRGB space, as results
+already differ between CPU thread counts. Written as half floats, that is at most one half-float step; the test
+allows two (plus 1e-5 near zero). Different seeds differ by orders of magnitude more.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import numpy as np
+import pytest
+import tiny_pipelines
+import torch
+
+FRAMES = range(1, 7)
+
+
+@pytest.fixture(scope="module")
+def model_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    tiny_pipelines.save_img2img(root / "sd15")
+    tiny_pipelines.save_controlnet(root / "cn-canny")
+    config = root / "shotpass.toml"
+    config.write_text(
+        """
+[models.tiny-sd15]
+kind = "sd15-img2img"
+path = "sd15"
+steps = 3
+strength = 0.7
+controlnets = { canny = "cn-canny" }
+
+[models.tiny-sd15-batched]
+kind = "sd15-img2img"
+path = "sd15"
+steps = 3
+strength = 0.7
+batch = 4
+"""
+    )
+    return config
+
+
+@pytest.fixture
+def bserver(model_config: Path, tmp_path: Path) -> Iterator[Any]:
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import load_config
+
+    torch.set_num_threads(2)
+    cfg = load_config(model_config)
+    cfg.listen, cfg.data_dir, cfg.chunk_frames = "127.0.0.1:0", tmp_path / "server-data", len(FRAMES)
+    srv = ShotpassServer(cfg)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop(grace=0.5)
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> List[List[int]]:
+    """The frames of every pipeline call that took more than one frame (the real call runs)."""
+    from shotpass_server.passes.diffusion.img2img import Img2ImgModel
+
+    seen: List[List[int]] = []
+    real = Img2ImgModel.render_batch
+
+    def spy(self: Any, jobs: Any, ctxs: Any) -> Any:
+        seen.append([j.frame for j in jobs])
+        return real(self, jobs, ctxs)
+
+    monkeypatch.setattr(Img2ImgModel, "render_batch", spy)
+    return seen
+
+
+def _plate(folder: Path, w: int = 40, h: int = 24) -> Any:
+    from web_fixtures import tiny_plate
+
+    from shotpass_client.jobs import plate_frames
+
+    return plate_frames(tiny_plate(folder, FRAMES, size=(w, h)))
+
+
+def _render(client: Any, spec: Any, plate: Any) -> Dict[int, Any]:
+    """The finished render's frames, decoded: {frame: ExrImage}."""
+    from shotpass_client.client import outputs_by_frame
+    from shotpass_client.jobs import submit_render
+    from shotpass_server.frames.exr import decode_exr
+
+    spec.options.setdefault("temporal", "off")
+    render = client.wait(submit_render(client, spec, plate).render_id)
+    assert render.state == 3, render.error  # FINISHED
+    return {f: decode_exr(client.download_bytes(d), f"frame {f}") for f, d in outputs_by_frame(render).items()}
+
+
+def _assert_close(batched: Dict[int, Any], single: Dict[int, Any]) -> None:
+    """Same frames, headers and windows; alpha exact; colour within two half-float steps (module docstring)."""
+    assert sorted(batched) == sorted(single) == list(FRAMES)
+    for frame in FRAMES:
+        a, b = batched[frame].parts[0], single[frame].parts[0]
+        assert sorted(a.channels) == sorted(b.channels)
+        assert a.header["dataWindow"][0].tolist() == b.header["dataWindow"][0].tolist()
+        assert np.array_equal(a.channels["A"], b.channels["A"]), f"frame {frame}: alpha must come back untouched"
+        for c in "RGB":
+            x, y = a.channels[c].astype(np.float32), b.channels[c].astype(np.float32)
+            step = np.spacing(np.maximum(np.abs(x), np.abs(y)).astype(np.float16)).astype(np.float32)
+            worst = float(np.max(np.abs(x - y) - 2 * step))
+            assert worst <= 1e-5, f"frame {frame} channel {c}: batched differs from unbatched by {worst:g} too much"
+
+
+def _rgb(image: Any) -> np.ndarray:
+    return np.stack([image.parts[0].channels[c].astype(np.float32) for c in "RGB"], axis=-1)
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"temporal": "flow"},  # the model part batched; each blend with the stored previous output in order after it
+    {"controlnet": "canny", "guidance": "1.0"},
+    {"scheduler": "euler-a"},  # an ancestral sampler: fresh noise every step, from each frame's own generator
+], ids=["img2img", "temporal-flow", "controlnet-no-guidance", "ancestral-sampler"])
+def test_a_batched_frame_is_its_unbatched_render(bserver, batches, tmp_path: Path, options: Dict[str, str]) -> None:
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec
+
+    plate = _plate(tmp_path / "plate")
+    with Client(bserver.address) as client:
+        single = _render(client, RenderSpec(model="tiny-sd15", seed=5, options={**options, "batch": "1"}), plate)
+        assert batches == [], "batch=1 runs one frame per pipeline call"
+        batched = _render(client, RenderSpec(model="tiny-sd15", seed=5, options={**options, "batch": "4"}), plate)
+        assert batches == [[1, 2, 3, 4], [5, 6]]
+        other_seed = _render(client, RenderSpec(model="tiny-sd15", seed=6, options={**options, "batch": "4"}), plate)
+    _assert_close(batched, single)
+    for frame in FRAMES:  # the tolerance is far below what a frame's own noise changes
+        assert np.abs(_rgb(other_seed[frame]) - _rgb(batched[frame])).max() > 0.05
+
+
+def test_frames_with_other_prompts_or_options_go_in_other_batches(bserver, batches, tmp_path: Path) -> None:
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec
+
+    plate = _plate(tmp_path / "plate")
+    schedule = dict(prompt_by_frame={1: "red house", 3: "blue sea"}, options_by_frame={"strength": {5: "0.9"}})
+    with Client(bserver.address) as client:
+        batched = _render(client, RenderSpec(model="tiny-sd15-batched", seed=9, **schedule), plate)
+        # Prompts hold until the next key: 1-2 "red house", 3-6 "blue sea"; strength changes from frame 5 on.
+        assert batches == [[1, 2], [3, 4], [5, 6]]
+        single = _render(client, RenderSpec(model="tiny-sd15-batched", seed=9, options={"batch": "1"}, **schedule),
+                         plate)
+    _assert_close(batched, single)
+
+
+def test_a_frame_of_another_size_runs_in_its_own_batch(bserver, batches, tmp_path: Path) -> None:
+    import shutil
+
+    from web_fixtures import tiny_plate
+
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec, plate_frames
+
+    folder = tmp_path / "plate"
+    tiny_plate(folder, FRAMES, size=(40, 24))
+    tiny_plate(tmp_path / "wide", [3], size=(48, 24))
+    shutil.copy(tmp_path / "wide" / "plate.0003.exr", folder / "plate.0003.exr")
+    plate = plate_frames(str(folder / "plate.####.exr"))
+    with Client(bserver.address) as client:
+        batched = _render(client, RenderSpec(model="tiny-sd15-batched", seed=2), plate)
+        assert batches == [[1, 2], [4, 5, 6]]  # frame 3 alone
+        single = _render(client, RenderSpec(model="tiny-sd15-batched", seed=2, options={"batch": "1"}), plate)
+    _assert_close(batched, single)
+    assert batched[3].parts[0].channels["R"].shape == (24, 48)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_size_that_fitted(model_config: Path) -> None:
+    from shotpass_server.config import load_config
+    from shotpass_server.passes.base import FrameJob, PassContext
+    from shotpass_server.passes.diffusion.img2img import Img2ImgModel
+
+    torch.set_num_threads(2)
+    spec = next(s for s in load_config(model_config).models if s.name == "tiny-sd15-batched")
+
+    class ThreeFit(Img2ImgModel):
+        """The real model on a device that holds two frames of this size per call, not more."""
+
+        calls: List[int] = []
+
+        def _run_batch(self, pipe: Any, stacks: Any, *args: Any) -> Any:
+            self.calls.append(len(stacks))
+            if len(stacks) > 2:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super()._run_batch(pipe, stacks, *args)
+
+    model = ThreeFit(spec)
+    from shotpass_server.passes.base import parse_options
+
+    options = parse_options(model.options, {}, model.name)
+    rng = np.random.default_rng(1)
+    jobs = [FrameJob(frame=f, rgb=rng.random((24, 40, 3), dtype=np.float32), alpha=None) for f in range(1, 6)]
+    steps: Dict[int, List[int]] = {f: [] for f in range(1, 6)}
+    ctxs = [PassContext(options=options, seed=100 + j.frame,
+                        progress=lambda step, total, f=j.frame: steps[f].append(step)) for j in jobs]
+    assert model.batch_size(options, "cpu") == 4
+    results = model.process_batch(jobs[:4], ctxs[:4])
+    # 4 frames ran out of memory: 2 + 2 fitted; the next batch of that size starts at 2 (never 4 again).
+    assert model.calls == [4, 2, 2]
+    assert [len(s) > 0 for s in steps.values()] == [True] * 4 + [False]
+    assert model.process_batch(jobs[1:4], ctxs[1:4]) and model.calls == [4, 2, 2, 2]
+    alone = [model.process(job, ctx) for job, ctx in zip(jobs[:4], ctxs[:4])]
+    for batched, single in zip(results, alone):
+        assert np.abs(batched.rgb - single.rgb).max() < 1e-4
+
+
+def test_cancel_during_a_batch_keeps_earlier_batches_and_a_requeue_finishes_the_rest(
+    bserver, batches, tmp_path: Path
+) -> None:
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec, submit_render
+    from shotpass_client.proto import shotpass_pb2 as pb
+
+    plate = _plate(tmp_path / "plate")
+    spec = RenderSpec(model="tiny-sd15", seed=4,
+                      options={"batch": "3", "steps": "40", "strength": "1.0", "temporal": "off"})
+    with Client(bserver.address) as client:
+        render_id = submit_render(client, spec, plate).render_id
+        steps: Dict[int, int] = {}
+        for event in client.watch(render_id):
+            if event.kind == pb.RenderEvent.STEP:
+                steps[event.frame] = event.step
+                if event.frame == 6 and 0 < event.step < event.total_steps:
+                    client.cancel(render_id)  # the second batch (4-6) is between denoising steps
+                    break
+        final = client.wait(render_id)
+        assert final.state == pb.CANCELLED
+        by_frame = {f.frame: f for f in final.frames}
+        assert all(by_frame[f].state == pb.FRAME_DONE and by_frame[f].output_digest for f in (1, 2, 3))
+        assert all(by_frame[f].state == pb.FRAME_CANCELLED and not by_frame[f].output_digest for f in (4, 5, 6))
+        assert set(steps) >= {4, 5, 6}, "every frame of a batch reports its steps"
+        kept = {f: by_frame[f].output_digest for f in (1, 2, 3)}
+        client.requeue(render_id)  # the cancelled frames run again
+        resumed = client.wait(render_id)
+        assert resumed.state == pb.FINISHED, resumed.error
+        after = {f.frame: f.output_digest for f in resumed.frames}
+        assert {f: after[f] for f in (1, 2, 3)} == kept, "finished frames are never recomputed"
+    assert batches == [[1, 2, 3], [4, 5, 6], [4, 5, 6]]
+
+
+def test_the_registry_batch_key_is_checked_and_is_the_options_default(model_config: Path, tmp_path: Path) -> None:
+    from shotpass_server.errors import InvalidInput
+    from shotpass_server.model_config import parse_models
+    from shotpass_server.passes.diffusion.img2img import Img2ImgModel
+
+    base = model_config.parent
+    with pytest.raises(InvalidInput, match=r"\[models.big\]: batch = 65 is out of range 0..64"):
+        parse_models({"big": {"kind": "sd15-img2img", "path": "sd15", "batch": 65}}, base, "shotpass.toml")
+    with pytest.raises(InvalidInput, match=r"batch must be an integer"):
+        parse_models({"big": {"kind": "sd15-img2img", "path": "sd15", "batch": "4"}}, base, "shotpass.toml")
+    spec = parse_models({"b": {"kind": "sd15-img2img", "path": "sd15", "batch": 6}}, base, "shotpass.toml")[0]
+    model = Img2ImgModel(spec)
+    option = next(o for o in model.options if o.name == "batch")
+    assert option.default == 6 and option.maximum == 64
+    assert model.batch_size({"batch": 6}, "cpu") == 6
+    assert model.batch_size({"batch": 0}, "cpu") == 1 and model.batch_size({"batch": 0}, "cuda:0") == 8
+
+
+def test_sdxl_frames_batch_too(tmp_path: Path) -> None:
+    from shotpass_server.model_config import parse_models
+    from shotpass_server.passes.base import FrameJob, PassContext, parse_options
+    from shotpass_server.passes.diffusion.img2img import Img2ImgModel
+
+    torch.set_num_threads(2)
+    tiny_pipelines.save_sdxl_img2img(tmp_path / "sdxl")
+    table = {"kind": "sdxl-img2img", "path": "sdxl", "steps": 2, "strength": 0.7, "batch": 3}
+    model = Img2ImgModel(parse_models({"tiny-sdxl": table}, tmp_path, "shotpass.toml")[0])
+    options = parse_options(model.options, {}, model.name)
+    rng = np.random.default_rng(3)
+    jobs = [FrameJob(frame=f, rgb=rng.random((24, 40, 3), dtype=np.float32), alpha=None) for f in (1, 2, 3)]
+    ctxs = [PassContext(options=options, seed=40 + j.frame, prompt="a boat", negative_prompt="fog") for j in jobs]
+    assert len({model.batch_key(j, c) for j, c in zip(jobs, ctxs)}) == 1
+    batched = model.process_batch(jobs, ctxs)
+    for job, ctx, result in zip(jobs, ctxs, batched):
+        alone = model.process(job, ctx).rgb
+        assert result.rgb.shape == alone.shape == (24, 40, 3)
+        assert np.abs(result.rgb - alone).max() < 1e-4, f"frame {job.frame}"
+    assert np.abs(batched[0].rgb - batched[1].rgb).max() > 0.01  # each frame its own noise and image
