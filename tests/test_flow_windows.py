@@ -120,12 +120,12 @@ def render(capsys: Any, srv: Any, plate: str, out: Path, *extra: str) -> tuple:
                             *extra])
 
 
-def context(model: Any, progress: Any = None, **options: Any) -> Any:
+def context(model: Any, progress: Any = None, seed: int = 3, **options: Any) -> Any:
     from shotpass_server.passes.base import PassContext
 
     negative = options.pop("negative_prompt", "")
     reference = options.pop("reference", None)
-    return PassContext(options={**{o.name: o.default for o in model.options}, **options}, seed=3,
+    return PassContext(options={**{o.name: o.default for o in model.options}, **options}, seed=seed,
                        prompt="a painting", negative_prompt=negative, reference_rgb=reference,
                        **({"progress": progress} if progress else {}))
 
@@ -216,7 +216,7 @@ def test_a_plate_larger_than_the_tile_renders_frame_perfect_in_windows_without_s
     assert np.array_equal(rgb_of(again["outputs"]["1"]), outs[0])
 
 
-def test_windows_default_to_the_native_size_and_a_lighter_retry_halves_them(models, monkeypatch):
+def test_windows_default_to_the_native_size_with_a_quarter_shared(models, monkeypatch):
     from shotpass_server.passes.base import FrameJob
     from shotpass_server.passes.diffusion import flow_windows
 
@@ -227,16 +227,60 @@ def test_windows_default_to_the_native_size_and_a_lighter_retry_halves_them(mode
     real = flow_windows.windowed_flow
 
     def spy(pipe: Any, latents: Any, ctx: Any, tile_px: int, overlap_px: int, true_cfg: float = 1.0) -> Any:
-        seen.append((tile_px, overlap_px))
+        seen.append((tuple(latents.shape), tile_px, overlap_px))
         return real(pipe, latents, ctx, tile_px, overlap_px, true_cfg)
 
     monkeypatch.setattr("shotpass_server.passes.diffusion.flow.windowed_flow", spy)
     out = m.process(FrameJob(frame=1, rgb=rgb, alpha=None), context(m)).rgb
-    assert out.shape == (150, 200, 3) and seen == [(128, 32)]  # tile=0: the native 128, a quarter shared
-    # Out of memory at every setting before windows: the VAE in tiles, then windows of half the size.
-    assert m.lighter({"vae_tiling_above": 1536, "tile": 0}) == {"vae_tiling_above": 0, "tile": 0}
-    assert m.lighter({"vae_tiling_above": 0, "tile": 0}) == {"vae_tiling_above": 0, "tile": 64}
+    assert out.shape == (150, 200, 3)
+    assert seen == [((1, 16, 20, 26), 128, 32)]  # padded to 160 x 208; tile=0: the native 128, a quarter shared
+    small = m.process(FrameJob(frame=1, rgb=rgb[:100, :120], alpha=None), context(m)).rgb
+    assert small.shape == (100, 120, 3) and len(seen) == 1  # within one window: the pipeline's own call
+
+
+def test_out_of_memory_retries_with_the_vae_in_tiles_then_windows_of_half_the_size(models, monkeypatch, caplog):
+    import logging
+
+    from diffusers import SD3Transformer2DModel
+
+    from shotpass_server.passes.base import FrameJob
+
+    torch.set_num_threads(2)
+    m = models["tiny-sd3"]
+    job = FrameJob(frame=1, rgb=np.random.default_rng(6).random((150, 200, 3), dtype=np.float32), alpha=None)
+    expected = m.process(job, context(m, tile=64, vae_tiling_above=0)).rgb
+    real_forward = SD3Transformer2DModel.forward
+    failed: list = []
+
+    def forward(net: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs["hidden_states"].shape[-1] > 64 // 8:  # a window wider than 64 px does not fit, as 4K would not
+            failed.append(True)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real_forward(net, *args, **kwargs)
+
+    monkeypatch.setattr(SD3Transformer2DModel, "forward", forward)
+    with caplog.at_level(logging.WARNING, "shotpass.diffusion"):
+        retried = m.process(job, context(m)).rgb
+    assert len(failed) == 2  # native windows, then native windows with the VAE in tiles
+    assert "retrying with {'vae_tiling_above': 0}" in caplog.text and "retrying with {'tile': 64}" in caplog.text
+    assert np.array_equal(retried, expected)  # the retry is the 64 px windowed render, bit for bit
     assert m.lighter({"vae_tiling_above": 0, "tile": 64}) is None  # never below 64 px windows
+
+
+def test_a_sampler_drawing_fresh_noise_each_step_draws_it_from_the_frame_seed(models):
+    from shotpass_server.passes.base import FrameJob
+
+    torch.set_num_threads(2)
+    m = models["tiny-flux"]
+    job = FrameJob(frame=1, rgb=np.random.default_rng(7).random((100, 140, 3), dtype=np.float32), alpha=None)
+
+    def run(seed: int) -> np.ndarray:
+        return m.process(job, context(m, seed=seed, scheduler="lcm", steps=3, tile=64)).rgb
+
+    first = run(3)
+    torch.manual_seed(123)  # the global generator plays no part
+    assert np.array_equal(run(3), first)
+    assert np.abs(run(4) - first).mean() > 1e-3
 
 
 def test_cancel_between_two_windows_of_a_step_stops_there_and_the_render_requeues(server, tmp_path, monkeypatch):

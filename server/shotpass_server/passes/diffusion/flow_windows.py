@@ -13,6 +13,7 @@ The timesteps are set as the pipelines set them, for the *window's* size: Flux's
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
@@ -72,6 +73,9 @@ def _windowed_flow(pipe: Any, latents: Any, ctx: PassContext, tile_px: int, over
     predict = _flux_predict(pipe, cond, channels, true_cfg) if is_flux(pipe) else _sd3_predict(pipe, cond, o)
     weights = [torch.from_numpy(weight(h, w, v, overlap)).to(device, dtype)[None, None] for v in views]
     total = len(timesteps) * len(views)
+    # Samplers that draw fresh noise at each step (LCM, stochastic Euler) draw it from the frame's seed too.
+    takes_generator = "generator" in inspect.signature(pipe.scheduler.step).parameters
+    step_kwargs = {"generator": generator(ctx.seed + 1)} if takes_generator else {}
     for i, t in enumerate(timesteps):
         blended = torch.zeros_like(latents)
         norm = torch.zeros_like(latents[:, :1])
@@ -81,7 +85,7 @@ def _windowed_flow(pipe: Any, latents: Any, ctx: PassContext, tile_px: int, over
             norm[:, :, y: y + vh, x: x + vw] += wt
             ctx.progress(i * len(views) + k + 1, total)  # raises when the render was cancelled
         # The Euler step is elementwise: stepping the unpacked latent is stepping Flux's packed tokens.
-        latents = pipe.scheduler.step(blended / norm, t, latents, return_dict=False)[0]
+        latents = pipe.scheduler.step(blended / norm, t, latents, **step_kwargs, return_dict=False)[0]
     return latents
 
 
