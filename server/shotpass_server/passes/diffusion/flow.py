@@ -9,6 +9,7 @@ are, so a 2K or 4K plate runs at the scale the model was trained at and fits in 
 img2img.py's sibling in inpaint.py, region mode included; these classes only set what differs: the options
 (Flux's guidance is a model input, with true CFG beside it) and no ControlNet.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple

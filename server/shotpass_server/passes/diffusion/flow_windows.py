@@ -8,7 +8,8 @@ latent, so neighbouring windows agree at every step and no seam forms. Progress 
 honoured, after every window of every step.
 
 The timesteps are set as the pipelines set them, for the *window's* size: Flux's resolution-dependent shift
-(``mu``) and SD3's own shift are those of a native-size image, which is what each window is to the model.
+(``mu``) and SD3's own shift are those of an image the window's size (by default the native size), which is
+what each window is to the model.
 """
 
 from __future__ import annotations
@@ -56,18 +57,18 @@ def windowed_flow(pipe: Any, latents: Any, ctx: PassContext, tile_px: int, overl
 
 def _windowed_flow(pipe: Any, latents: Any, ctx: PassContext, tile_px: int, overlap_px: int, true_cfg: float) -> Any:
     import torch
+    from diffusers.utils.torch_utils import randn_tensor
 
     o = ctx.options
     tile, overlap = window_size(pipe, tile_px, overlap_px)
     _, channels, h, w = latents.shape
     views = windows(h, w, tile, overlap)
     th, tw = views[0][2], views[0][3]  # every window has the same size
-    device = latents.device
+    # Where the pipeline would run: with cpu_offload the weights wait on the CPU but every call runs on the GPU.
+    device = pipe._execution_device
     cond = _flux_conditioning(pipe, ctx, true_cfg, device) if is_flux(pipe) else _sd3_conditioning(pipe, ctx, device)
     timesteps = _timesteps(pipe, ctx, th, tw, device)
     dtype = cond.embeds.dtype  # the pipelines' latents take the prompt embeddings' dtype
-    from diffusers.utils.torch_utils import randn_tensor
-
     noise = randn_tensor(tuple(latents.shape), generator=generator(ctx.seed), device=device, dtype=dtype)
     latents = pipe.scheduler.scale_noise(latents.to(device, dtype), timesteps[:1], noise)
     predict = _flux_predict(pipe, cond, channels, true_cfg) if is_flux(pipe) else _sd3_predict(pipe, cond, o)
