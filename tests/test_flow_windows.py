@@ -267,20 +267,27 @@ def test_out_of_memory_retries_with_the_vae_in_tiles_then_windows_of_half_the_si
     assert m.lighter({"vae_tiling_above": 0, "tile": 64}) is None  # never below 64 px windows
 
 
-def test_a_sampler_drawing_fresh_noise_each_step_draws_it_from_the_frame_seed(models):
+@pytest.mark.parametrize("model,options", [
+    ("tiny-sd3", {"tile": 64}), ("tiny-flux", {"tile": 64}),  # in windows
+    ("tiny-sd3", {}), ("tiny-flux", {}), ("tiny-sd3-inpaint", {}), ("tiny-flux-inpaint", {}),  # the pipelines' calls
+])
+def test_a_sampler_drawing_fresh_noise_each_step_draws_it_from_the_frame_seed(models, model, options):
     from shotpass_server.passes.base import FrameJob
 
     torch.set_num_threads(2)
-    m = models["tiny-flux"]
-    job = FrameJob(frame=1, rgb=np.random.default_rng(7).random((100, 140, 3), dtype=np.float32), alpha=None)
+    m = models[model]
+    rgb = np.random.default_rng(7).random((100, 120, 3), dtype=np.float32)  # within the native 128
+    mask = np.zeros(rgb.shape[:2], np.float32)
+    mask[20:60, 30:90] = 1
+    job = FrameJob(frame=1, rgb=rgb, alpha=None, mask=mask if model.endswith("inpaint") else None)
 
-    def run(seed: int) -> np.ndarray:
-        return m.process(job, context(m, seed=seed, scheduler="lcm", steps=3, tile=64)).rgb
+    def run(seed: int, global_seed: int) -> np.ndarray:
+        torch.manual_seed(global_seed)  # torch's global generator plays no part
+        return m.process(job, context(m, seed=seed, scheduler="lcm", steps=3, **options)).rgb
 
-    first = run(3)
-    torch.manual_seed(123)  # the global generator plays no part
-    assert np.array_equal(run(3), first)
-    assert np.abs(run(4) - first).mean() > 1e-3
+    first = run(3, 1)
+    assert np.array_equal(run(3, 2), first)
+    assert np.abs(run(4, 1) - first).mean() > 1e-3
 
 
 def test_cancel_between_two_windows_of_a_step_stops_there_and_the_render_requeues(server, tmp_path, monkeypatch):

@@ -12,14 +12,16 @@ img2img.py's sibling in inpaint.py, region mode included; these classes only set
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+import inspect
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from ...frames.tiling import crop_to, pad_to_multiple
 from ..base import FrameJob, FrameResult, Option, PassContext
-from .common import DiffusionModel, denoise_args, latent_multiple, set_vae_tiling
+from .common import DiffusionModel, denoise_args, generator, latent_multiple, set_vae_tiling
 from .flow_windows import decode, windowed_flow
 from .img2img import MIN_TILE, encode, match_statistics
 from .inpaint import InpaintModel
@@ -40,6 +42,28 @@ def flow_options(model: DiffusionModel, base: List[Option]) -> List[Option]:
 
 def flow_call_args(model: DiffusionModel, ctx: PassContext) -> Dict[str, Any]:
     return {"true_cfg_scale": float(ctx.options["true_cfg"])} if model.spec.kind.startswith("flux") else {}
+
+
+@contextmanager
+def seeded_steps(pipe: Any, seed: int) -> Iterator[None]:
+    """For one pipeline call, a sampler that draws fresh noise at each step (LCM) draws it from ``seed``: the SD3
+    and Flux pipelines give their scheduler's step no generator, so it would draw from torch's global one and a
+    re-render would not match. Samplers that draw nothing ignore the generator."""
+    scheduler = pipe.scheduler
+    if "generator" not in inspect.signature(scheduler.step).parameters:
+        yield
+        return
+    real_step, noise = scheduler.step, generator(seed)
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("generator", noise)
+        return real_step(*args, **kwargs)
+
+    scheduler.step = step  # shadows the class's method on this (cached) pipeline's scheduler
+    try:
+        yield
+    finally:
+        del scheduler.step
 
 
 class FlowImg2ImgModel(DiffusionModel):
@@ -77,13 +101,15 @@ class FlowImg2ImgModel(DiffusionModel):
         if max(job.rgb.shape[:2]) > tile:
             return self.render_in_windows(job, ctx, tile)
         padded, size, latents = self._start(pipe, job, ctx)
-        images = pipe(
-            image=latents,  # as many channels as the VAE's latents: taken as the start, not re-encoded
-            height=padded.shape[0],
-            width=padded.shape[1],
-            **denoise_args(ctx, o),
-            **self.prepare(pipe, ctx),
-        ).images
+        extra = self.prepare(pipe, ctx)
+        with seeded_steps(pipe, ctx.seed + 1):
+            images = pipe(
+                image=latents,  # as many channels as the VAE's latents: taken as the start, not re-encoded
+                height=padded.shape[0],
+                width=padded.shape[1],
+                **denoise_args(ctx, o),
+                **extra,
+            ).images
         return FrameResult(rgb=np.ascontiguousarray(crop_to(np.asarray(images[0], dtype=np.float32), size)))
 
     def render_in_windows(self, job: FrameJob, ctx: PassContext, tile: int) -> FrameResult:
@@ -131,3 +157,8 @@ class FlowInpaintModel(InpaintModel):
 
     def prepare(self, pipe: Any, ctx: PassContext) -> Dict[str, Any]:
         return {**super().prepare(pipe, ctx), **flow_call_args(self, ctx)}
+
+    def _inpaint(self, pipe: Any, rgb: np.ndarray, hole: np.ndarray, ctx: PassContext, extra: Dict[str, Any],
+                 native: Optional[int]) -> np.ndarray:
+        with seeded_steps(pipe, ctx.seed + 1):
+            return super()._inpaint(pipe, rgb, hole, ctx, extra, native)
