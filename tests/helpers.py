@@ -129,3 +129,23 @@ def watch_after_restart(data_dir: Path, log: Path, render_id: str, *extra: str) 
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     return events, render
+
+
+def window_seam_ratio(out: np.ndarray, tile: int, overlap: int, grid: int = 8) -> float:
+    """Mean |gradient| across the borders of denoising windows over the mean |gradient| everywhere else (rows and
+    columns): about 1 where windows agree, well above 1 where each window went its own way.
+
+    Borders are where a window starts or ends, from the very tiling the denoiser uses: ``tile`` and ``overlap``
+    pixels on a latent grid of ``grid`` pixels.
+    """
+    from shotpass_server.frames.tiling import tile_starts
+
+    ratios = []
+    for axis in (0, 1):
+        starts = tile_starts(out.shape[axis] // grid, tile // grid, overlap // grid)
+        edges = {s * grid for s in starts[1:]} | {s * grid + tile for s in starts[:-1]}
+        grad = np.abs(np.diff(out, axis=axis)).mean(axis=(1 - axis, 2))  # grad[i]: between i and i + 1
+        at = np.zeros(grad.shape, dtype=bool)
+        at[[e - 1 for e in edges]] = True
+        ratios.append(grad[at].mean() / grad[~at].mean())
+    return float(np.mean(ratios))

@@ -353,8 +353,13 @@ def test_models_lists_the_flow_kinds_with_their_options_and_wrong_folders_with_w
     assert "true_cfg" in by_name["tiny-flux"]["options"] and "true_cfg" not in by_name["tiny-sd3"]["options"]
     assert by_name["tiny-sd3"]["options"]["lora_ink"] == "0.0"
     assert by_name["tiny-flux-inpaint"]["options"]["scheduler"] == "euler-karras"
-    for name in FLOW_MODELS:  # no UNet-only options on a transformer
-        assert not {"controlnet", "tile"} & set(by_name[name]["options"]), name
+    for name in FLOW_MODELS:  # no ControlNet on a transformer; stylize denoises in windows, inpaint in its region
+        options = by_name[name]["options"]
+        assert "controlnet" not in options, name
+        if name in INPAINT:
+            assert not {"tile", "tile_overlap"} & set(options) and options["region_size"] == "0", name
+        else:
+            assert options["tile"] == "0" and options["tile_overlap"] == "-1", name  # native size, a quarter shared
     schema = {o.name: o for o in fserver.manager.registry.get("tiny-sd3").options}
     assert tuple(schema["scheduler"].choices) == FLOW_SCHEDULER_CHOICES
 
@@ -394,12 +399,21 @@ def test_unet_only_settings_on_a_flow_kind_are_refused_naming_the_key(root):
         ('controlnets = { canny = "cn" }', "controlnets work with the img2img kinds only"),
         ('scheduler = "dpm++-2m-karras"', "scheduler 'dpm++-2m-karras' is not one of default, euler, euler-karras"),
         ('attention = "eager"', "attention 'eager' is for UNet models; kind sd3-img2img takes sdpa"),
-        ("tile = 512", "kind sd3-img2img takes no denoising windows: it runs the whole plate at once (tile)"),
     ):
         config.write_text(f'[models.m]\nkind = "sd3-img2img"\npath = "{root / "sd3"}"\n{line}\n')
         with pytest.raises(InvalidInput) as err:
             load_config(config)
         assert says in str(err.value) and "[models.m]" in str(err.value), str(err.value)
+    # Stylize denoises in windows as the UNet kinds do; inpaint runs its region at the model's size instead.
+    config.write_text(f'[models.m]\nkind = "flux-img2img"\npath = "{root / "flux"}"\ntile = 512\ntile_overlap = 64\n')
+    spec = load_config(config).models[0]
+    assert (spec.tile, spec.tile_overlap) == (512, 64)
+    for key in ("tile = 512", "tile_overlap = 64"):
+        config.write_text(f'[models.m]\nkind = "sd3-inpaint"\npath = "{root / "sd3"}"\n{key}\n')
+        with pytest.raises(InvalidInput) as err:
+            load_config(config)
+        assert "kind sd3-inpaint takes no denoising windows: it inpaints the mask's region at the model's size " \
+               f"(region_size) ({key.split()[0]})" in str(err.value), str(err.value)
 
 
 def _pixels(client: Any, digest: str, tmp_path: Path) -> np.ndarray:

@@ -15,7 +15,7 @@ import pytest
 import tiny_pipelines
 import torch  # installed by `make test` (the diffusion extra): a missing install fails here, never skips
 from conftest import BEACHBALL
-from helpers import channels, header, run_cli, scaled, windows
+from helpers import channels, header, run_cli, scaled, window_seam_ratio, windows
 
 from shotpass_server.frame_pipeline import frame_seed
 
@@ -563,17 +563,6 @@ def test_stylize_on_a_plate_larger_than_the_tile_blends_windows_without_seams(ca
 
     plate = _carrots_plate(tmp_path / "carrots", 100, 200, 192, 256, frames=3)  # 3 frames: 3 seeds measured
 
-    def seam_ratio(out: np.ndarray, tile: int, overlap: int) -> float:
-        ratios = []
-        for axis in (0, 1):
-            starts = tile_starts(out.shape[axis] // 8, tile // 8, overlap // 8)
-            edges = {s * 8 for s in starts[1:]} | {s * 8 + tile for s in starts[:-1]}
-            grad = np.abs(np.diff(out, axis=axis)).mean(axis=(1 - axis, 2))
-            at = np.zeros(grad.shape, dtype=bool)
-            at[[e - 1 for e in edges]] = True
-            ratios.append(grad[at].mean() / grad[~at].mean())
-        return float(np.mean(ratios))
-
     code, out, err = _render(capsys, dserver, plate, tmp_path / "o", "--model", "tiny-smooth",
                              "--option", "tile=64", "--option", "tile_overlap=32")
     assert code == 0, err
@@ -581,7 +570,7 @@ def test_stylize_on_a_plate_larger_than_the_tile_blends_windows_without_seams(ca
     outs = [_rgb(out["outputs"][str(f)]) for f in (1, 2, 3)]
     assert all(o.shape == (192, 256, 3) for o in outs)
     assert np.abs(outs[0] - _rgb(plate.replace("####", "0001"))).mean() > 1e-2  # the model really redrew it
-    ratio = float(np.mean([seam_ratio(o, 64, 32) for o in outs]))
+    ratio = float(np.mean([window_seam_ratio(o, 64, 32) for o in outs]))
     assert ratio < 1.05, ratio  # blended windows: borders no rougher than the rest of the frame
     # The measure does see seams: each window of the same frames off by its own small constant (what
     # independently denoised windows look like) reads far above the threshold.
@@ -591,7 +580,7 @@ def test_stylize_on_a_plate_larger_than_the_tile_blends_windows_without_seams(ca
         for i, y in enumerate(tile_starts(24, 8, 0)):
             for j, x in enumerate(tile_starts(32, 8, 0)):
                 o[y * 8: y * 8 + 64, x * 8: x * 8 + 64] += 0.02 * (-1) ** (i + j)  # a 0.04 step at each border
-        stepped.append(seam_ratio(o, 64, 0))
+        stepped.append(window_seam_ratio(o, 64, 0))
     assert min(stepped) > 1.1, stepped
 
 

@@ -258,12 +258,12 @@ def _parse_adapters(spec: ModelSpec, table: Dict[str, Any], where: str, resolve:
     from .passes.diffusion.adapters import LORA_WEIGHT_RANGE, scheduler_choices
 
     if spec.kind in FLOW_KINDS:
-        # diffusers loads textual inversion and these IP-Adapters into UNet pipelines only, and a transformer
-        # attends across the whole plate (no MultiDiffusion windows).
+        # diffusers loads textual inversion and these IP-Adapters into UNet pipelines only; inpaint runs the
+        # mask's region at the model's size (region_size) instead of denoising windows.
+        windowless = "denoising windows: it inpaints the mask's region at the model's size (region_size)"
         for key, what in (("embeddings", "textual-inversion embeddings"), ("ip_adapter", "an IP-Adapter"),
-                          ("tile", "denoising windows: it runs the whole plate at once"),
-                          ("tile_overlap", "denoising windows: it runs the whole plate at once")):
-            if key in table:
+                          ("tile", windowless), ("tile_overlap", windowless)):
+            if key in table and (key in ("embeddings", "ip_adapter") or spec.kind.endswith("inpaint")):
                 raise InvalidInput(f"{where}: kind {spec.kind} takes no {what} ({key}); LoRAs, vae and scheduler "
                                    "work on it")
 
