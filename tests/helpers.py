@@ -7,8 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
 import OpenEXR
@@ -149,3 +150,25 @@ def window_seam_ratio(out: np.ndarray, tile: int, overlap: int, grid: int = 8) -
         at[[e - 1 for e in edges]] = True
         ratios.append(grad[at].mean() / grad[~at].mean())
     return float(np.mean(ratios))
+
+
+@contextmanager
+def model_server(config: Path, data_dir: Path, **settings: Any) -> Iterator[Any]:
+    """The real server on a free loopback port with the models of ``config``; ``settings`` override the config
+    (e.g. chunk_frames). torch runs on 2 threads: diffusion results differ by ~1e-5 between thread counts."""
+    import torch
+
+    from shotpass_server.app import ShotpassServer
+    from shotpass_server.config import load_config
+
+    torch.set_num_threads(2)
+    cfg = load_config(config)
+    cfg.listen, cfg.data_dir = "127.0.0.1:0", data_dir
+    for key, value in settings.items():
+        setattr(cfg, key, value)
+    srv = ShotpassServer(cfg)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop(grace=0.5)

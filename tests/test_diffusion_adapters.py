@@ -11,8 +11,7 @@ import numpy as np
 import OpenEXR
 import pytest
 import tiny_pipelines
-import torch
-from helpers import channels, run_cli
+from helpers import channels, model_server, run_cli
 
 FAST = ["--option", "steps=2", "--option", "strength=0.6", "--seed", "5"]
 
@@ -85,18 +84,8 @@ embeddings = {{ "<wide>" = "wide.safetensors" }}
 
 @pytest.fixture(scope="module")
 def aserver(registry_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from shotpass_server.app import ShotpassServer
-    from shotpass_server.config import load_config
-
-    torch.set_num_threads(2)
-    cfg = load_config(registry_file)
-    cfg.listen, cfg.data_dir = "127.0.0.1:0", tmp_path_factory.mktemp("adata")
-    srv = ShotpassServer(cfg)
-    srv.start()
-    try:
+    with model_server(registry_file, tmp_path_factory.mktemp("adata")) as srv:
         yield srv
-    finally:
-        srv.stop(grace=0.5)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import OpenEXR
 import pytest
 import tiny_pipelines
 import torch
-from helpers import channels, header, run_cli, windows
+from helpers import channels, header, model_server, run_cli, windows
 
 FLOW_MODELS = ("tiny-sd3", "tiny-sd3-inpaint", "tiny-sd3-inpaint33", "tiny-flux", "tiny-flux-inpaint")
 INPAINT = {"tiny-sd3-inpaint", "tiny-sd3-inpaint33", "tiny-flux-inpaint"}
@@ -145,18 +145,8 @@ def config(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def fserver(config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from shotpass_server.app import ShotpassServer
-    from shotpass_server.config import load_config
-
-    torch.set_num_threads(2)
-    cfg = load_config(config)
-    cfg.listen, cfg.data_dir, cfg.chunk_frames = "127.0.0.1:0", tmp_path_factory.mktemp("flow-data"), 2
-    srv = ShotpassServer(cfg)
-    srv.start()
-    try:
+    with model_server(config, tmp_path_factory.mktemp("flow-data"), chunk_frames=2) as srv:
         yield srv
-    finally:
-        srv.stop(grace=0.5)
 
 
 def write_plate(folder: Path, frames: range, w: int, h: int, alpha: Any = None, z: bool = False) -> str:

@@ -13,9 +13,8 @@ import numpy as np
 import OpenEXR
 import pytest
 import tiny_pipelines
-import torch  # installed by `make test` (the diffusion extra): a missing install fails here, never skips
 from conftest import BEACHBALL
-from helpers import channels, header, run_cli, scaled, window_seam_ratio, windows
+from helpers import channels, header, model_server, run_cli, scaled, window_seam_ratio, windows
 
 from shotpass_server.frame_pipeline import frame_seed
 
@@ -97,18 +96,8 @@ context_overlap = 1
 
 @pytest.fixture
 def dserver(model_config: Path, tmp_path: Path) -> Iterator[Any]:
-    from shotpass_server.app import ShotpassServer
-    from shotpass_server.config import load_config
-
-    torch.set_num_threads(2)  # results differ by ~1e-5 between thread counts
-    cfg = load_config(model_config)
-    cfg.listen, cfg.data_dir, cfg.chunk_frames = "127.0.0.1:0", tmp_path / "server-data", 3
-    srv = ShotpassServer(cfg)
-    srv.start()
-    try:
+    with model_server(model_config, tmp_path / "server-data", chunk_frames=3) as srv:
         yield srv
-    finally:
-        srv.stop(grace=0.5)
 
 
 def _render(capsys: Any, srv: Any, plate: str, out: Path, *extra: str) -> tuple:

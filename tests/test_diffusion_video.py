@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tiny_pipelines
 import torch  # installed by `make test` (the diffusion extra)
-from helpers import run_cli
+from helpers import model_server, run_cli
 from test_temporal import _plate, _rgb
 
 FAST = ["--option", "steps=2", "--option", "strength=0.5"]
@@ -18,9 +18,6 @@ FAST = ["--option", "steps=2", "--option", "strength=0.5"]
 
 @pytest.fixture(scope="module")
 def vserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from shotpass_server.app import ShotpassServer
-    from shotpass_server.config import load_config
-
     root = tmp_path_factory.mktemp("models")
     tiny_pipelines.save_animatediff(root / "animatediff")
     tiny_pipelines.save_img2img(root / "sd15")
@@ -31,16 +28,9 @@ def vserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         '[models.tiny-sd15]\nkind = "sd15-img2img"\npath = "sd15"\nsteps = 2\nstrength = 0.5\n\n'
         '[models.tiny-smooth]\nkind = "sd15-img2img"\npath = "sd15-smooth"\nsteps = 2\nstrength = 1.0\nguidance = 1.0\n'
     )
-    torch.set_num_threads(2)  # results differ by ~1e-5 between thread counts
-    cfg = load_config(root / "shotpass.toml")
     # Chunks of 2 frames: a video model's clip must not be cut by them.
-    cfg.listen, cfg.data_dir, cfg.chunk_frames = "127.0.0.1:0", root / "server-data", 2
-    srv = ShotpassServer(cfg)
-    srv.start()
-    try:
+    with model_server(root / "shotpass.toml", root / "server-data", chunk_frames=2) as srv:
         yield srv
-    finally:
-        srv.stop(grace=0.5)
 
 
 def _render(capsys: Any, srv: Any, plate: str, out: Path, *extra: str) -> dict:

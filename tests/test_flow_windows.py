@@ -15,7 +15,7 @@ import OpenEXR
 import pytest
 import tiny_pipelines
 import torch
-from helpers import channels, header, run_cli, window_seam_ratio, windows
+from helpers import channels, header, model_server, run_cli, window_seam_ratio, windows
 
 CARROTS = Path(__file__).resolve().parents[1].parent / "shared/data/exr/openexr-images/ScanLines/Carrots.exr"
 STYLIZE = ("tiny-sd3", "tiny-flux")
@@ -70,18 +70,8 @@ def models(root: Path) -> Dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def server(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from shotpass_server.app import ShotpassServer
-    from shotpass_server.config import load_config
-
-    torch.set_num_threads(2)
-    cfg = load_config(root / "shotpass.toml")
-    cfg.listen, cfg.data_dir, cfg.chunk_frames = "127.0.0.1:0", tmp_path_factory.mktemp("flow-windows-data"), 2
-    srv = ShotpassServer(cfg)
-    srv.start()
-    try:
+    with model_server(root / "shotpass.toml", tmp_path_factory.mktemp("flow-windows-data"), chunk_frames=2) as srv:
         yield srv
-    finally:
-        srv.stop(grace=0.5)
 
 
 def carrots_plate(folder: Path, frames: range, h: int, w: int, alpha: Any = None) -> str:

@@ -15,7 +15,7 @@ import OpenEXR
 import pytest
 import tiny_pipelines
 import torch
-from helpers import run_cli
+from helpers import model_server, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +57,8 @@ def _config(path: Path, folders: Dict[str, Path], extra: str = "") -> Path:
 
 @pytest.fixture
 def probed_server(folders: Dict[str, Path], tmp_path: Path) -> Iterator[Any]:
-    from shotpass_server.app import ShotpassServer
-    from shotpass_server.config import load_config
-
-    torch.set_num_threads(2)
-    cfg = load_config(_config(tmp_path / "shotpass.toml", folders))
-    cfg.listen, cfg.data_dir = "127.0.0.1:0", tmp_path / "data"
-    srv = ShotpassServer(cfg)
-    srv.start()
-    try:
+    with model_server(_config(tmp_path / "shotpass.toml", folders), tmp_path / "data") as srv:
         yield srv
-    finally:
-        srv.stop(grace=0.5)
 
 
 def test_a_wrong_folder_for_each_kind_is_refused_at_start_naming_the_entry_and_what_it_is(

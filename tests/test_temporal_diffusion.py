@@ -9,8 +9,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 import tiny_pipelines
-import torch  # installed by `make test` (the diffusion extra)
-from helpers import run_cli
+from helpers import model_server, run_cli
 from test_temporal import _plate, _rgb
 
 FAST = ["--option", "steps=2", "--option", "strength=0.5"]
@@ -18,9 +17,6 @@ FAST = ["--option", "steps=2", "--option", "strength=0.5"]
 
 @pytest.fixture(scope="module")
 def tserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from shotpass_server.app import ShotpassServer
-    from shotpass_server.config import load_config
-
     root = tmp_path_factory.mktemp("models")
     tiny_pipelines.save_img2img(root / "sd15")
     tiny_pipelines.save_inpaint(root / "sd-inpaint")
@@ -28,15 +24,8 @@ def tserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         '[models.tiny-sd15]\nkind = "sd15-img2img"\npath = "sd15"\nsteps = 2\nstrength = 0.5\n\n'
         '[models.tiny-inpaint]\nkind = "sd-inpaint"\npass = "inpaint"\npath = "sd-inpaint"\nsteps = 2\n'
     )
-    torch.set_num_threads(2)
-    cfg = load_config(root / "shotpass.toml")
-    cfg.listen, cfg.data_dir, cfg.chunk_frames = "127.0.0.1:0", root / "server-data", 2
-    srv = ShotpassServer(cfg)
-    srv.start()
-    try:
+    with model_server(root / "shotpass.toml", root / "server-data", chunk_frames=2) as srv:
         yield srv
-    finally:
-        srv.stop(grace=0.5)
 
 
 def _render(capsys: Any, srv: Any, plate: str, out: Path, *extra: str) -> dict:
