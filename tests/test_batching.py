@@ -26,6 +26,8 @@ def model_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     tiny_pipelines.save_img2img(root / "sd15")
     tiny_pipelines.save_controlnet(root / "cn-canny")
+    tiny_pipelines.save_inpaint(root / "sd-inpaint")
+    tiny_pipelines.save_upscaler(root / "x4")
     config = root / "shotpass.toml"
     config.write_text(
         """
@@ -42,6 +44,20 @@ path = "sd15"
 steps = 3
 strength = 0.7
 batch = 4
+
+[models.tiny-inpaint]
+kind = "sd-inpaint"
+pass = "inpaint"
+path = "sd-inpaint"
+steps = 3
+strength = 1.0
+
+[models.tiny-x4]
+kind = "sd-x4-upscaler"
+path = "x4"
+steps = 2
+tile = 32
+tile_overlap = 8
 """
     )
     return config
@@ -287,3 +303,84 @@ def test_sdxl_frames_batch_too(tmp_path: Path) -> None:
         assert result.rgb.shape == alone.shape == (24, 40, 3)
         assert np.abs(result.rgb - alone).max() < 1e-4, f"frame {job.frame}"
     assert np.abs(batched[0].rgb - batched[1].rgb).max() > 0.01  # each frame its own noise and image
+
+
+# Inpaint and the x4 upscaler: the same contract, the same tolerance.
+
+def _spy_calls(monkeypatch: pytest.MonkeyPatch, cls: Any, name: str, count: Any) -> List[Any]:
+    """What every call of ``cls.name`` took (``count(args)``); the real method runs."""
+    seen: List[Any] = []
+    real = getattr(cls, name)
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(count(*args))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, spy)
+    return seen
+
+
+def _masked_plate(folder: Path, boxes: Dict[int, Any], w: int, h: int) -> Any:
+    """Half RGBA frames of grain whose alpha (the inpaint mask) is 1 in the frame's box (y0, y1, x0, x1)."""
+    import OpenEXR
+
+    from shotpass_client.jobs import plate_frames
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(8)
+    for frame, (y0, y1, x0, x1) in boxes.items():
+        alpha = np.zeros((h, w), np.float32)
+        alpha[y0:y1, x0:x1] = 1.0
+        channels = {c: rng.random((h, w), dtype=np.float32).astype(np.float16) for c in "RGB"}
+        channels["A"] = alpha.astype(np.float16)
+        with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, channels) as f:
+            f.write(str(folder / f"plate.{frame:04d}.exr"))
+    return plate_frames(str(folder / "plate.####.exr"))
+
+
+def _assert_outside_the_mask_is_the_plate(outputs: Dict[int, Any], plate: Any) -> None:
+    from shotpass_server.frames.exr import decode_exr
+
+    for frame, image in outputs.items():
+        src = decode_exr(Path(plate[frame]).read_bytes(), f"frame {frame}").parts[0].channels
+        outside = src["A"] == 0
+        for c in "RGB":
+            got = image.parts[0].channels[c]
+            assert np.array_equal(got[outside].view(np.uint16), src[c][outside].view(np.uint16)), f"{frame} {c}"
+            assert not np.array_equal(got[~outside], src[c][~outside]), f"frame {frame} {c}: nothing was inpainted"
+
+
+@pytest.mark.parametrize("size, boxes, calls", [
+    # Whole plates (within the tiny model's native 128 px): one call of 4 frames, then 2.
+    ((40, 24), {f: (4, 14, 3 + 2 * f, 15 + 2 * f) for f in FRAMES}, [[(24, 40)] * 4, [(24, 40)] * 2]),
+    # Region mode (a 200 x 136 plate): boxes of one size at other places batch; frame 3's taller box is scaled to
+    # another model size and runs in a call of its own.
+    ((200, 136), {f: (30 + 5 * f, 60 + 5 * f + (20 if f == 3 else 0), 40 + 9 * f, 100 + 9 * f) for f in FRAMES},
+     None),
+], ids=["whole-plate", "region"])
+def test_an_inpainted_batched_frame_is_its_unbatched_render(bserver, monkeypatch, tmp_path: Path, size: Any,
+                                                            boxes: Dict[int, Any], calls: Any) -> None:
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec
+    from shotpass_server.passes.diffusion.inpaint import InpaintModel
+
+    shapes = _spy_calls(monkeypatch, InpaintModel, "_call", lambda pipe, fills, *a: [f.size for f in fills])
+    plate = _masked_plate(tmp_path / "plate", boxes, *size)
+    options = {"context": "8"}
+    with Client(bserver.address) as client:
+        single = _render(client, RenderSpec(model="tiny-inpaint", seed=5, options={**options, "batch": "1"}), plate)
+        assert [len(c) for c in shapes] == [1] * len(FRAMES)
+        alone = list(shapes)
+        shapes.clear()
+        batched = _render(client, RenderSpec(model="tiny-inpaint", seed=5, options={**options, "batch": "4"}), plate)
+        other_seed = _render(client, RenderSpec(model="tiny-inpaint", seed=6, options={**options, "batch": "4"}),
+                             plate)
+    if calls is not None:
+        assert shapes[:2] == calls
+    else:  # frames 1-2 and 4-6 (consecutive frames) share a model size (the box's width scaled to 128 px)
+        assert alone[0][0][1] == 128 and alone[2][0] != alone[0][0]
+        assert shapes[:3] == [[alone[0][0]] * 2, [alone[2][0]], [alone[0][0]] * 3]
+    _assert_close(batched, single)
+    _assert_outside_the_mask_is_the_plate(batched, plate)
+    for frame in FRAMES:  # the tolerance is far below what a frame's own noise changes
+        assert np.abs(_rgb(other_seed[frame]) - _rgb(batched[frame])).max() > 0.05
