@@ -58,6 +58,14 @@ path = "x4"
 steps = 2
 tile = 32
 tile_overlap = 8
+
+[models.tiny-x2]
+kind = "sd-x4-upscaler"
+path = "x4"
+scale = 2
+steps = 2
+tile = 32
+tile_overlap = 8
 """
     )
     return config
@@ -384,3 +392,175 @@ def test_an_inpainted_batched_frame_is_its_unbatched_render(bserver, monkeypatch
     _assert_outside_the_mask_is_the_plate(batched, plate)
     for frame in FRAMES:  # the tolerance is far below what a frame's own noise changes
         assert np.abs(_rgb(other_seed[frame]) - _rgb(batched[frame])).max() > 0.05
+
+
+@pytest.mark.parametrize("model", ["tiny-x4", "tiny-x2"])
+def test_an_upscaled_batched_frame_is_its_unbatched_render(bserver, monkeypatch, tmp_path: Path, model: str) -> None:
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec
+    from shotpass_server.passes.diffusion.upscale import UpscaleModel
+
+    calls = _spy_calls(monkeypatch, UpscaleModel, "render_batch", lambda jobs, ctxs: [j.frame for j in jobs])
+    tiles = _spy_calls(monkeypatch, UpscaleModel, "_tiled", lambda pipe, stack, *a: stack.shape)
+    plate = _plate(tmp_path / "plate", w=72, h=40)  # 3 x 2 tiles of 32 px sharing 8
+    with Client(bserver.address) as client:
+        single = _render(client, RenderSpec(model=model, seed=5, options={"batch": "1"}), plate)
+        assert calls == [] and tiles == [(40, 72, 3)] * len(FRAMES)
+        tiles.clear()
+        batched = _render(client, RenderSpec(model=model, seed=5, options={"batch": "4"}), plate)
+        assert calls == [[1, 2, 3, 4], [5, 6]]
+        assert tiles == [(40, 72, 12), (40, 72, 6)], "tile n of every frame of a batch in one pipeline call"
+        other_seed = _render(client, RenderSpec(model=model, seed=6, options={"batch": "4"}), plate)
+    scale = 4 if model == "tiny-x4" else 2
+    assert batched[1].parts[0].channels["R"].shape == (40 * scale, 72 * scale)
+    _assert_close(batched, single)
+    for frame in FRAMES:
+        assert np.abs(_rgb(other_seed[frame]) - _rgb(batched[frame])).max() > 0.05
+
+
+def _model(model_config: Path, name: str) -> Any:
+    from shotpass_server.config import load_config
+    from shotpass_server.passes.diffusion import diffusion_model
+
+    torch.set_num_threads(2)
+    return diffusion_model(next(s for s in load_config(model_config).models if s.name == name))
+
+
+def _jobs(model: Any, frames: Any, options: Dict[str, str], progress: Any = None) -> Any:
+    """Frames of grain 24 x 40, each masked in a 10 x 12 box at its own place, and their contexts."""
+    from shotpass_server.passes.base import FrameJob, PassContext, parse_options
+
+    parsed = parse_options(model.options, options, model.name)
+    rng = np.random.default_rng(1)
+    jobs, ctxs = [], []
+    for f in frames:
+        mask = np.zeros((24, 40), np.float32)
+        mask[4:14, 2 * f: 12 + 2 * f] = 1.0
+        jobs.append(FrameJob(frame=f, rgb=rng.random((24, 40, 3), dtype=np.float32), alpha=None, mask=mask))
+        report = (lambda step, total, f=f: progress(f, step)) if progress else (lambda step, total: None)
+        ctxs.append(PassContext(options=parsed, seed=100 + f, prompt="a wall", negative_prompt="text",
+                                progress=report))
+    return jobs, ctxs
+
+
+KINDS = {"tiny-inpaint": "_call", "tiny-x4": "_upscale"}  # each kind's method that takes a whole batch
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_out_of_memory_halves_an_inpaint_or_upscale_batch(model_config: Path, name: str) -> None:
+    model = _model(model_config, name)
+    real, calls = getattr(model, KINDS[name]), []
+
+    def two_fit(pipe_or_jobs: Any, frames: Any, *args: Any) -> Any:
+        """The real call on a device that holds two frames per call, not more."""
+        calls.append(len(frames))
+        if len(frames) > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(pipe_or_jobs, frames, *args)
+
+    if name == "tiny-x4":
+        setattr(model, KINDS[name], lambda jobs, ctxs: two_fit(None, jobs, ctxs))
+        real = (lambda _, jobs, ctxs, run=real: run(jobs, ctxs))  # noqa: E731
+    else:
+        setattr(model, KINDS[name], two_fit)
+    jobs, ctxs = _jobs(model, range(1, 5), {"batch": "4"})
+    results = model.process_batch(jobs, ctxs)
+    assert calls == [4, 2, 2], "4 frames ran out of memory: 2 + 2 fitted"
+    assert model.process_batch(jobs[:3], ctxs[:3]) and calls[3:] == [2, 1], "the size that fitted is kept"
+    for job, ctx, batched in zip(jobs, ctxs, results):
+        alone = model.process(job, ctx).rgb
+        assert batched.rgb.shape == alone.shape
+        assert np.abs(batched.rgb - alone).max() < 1e-4, f"frame {job.frame}"
+        if name == "tiny-inpaint":
+            outside = job.mask == 0
+            assert np.array_equal(batched.rgb[outside], job.rgb[outside]), "outside the mask: the plate, bit for bit"
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_a_cancel_stops_an_inpaint_or_upscale_batch_between_steps(model_config: Path, name: str) -> None:
+    from shotpass_server.errors import RenderCancelled
+
+    model = _model(model_config, name)
+    steps: Dict[int, List[int]] = {}
+
+    def progress(frame: int, step: int) -> None:
+        steps.setdefault(frame, []).append(step)
+        if frame == 2 and step == 1:
+            raise RenderCancelled("cancelled")
+
+    jobs, ctxs = _jobs(model, (1, 2, 3), {"batch": "3", "steps": "5"}, progress)
+    with pytest.raises(RenderCancelled):
+        model.process_batch(jobs, ctxs)
+    assert steps == {1: [1], 2: [1]}, "the call stops at the first step's end, where frame 2 was cancelled"
+
+
+def test_which_inpaint_and_upscale_frames_share_a_batch_key(model_config: Path) -> None:
+    from dataclasses import replace
+
+    from shotpass_server.passes.base import Anchor
+
+    inpaint, upscale = _model(model_config, "tiny-inpaint"), _model(model_config, "tiny-x4")
+    for model in (inpaint, upscale):
+        jobs, ctxs = _jobs(model, (1, 2), {})
+        assert model.batch_key(jobs[0], ctxs[0]) == model.batch_key(jobs[1], ctxs[1]) is not None
+        assert model.batch_key(jobs[0], replace(ctxs[0], noise=object())) is None, "noise=flow runs alone"
+        anchor = Anchor(frame=1, rgb=jobs[0].rgb, seed=1)
+        assert model.batch_key(jobs[0], replace(ctxs[0], anchor=anchor)) is None
+        assert model.batch_key(jobs[0], replace(ctxs[0], prompt="a door")) != model.batch_key(jobs[1], ctxs[1])
+    jobs, ctxs = _jobs(inpaint, (1,), {})
+    assert inpaint.batch_key(replace(jobs[0], mask=np.zeros((24, 40), np.float32)), ctxs[0]) is None, \
+        "an empty mask makes no pipeline call"
+    # Region mode on a 300 x 200 plate: masks of one size batch wherever they are; a wider one does not.
+    inpaint.native = 128
+    plate = np.zeros((200, 300, 3), np.float32)
+
+    def key(x0: int, width: int) -> Any:
+        mask = np.zeros((200, 300), np.float32)
+        mask[50:80, x0: x0 + width] = 1
+        return inpaint.batch_key(replace(jobs[0], rgb=plate, mask=mask), ctxs[0])
+
+    assert key(80, 40) == key(170, 40) != key(80, 90)  # 64 px of context: the boxes stay inside the plate
+    assert upscale.batch_key(replace(jobs[0], rgb=plate), ctxs[0]) != upscale.batch_key(jobs[0], ctxs[0])
+
+
+def test_sdxl_inpaint_frames_batch_too(tmp_path: Path) -> None:
+    from shotpass_server.model_config import parse_models
+    from shotpass_server.passes.diffusion import diffusion_model
+
+    torch.set_num_threads(2)
+    tiny_pipelines.save_sdxl_inpaint(tmp_path / "sdxl")
+    table = {"kind": "sdxl-inpaint", "pass": "inpaint", "path": "sdxl", "steps": 2, "strength": 1.0, "batch": 3}
+    model = diffusion_model(parse_models({"tiny-sdxl-inpaint": table}, tmp_path, "shotpass.toml")[0])
+    jobs, ctxs = _jobs(model, (1, 2, 3), {"grow": "2", "feather": "3"})
+    assert len({model.batch_key(j, c) for j, c in zip(jobs, ctxs)}) == 1
+    batched = model.process_batch(jobs, ctxs)
+    for job, ctx, result in zip(jobs, ctxs, batched):
+        alone = model.process(job, ctx)
+        assert np.abs(result.rgb - alone.rgb).max() < 1e-4, f"frame {job.frame}"
+        assert np.array_equal(result.filled, alone.filled)
+        outside = result.filled == 0
+        assert np.array_equal(result.rgb[outside], job.rgb[outside])
+
+
+def test_a_failing_inpaint_batch_reruns_its_frames_one_by_one(bserver, monkeypatch, tmp_path: Path) -> None:
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec
+    from shotpass_server.passes.diffusion.inpaint import InpaintModel
+
+    real, calls = InpaintModel._call, []
+
+    def fails_batched(self: Any, pipe: Any, fills: Any, *args: Any) -> Any:
+        calls.append(len(fills))
+        if len(fills) > 1:
+            raise RuntimeError("a kernel that takes no batch")
+        return real(self, pipe, fills, *args)
+
+    plate = _masked_plate(tmp_path / "plate", {f: (4, 14, 3 + 2 * f, 15 + 2 * f) for f in FRAMES}, 40, 24)
+    with Client(bserver.address) as client:
+        single = _render(client, RenderSpec(model="tiny-inpaint", seed=5, options={"batch": "1"}), plate)
+        monkeypatch.setattr(InpaintModel, "_call", fails_batched)
+        rerun = _render(client, RenderSpec(model="tiny-inpaint", seed=5, options={"batch": "4"}), plate)
+    assert calls == [4, 1, 1, 1, 1, 2, 1, 1]
+    for frame in FRAMES:
+        for c in "RGB":
+            assert np.array_equal(rerun[frame].parts[0].channels[c], single[frame].parts[0].channels[c])
