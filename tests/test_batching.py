@@ -523,14 +523,20 @@ def test_which_inpaint_and_upscale_frames_share_a_batch_key(model_config: Path) 
     assert upscale.batch_key(replace(jobs[0], rgb=plate), ctxs[0]) != upscale.batch_key(jobs[0], ctxs[0])
 
 
-def test_sdxl_inpaint_frames_batch_too(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind, save", [
+    ("sdxl-inpaint", tiny_pipelines.save_sdxl_inpaint),
+    ("sd3-inpaint", tiny_pipelines.save_sd3),  # inpaint.py's batching, inherited by the transformer bases
+    ("sd3-inpaint", lambda path: tiny_pipelines.save_sd3(path, in_channels=33)),  # latents + mask + image
+    ("flux-inpaint", tiny_pipelines.save_flux),
+], ids=["sdxl", "sd3", "sd3-inpaint33", "flux"])
+def test_sdxl_sd3_and_flux_inpaint_frames_batch_too(tmp_path: Path, kind: str, save: Any) -> None:
     from shotpass_server.model_config import parse_models
     from shotpass_server.passes.diffusion import diffusion_model
 
     torch.set_num_threads(2)
-    tiny_pipelines.save_sdxl_inpaint(tmp_path / "sdxl")
-    table = {"kind": "sdxl-inpaint", "pass": "inpaint", "path": "sdxl", "steps": 2, "strength": 1.0, "batch": 3}
-    model = diffusion_model(parse_models({"tiny-sdxl-inpaint": table}, tmp_path, "shotpass.toml")[0])
+    save(tmp_path / "base")
+    table = {"kind": kind, "pass": "inpaint", "path": "base", "steps": 2, "strength": 1.0, "batch": 3}
+    model = diffusion_model(parse_models({"tiny-inpaint": table}, tmp_path, "shotpass.toml")[0])
     jobs, ctxs = _jobs(model, (1, 2, 3), {"grow": "2", "feather": "3"})
     assert len({model.batch_key(j, c) for j, c in zip(jobs, ctxs)}) == 1
     batched = model.process_batch(jobs, ctxs)
