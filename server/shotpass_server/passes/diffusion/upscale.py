@@ -44,6 +44,14 @@ class UpscaleModel(DiffusionModel):
 
     batches = True
 
+    def load(self, device: str, variant: str) -> Any:
+        pipe = super().load(device, variant)
+        if self.spec.vae_slicing is None:
+            # A batch's tiles decode one frame at a time on any device: at 4x the decode is memory-bound, and
+            # batched it ran 1.5x slower per frame on a CPU (bench/batching.py); the denoiser still batches.
+            pipe.vae.enable_slicing()
+        return pipe
+
     def render(self, job: FrameJob, ctx: PassContext) -> FrameResult:
         return self._upscale([job], [ctx])[0]
 
