@@ -508,8 +508,12 @@ def test_which_inpaint_and_upscale_frames_share_a_batch_key(model_config: Path) 
         assert model.batch_key(jobs[0], replace(ctxs[0], anchor=anchor)) is None
         assert model.batch_key(jobs[0], replace(ctxs[0], prompt="a door")) != model.batch_key(jobs[1], ctxs[1])
     jobs, ctxs = _jobs(inpaint, (1,), {})
-    assert inpaint.batch_key(replace(jobs[0], mask=np.zeros((24, 40), np.float32)), ctxs[0]) is None, \
-        "an empty mask makes no pipeline call"
+    empty = replace(jobs[0], mask=np.zeros((24, 40), np.float32))
+    assert inpaint.batch_key(empty, ctxs[0]) is None, "an empty mask makes no pipeline call"
+    two, two_ctxs = _jobs(inpaint, (1, 2), {})
+    kept = inpaint.process_batch([empty, two[1]], two_ctxs)  # handed a batch anyway: each frame as alone
+    assert np.array_equal(kept[0].rgb, empty.rgb)
+    assert np.array_equal(kept[1].rgb, inpaint.process(two[1], two_ctxs[1]).rgb)
     # Region mode on a 300 x 200 plate: masks of one size batch wherever they are; a wider one does not.
     inpaint.native = 128
     plate = np.zeros((200, 300, 3), np.float32)

@@ -106,7 +106,9 @@ class InpaintModel(DiffusionModel):
         pipe = self.pipeline(ctxs[0].device)
         extra = self.prepare(pipe, ctxs[0])
         self.native = native_size(pipe)
-        blends = [soft_mask(job.mask, o["grow"], o["feather"]) for job in jobs]
+        blends = [soft_mask(job.mask, o["grow"], o["feather"]) for job in jobs if job.mask is not None]
+        if len(blends) < len(jobs) or not all((blend > 0).any() for blend in blends):
+            return [self.render(job, ctx) for job, ctx in zip(jobs, ctxs)]  # batch_key keeps these out
         fills = [self._fill(pipe, job.rgb, blend, o) for job, blend in zip(jobs, blends)]
         groups: Dict[Tuple[int, ...], List[int]] = {}  # one call per padded size, frames in order
         for i, fill in enumerate(fills):
