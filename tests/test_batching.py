@@ -524,7 +524,12 @@ def test_which_inpaint_and_upscale_frames_share_a_batch_key(model_config: Path) 
         return inpaint.batch_key(replace(jobs[0], rgb=plate, mask=mask), ctxs[0])
 
     assert key(80, 40) == key(170, 40) != key(80, 90)  # 64 px of context: the boxes stay inside the plate
-    assert upscale.batch_key(replace(jobs[0], rgb=plate), ctxs[0]) != upscale.batch_key(jobs[0], ctxs[0])
+    up_jobs, up_ctxs = _jobs(upscale, (1,), {})
+    assert upscale.batch_key(replace(up_jobs[0], rgb=plate), up_ctxs[0]) != upscale.batch_key(up_jobs[0], up_ctxs[0])
+    # What the free-memory cap on a GPU sizes a batch by: the region, not the plate; a 32 px tile at 8x each way.
+    assert inpaint.batch_pixels(replace(jobs[0], rgb=plate), ctxs[0]) == 128 * 128
+    assert inpaint.batch_pixels(jobs[0], ctxs[0]) == 24 * 40
+    assert upscale.batch_pixels(replace(up_jobs[0], rgb=plate), up_ctxs[0]) == 64 * 32 * 32
 
 
 @pytest.mark.parametrize("kind, save", [

@@ -68,10 +68,11 @@ class UpscaleModel(DiffusionModel):
         return self._upscale(jobs, ctxs)
 
     def batch_pixels(self, job: FrameJob, ctx: PassContext) -> int:
-        """A frame adds one tile per call, decoded at 4x."""
+        """A frame adds one tile per call, and this UNet runs at the tile's own resolution: as SD's does for an
+        image 8x larger each way (the 4x decode runs a frame at a time, so it does not grow with the batch)."""
         h, w = job.rgb.shape[:2]
         tile = ctx.options["tile"]
-        return 16 * min(tile, h) * min(tile, w)
+        return 64 * min(tile, h) * min(tile, w)
 
     def _upscale(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
         """Frames of one size tile by tile: the frames stacked as channels, so the tiles and blend are shared."""
