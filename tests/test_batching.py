@@ -530,6 +530,11 @@ def test_which_inpaint_and_upscale_frames_share_a_batch_key(model_config: Path) 
     assert inpaint.batch_pixels(replace(jobs[0], rgb=plate), ctxs[0]) == 128 * 128
     assert inpaint.batch_pixels(jobs[0], ctxs[0]) == 24 * 40
     assert upscale.batch_pixels(replace(up_jobs[0], rgb=plate), up_ctxs[0]) == 64 * 32 * 32
+    # The host holds a batch's 4x outputs: 2K frames go 5 at a time, a 4K frame alone, whatever `batch` says.
+    for (h, w), fit in (((24, 40), 8), ((1080, 2048), 5), ((2160, 4096), 1)):
+        sized = replace(up_jobs[0], rgb=np.empty((h, w, 3), np.float32))  # never written: no memory touched
+        assert upscale.frames_that_fit(sized, replace(up_ctxs[0], options={**up_ctxs[0].options, "batch": 8}), 8) \
+            == fit
 
 
 @pytest.mark.parametrize("kind, save", [

@@ -3,12 +3,13 @@
 Tiles are ``tile`` input pixels (128 -> 512 output, the upscaler's native size) sharing ``tile_overlap``
 pixels, blended with linear ramps (frames/tiling.run_tiled), so a 2K plate becomes 8K on one GPU with
 no seams. Each tile's noise is seeded from the frame's seed and the tile's index. Out of GPU memory,
-the frame is retried with half-size tiles.
+the frame is retried with half-size tiles (a batch is first halved, down to single frames).
 
 Batching: frames of one size, prompt and options share a tile grid, so tile n of every frame in the batch goes
 through one pipeline call, each with the noise of its own frame's seed and that tile's index; the tiles are
 blended per frame exactly as alone (the frames ride along as channels of one stack, and the blend is per
 channel), so each frame's result is its unbatched one up to floating-point differences between batch sizes.
+The host holds a batch's blended 4x outputs at once, so a batch is also capped by HOST_BATCH_BYTES.
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ from ..base import FrameJob, FrameResult, Option, PassContext
 from .common import DiffusionModel, batch_prompt_args, generator, prompt_args, set_vae_tiling
 
 MIN_TILE = 32
+# Host memory a batch's 4x outputs may take (the blend's float32 accumulator and each frame's copy of it): a
+# batch of 2K frames is 5 frames, a 4K frame goes alone.
+HOST_BATCH_BYTES = 4 * 2**30
 
 
 class UpscaleModel(DiffusionModel):
+    batches = True
+
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
         self.scale = spec.scale  # type: ignore[misc]
@@ -41,8 +47,6 @@ class UpscaleModel(DiffusionModel):
             Option("tile_overlap", "int", s.tile_overlap, "overlap between tiles in input pixels", minimum=0,
                    maximum=2048),
         ]
-
-    batches = True
 
     def load(self, device: str, variant: str) -> Any:
         pipe = super().load(device, variant)
@@ -73,6 +77,11 @@ class UpscaleModel(DiffusionModel):
         h, w = job.rgb.shape[:2]
         tile = ctx.options["tile"]
         return 64 * min(tile, h) * min(tile, w)
+
+    def frames_that_fit(self, job: FrameJob, ctx: PassContext, wanted: int) -> int:
+        h, w = job.rgb.shape[:2]
+        host = 2 * (4 * h) * (4 * w) * 3 * 4  # float32 accumulator + the frame's own copy, at 4x
+        return max(1, min(super().frames_that_fit(job, ctx, wanted), HOST_BATCH_BYTES // host))
 
     def _upscale(self, jobs: Sequence[FrameJob], ctxs: Sequence[PassContext]) -> List[FrameResult]:
         """Frames of one size tile by tile: the frames stacked as channels, so the tiles and blend are shared."""
