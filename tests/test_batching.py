@@ -1,5 +1,7 @@
 """Batching across frames: several frames of a chunk through one diffusion pipeline call, each frame's result its
-unbatched one. Tiny random-weight pipelines on disk, the real server and client.
+unbatched one, for stylize (SD 1.5 / SDXL img2img), inpaint (SD 1.5 whole plate and region mode, SDXL, SD3, Flux;
+outside the mask the plate, bit for bit) and the x4 upscaler (x4 and x2). Tiny random-weight pipelines on disk,
+the real server and client.
 
 Tolerance: a batched convolution does not add up in the same order as a batch of one (oneDNN on a CPU, cuDNN on
 a GPU pick kernels by shape: measured, one conv layer of the tiny UNet already differs by ~5e-7 between batch
