@@ -369,12 +369,20 @@ def batch_progress(ctxs: Sequence[PassContext]) -> Callable[..., Dict[str, Any]]
     return on_step_end
 
 
-def batch_denoise_args(ctxs: Sequence[PassContext], options: Dict[str, Any]) -> Dict[str, Any]:
-    """denoise_args for frames that share prompts and options: one prompt per frame, each frame's own noise."""
+def batch_prompt_args(ctxs: Sequence[PassContext]) -> Dict[str, Any]:
+    """prompt_args for frames that share prompts: one prompt (and negative prompt) per frame, as pipelines want
+    for a batch."""
     n, first = len(ctxs), ctxs[0]
     return {
         "prompt": [first.prompt or ""] * n,
         "negative_prompt": [first.negative_prompt] * n if first.negative_prompt else None,
+    }
+
+
+def batch_denoise_args(ctxs: Sequence[PassContext], options: Dict[str, Any]) -> Dict[str, Any]:
+    """denoise_args for frames that share prompts and options: one prompt per frame, each frame's own noise."""
+    return {
+        **batch_prompt_args(ctxs),
         "strength": options["strength"],
         "num_inference_steps": options["steps"],
         "guidance_scale": options["guidance"],
@@ -457,10 +465,16 @@ class DiffusionModel(Model):
         import torch
 
         free, _ = torch.cuda.mem_get_info(torch.device(ctx.device))
-        h, w = job.rgb.shape[:2]
-        per_frame = h * w * BATCH_BYTES_PER_PIXEL * (1 if ctx.options.get("guidance", 0) > 1 else 0.5)
+        guided = ctx.options.get("guidance", 0) > 1
+        per_frame = self.batch_pixels(job, ctx) * BATCH_BYTES_PER_PIXEL * (1 if guided else 0.5)
         per_frame *= 2 if dtype_for(self.spec, ctx.device) == torch.float32 else 1
         return max(1, min(wanted, fitted, int(free * 0.8 // per_frame)))
+
+    def batch_pixels(self, job: FrameJob, ctx: PassContext) -> int:
+        """Pixels of the image one more frame adds to a pipeline call (the whole frame; kinds that run a region or
+        tiles of it say theirs): what the free-memory cap sizes a batch by."""
+        h, w = job.rgb.shape[:2]
+        return h * w
 
     def _batch(self, jobs: List[FrameJob], ctxs: List[PassContext]) -> List[FrameResult]:
         if len(jobs) == 1:
