@@ -539,19 +539,23 @@ def test_which_inpaint_and_upscale_frames_share_a_batch_key(model_config: Path) 
             == fit
 
 
-@pytest.mark.parametrize("kind, save", [
-    ("sdxl-inpaint", tiny_pipelines.save_sdxl_inpaint),
-    ("sd3-inpaint", tiny_pipelines.save_sd3),  # inpaint.py's batching, inherited by the transformer bases
-    ("sd3-inpaint", lambda path: tiny_pipelines.save_sd3(path, in_channels=33)),  # latents + mask + image
-    ("flux-inpaint", tiny_pipelines.save_flux),
-], ids=["sdxl", "sd3", "sd3-inpaint33", "flux"])
-def test_sdxl_sd3_and_flux_inpaint_frames_batch_too(tmp_path: Path, kind: str, save: Any) -> None:
+@pytest.mark.parametrize("kind, save, sampler", [
+    ("sdxl-inpaint", tiny_pipelines.save_sdxl_inpaint, "default"),
+    ("sd3-inpaint", tiny_pipelines.save_sd3, "default"),  # inpaint.py's batching, inherited by the transformer bases
+    ("sd3-inpaint", lambda path: tiny_pipelines.save_sd3(path, in_channels=33), "default"),  # latents + mask + image
+    ("flux-inpaint", tiny_pipelines.save_flux, "default"),
+    # LCM draws fresh noise at every step: in a batch each frame still draws it from its own seed
+    ("sd3-inpaint", tiny_pipelines.save_sd3, "lcm"),
+    ("flux-inpaint", tiny_pipelines.save_flux, "lcm"),
+], ids=["sdxl", "sd3", "sd3-inpaint33", "flux", "sd3-lcm", "flux-lcm"])
+def test_sdxl_sd3_and_flux_inpaint_frames_batch_too(tmp_path: Path, kind: str, save: Any, sampler: str) -> None:
     from shotpass_server.model_config import parse_models
     from shotpass_server.passes.diffusion import diffusion_model
 
     torch.set_num_threads(2)
     save(tmp_path / "base")
-    table = {"kind": kind, "pass": "inpaint", "path": "base", "steps": 2, "strength": 1.0, "batch": 3}
+    table = {"kind": kind, "pass": "inpaint", "path": "base", "steps": 2, "strength": 1.0, "batch": 3,
+             "scheduler": sampler}
     model = diffusion_model(parse_models({"tiny-inpaint": table}, tmp_path, "shotpass.toml")[0])
     jobs, ctxs = _jobs(model, (1, 2, 3), {"grow": "2", "feather": "3"})
     assert len({model.batch_key(j, c) for j, c in zip(jobs, ctxs)}) == 1

@@ -123,7 +123,7 @@ cpu_offload = "model"
     assert np.abs(_run(models["sliced"], rgb) - plain).max() < 1e-3
     half = _run(models["bf16"], rgb)  # bf16 weights on the CPU; offload is for CUDA devices and is skipped here
     assert np.isfinite(half).all() and np.abs(half - plain).mean() < 0.05
-    assert PIPELINES.get(("bf16", "main", "cpu"), lambda: None).unet.dtype == torch.bfloat16
+    assert models["bf16"].pipeline("cpu").unet.dtype == torch.bfloat16  # the cached pipeline, not a new load
 
 
 def test_bad_memory_settings_are_refused_naming_the_key(root):

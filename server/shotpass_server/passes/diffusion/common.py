@@ -50,11 +50,11 @@ class PipelineCache:
 
     def __init__(self, budget: int = CACHE_BYTES) -> None:
         self.budget = budget
-        self._items: OrderedDict[Tuple[str, str, str], Tuple[Any, int]] = OrderedDict()
+        self._items: OrderedDict[Tuple[str, ...], Tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: Dict[Tuple[str, str, str], threading.Lock] = {}
+        self._loading: Dict[Tuple[str, ...], threading.Lock] = {}
 
-    def get(self, key: Tuple[str, str, str], load: Callable[[], Any]) -> Any:
+    def get(self, key: Tuple[str, ...], load: Callable[[], Any]) -> Any:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -71,7 +71,7 @@ class PipelineCache:
                 self._evict(keep=key)
             return pipe
 
-    def _evict(self, keep: Tuple[str, str, str]) -> None:
+    def _evict(self, keep: Tuple[str, ...]) -> None:
         while sum(s for _, s in self._items.values()) > self.budget and len(self._items) > 1:
             oldest = next(iter(self._items))
             if oldest == keep:
@@ -546,7 +546,9 @@ class DiffusionModel(Model):
 
     def pipeline(self, device: str, variant: str = "main") -> Any:
         configure_threads()
-        return PIPELINES.get((self.name, variant, device), lambda: self.load(device, variant))
+        # The kind and folder in the key: an entry given another folder (a reload, a test) never gets the old one.
+        key = (self.name, self.spec.kind, str(self.spec.path), variant, device)
+        return PIPELINES.get(key, lambda: self.load(device, variant))
 
     def load(self, device: str, variant: str, **components: Any) -> Any:
         spec = self.spec

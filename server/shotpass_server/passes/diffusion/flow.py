@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -24,7 +24,7 @@ from ..base import FrameJob, FrameResult, Option, PassContext
 from .common import DiffusionModel, denoise_args, generator, latent_multiple, set_vae_tiling
 from .flow_windows import decode, windowed_flow
 from .img2img import MIN_TILE, encode, match_statistics
-from .inpaint import InpaintModel
+from .inpaint import Fill, InpaintModel
 from .multidiffusion import native_size
 
 FLUX_GUIDANCE_HELP = "guidance the model takes as an input (Flux dev: about 3.5; Flux schnell ignores it)"
@@ -45,15 +45,17 @@ def flow_call_args(model: DiffusionModel, ctx: PassContext) -> Dict[str, Any]:
 
 
 @contextmanager
-def seeded_steps(pipe: Any, seed: int) -> Iterator[None]:
-    """For one pipeline call, a sampler that draws fresh noise at each step (LCM) draws it from ``seed``: the SD3
-    and Flux pipelines give their scheduler's step no generator, so it would draw from torch's global one and a
-    re-render would not match. Samplers that draw nothing ignore the generator."""
+def seeded_steps(pipe: Any, seeds: Sequence[int]) -> Iterator[None]:
+    """For one pipeline call, a sampler that draws fresh noise at each step (LCM) draws it from each frame's seed:
+    the SD3 and Flux pipelines give their scheduler's step no generator, so it would draw from torch's global one
+    and a re-render would not match. A batch gets a generator per frame, so each frame draws what it draws alone.
+    Samplers that draw nothing ignore the generator."""
     scheduler = pipe.scheduler
     if "generator" not in inspect.signature(scheduler.step).parameters:
         yield
         return
-    real_step, noise = scheduler.step, generator(seed)
+    real_step = scheduler.step
+    noise = generator(seeds[0]) if len(seeds) == 1 else [generator(seed) for seed in seeds]
 
     def step(*args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("generator", noise)
@@ -102,7 +104,7 @@ class FlowImg2ImgModel(DiffusionModel):
             return self.render_in_windows(job, ctx, tile)
         padded, size, latents = self._start(pipe, job, ctx)
         extra = self.prepare(pipe, ctx)
-        with seeded_steps(pipe, ctx.seed + 1):
+        with seeded_steps(pipe, [ctx.seed + 1]):
             images = pipe(
                 image=latents,  # as many channels as the VAE's latents: taken as the start, not re-encoded
                 height=padded.shape[0],
@@ -158,7 +160,7 @@ class FlowInpaintModel(InpaintModel):
     def prepare(self, pipe: Any, ctx: PassContext) -> Dict[str, Any]:
         return {**super().prepare(pipe, ctx), **flow_call_args(self, ctx)}
 
-    def _inpaint(self, pipe: Any, rgb: np.ndarray, hole: np.ndarray, ctx: PassContext, extra: Dict[str, Any],
-                 native: Optional[int]) -> np.ndarray:
-        with seeded_steps(pipe, ctx.seed + 1):
-            return super()._inpaint(pipe, rgb, hole, ctx, extra, native)
+    def _call(self, pipe: Any, fills: Sequence[Fill], args: Dict[str, Any], extra: Dict[str, Any],
+              ctxs: Sequence[PassContext]) -> List[np.ndarray]:
+        with seeded_steps(pipe, [ctx.seed + 1 for ctx in ctxs]):
+            return super()._call(pipe, fills, args, extra, ctxs)

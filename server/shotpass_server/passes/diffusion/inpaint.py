@@ -85,7 +85,7 @@ class InpaintModel(DiffusionModel):
         extra = self.prepare(pipe, ctx)
         self.native = native_size(pipe)
         fill = self._fill(pipe, job.rgb, blend, o)
-        made = self._call(pipe, [fill], denoise_args(ctx, o), extra, ctx)[0]
+        made = self._call(pipe, [fill], denoise_args(ctx, o), extra, [ctx])[0]
         return self._finish(job, blend, fill, made, o)
 
     def batch_key(self, job: FrameJob, ctx: PassContext) -> Optional[Hashable]:
@@ -117,7 +117,7 @@ class InpaintModel(DiffusionModel):
         for members in groups.values():
             group = [ctxs[i] for i in members]
             args = batch_denoise_args(group, o) if len(members) > 1 else denoise_args(group[0], o)
-            outs = self._call(pipe, [fills[i] for i in members], args, extra, group[0])
+            outs = self._call(pipe, [fills[i] for i in members], args, extra, group)
             made.update(zip(members, outs))
         return [self._finish(job, blend, fill, made[i], o)
                 for i, (job, blend, fill) in enumerate(zip(jobs, blends, fills))]
@@ -144,12 +144,13 @@ class InpaintModel(DiffusionModel):
         return Fill(image=padded, holes=holes, size=size_in, box=box, out=(h, w))
 
     def _call(self, pipe: Any, fills: Sequence[Fill], args: Dict[str, Any], extra: Dict[str, Any],
-              ctx: PassContext) -> List[np.ndarray]:
-        """Fills of one padded size through one pipeline call; each comes back at its own region's size."""
+              ctxs: Sequence[PassContext]) -> List[np.ndarray]:
+        """Fills of one padded size through one pipeline call (ctxs: their frames' contexts, in order); each comes
+        back at its own region's size."""
         import torch
 
         height, width = fills[0].image.shape[:2]
-        set_vae_tiling(pipe, height, width, ctx)
+        set_vae_tiling(pipe, height, width, ctxs[0])
         images = pipe(
             image=torch.cat([to_tensor(f.image, pipe) for f in fills]),
             mask_image=torch.cat([to_tensor(np.repeat(f.holes, 3, axis=2), pipe)[:, :1] for f in fills]),
