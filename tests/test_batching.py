@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import tiny_pipelines
 import torch
+from helpers import model_server
 
 FRAMES = range(1, 7)
 
@@ -75,18 +76,8 @@ tile_overlap = 8
 
 @pytest.fixture
 def bserver(model_config: Path, tmp_path: Path) -> Iterator[Any]:
-    from shotpass_server.app import ShotpassServer
-    from shotpass_server.config import load_config
-
-    torch.set_num_threads(2)
-    cfg = load_config(model_config)
-    cfg.listen, cfg.data_dir, cfg.chunk_frames = "127.0.0.1:0", tmp_path / "server-data", len(FRAMES)
-    srv = ShotpassServer(cfg)
-    srv.start()
-    try:
+    with model_server(model_config, tmp_path / "server-data", chunk_frames=len(FRAMES)) as srv:
         yield srv
-    finally:
-        srv.stop(grace=0.5)
 
 
 @pytest.fixture
