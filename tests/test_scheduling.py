@@ -304,7 +304,9 @@ def test_past_the_grace_the_running_step_is_cancelled_and_resumes_at_the_next_st
     from shotpass_client.jobs import RenderSpec, submit_render
     from shotpass_client.proto import shotpass_pb2 as pb
 
-    chunk, total = 3, 6
+    # A chunk longer than the pipelined worker's queues (pipeline_depth 2): frames the model finished before the
+    # stop are still stored, the rest of the chunk is not started.
+    chunk, total = 6, 12
     srv = _server(tmp_path, chunk_frames=chunk, shutdown_grace_s=0)
     # Stop the moment the first frame is stored, from inside the server: a client watching events can lag
     # behind a loaded machine by more than the chunk's other frames take.

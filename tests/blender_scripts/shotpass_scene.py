@@ -377,8 +377,10 @@ def mode_jobs(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
         runner.drain()
     res["suspend"] = call(bpy.ops.shotpass.job_control, action="SUSPEND")
     deadline = time.monotonic() + 120
-    while job.state != "suspended" and not job.finished and time.monotonic() < deadline:
-        runner.drain()  # the watch reports the suspension once the running frame finished
+    # The watch reports the suspension once the running frame finished; the suspend call's own answer (the
+    # status line) is a background task that can come back after it.
+    while (job.state != "suspended" and not job.finished or runner.BOARD.tasks) and time.monotonic() < deadline:
+        runner.drain()
         time.sleep(0.05)
     res["suspended_state"], res["suspend_status"] = job.state, s.status
     held = client.render_state(job.render_id).frames_done
