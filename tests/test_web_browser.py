@@ -123,13 +123,18 @@ def test_log_in_and_watch_a_running_render_move(browser: Any, site: Dict[str, An
     assert later.startswith("frame ")
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f"#{row} .cell.f-done"), "a finished frame cell")
     shot(browser, site, "queue")
+    # Held across the redraws that the next submit and the reorder cause: an unchanged row keeps its elements,
+    # so a button under the pointer is never swapped out from under the click.
+    cancel = browser.find_element(By.CSS_SELECTOR, f"#{row} button.cancel")
     with Client(site["srv"].address, site["tokens"]["alice"]) as alice:  # waits behind the running one
         waiting = submit_render(alice, RenderSpec(project="show-a", shot="sh021", model="test-slow-probe",
                                                   options={"seconds": "0"}, priority=-5), site["plate"])
     up = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f"#q-{waiting.render_id} button.up"), "Up")
     up[0].click()
     wait_for(lambda: site["srv"].catalog.get_render(waiting.render_id).settings.get("priority") == -4, "reorder")
-    browser.find_element(By.CSS_SELECTOR, f"#{row} button.cancel").click()
+    wait_for(lambda: browser.find_element(By.CSS_SELECTOR, f"#q-{waiting.render_id} input.priority")
+             .get_attribute("value") == "-4", "the redrawn priority")
+    cancel.click()
     wait_for(lambda: site["srv"].catalog.get_render(running.render_id).state == "CANCELLED", "the cancel")
 
 

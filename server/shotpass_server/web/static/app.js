@@ -91,54 +91,102 @@ function qcLines(qc) {
 async function queuePage() {
   const features = SESSION.features;
   const note = ["suspend", "resume", "reorder"].filter((f) => !features[f]);
-  const live = {};  // render id -> {step text element, frame cells}
+  const live = {};  // render id -> {step text element, frame cells, bar, count}
+  // Redraws update the page in place, keyed by lane and render: a row whose state, rights and priority are
+  // unchanged keeps its elements, so a button under the pointer or a priority being typed survives the
+  // redraw that another render's event causes.
+  const lanes = {};  // lane name -> {section, head, empty, table}
+  const rows = {};   // render id -> {sig, tr}
+  function place(parent, node, after) {
+    const want = after ? after.nextSibling : parent.firstChild;
+    if (want !== node) parent.insertBefore(node, want);
+  }
+  function laneOf(name) {
+    if (lanes[name]) return lanes[name];
+    const table = h("table", {class: "queue", id: "lane-" + name},
+      h("tr", {}, ["render", "shot", "user", "state", "progress", "frames", "step", "device time", "priority", ""].map((t) => h("th", {}, t))));
+    const l = {section: h("section", {class: "lane"}), head: h("h2", {}), empty: h("p", {class: "empty"}, "nothing here"), table};
+    l.section.append(l.head, l.empty, table);
+    return (lanes[name] = l);
+  }
+  function buildRow(r) {
+    const cells = h("div", {class: "frames"}, r.frames.map((f) =>
+      h("span", {class: "cell f-" + f.state.toLowerCase(), title: `frame ${f.frame}: ${f.state}`, "data-frame": f.frame})));
+    const bar = h("progress", {max: r.frames_total, value: r.frames_done});
+    const step = h("span", {class: "step"}, "");
+    const done = h("span", {class: "done"}, `${r.frames_done}/${r.frames_total}`);
+    const device = h("td", {class: "num"}, secs(r.device_seconds));
+    const cancel = r.may_change && features.cancel ? h("button", {class: "cancel", onclick: async () => {
+      try { await post(`/api/renders/${r.id}/cancel`); say(`render ${r.id} cancelled`); draw(); }
+      catch (e) { say(e.message, "error"); }
+    }}, "Cancel") : "";
+    const pausing = r.state === "SUSPENDED" ? "resume" : "suspend";
+    const hold = r.may_change && features[pausing] ? h("button", {class: pausing, onclick: async () => {
+      try { await post(`/api/renders/${r.id}/${pausing}`); say(`render ${r.id}: ${pausing} asked`); draw(); }
+      catch (e) { say(e.message, "error"); }
+    }}, pausing === "resume" ? "Resume" : "Suspend") : "";
+    // Reorder: a render not running its frames yet takes a new priority (higher starts first among a user's).
+    const priority = Number((r.settings || {}).priority || 0);
+    const setPriority = async (n) => {
+      try { await post(`/api/renders/${r.id}/priority`, {priority: n}); say(`render ${r.id}: priority ${n}`); draw(); }
+      catch (e) { say(e.message, "error"); }
+    };
+    const reorder = r.may_change && features.reorder && r.state !== "RUNNING" ? h("span", {class: "reorder"},
+      h("button", {class: "up", title: "raise the priority by one", onclick: () => setPriority(priority + 1)}, "Up"),
+      h("input", {type: "number", class: "priority", value: priority, step: 1, "aria-label": "priority",
+        onchange: (ev) => setPriority(parseInt(ev.target.value, 10) || 0)}),
+      h("button", {class: "down", title: "lower the priority by one", onclick: () => setPriority(priority - 1)}, "Down"))
+      : String(priority);
+    live[r.id] = {cells, step, bar, done, device, total: r.frames_total, count: r.frames_done};
+    return h("tr", {id: "q-" + r.id, "data-state": r.state},
+      h("td", {}, h("a", {href: "/renders/" + r.id}, r.id)),
+      h("td", {}, h("a", {href: `/shots/${encodeURIComponent(r.project)}/${encodeURIComponent(r.shot)}`}, `${r.project}/${r.shot}`), ` v${String(r.version).padStart(3, "0")}`),
+      h("td", {}, r.user || "—"), h("td", {}, stateBadge(r.state)),
+      h("td", {}, bar, " ", done), h("td", {}, cells), h("td", {}, step),
+      device, h("td", {}, reorder), h("td", {}, hold, " ", cancel));
+  }
+  function refreshRow(r) {  // what changes without a new row: progress, frame cells, device time, place in line
+    const l = live[r.id];
+    for (const f of r.frames) {
+      const cell = l.cells.querySelector(`[data-frame="${f.frame}"]`);
+      if (cell) { cell.className = "cell f-" + f.state.toLowerCase(); cell.title = `frame ${f.frame}: ${f.state}`; }
+    }
+    l.count = r.frames_done;
+    l.bar.value = r.frames_done;
+    l.done.textContent = `${r.frames_done}/${r.frames_total}`;
+    l.device.textContent = secs(r.device_seconds);
+    if (r.state === "QUEUED") l.step.textContent = r.position ? `#${r.position} in line` : "";
+  }
   async function draw() {
     const q = await api("/api/queue");
-    content.replaceChildren();
+    const seenLanes = new Set(), seenRows = new Set();
+    let previous = null;
     for (const lane of q.lanes) {
-      const rows = [...lane.running, ...lane.waiting];
-      content.append(h("h2", {}, `${lane.name} lane · ${lane.running.length} running, ${lane.waiting.length} waiting`));
-      if (!rows.length) { content.append(h("p", {class: "empty"}, "nothing here")); continue; }
-      const table = h("table", {class: "queue", id: "lane-" + lane.name},
-        h("tr", {}, ["render", "shot", "user", "state", "progress", "frames", "step", "device time", "priority", ""].map((t) => h("th", {}, t))));
-      for (const r of rows) {
-        const cells = h("div", {class: "frames"}, r.frames.map((f) =>
-          h("span", {class: "cell f-" + f.state.toLowerCase(), title: `frame ${f.frame}: ${f.state}`, "data-frame": f.frame})));
-        const bar = h("progress", {max: r.frames_total, value: r.frames_done});
-        const step = h("span", {class: "step"}, r.state === "QUEUED" && r.position ? `#${r.position} in line` : "");
-        const done = h("span", {class: "done"}, `${r.frames_done}/${r.frames_total}`);
-        const cancel = r.may_change && features.cancel ? h("button", {class: "cancel", onclick: async () => {
-          try { await post(`/api/renders/${r.id}/cancel`); say(`render ${r.id} cancelled`); draw(); }
-          catch (e) { say(e.message, "error"); }
-        }}, "Cancel") : "";
-        const pausing = r.state === "SUSPENDED" ? "resume" : "suspend";
-        const hold = r.may_change && features[pausing] ? h("button", {class: pausing, onclick: async () => {
-          try { await post(`/api/renders/${r.id}/${pausing}`); say(`render ${r.id}: ${pausing} asked`); draw(); }
-          catch (e) { say(e.message, "error"); }
-        }}, pausing === "resume" ? "Resume" : "Suspend") : "";
-        // Reorder: a render not running its frames yet takes a new priority (higher starts first among a user's).
-        const priority = Number((r.settings || {}).priority || 0);
-        const setPriority = async (n) => {
-          try { await post(`/api/renders/${r.id}/priority`, {priority: n}); say(`render ${r.id}: priority ${n}`); draw(); }
-          catch (e) { say(e.message, "error"); }
-        };
-        const reorder = r.may_change && features.reorder && r.state !== "RUNNING" ? h("span", {class: "reorder"},
-          h("button", {class: "up", title: "raise the priority by one", onclick: () => setPriority(priority + 1)}, "Up"),
-          h("input", {type: "number", class: "priority", value: priority, step: 1, "aria-label": "priority",
-            onchange: (ev) => setPriority(parseInt(ev.target.value, 10) || 0)}),
-          h("button", {class: "down", title: "lower the priority by one", onclick: () => setPriority(priority - 1)}, "Down"))
-          : String(priority);
-        live[r.id] = {cells, step, bar, done, total: r.frames_total, count: r.frames_done};
-        table.append(h("tr", {id: "q-" + r.id, "data-state": r.state},
-          h("td", {}, h("a", {href: "/renders/" + r.id}, r.id)),
-          h("td", {}, h("a", {href: `/shots/${encodeURIComponent(r.project)}/${encodeURIComponent(r.shot)}`}, `${r.project}/${r.shot}`), ` v${String(r.version).padStart(3, "0")}`),
-          h("td", {}, r.user || "—"), h("td", {}, stateBadge(r.state)),
-          h("td", {}, bar, " ", done), h("td", {}, cells), h("td", {}, step),
-          h("td", {class: "num"}, secs(r.device_seconds)), h("td", {}, reorder), h("td", {}, hold, " ", cancel)));
+      const l = laneOf(lane.name);
+      seenLanes.add(lane.name);
+      place(content, l.section, previous);
+      previous = l.section;
+      const list = [...lane.running, ...lane.waiting];
+      l.head.textContent = `${lane.name} lane · ${lane.running.length} running, ${lane.waiting.length} waiting`;
+      l.empty.hidden = list.length > 0;
+      l.table.hidden = !list.length;
+      let after = l.table.firstChild;  // the header row
+      for (const r of list) {
+        const sig = JSON.stringify([r.state, r.may_change, (r.settings || {}).priority || 0, r.frames_total]);
+        let row = rows[r.id];
+        if (!row || row.sig !== sig) {
+          if (row) row.tr.remove();
+          row = rows[r.id] = {sig, tr: buildRow(r)};
+        }
+        refreshRow(r);
+        place(l.table, row.tr, after);
+        after = row.tr;
+        seenRows.add(r.id);
       }
-      content.append(table);
     }
-    if (note.length) content.append(h("p", {class: "hint", id: "unsupported"},
+    for (const id of Object.keys(rows)) if (!seenRows.has(id)) { rows[id].tr.remove(); delete rows[id]; delete live[id]; }
+    for (const name of Object.keys(lanes)) if (!seenLanes.has(name)) { lanes[name].section.remove(); delete lanes[name]; }
+    if (note.length && !document.getElementById("unsupported")) content.append(h("p", {class: "hint", id: "unsupported"},
       `This server cannot ${note.join(", ").replace(/, ([^,]*)$/, " or $1")} renders.`));
   }
   await draw();
