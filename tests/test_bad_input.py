@@ -529,3 +529,27 @@ def test_damaged_masks_and_references_are_refused_at_submit_by_name(tmp_path, se
     assert "reference look.exr" in str(ref.value) and "not an OpenEXR file" in str(ref.value)
     assert client.list_renders() == []  # nothing was queued
     assert _serving(server)
+
+
+def test_inpaint_without_a_mask_is_refused_at_submit_and_no_version_is_made(capsys, server, client, tmp_path):
+    # test.exr is R, G, B only: no alpha to fill, and no mask plate given.
+    rgb_only = (EXR / "openexr" / "test.exr").read_bytes()
+    plate = _plate(tmp_path, "clean.0005.exr", rgb_only)
+    code, _, err = run_cli(capsys, ["render", plate, "--pass", "inpaint", "--server", server.address,
+                                    "--shot", "sh030", "--out", str(tmp_path / "out"), "--json"])
+    assert code != 0
+    line = err.strip()
+    assert "clean.0005.exr" in line and "frame 5" in line and "no alpha" in line and "--mask" in line, line
+    assert not (tmp_path / "out").exists()
+    assert client.list_renders() == []  # refused before a render (a FAILED version of the shot) was created
+
+    # A mask plate makes the same frame renderable, and a plate with alpha needs none.
+    matte = tmp_path / "matte"
+    matte.mkdir()
+    (matte / "matte.0005.exr").write_bytes(rgb_only)  # an RGB mask plate: its mean is the fill mask
+    code, out, err = run_cli(capsys, ["render", plate, "--pass", "inpaint", "--server", server.address,
+                                      "--mask", str(matte / "matte.####.exr"), "--shot", "sh030",
+                                      "--out", str(tmp_path / "out"), "--json"])
+    assert code == 0, err
+    assert out["state"] == "FINISHED"
+    assert _serving(server)

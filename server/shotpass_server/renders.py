@@ -174,7 +174,8 @@ class RenderManager:
             frames = self._input_frames(sub)
             masks = self._mask_frames(sub, frames, model)
             view = settings.get("view", "")
-            sizes = {f: self._validate_input(row, view, model, options) for f, row in frames.items()}
+            sizes = {f: self._validate_input(row, view, model, options, has_mask=bool(masks))
+                     for f, row in frames.items()}
             context, context_warning = self._context_frames(sub, frames, model, view, options)
             sizes.update(context.sizes)
             if model.needs_uniform_size:
@@ -342,10 +343,13 @@ class RenderManager:
         return self.paths.read(path, frame, project)  # global roots plus the project's own (path_access.py)
 
     def _validate_input(
-        self, row: cat.FrameRow, view: str, model: Model, options: Optional[Dict[str, Any]] = None
+        self, row: cat.FrameRow, view: str, model: Model, options: Optional[Dict[str, Any]] = None,
+        has_mask: bool = True,
     ) -> Tuple[int, int]:
         """Refuse unusable frames at submit time, naming the file and frame, before anything is queued.
 
+        ``has_mask``: a mask plate comes with the render; without one, a model that fills a mask takes the plate's
+        alpha, so a plate without alpha is refused here rather than as a failed version of the shot.
         Returns the size (width, height) of the pixels the pass would see.
         """
         name = row.input_name or f"frame {row.frame}"
@@ -360,6 +364,12 @@ class RenderManager:
             raise FrameTooLarge(f"frame {row.frame}: {err}") from None
         except ShotpassError as err:
             raise InvalidInput(f"frame {row.frame}: {err}") from None
+        if model.needs_mask and not has_mask and colour.prefix + "A" not in colour.channel_names:
+            raise InvalidInput(
+                f"frame {row.frame}: {name}: {model.name} fills a mask, and the plate has no alpha "
+                f"(channels {', '.join(colour.channel_names)}) and no mask plate came with it; give a mask plate "
+                "(--mask) or a plate with an alpha channel"
+            )
         model.validate_plate(colour, options or {}, name, row.frame)
         check_vectors(header.image, colour.part_index, options or {}, name, row.frame)
         return colour.width, colour.height

@@ -22,7 +22,7 @@ class UnavailableModel(Model):
         self.unavailable = spec.unavailable
         self.options = []  # type: ignore[misc]
 
-    def validate_plate(self, image: Any, plane: Any, options: Dict[str, Any], name: str, frame: int) -> None:
+    def validate_plate(self, colour: Any, options: Dict[str, Any], name: str, frame: int) -> None:
         raise ModelUnavailable(self.unavailable)
 
     def process(self, job: FrameJob, ctx: PassContext) -> FrameResult:
