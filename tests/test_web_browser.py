@@ -180,6 +180,44 @@ def test_play_a_flipbook_and_compare_two_versions(browser: Any, site: Dict[str, 
     assert "model" in diff and "test-slow-probe" in diff and "passthrough" in diff
 
 
+def test_a_running_versions_page_keeps_the_viewers_note_and_comparison(browser: Any, site: Dict[str, Any]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    from shotpass_client import Client
+    from shotpass_client.jobs import RenderSpec, submit_render
+
+    with Client(site["srv"].address, site["tokens"]["alice"]) as alice:
+        running = submit_render(alice, RenderSpec(project="show-a", shot="sh040", model="test-slow-probe",
+                                                  options={"seconds": "1.0"}), site["plate"])
+    rid = running.render_id
+    browser.get(f"{site['url']}/renders/{rid}")
+    wait_for(lambda: ready(browser), "the version page")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#sheet figure"), "a first finished frame")
+    # The viewer compares with the source plate, then starts a note: new frames keep arriving meanwhile.
+    # Each action finds its element afresh: a redraw may replace the page between finding and acting.
+    wait_for(lambda: Select(browser.find_element(By.ID, "compare")).select_by_value("source") or True, "compare")
+    before = len(browser.find_elements(By.CSS_SELECTOR, "#sheet figure"))
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#sheet figure")) > before, "a redraw with new frames")
+    assert Select(browser.find_element(By.ID, "compare")).first_selected_option.get_attribute("value") == "source"
+    def start_note() -> Any:
+        field = browser.find_element(By.CSS_SELECTOR, ".review input.note")
+        field.click()
+        return field
+
+    note = wait_for(start_note, "the note field")
+    note.send_keys("grain too strong on the left")
+    wait_for(lambda: site["srv"].catalog.get_render(rid).state == "FINISHED", "the render to finish", 60)
+    time.sleep(2.0)  # past the page's redraw delay: a redraw now would replace the field and lose the text
+    assert note.get_attribute("value") == "grain too strong on the left"  # the same element, text intact
+    note.send_keys(Keys.TAB)  # leaving the field sends the note; then the page catches up with the render
+    wait_for(lambda: site["srv"].catalog.get_render(rid, with_frames=False).note == "grain too strong on the left",
+             "the note")
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#sheet figure")) == 8, "every frame on the sheet")
+    assert Select(browser.find_element(By.ID, "compare")).first_selected_option.get_attribute("value") == "source"
+
+
 def test_approve_a_version(browser: Any, site: Dict[str, Any]) -> None:
     from selenium.webdriver.common.by import By
 

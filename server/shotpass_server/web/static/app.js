@@ -295,8 +295,12 @@ async function shotPage() {
 
 // ------------------------------------------------------------------ version: contact sheet, flipbook, A/B
 
-async function renderPage() {
+// What the viewer chose on the version page, kept across the redraws that a running render's new frames cause.
+const FLIPBOOK = {compare: null, mode: null, wipe: null, frame: null};
+
+async function renderPage(live = false) {
   const r = await api(`/api/renders/${encodeURIComponent(ARGS.render_id)}`);
+  if (live && editing()) return false;  // the viewer started typing while the render was fetched: later
   const done = r.frames.filter((f) => f.output);
   content.replaceChildren();
   const head = h("div", {class: "facts"},
@@ -310,21 +314,28 @@ async function renderPage() {
   if (r.error) content.append(h("p", {class: "message error"}, r.error));
   if (qcLines(r.qc).length) content.append(h("div", {class: "qc-figures", id: "qc"},
     qcLines(r.qc).map((line) => h("span", {class: "qc"}, line))));
-  if (!done.length) { content.append(h("p", {class: "empty"}, "no finished frames yet")); watchRender(r, () => true); return; }
+  if (!done.length) {
+    content.append(h("p", {class: "empty"}, "no finished frames yet"));
+    watchRender(r, () => true);
+    return true;
+  }
 
   // Flipbook with an optional B side: another version of the shot or the source plate.
   const frames = done.map((f) => f.frame);
   const compareChoices = [h("option", {value: ""}, "no comparison"), h("option", {value: "source"}, "source plate"),
     ...r.siblings.filter((s) => s.id !== r.id).map((s) => h("option", {value: s.id}, `v${String(s.version).padStart(3, "0")} ${s.label || ""}`))];
   const compare = h("select", {id: "compare"}, compareChoices);
-  compare.value = ARGS.compare || "";
+  const wanted = FLIPBOOK.compare ?? (ARGS.compare || "");
+  compare.value = wanted;
+  if (compare.value !== wanted) compare.value = "";  // that version is not a sibling (any more)
   const mode = h("select", {id: "compare-mode"}, h("option", {value: "wipe"}, "wipe"), h("option", {value: "side"}, "side by side"));
   const imgA = h("img", {id: "fb-a", alt: "A"});
   const imgB = h("img", {id: "fb-b", alt: "B"});
   const paneB = h("div", {class: "pane b", id: "pane-b"}, imgB, h("span", {class: "tag"}, "B"));
   const line = h("div", {class: "wipe-line", id: "wipe-line"});
   const stage = h("div", {class: "stage", id: "stage"}, h("div", {class: "pane a"}, imgA, h("span", {class: "tag"}, "A")), paneB, line);
-  const wipe = h("input", {type: "range", id: "wipe", min: 0, max: 100, value: 50});
+  if (FLIPBOOK.mode) mode.value = FLIPBOOK.mode;
+  const wipe = h("input", {type: "range", id: "wipe", min: 0, max: 100, value: FLIPBOOK.wipe ?? 50});
   const label = h("span", {id: "fb-frame", class: "frame-number"}, "");
   const slider = h("input", {type: "range", id: "fb-slider", min: 0, max: frames.length - 1, value: 0});
   const play = h("button", {id: "fb-play"}, "Play");
@@ -351,6 +362,7 @@ async function renderPage() {
     label.textContent = `frame ${f}`;
     label.dataset.frame = f;
     slider.value = index;
+    FLIPBOOK.frame = f;
   }
   function ready(i) {
     const f = frames[(i + frames.length) % frames.length];
@@ -365,9 +377,9 @@ async function renderPage() {
     timer = setInterval(() => { if (ready(index + 1)) show(index + 1); }, 1000 / (r.fps || 24));  // holds a frame still loading
   });
   slider.addEventListener("input", () => show(Number(slider.value)));
-  compare.addEventListener("change", () => { layout(); show(index); });
-  mode.addEventListener("change", layout);
-  wipe.addEventListener("input", layout);
+  compare.addEventListener("change", () => { FLIPBOOK.compare = compare.value; layout(); show(index); });
+  mode.addEventListener("change", () => { FLIPBOOK.mode = mode.value; layout(); });
+  wipe.addEventListener("input", () => { FLIPBOOK.wipe = Number(wipe.value); layout(); });
   document.getElementById("view").addEventListener("change", () => show(index));
   content.append(h("h2", {}, "Flipbook"),
     h("div", {class: "controls"}, play, slider, label, " compare with ", compare, mode, wipe), stage);
@@ -377,8 +389,15 @@ async function renderPage() {
     h("img", {src: frameUrl(r.id, f.frame, "output", "thumb"), alt: `frame ${f.frame}`, onclick: () => show(i)}),
     h("figcaption", {}, `${f.frame} `, h("a", {href: `/api/renders/${r.id}/frames/${f.frame}/output.exr`, class: "exr"}, "EXR"))))));
   layout();
-  show(0);
+  show(Math.max(0, frames.indexOf(FLIPBOOK.frame)));
   watchRender(r, () => !timer);
+  return true;
+}
+
+function editing() {
+  // A note being typed: a redraw now would throw the text away (it is sent when the field loses focus).
+  const a = document.activeElement;
+  return !!a && content.contains(a) && (a.tagName === "TEXTAREA" || (a.tagName === "INPUT" && a.type === "text"));
 }
 
 let renderEvents = null;
@@ -389,11 +408,15 @@ function watchRender(r, idle) {
   if (r.state !== "RUNNING" && r.state !== "QUEUED") return;
   renderEvents = new EventSource(`/api/renders/${r.id}/events`);
   let pending = null;
-  renderEvents.addEventListener("FRAME_DONE", () => {
+  const redraw = () => {  // once the viewer is not playing the flipbook or typing; until then, asked again later
     if (pending) return;
-    pending = setTimeout(() => { pending = null; if (idle()) renderPage(); }, 1500);
-  });
-  renderEvents.addEventListener("FINISHED", () => { renderEvents.close(); renderEvents = null; renderPage(); });
+    pending = setTimeout(async () => {
+      pending = null;
+      if (!idle() || editing() || !(await renderPage(true))) redraw();
+    }, 1500);
+  };
+  renderEvents.addEventListener("FRAME_DONE", redraw);
+  renderEvents.addEventListener("FINISHED", () => { renderEvents.close(); renderEvents = null; redraw(); });
 }
 
 // ------------------------------------------------------------------ stats
