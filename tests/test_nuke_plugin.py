@@ -325,6 +325,14 @@ def test_queue_panel_lists_renders_and_opens_them_in_the_dag(nk, beachball, tmp_
         app.processEvents()
         time.sleep(0.01)
     assert "no failed or cancelled frames to requeue" in widget.status.text(), widget.status.text()
+    # A render submitted meanwhile takes the top row; the selection stays on the render it was, so "Cancel
+    # selected" never lands on another one.
+    selected = widget.selected_ids()
+    assert len(selected) == 1
+    run(node, "render")
+    widget.refresh_now()
+    assert widget.table.rowCount() == 3
+    assert widget.selected_ids() == selected, "the selection follows its render, not its row"
     widget.hide()
     widget.deleteLater()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from shotpass_client import ClientError
 from shotpass_client.background import CONTROL_LABELS, REQUEUE, RESUME, SUSPEND, control_render
@@ -144,6 +144,9 @@ class QueuePanel(QtWidgets.QWidget):
         if error:
             self.status.setText(error)
             return
+        # Rows are by position and the newest render comes first: the selection follows its renders' ids, so a
+        # render submitted meanwhile never moves "Cancel selected" onto another render.
+        keep = set(self.selected_ids())
         self.renders = sorted(renders, key=lambda r: r.created_at, reverse=True)
         self.table.setRowCount(len(self.renders))
         for row, r in enumerate(self.renders):
@@ -161,9 +164,18 @@ class QueuePanel(QtWidgets.QWidget):
                     self.table.setCellWidget(row, col, bar)
                 else:
                     self.table.setItem(row, col, QtWidgets.QTableWidgetItem(str(text)))
+        self._reselect(keep)
         self.table.resizeColumnsToContents()
         project = self.project.text().strip() or "all projects"
         self.status.setText(f"{len(self.renders)} render(s) in {project} on {self.server.text().strip()}")
+
+    def _reselect(self, ids: Set[str]) -> None:
+        selection = self.table.selectionModel()
+        selection.clearSelection()
+        rows = QtCore.QItemSelectionModel.Select | QtCore.QItemSelectionModel.Rows
+        for row, r in enumerate(self.renders):
+            if r.id in ids:
+                selection.select(self.table.model().index(row, 0), rows)
 
     # --------------------------------------------------------------- actions
 
