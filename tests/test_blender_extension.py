@@ -309,6 +309,7 @@ def test_panel_menus_typed_options_approve_reference_chain_upscale_browser(
     assert rows[res["styled_id"]]["qc"].startswith("3/3 frames, QC flicker ") and rows[res["styled_id"]]["state"] == \
         "finished"
     assert res["rate"] == "" and res["rated"] == 4
+    assert res["reselected"] == res["styled_id"]  # a refresh that moved every row kept the selected render
     assert res["load"] == "" and res["loaded"]["last_render_id"] == res["styled_id"]
     loaded = res["loaded"]["state"]
     assert Path(loaded["image"]).name == "pn.0011.exr" and rgba(loaded["image"]).shape == (48, 64, 4)

@@ -474,6 +474,14 @@ def mode_panel(ext: Any, args: Dict[str, Any], tmp: str) -> Dict[str, Any]:
     s.versions_index = [v.render_id for v in s.versions].index(res["styled_id"])
     res["rate"] = call(bpy.ops.shotpass.review, rating=4) + call(bpy.ops.shotpass.wait, timeout=60)
     res["rated"] = s.versions[s.versions_index].rating
+    # A refresh where the oldest version is no longer listed: every row moves up, the selection stays on its render.
+    from shotpass_client import Client
+
+    with Client(args["server"]) as client:
+        listed = client.list_renders(s.project, s.shot)
+    oldest = min(listed, key=lambda r: r.version)
+    ext.host.ops.fill_versions(scene.name, [r for r in listed if r.id != oldest.id])
+    res["reselected"] = s.versions[s.versions_index].render_id
     res["load"] = call(bpy.ops.shotpass.load_version) + call(bpy.ops.shotpass.wait, timeout=120)
     res["loaded"] = {"last_render_id": s.last_render_id, "state": comp_state(scene)}
     return res

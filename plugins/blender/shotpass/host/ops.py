@@ -419,10 +419,16 @@ def fill_versions(scene_name: str, renders: list) -> None:
     if scene is None:
         return
     s = scene.shotpass
+    # The list is rebuilt; the selection follows its render's id, not its row (the server lists a shot's newest
+    # renders, so an old one can drop off the top and move every row).
+    selected = s.versions[s.versions_index].render_id if 0 <= s.versions_index < len(s.versions) else ""
     s.versions.clear()
     for r in sorted(renders, key=lambda r: r.version):
         item = s.versions.add()
         fill_version(item, r)
+    ids = [v.render_id for v in s.versions]
+    if selected in ids:
+        s.versions_index = ids.index(selected)
     s.status = f"{len(renders)} version(s) of {s.project}/{s.shot}"
     runner.undo_step("shotpass: versions")
 
