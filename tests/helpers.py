@@ -102,6 +102,11 @@ def tls_serve_args(pki: Dict[str, Any], mutual: bool = True) -> List[str]:
     return args + (["--tls-client-ca", str(pki["ca_cert"])] if mutual else [])
 
 
+# How long a client waits to reach a server child process that has just started or reloaded: on a busy 2-core CI
+# machine it may answer seconds late, which says nothing about what the test checks.
+SLOW_START_S = 30.0
+
+
 def serve_process(data_dir: Path, log: Path, *extra: str) -> Tuple[subprocess.Popen, str]:
     """`shotpass serve` as a child process on a free loopback port; returns it and its address."""
     proc = subprocess.Popen(
@@ -123,7 +128,7 @@ def watch_after_restart(data_dir: Path, log: Path, render_id: str, *extra: str) 
 
     proc, address = serve_process(data_dir, log, *extra)
     try:
-        with Client(address) as client:
+        with Client(address, connect_timeout=SLOW_START_S) as client:
             events = list(client.watch(render_id))
             render = client.get_render(render_id)
     finally:

@@ -201,7 +201,7 @@ def test_reload_swaps_the_registry_and_keeps_the_queue_admin_only(capsys, folder
 def test_sighup_reloads_the_registry_of_a_running_server(folders, tmp_path):
     import signal
 
-    from helpers import serve_process
+    from helpers import SLOW_START_S, serve_process
 
     from shotpass_client import Client
 
@@ -211,7 +211,8 @@ def test_sighup_reloads_the_registry_of_a_running_server(folders, tmp_path):
     try:
         config.write_text(config.read_text() + f'[models.later]\nkind = "sd-inpaint"\npath = "{folders["sd15"]}"\n')
         proc.send_signal(signal.SIGHUP)
-        with Client(address) as client:
+        # A loaded machine may take the child seconds to answer while its reload thread probes the folders.
+        with Client(address, connect_timeout=SLOW_START_S) as client:
             deadline = time.monotonic() + 30
             while "later" not in (models := {m.name: m for m in client.list_models()}):
                 assert time.monotonic() < deadline, (tmp_path / "log").read_text()[-2000:]
