@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import header, run_cli, serve_process, watch_after_restart
+from helpers import SLOW_START_S, header, run_cli, serve_process, watch_after_restart
 
 
 def _start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
@@ -24,7 +24,7 @@ def test_sigkill_mid_render_then_restart_finishes_without_recomputing(tmp_path, 
     data_dir, log = tmp_path / "data", tmp_path / "server.log"
     proc, address = _start_server(data_dir, log)
     try:
-        with Client(address) as client:
+        with Client(address, connect_timeout=SLOW_START_S) as client:
             sub = submit_render(client, RenderSpec(pass_name="stylize", seed=7), plate_frames(beachball))
             done_before = set()
             for event in client.watch(sub.render_id):
@@ -196,7 +196,7 @@ def test_an_attached_render_rides_out_a_server_sigkill_and_fetches_every_frame(t
                                           out_dir=str(out), plate=plate_frames(beachball))).start()
     restarted = None
     try:
-        with Client(address) as watcher:
+        with Client(address, connect_timeout=SLOW_START_S) as watcher:
             deadline = time.monotonic() + 120
             while not watcher.list_renders() and time.monotonic() < deadline:
                 time.sleep(0.05)

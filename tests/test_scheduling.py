@@ -19,7 +19,7 @@ import grpc
 import pytest
 from conftest import EXR
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import serve_process, watch_after_restart
+from helpers import SLOW_START_S, serve_process, watch_after_restart
 
 TINY = EXR / "openexr" / "test.exr"  # 10x20 float RGB: a passthrough frame takes milliseconds
 SMALL = EXR / "openexr-images" / "DisplayWindow" / "t01.exr"  # 400x300: a stylize frame takes a while
@@ -275,7 +275,7 @@ def test_sigterm_mid_render_lets_the_step_finish_and_a_restart_recomputes_nothin
     config.write_text(f"[server]\nworkers = 1\nchunk_frames = {chunk}\nshutdown_grace_s = 60\n")
     proc, address = _serve(data_dir, config, log)
     try:
-        with Client(address) as client:
+        with Client(address, connect_timeout=SLOW_START_S) as client:
             sub = submit_render(client, RenderSpec(pass_name="stylize", seed=3), _plate(SMALL, total))
             _wait_frame_done(client, sub.render_id)
             proc.send_signal(signal.SIGTERM)
