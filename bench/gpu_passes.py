@@ -4,10 +4,13 @@ Builds SD 1.5-, SDXL-, SD3.5 Medium- and FLUX.1-dev-size img2img pipelines with 
 architectures and widths: exactly the compute of real weights, nothing downloaded), fp16 (SD3, Flux: bf16)
 on CUDA, saves them, lists them in a model config and renders the same frames (a) with a bare diffusers
 loop, (b) through the real shotpass server and CLI path, (c) bare with frame batching. Needs a CUDA GPU;
-refuses clearly without one. The Flux transformer alone is 12B parameters (24 GB in bf16): building it takes
+refuses clearly without one. ``--check`` runs the same three paths on CPU with the tests' tiny pipelines at
+128x128 in float32, so the script is known to work before scarce GPU time is spent on it; its figures mean
+nothing. The Flux transformer alone is 12B parameters (24 GB in bf16): building it takes
 minutes and its folder about 35 GB of disk with the T5 encoder; run `--kinds flux` on a GPU with 40 GB or more.
 
     python bench/gpu_passes.py --frames 8 --steps 20 --strength 0.5 --kinds sd15,sdxl,sd3,flux
+    python bench/gpu_passes.py --check --frames 2 --steps 2 --kinds sd15,sd3
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from typing import Any, Dict, List
 import numpy as np
 
 W, H = 1024, 576
+DEVICE = "cuda"  # --check: "cpu", with the tiny pipelines at CHECK_SIZE
+CHECK_SIZE = 128
+TINY = {"sd15": "save_img2img", "sdxl": "save_sdxl_img2img", "sd3": "save_sd3", "flux": "save_flux"}
 
 
 # kind -> (shotpass kind, diffusers img2img pipeline class, dtype name)
@@ -35,6 +41,11 @@ KINDS = {
 
 def build(kind: str, folder: Path) -> Path:
     """Random-weight pipeline at real size, from the diffusers default configs of SD 1.5 / SDXL."""
+    if DEVICE == "cpu":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        import tiny_pipelines
+
+        return getattr(tiny_pipelines, TINY[kind])(folder)
     if kind in ("sd3", "flux"):
         return build_flow(kind, folder)
     import torch
@@ -165,19 +176,22 @@ def bare(folder: Path, kind: str, imgs: List[np.ndarray], steps: int, strength: 
 
     _, class_name, dtype = KINDS[kind]
     cls = getattr(diffusers, class_name)
-    pipe = cls.from_pretrained(folder, local_files_only=True, dtype=getattr(torch, dtype)).to("cuda")
+    dtype = dtype if DEVICE == "cuda" else "float32"
+    pipe = cls.from_pretrained(folder, local_files_only=True, dtype=getattr(torch, dtype)).to(DEVICE)
     pipe.set_progress_bar_config(disable=True)
     batches = [imgs[i:i + batch] for i in range(0, len(imgs), batch)]
     size = {"height": H, "width": W} if kind in ("sd3", "flux") else {}  # the transformers want the size said
-    pipe(prompt="warm-up", image=torch.from_numpy(imgs[0].transpose(2, 0, 1))[None].cuda(), strength=strength,
+    pipe(prompt="warm-up", image=torch.from_numpy(imgs[0].transpose(2, 0, 1))[None].to(DEVICE), strength=strength,
          num_inference_steps=steps, output_type="np", **size)
-    torch.cuda.synchronize()
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for group in batches:
-        x = torch.from_numpy(np.stack([g.transpose(2, 0, 1) for g in group])).cuda()
+        x = torch.from_numpy(np.stack([g.transpose(2, 0, 1) for g in group])).to(DEVICE)
         pipe(prompt=["an oil painting"] * len(group), image=x, strength=strength, num_inference_steps=steps,
              output_type="np", **size)
-    torch.cuda.synchronize()
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
     return len(imgs) / (time.perf_counter() - start)
 
 
@@ -197,9 +211,10 @@ def through_server(folder: Path, kind: str, imgs: List[np.ndarray], steps: int, 
             f.write(str(plate / f"bench.{i:04d}.exr"))
     cfg_file = work / "models.toml"
     kind_name, _, dtype = KINDS[kind]
+    precision = "fp32" if DEVICE == "cpu" else "bf16" if dtype == "bfloat16" else "fp16"
     # One name per kind: loaded pipelines are cached per process by model name, and every kind runs here.
     cfg_file.write_text(f'[models.bench-{kind}]\nkind = "{kind_name}"\npath = "{folder}"\nsteps = {steps}\n'
-                        f'strength = {strength}\ndtype = "{"bf16" if dtype == "bfloat16" else "fp16"}"\n')
+                        f'strength = {strength}\ndtype = "{precision}"\n')
     cfg = load_config(cfg_file)
     cfg.listen, cfg.data_dir = "127.0.0.1:0", work / "data"
     server = ShotpassServer(cfg)
@@ -225,6 +240,8 @@ def main() -> int:
     p.add_argument("--strength", type=float, default=0.5)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--kinds", default="sd15,sdxl,sd3", help="any of sd15, sdxl, sd3, flux (flux: 40 GB GPUs)")
+    p.add_argument("--check", action="store_true",
+                   help="prove the script on CPU with the tests' tiny pipelines (figures mean nothing)")
     args = p.parse_args()
     unknown = set(args.kinds.split(",")) - set(KINDS)
     if unknown:
@@ -234,7 +251,10 @@ def main() -> int:
     except ImportError:
         print("gpu_passes: torch is not installed (pip install 'shotpass[diffusion]')", file=sys.stderr)
         return 2
-    if not torch.cuda.is_available():
+    global W, H, DEVICE
+    if args.check:
+        W, H, DEVICE = CHECK_SIZE, CHECK_SIZE, "cpu"
+    elif not torch.cuda.is_available():
         print("gpu_passes: no CUDA GPU visible; this benchmark measures fp16 GPU throughput and does not run on CPU",
               file=sys.stderr)
         return 2
@@ -249,8 +269,12 @@ def main() -> int:
                 "bare_batched_fps": bare(folder, kind, imgs, args.steps, args.strength, args.batch),
                 "server_fps": through_server(folder, kind, imgs, args.steps, args.strength, work),
             }
-    print(f"GPU: {torch.cuda.get_device_name(0)}; {W}x{H}, {args.steps} steps x strength {args.strength}, fp16 "
-          "(sd3, flux: bf16)")
+    if DEVICE == "cpu":
+        print(f"CHECK on CPU: tiny pipelines, {W}x{H}, {args.steps} steps x strength {args.strength}, fp32 "
+              "(every path ran; these figures mean nothing)")
+    else:
+        print(f"GPU: {torch.cuda.get_device_name(0)}; {W}x{H}, {args.steps} steps x strength {args.strength}, fp16 "
+              "(sd3, flux: bf16)")
     for kind, r in results.items():
         print(f"{kind:5} bare {r['bare_fps']:.2f} fps | bare batch {args.batch} {r['bare_batched_fps']:.2f} fps | "
               f"server {r['server_fps']:.2f} fps")
