@@ -145,15 +145,18 @@ async function queuePage() {
       h("td", {}, bar, " ", done), h("td", {}, cells), h("td", {}, step),
       device, h("td", {}, reorder), h("td", {}, hold, " ", cancel));
   }
+  function setDone(l, count) {  // a row's progress bar and its "done/total"
+    l.count = count;
+    l.bar.value = count;
+    l.done.textContent = `${count}/${l.total}`;
+  }
   function refreshRow(r) {  // what changes without a new row: progress, frame cells, device time, place in line
     const l = live[r.id];
     for (const f of r.frames) {
       const cell = l.cells.querySelector(`[data-frame="${f.frame}"]`);
       if (cell) { cell.className = "cell f-" + f.state.toLowerCase(); cell.title = `frame ${f.frame}: ${f.state}`; }
     }
-    l.count = r.frames_done;
-    l.bar.value = r.frames_done;
-    l.done.textContent = `${r.frames_done}/${r.frames_total}`;
+    setDone(l, r.frames_done);
     l.device.textContent = secs(r.device_seconds);
     if (r.state === "QUEUED") l.step.textContent = r.position ? `#${r.position} in line` : "";
   }
@@ -205,9 +208,7 @@ async function queuePage() {
     if (!l) return;
     const cell = l.cells.querySelector(`[data-frame="${e.frame}"]`);
     if (cell) cell.className = "cell f-done";
-    l.count = e.frames_done || l.count + 1;
-    l.bar.value = l.count;
-    l.done.textContent = `${l.count}/${l.total}`;
+    setDone(l, e.frames_done || l.count + 1);
   });
   for (const kind of ["STARTED", "FINISHED", "queue", "FRAME_FAILED", "QUEUED"]) events.addEventListener(kind, later);
   events.addEventListener("logged_out", () => location.reload());
